@@ -1,0 +1,51 @@
+# Two commands: `make run` and `make test`. Both create .venv when missing and install what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# llama-cpp-python compiles from source (about 5 minutes on 2 cores). The default native build dies
+# with SIGILL on some CPUs, so it is built portably once and the wheel kept outside the repo.
+LLAMA_VERSION := 0.3.36
+WHEEL_CACHE ?= $(HOME)/.cache/date-spark/wheels
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+STAMP := $(VENV)/.date-spark-installed
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export SPARK_LOCAL_IP := 127.0.0.1
+
+.PHONY: run test test-fast lint typecheck bench clean env
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@if ! ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_VERSION) portably (one time, about 5 minutes)"; \
+		mkdir -p $(WHEEL_CACHE); \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-cache-dir \
+			-w $(WHEEL_CACHE) "llama-cpp-python==$(LLAMA_VERSION)"; \
+	fi
+	$(PIP) install --quiet $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(PIP) install --quiet -e ".[dev,local-llm]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m date_spark.cli run --config conf/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check date_spark jobs tests benchmarks
+	$(VENV)/bin/mypy date_spark
+
+bench: $(STAMP)
+	$(PY) benchmarks/assign_rules.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info date_spark_runs output spark-warehouse

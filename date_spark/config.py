@@ -1,0 +1,336 @@
+"""Job configuration: one immutable pydantic model, layered from YAML files, `--set` overrides and
+the environment.
+
+Precedence, lowest first: the embedded defaults (`conf/base.yaml` ships the same values), each YAML
+file in the order given, environment variables `DATE_SPARK__SECTION__KEY=value`, then `--set
+section.key=value`. Values from the environment and `--set` are parsed as YAML scalars, so
+`--set discovery.rho=0.1` is a float and `--set input.exclude=[a,b]` a list.
+
+Secrets never live in config: `llm.api_key_env` names the environment variable that holds the key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from date_spark.errors import ConfigError
+
+ENV_PREFIX = "DATE_SPARK__"
+RESERVED_PREFIX = "_date_"
+_SECRET_KEYS = {"api_key", "apikey", "key", "secret", "token", "password", "azure_api_key"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class InputConfig(_Section):
+    path: str | None = None
+    format: Literal["parquet", "csv"] = "parquet"
+    table: str | None = None
+    target: str | None = None
+    task: Literal["auto", "classification", "regression"] = "auto"
+    columns: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    csv_options: dict[str, str] = Field(
+        default_factory=lambda: {"header": "true", "inferSchema": "true"}
+    )
+    min_rows: int = Field(default=40, ge=10)
+    max_classes: int = Field(default=50, ge=2)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputConfig:
+        if self.path and self.table:
+            raise ValueError("set input.path or input.table, not both")
+        return self
+
+
+class DiscoveryConfig(_Section):
+    rho: float = Field(default=0.05, gt=0)
+    rho_mode: Literal["absolute", "relative"] = "absolute"
+    min_rows: int = Field(default=50, ge=2)
+    min_support: float = Field(default=0.01, ge=0, lt=1)
+    max_conjunction_length: int = Field(default=4, ge=1, le=16)
+    max_candidates_per_level: int = Field(default=50, ge=2)
+    sample_per_candidate: int = Field(default=20000, ge=50)
+    split_tree_depth: int = Field(default=3, ge=1, le=10)
+    model: Literal["decision_tree", "random_forest"] = "decision_tree"
+    model_max_depth: int | None = Field(default=6, ge=1)
+    time_budget_s: float = Field(default=900.0, gt=0)
+    stop_uncovered_fraction: float = Field(default=0.01, ge=0, lt=1)
+    model_sharing: bool = True
+
+
+class GenerationConfig(_Section):
+    generator: Literal["llm", "interpolation"] = "llm"
+    iterations: int = Field(default=3, ge=1, le=10)
+    rows_per_request: int = Field(default=10, ge=1, le=200)
+    requests_per_rule: int = Field(default=2, ge=1)
+    max_rules: int = Field(default=20, ge=1)
+    example_blocks: int = Field(default=10, ge=0)
+    example_rows: int = Field(default=8, ge=0)
+    prompt_token_budget: int = Field(default=1500, ge=256)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    mask_categoricals: bool = False
+    sensitive_columns: tuple[str, ...] = ()
+
+
+class SelectionConfig(_Section):
+    strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
+    alpha: float = Field(default=0.8, ge=0, le=1)
+    budget_rows: int = Field(default=100, ge=1)
+    ucb_c: float = Field(default=2.0, ge=0)
+    top_k: int = Field(default=5, ge=1)
+    max_steps: int = Field(default=200, ge=1)
+
+
+class LocalModelConfig(_Section):
+    model_path: str | None = None
+    model_alias: str = "smollm2"
+    n_ctx: int = Field(default=2048, ge=256)
+    n_threads: int = Field(default=2, ge=1)
+    port: int = Field(default=0, ge=0, le=65535)
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class ModelPrice(_Section):
+    prompt_per_1k: float = Field(default=0.0, ge=0)
+    completion_per_1k: float = Field(default=0.0, ge=0)
+
+
+class LlmConfig(_Section):
+    provider: Literal["local", "openai", "azure"] = "local"
+    base_url: str | None = None
+    model: str = "smollm2"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    api_version: str | None = None
+    structured_output: Literal["auto", "json_schema", "json_object", "vllm", "none"] = "auto"
+    max_tokens: int = Field(default=1024, ge=16)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    backoff_base_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    concurrency_per_task: int = Field(default=4, ge=1)
+    # Spark tasks (independent API clients) the gateway spreads requests over; rate and budget are
+    # divided among them, so keep it at or below the executor cores that can run them at once.
+    max_tasks: int = Field(default=8, ge=1)
+    requests_per_minute: float = Field(default=600.0, gt=0)
+    tokens_per_minute: float = Field(default=1_000_000.0, gt=0)
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_cost: float | None = Field(default=None, gt=0)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    cache_path: str | None = "date_spark_runs/llm_cache"
+    seed: int | None = 0
+    local: LocalModelConfig = Field(default_factory=LocalModelConfig)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or not v.replace("_", "").isalnum() or v[0].isdigit()):
+            raise ValueError(
+                "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key"
+            )
+        return v
+
+
+class OutputConfig(_Section):
+    path: str | None = None
+    table: str | None = None
+    format: Literal["parquet"] = "parquet"
+    mode: Literal["synthetic", "augmented"] = "synthetic"
+    run_date: _dt.date = Field(default_factory=_dt.date.today)
+    runs_dir: str = "date_spark_runs"
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> OutputConfig:
+        if self.path and self.table:
+            raise ValueError("set output.path or output.table, not both")
+        return self
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "date-spark"
+
+
+class SparkConfig(_Section):
+    master: str | None = "local[2]"
+    app_name: str = "date-spark"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class SplitConfig(_Section):
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    validation_fraction: float = Field(default=0.25, gt=0, lt=1)
+
+
+class Config(_Section):
+    seed: int = 42
+    input: InputConfig = Field(default_factory=InputConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
+        """Return a new config with dotted-key overrides applied (the model itself is frozen)."""
+        data = self.model_dump(mode="json")
+        for key, value in overrides.items():
+            _set_dotted(data, key, value)
+        return _validate(data, source="overrides")
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved config as plain data; it never holds secrets, only variable names."""
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, str]:
+        """Flattened `section.key -> str` view, for MLflow params."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = json.dumps(value) if not isinstance(value, str) else value
+
+        walk("", self.redacted())
+        return out
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = [p for p in key.split(".") if p]
+    if not parts:
+        raise ConfigError(f"empty override key {key!r}; use section.key=value")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(
+                f"unknown config key {'.'.join(parts[: i + 1])!r} in override {key!r}; "
+                f"see `date-spark validate-config` for the valid keys"
+            )
+        if node[part] is None:
+            node[part] = {}
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"config key {'.'.join(parts[:-1])!r} is not a section; cannot set {key!r}"
+        )
+    node[parts[-1]] = value
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            leaf = str(e["loc"][-1]).lower()
+            if leaf in _SECRET_KEYS:
+                problems.append(
+                    f"{loc}: secrets are not accepted in config; put the key in an environment "
+                    f"variable and set llm.api_key_env to its name"
+                )
+            else:
+                problems.append(f"unknown config key {loc!r}; remove it or check its spelling")
+            continue
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "a mapping"
+        problems.append(f"{loc}={shown}: {e['msg']}")
+    return f"invalid config ({source}): " + "; ".join(problems)
+
+
+def _validate(data: Any, source: str) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config ({source}): the top level must be a mapping of sections")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise ConfigError(f"malformed YAML in {str(p)!r}{where}: {problem}; fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(p)!r} must hold a mapping of sections at the top level"
+        )
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse one `section.key=value`; the value is read as a YAML scalar or flow collection."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            key = ".".join(p.lower() for p in name[len(ENV_PREFIX) :].split("__"))
+            _, value = parse_override(f"{key}={raw}")
+            out[key] = value
+    return out
+
+
+def load_config(
+    paths: Sequence[str | Path] = (),
+    overrides: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve the job's config; raises ConfigError with one line naming the key and the fix."""
+    data: dict[str, Any] = {}
+    for p in paths:
+        data = _deep_merge(data, read_yaml(p))
+    base = _validate(data, source=", ".join(str(p) for p in paths) or "defaults")
+    layered: dict[str, Any] = dict(env_overrides(environ))
+    for item in overrides:
+        key, value = parse_override(item)
+        layered[key] = value
+    return base.with_overrides(layered) if layered else base
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.redacted(), sort_keys=False)

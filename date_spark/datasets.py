@@ -1,0 +1,168 @@
+"""Tables with known structure: planted regimes, each with its own relation from features to label.
+
+Used for the bundled demo table, tests that must recover the regimes, and 1e7-row benchmarks.
+The pandas and Spark generators share formulas, so tests on small frames speak for large ones.
+
+Regimes (x* are uniform on [0, 1), c0 is one of a/b/c/d):
+  R0: x0 < 0.3                              y = x1 > 0.5
+  R1: 0.3 <= x0 < 0.6 and c0 in (a, b)      y = x2 < 0.4
+  R2: 0.3 <= x0 < 0.6 and c0 in (c, d)      y = x3 + x4 > 1
+  R3: x0 >= 0.6 and x5 < 0.5                y = x6 > 0.7
+  R4: x0 >= 0.6 and x5 >= 0.5               y = x1 < 0.3      (with shared=True: y = x1 > 0.5, R0's)
+Labels flip with probability `noise`. For regression, each regime has its own linear function.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+CATEGORIES = ("a", "b", "c", "d")
+N_REGIMES = 5
+
+
+def _regime_np(x0: np.ndarray, c0: np.ndarray, x5: np.ndarray) -> np.ndarray:
+    ab = np.isin(c0, ["a", "b"])
+    return np.select(
+        [x0 < 0.3, (x0 < 0.6) & ab, x0 < 0.6, x5 < 0.5],
+        [0, 1, 2, 3],
+        default=4,
+    )
+
+
+def planted_regimes(
+    n_rows: int = 5000,
+    n_features: int = 10,
+    noise: float = 0.05,
+    seed: int = 0,
+    task: Literal["classification", "regression"] = "classification",
+    shared: bool = False,
+    with_regime: bool = True,
+) -> pd.DataFrame:
+    """A heterogeneous table: `x0..x{n_features-1}`, `c0`, label `y`, and `regime` (ground truth,
+    drop it before use) when `with_regime`."""
+    if n_features < 7:
+        raise ValueError("planted_regimes needs n_features >= 7")
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_rows, n_features))
+    c0 = rng.choice(np.array(CATEGORIES), size=n_rows)
+    regime = _regime_np(x[:, 0], c0, x[:, 5])
+    df = pd.DataFrame({f"x{i}": x[:, i] for i in range(n_features)})
+    df.insert(1, "c0", c0)
+    if task == "classification":
+        r4 = (x[:, 1] > 0.5) if shared else (x[:, 1] < 0.3)
+        y = np.select(
+            [regime == 0, regime == 1, regime == 2, regime == 3],
+            [x[:, 1] > 0.5, x[:, 2] < 0.4, x[:, 3] + x[:, 4] > 1, x[:, 6] > 0.7],
+            default=r4,
+        ).astype(np.int64)
+        flip = rng.random(n_rows) < noise
+        y = np.where(flip, 1 - y, y)
+        df["y"] = y
+    else:
+        y = np.select(
+            [regime == 0, regime == 1, regime == 2, regime == 3],
+            [10 * x[:, 1], -8 * x[:, 2] + 5, 6 * (x[:, 3] + x[:, 4]), 12 * x[:, 6] - 4],
+            default=(10 * x[:, 1]) if shared else (-10 * x[:, 1] + 8),
+        )
+        df["y"] = y + rng.normal(0, noise * 4, n_rows)
+    if with_regime:
+        df["regime"] = regime
+    return df
+
+
+def planted_regimes_spark(
+    spark: SparkSession,
+    n_rows: int,
+    n_features: int = 20,
+    noise: float = 0.05,
+    seed: int = 0,
+    num_partitions: int | None = None,
+    with_regime: bool = False,
+) -> DataFrame:
+    """The classification table above, generated inside Spark (for 1e7-row benchmarks)."""
+    base = spark.range(0, n_rows, numPartitions=num_partitions or max(2, n_rows // 500_000))
+    xs = [F.rand(seed * 1000 + i).alias(f"x{i}") for i in range(n_features)]
+    df = base.select(
+        *xs, F.rand(seed * 1000 + 997).alias("_u_c"), F.rand(seed * 1000 + 998).alias("_u_n")
+    )
+    c0 = F.element_at(
+        F.array(*[F.lit(c) for c in CATEGORIES]), (F.floor(F.col("_u_c") * 4) + 1).cast("int")
+    )
+    df = df.withColumn("c0", c0)
+    x = [F.col(f"x{i}") for i in range(n_features)]
+    regime: Column = (
+        F.when(x[0] < 0.3, 0)
+        .when((x[0] < 0.6) & F.col("c0").isin("a", "b"), 1)
+        .when(x[0] < 0.6, 2)
+        .when(x[5] < 0.5, 3)
+        .otherwise(4)
+    )
+    df = df.withColumn("regime", regime)
+    r = F.col("regime")
+    y = (
+        F.when(r == 0, x[1] > 0.5)
+        .when(r == 1, x[2] < 0.4)
+        .when(r == 2, (x[3] + x[4]) > 1)
+        .when(r == 3, x[6] > 0.7)
+        .otherwise(x[1] < 0.3)
+    ).cast("long")
+    y = F.when(F.col("_u_n") < noise, 1 - y).otherwise(y)
+    cols = [f"x{i}" for i in range(n_features)]
+    cols.insert(1, "c0")
+    out = df.withColumn("y", y).select(*cols, "y", *(["regime"] if with_regime else []))
+    return out
+
+
+def demo_credit(n_rows: int = 4000, seed: int = 7) -> pd.DataFrame:
+    """The bundled demo table: a small credit-default table with mixed column kinds (numeric,
+    categorical, boolean, date, nulls) and four planted customer segments."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, n_rows)
+    region = rng.choice(
+        np.array(["north", "south", "east", "west"]), n_rows, p=[0.3, 0.3, 0.25, 0.15]
+    )
+    income = np.round(rng.lognormal(10.4, 0.5, n_rows), 2)
+    utilization = np.round(rng.beta(2, 3, n_rows), 4)
+    accounts = rng.poisson(3, n_rows).astype(np.int64)
+    homeowner = rng.random(n_rows) < 0.45
+    start = dt.date(2015, 1, 1)
+    opened = [start + dt.timedelta(days=int(d)) for d in rng.integers(0, 3650, n_rows)]
+    young = age < 30
+    south = region == "south"
+    seg = np.select(
+        [young & ~homeowner, south & (age >= 30), utilization > 0.6], [0, 1, 2], default=3
+    )
+    logit = np.select(
+        [seg == 0, seg == 1, seg == 2],
+        [
+            3.0 * (utilization - 0.4) * 4 - 0.5,  # young renters: utilisation drives default
+            -(income - 30000) / 8000,  # the south: income drives it
+            (accounts - 3) * 0.9,  # high utilisation: many accounts drive it
+        ],
+        default=-2.0 + 0.02 * (60 - age),  # everyone else: low, slowly falling with age
+    )
+    p = 1 / (1 + np.exp(-logit))
+    default = (rng.random(n_rows) < p).astype(np.int64)
+    df = pd.DataFrame(
+        {
+            "age": age.astype(np.int64),
+            "region": region,
+            "income": income,
+            "utilization": utilization,
+            "num_accounts": accounts,
+            "homeowner": homeowner,
+            "account_opened": opened,
+            "default": default,
+        }
+    )
+    # Real tables have holes: income unknown for some, region for a few.
+    df.loc[rng.random(n_rows) < 0.03, "income"] = np.nan
+    df["region"] = df["region"].astype(object)
+    df.loc[rng.random(n_rows) < 0.01, "region"] = None
+    return df

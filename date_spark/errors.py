@@ -1,0 +1,51 @@
+"""Domain errors. Each carries the CLI exit code so every entry point maps failures the same way."""
+
+from __future__ import annotations
+
+
+class DateSparkError(Exception):
+    """Base class: a one-line message naming the problem and the fix."""
+
+    exit_code: int = 1
+
+
+class ConfigError(DateSparkError):
+    """The configuration is malformed or names something that does not exist."""
+
+    exit_code = 2
+
+
+class InputError(DateSparkError):
+    """The input table cannot be used as it is (missing, wrong columns, wrong types, too small)."""
+
+    exit_code = 2
+
+
+class RuleError(DateSparkError, ValueError):
+    """A rule's text or JSON form is invalid for the table it is meant for."""
+
+    exit_code = 2
+
+
+class OutputError(DateSparkError):
+    """The output location is unsafe or the write could not be committed."""
+
+    exit_code = 2
+
+
+class DiscoveryError(DateSparkError):
+    """Rule discovery cannot run with the given data and limits."""
+
+    exit_code = 2
+
+
+class EndpointError(DateSparkError):
+    """The LLM endpoint is unreachable or keeps failing after retries."""
+
+    exit_code = 3
+
+
+class BudgetExhausted(DateSparkError):
+    """The configured token or cost budget is spent; no further LLM calls are made."""
+
+    exit_code = 3

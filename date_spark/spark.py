@@ -1,0 +1,52 @@
+"""SparkSession handling. The library never builds a session behind a user's back on a cluster:
+`session()` reuses the active one (Databricks, spark-submit, Spark Connect) and only builds a local
+session when none exists."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from pyspark.sql import SparkSession
+
+from date_spark.config import SparkConfig
+
+# Defaults for sessions this package builds itself. Large CASE/WHEN expressions over many rules are
+# only JIT-compiled with -XX:-DontCompileHugeMethods (measured 100 s -> 7 s at 10M rows x 50 rules).
+LOCAL_DEFAULTS: Mapping[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
+    "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
+}
+
+
+def _prepare_local_python() -> None:
+    # Python workers must run the driver's interpreter, or they miss pandas/pyarrow.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def session(cfg: SparkConfig | None = None) -> SparkSession:
+    """The active session if there is one, else a new one built from `cfg`."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    cfg = cfg or SparkConfig()
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if cfg.master:
+        if cfg.master.startswith("local"):
+            _prepare_local_python()
+        builder = builder.master(cfg.master)
+    conf = (
+        {**LOCAL_DEFAULTS, **cfg.conf} if (cfg.master or "").startswith("local") else dict(cfg.conf)
+    )
+    for k, v in conf.items():
+        builder = builder.config(k, v)
+    return builder.getOrCreate()

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from date_spark.config import Config, load_config
+from date_spark.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_the_paper_defaults() -> None:
+    c = Config()
+    assert c.discovery.rho == 0.05
+    assert c.generation.iterations == 3
+    assert c.generation.temperature == 0.7
+    assert c.selection.alpha == 0.8
+    assert c.selection.budget_rows == 100
+    assert c.selection.ucb_c == 2.0
+    assert c.split.test_fraction == 0.2 and c.split.validation_fraction == 0.25
+    assert c.output.run_date == dt.date.today()
+
+
+def test_shipped_yaml_files_load() -> None:
+    for name in ("base.yaml", "demo.yaml", "cluster.example.yaml"):
+        load_config([ROOT / "conf" / name])
+
+
+def test_base_yaml_states_the_embedded_defaults() -> None:
+    base = yaml.safe_load((ROOT / "conf" / "base.yaml").read_text())
+    defaults = Config().redacted()
+    defaults["output"].pop("run_date")
+    base.get("output", {}).pop("run_date", None)
+    assert base == defaults
+
+
+def test_layering_env_then_set(tmp_path: Path) -> None:
+    a = write(tmp_path, "input: {target: y, path: /data/a}\ndiscovery: {rho: 0.1}\n", "a.yaml")
+    b = write(tmp_path, "discovery: {max_conjunction_length: 3}\n", "b.yaml")
+    env = {"DATE_SPARK__DISCOVERY__RHO": "0.2", "DATE_SPARK__LLM__MODEL": "m1"}
+    c = load_config([a, b], ["discovery.rho=0.3", "input.exclude=[a, b]"], environ=env)
+    assert c.discovery.rho == 0.3  # --set beats env beats files
+    assert c.discovery.max_conjunction_length == 3
+    assert c.llm.model == "m1"
+    assert c.input.exclude == ("a", "b")
+    assert c.input.path == "/data/a"
+
+
+def test_config_is_immutable() -> None:
+    c = Config()
+    with pytest.raises(ValidationError):
+        c.discovery.rho = 0.2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("discovery: {rhoo: 0.1}\n", "unknown config key 'discovery.rhoo'"),
+        ("bogus: {a: 1}\n", "unknown config key 'bogus'"),
+        ("discovery: {rho: -1}\n", "discovery.rho=-1"),
+        ("discovery: {rho: abc}\n", "discovery.rho='abc'"),
+        ("selection: {strategy: random}\n", "selection.strategy='random'"),
+        ("input: {task: clustering}\n", "input.task"),
+        ("llm: {api_key: sk-123}\n", "secrets are not accepted in config"),
+        ("llm: {api_key_env: 'sk-abc def'}\n", "NAME of an environment variable"),
+        ("input: {path: a, table: b}\n", "not both"),
+    ],
+)
+def test_bad_values_name_key_and_value(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config([write(tmp_path, text)])
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_secret_value_never_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config([write(tmp_path, "llm: {api_key: sk-SECRET-123}\n")])
+    assert "sk-SECRET-123" not in str(err.value)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "input:\n  target: y\n  exclude: [a, b\n")
+    with pytest.raises(ConfigError) as err:
+        load_config([p])
+    assert "malformed YAML" in str(err.value) and str(p) in str(err.value)
+    assert "line" in str(err.value)
+
+
+def test_missing_file_and_bad_override(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config([tmp_path / "nope.yaml"])
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        load_config([], ["discovery.rho"])
+    with pytest.raises(ConfigError, match="unknown config key 'nosuch'"):
+        load_config([], ["nosuch.key=1"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'discovery\.nokey'"):
+        load_config([], ["discovery.nokey=1"])
+
+
+def test_flat_view_for_tracking() -> None:
+    flat = Config().flat()
+    assert flat["discovery.rho"] == "0.05"
+    assert flat["llm.api_key_env"] == "OPENAI_API_KEY"
