@@ -54,19 +54,55 @@ class InputConfig(_Section):
 
 
 class DiscoveryConfig(_Section):
-    rho: float = Field(default=0.05, gt=0)
-    rho_mode: Literal["absolute", "relative"] = "absolute"
+    """Algorithm 1 (DGR discovery). `date_spark/discovery.py` documents the semantics.
+
+    rho_mode: how `rho` becomes the error threshold a DGR's model must meet on its rows:
+      - "relative" (default): threshold = floor * (root_error / floor) ** rho, where root_error
+        is the error of one `model` on the whole table and floor the error of a boosted-tree
+        reference model (an estimate of the noise no rule can beat). rho in (0, 1) places the
+        threshold between the two on a log scale (errors, MSE especially, span orders of
+        magnitude). Reachable at any label-noise level.
+      - "absolute": threshold = rho (the paper's: error rate, or MSE for regression). Below the
+        noise floor nothing can be accepted; discovery then warns and serves rows globally.
+      - "variance": threshold = rho * the constant predictor's error (the target's variance for
+        regression, 1 - majority share for classification); rho in (0, 1).
+    model: the per-DGR model. "linear" (default: logistic / ridge regression) keeps the error
+      threshold meaningful: a deep tree fits a union of two regimes as well as one regime, so its
+      error cannot tell them apart (measured on the planted tables).
+    split_target: what the splitting tree of a rejected candidate is fitted to. "residual"
+      (default): the residuals of the candidate's own model, so splits fall where that model
+      fails (regime boundaries); "label": the label itself, as in the authors' code.
+    """
+
+    rho: float = Field(default=0.25, gt=0, allow_inf_nan=False)
+    rho_mode: Literal["relative", "absolute", "variance"] = "relative"
     min_rows: int = Field(default=50, ge=2)
     min_support: float = Field(default=0.01, ge=0, lt=1)
     max_conjunction_length: int = Field(default=4, ge=1, le=16)
     max_candidates_per_level: int = Field(default=50, ge=2)
+    max_levels: int = Field(default=12, ge=1)
     sample_per_candidate: int = Field(default=20000, ge=50)
+    validation_fraction: float = Field(default=0.25, gt=0, lt=1)
     split_tree_depth: int = Field(default=3, ge=1, le=10)
-    model: Literal["decision_tree", "random_forest"] = "decision_tree"
+    split_target: Literal["residual", "label"] = "residual"
+    splits_per_candidate: int | None = Field(default=1, ge=1)
+    lookahead_splits: int = Field(default=3, ge=0)
+    model: Literal["linear", "decision_tree", "random_forest"] = "linear"
     model_max_depth: int | None = Field(default=6, ge=1)
+    global_model: Literal["decision_tree", "random_forest", "linear"] = "decision_tree"
+    max_categories: int = Field(default=64, ge=2, le=255)
     time_budget_s: float = Field(default=900.0, gt=0)
     stop_uncovered_fraction: float = Field(default=0.01, ge=0, lt=1)
     model_sharing: bool = True
+
+    @model_validator(mode="after")
+    def _rho_range(self) -> DiscoveryConfig:
+        if self.rho_mode != "absolute" and self.rho >= 1:
+            raise ValueError(
+                f"rho={self.rho} with rho_mode={self.rho_mode} must be below 1 (a share of the "
+                f"global model's error); use rho_mode=absolute for an error threshold"
+            )
+        return self
 
 
 class GenerationConfig(_Section):
@@ -81,22 +117,39 @@ class GenerationConfig(_Section):
     temperature: float = Field(default=0.7, ge=0, le=2)
     mask_categoricals: bool = False
     sensitive_columns: tuple[str, ...] = ()
+    refined_rules_per_rule: int = Field(default=2, ge=1, le=20)
+    partition_sample_rows: int = Field(default=5000, ge=50)
+    tree_max_depth: int = Field(default=4, ge=1, le=12)
+    history_items: int = Field(default=6, ge=0)
 
 
 class SelectionConfig(_Section):
+    """Algorithm 3 (arm selection). `date_spark/selection.py` documents the semantics.
+
+    min_z: an arm is added (bandit, forward greedy) or removed (backward greedy) only when the score
+      strictly improves AND the improvement is significant on the paired per-row validation losses:
+      z > min_z, with z = (b - c) / sqrt(b + c) for classification (McNemar; b rows that became
+      correct, c rows that became wrong) and the paired z of the loss differences for regression.
+      The default 1.645 is a one-sided 5% test, so one or two validation rows flipping (noise)
+      admit no arm. 0 restores the paper's rule (accept any strict improvement). Evaluators
+      without per-row losses always use the paper's rule; Top-k is never tested.
+    """
+
     strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
     alpha: float = Field(default=0.8, ge=0, le=1)
     budget_rows: int = Field(default=100, ge=1)
     ucb_c: float = Field(default=2.0, ge=0)
     top_k: int = Field(default=5, ge=1)
     max_steps: int = Field(default=200, ge=1)
+    min_z: float = Field(default=1.645, ge=0)
 
 
 class LocalModelConfig(_Section):
     model_path: str | None = None
     model_alias: str = "smollm2"
     n_ctx: int = Field(default=2048, ge=256)
-    n_threads: int = Field(default=2, ge=1)
+    # One thread: measured 2 s per request vs 35-80 s with two on a busy 2-core machine.
+    n_threads: int = Field(default=1, ge=1)
     port: int = Field(default=0, ge=0, le=65535)
     startup_timeout_s: float = Field(default=120.0, gt=0)
 

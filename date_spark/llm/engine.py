@@ -1,0 +1,424 @@
+"""What one Spark task does with its requests: cache, budget, rate limit, retries, validation.
+
+Kept free of Spark so it runs the same inside `mapInPandas`, in a benchmark, or in a plain test.
+A request's life: look up the cache (a hit is free and makes no call) -> reserve budget -> wait
+for an AIMD concurrency slot and the rate buckets -> call -> on 429/5xx/timeout/connection error
+back off (Retry-After honoured, jittered exponential otherwise) and retry up to `llm.max_retries`
+-> store the reply in the cache -> validate every row. Replies with unusable content are not
+retried: they were billed, they are cached, and their rows are counted as rejected.
+
+A task whose every attempt so far failed to connect declares the endpoint dead after the first
+request exhausts its retries, and fails the rest at once, so a wrong URL costs seconds, not
+minutes. Error texts name the URL and are scrubbed of the API key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from date_spark.config import LlmConfig
+from date_spark.llm.budget import TaskBudget, price_for
+from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key
+from date_spark.llm.client import key_required, make_client, read_api_key
+from date_spark.llm.limits import AdaptiveConcurrency, RateLimiter, backoff_delay, parse_retry_after
+from date_spark.llm.rows import RowSchema
+
+log = logging.getLogger("date_spark.llm")
+
+STATUSES = ("ok", "failed", "budget_exhausted", "invalid_request")
+_RETRY_STATUS = {408, 409, 425, 429}
+_ABOUT_FORMAT = re.compile(r"(?i)response_format|json_schema|structured|grammar|schema")
+_KEYLIKE = re.compile(r"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+)[A-Za-z0-9._\-]{6,}")
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    request_id: str
+    messages: list[dict[str, Any]]
+    schema: RowSchema
+    temperature: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class LlmResult:
+    request_id: str
+    status: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    calls: int = 0
+    retries: int = 0
+    cache_hit: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    error: str | None = None
+    first_call_at: float | None = field(default=None, repr=False)
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Everything the driver decides for a stage; pickled into the task closure (no secrets)."""
+
+    cfg: LlmConfig
+    base_url: str | None
+    endpoint: str
+    dialect: str
+    num_tasks: int = 1
+    token_share: float | None = None
+    cost_share: float | None = None
+    concurrency: int | None = None
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.concurrency or self.cfg.concurrency_per_task
+
+
+class _Retryable(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        overload: bool = False,
+        retry_after: float | None = None,
+        connection: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.overload = overload
+        self.retry_after = retry_after
+        self.connection = connection
+
+
+class _Fallback(Exception):
+    """The endpoint rejected the structured-output dialect; resend as a plain prompt."""
+
+
+class _Fatal(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def estimate_tokens(messages: Sequence[dict[str, Any]]) -> int:
+    """A deliberately high estimate (3 chars/token + per-message overhead) for reservations."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return chars // 3 + 8 * len(messages) + 8
+
+
+class TaskEngine:
+    """Sends one task's requests with bounded, adaptive concurrency. Build one per task."""
+
+    def __init__(self, plan: TaskPlan, *, rng: random.Random | None = None) -> None:
+        self.plan = plan
+        cfg = plan.cfg
+        self.cfg = cfg
+        self._secrets = [s for s in [self._own_key()] if s and len(s) >= 4]
+        self.client = make_client(cfg, plan.base_url)  # may raise ConfigError (no key)
+        self.cache = ResponseCache(cfg.cache_path)
+        n = max(1, plan.num_tasks)
+        self.limiter = RateLimiter(
+            cfg.requests_per_minute / n, cfg.tokens_per_minute / n, plan.max_concurrency
+        )
+        self.concurrency = AdaptiveConcurrency(plan.max_concurrency)
+        self.budget = TaskBudget(plan.token_share, plan.cost_share, price_for(cfg))
+        self.dialect = plan.dialect
+        self._auto = cfg.structured_output == "auto"
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._successes = 0
+        self._dead: str | None = None
+        self.url = plan.base_url or "https://api.openai.com/v1"
+
+    def _own_key(self) -> str | None:
+        try:
+            if key_required(self.cfg) or self.cfg.api_key_env:
+                k = read_api_key(self.cfg)
+                return None if k.startswith("sk-no-key") else k
+        except Exception:
+            return None
+        return None
+
+    # -- public ---------------------------------------------------------------------------------
+    def run(self, requests: Sequence[LlmRequest]) -> list[LlmResult]:
+        """Results in request order. Never raises for a request's sake."""
+        if not requests:
+            return []
+        # Twice as many threads as call slots: while one thread validates and caches a reply,
+        # another already holds the freed slot, so the endpoint sees the full concurrency.
+        workers = min(2 * self.plan.max_concurrency, len(requests))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
+            return list(pool.map(self._safe_one, requests))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing is best effort
+            self.client.close()
+
+    def redact(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return _KEYLIKE.sub(lambda m: m.group(1) + "***", text)
+
+    # -- one request ----------------------------------------------------------------------------
+    def _safe_one(self, req: LlmRequest) -> LlmResult:
+        try:
+            return self._one(req)
+        except Exception as err:  # defensive: a bug must not kill the task and lose paid replies
+            log.exception("request %s failed unexpectedly", req.request_id)
+            return LlmResult(
+                req.request_id, "failed", error=self.redact(f"{type(err).__name__}: {err}")
+            )
+
+    def params(self, req: LlmRequest, dialect: str) -> dict[str, Any]:
+        messages = list(req.messages)
+        if dialect == "none":
+            messages = [*messages, {"role": "user", "content": req.schema.instruction()}]
+        p: dict[str, Any] = {
+            "model": self.cfg.model,
+            "messages": messages,
+            "max_tokens": req.max_tokens or self.cfg.max_tokens,
+        }
+        if req.temperature is not None:
+            p["temperature"] = req.temperature
+        seed = req.seed if req.seed is not None else self.cfg.seed
+        if seed is not None:
+            p["seed"] = int(seed)
+        p.update(req.schema.request_kwargs(dialect))
+        return p
+
+    @contextmanager
+    def _single_flight(self, key: str) -> Iterator[None]:
+        """Identical requests inside a task wait for the first one and then hit the cache."""
+        with self._lock:
+            lk = self._key_locks.setdefault(key, threading.Lock())
+        with lk:
+            yield
+
+    def _one(self, req: LlmRequest) -> LlmResult:
+        res = LlmResult(req.request_id, "failed")
+        if self._auto and self.dialect != "none":
+            # An earlier run may have fallen back to plain prompts for this endpoint: its reply is
+            # cached under the plain-prompt key, and a rerun must not pay for the 400 again.
+            fallback_hit = self.cache.get(cache_key(self.plan.endpoint, self.params(req, "none")))
+            if fallback_hit is not None:
+                res.cache_hit = True
+                self._finish(req, res, fallback_hit)
+                return res
+        for _ in range(2):  # a second pass only after a dialect fallback
+            dialect = self.dialect
+            params = self.params(req, dialect)
+            key = cache_key(self.plan.endpoint, params)
+            with self._single_flight(key):
+                fallback = self._send(req, params, key, dialect, res)
+            if not fallback:
+                break
+        # From the first attempt to the last answer, retries and backoff included; time spent
+        # queueing for a concurrency slot or the rate limiter before that is not the endpoint's.
+        started = res.first_call_at
+        res.latency_s = time.monotonic() - started if started is not None else 0.0
+        return res
+
+    def _send(
+        self, req: LlmRequest, params: dict[str, Any], key: str, dialect: str, res: LlmResult
+    ) -> bool:
+        """Fill `res`; True means "retry this request in the fallback dialect"."""
+        hit = self.cache.get(key)
+        if hit is not None:
+            res.cache_hit = True
+            self._finish(req, res, hit)
+            return False
+        if self._dead is not None:
+            res.status, res.error = "failed", self._dead
+            return False
+        prompt_est = estimate_tokens(params["messages"])
+        reservation = self.budget.reserve(prompt_est, params["max_tokens"])
+        if reservation is None:
+            res.status = "budget_exhausted"
+            res.error = "token/cost budget spent; no call made"
+            return False
+        est_total = prompt_est + params["max_tokens"]
+        try:
+            reply = self._call_with_retries(req, params, est_total, dialect, res)
+        except _Fallback:
+            self.budget.release(reservation)
+            return True
+        if reply is None:
+            self.budget.release(reservation)
+            return False
+        # Success: bill, cache, validate.
+        with self._lock:
+            self._successes += 1
+        cost = self.budget.settle(reservation, reply.prompt_tokens, reply.completion_tokens)
+        self.limiter.settle(est_total, reply.prompt_tokens + reply.completion_tokens)
+        self.cache.put(key, reply)
+        res.prompt_tokens += reply.prompt_tokens
+        res.completion_tokens += reply.completion_tokens
+        res.cost += cost
+        self._finish(req, res, reply)
+        return False
+
+    def _call_with_retries(
+        self,
+        req: LlmRequest,
+        params: dict[str, Any],
+        est_total: float,
+        dialect: str,
+        res: LlmResult,
+    ) -> CachedResponse | None:
+        """The reply, or None with `res` marked failed. Raises `_Fallback` to switch dialect."""
+        attempt = 0
+        while True:
+            if self._dead is not None:  # another request proved the endpoint unreachable
+                res.status, res.error = "failed", self._dead
+                return None
+            try:
+                return self._call(params, est_total, res)
+            except _Retryable as r:
+                if attempt >= self.cfg.max_retries:
+                    res.status, res.error = (
+                        "failed",
+                        self.redact(f"{r.message} (gave up after {attempt + 1} attempts)"),
+                    )
+                    if r.connection and self._successes == 0:
+                        self._dead = res.error
+                    return None
+                if r.retry_after is not None and r.retry_after > self.cfg.backoff_max_s:
+                    res.status, res.error = (
+                        "failed",
+                        self.redact(
+                            f"{r.message}; the server asked to wait {r.retry_after:.0f}s, more "
+                            f"than llm.backoff_max_s={self.cfg.backoff_max_s:g}"
+                        ),
+                    )
+                    return None
+                delay = backoff_delay(
+                    attempt,
+                    self.cfg.backoff_base_s,
+                    self.cfg.backoff_max_s,
+                    r.retry_after,
+                    self._rng,
+                )
+                if r.overload:
+                    if self.concurrency.on_overload(delay) and self.concurrency.limit <= 1:
+                        # Concurrency is at its floor and 429s still come: slow the request rate.
+                        self.limiter.on_overload()
+                elif r.connection and self._successes == 0:
+                    # Nothing got through yet: probe with fewer calls instead of all at once.
+                    self.concurrency.on_overload(delay)
+                log.debug(
+                    "request %s: %s; retry %d in %.2fs",
+                    req.request_id,
+                    self.redact(r.message),
+                    attempt + 1,
+                    delay,
+                )
+                time.sleep(delay)
+                attempt += 1
+                res.retries += 1
+            except _Fatal as f:
+                if (
+                    self._auto
+                    and dialect != "none"
+                    and f.status in (400, 422)
+                    and (self._successes == 0 or _ABOUT_FORMAT.search(f.message))
+                ):
+                    with self._lock:
+                        switched, self.dialect = self.dialect != "none", "none"
+                    if switched:
+                        log.warning(
+                            "endpoint %s rejected structured output %r (HTTP %s); falling back "
+                            "to plain prompts for this task",
+                            self.url,
+                            dialect,
+                            f.status,
+                        )
+                    raise _Fallback() from None
+                res.status, res.error = "failed", self.redact(f.message)
+                return None
+
+    def _finish(self, req: LlmRequest, res: LlmResult, reply: CachedResponse) -> None:
+        v = req.schema.validate(reply.content)
+        res.status = "ok"
+        res.error = None
+        res.rows = v.rows
+        res.rejected = v.rejected
+        res.finish_reason = reply.finish_reason
+
+    def _call(self, params: dict[str, Any], est_total: float, res: LlmResult) -> CachedResponse:
+        self.concurrency.acquire()
+        try:
+            self.limiter.acquire(est_total)
+            res.calls += 1
+            if res.first_call_at is None:
+                res.first_call_at = time.monotonic()
+            try:
+                comp = self.client.chat.completions.create(**params)
+            except openai.APITimeoutError:
+                raise _Retryable(
+                    f"timed out after {self.cfg.timeout_s:g}s waiting for {self.url} "
+                    f"(llm.timeout_s)"
+                ) from None
+            except openai.APIConnectionError as err:
+                cause = err.__cause__ or err.__context__
+                detail = f"{type(cause).__name__}: {cause}" if cause else str(err)
+                raise _Retryable(
+                    f"cannot connect to {self.url} ({detail})", connection=True
+                ) from None
+            except openai.APIStatusError as err:
+                status = err.status_code
+                msg = f"HTTP {status} from {self.url}: {str(err.message)[:300]}"
+                after = parse_retry_after(dict(err.response.headers))
+                if status == 429:
+                    raise _Retryable(msg, overload=True, retry_after=after) from None
+                if status in _RETRY_STATUS or status >= 500:
+                    raise _Retryable(msg, retry_after=after) from None
+                raise _Fatal(msg, status) from None
+            except openai.APIError as err:  # e.g. a 200 whose body is not a completion
+                raise _Retryable(f"bad response from {self.url}: {type(err).__name__}") from None
+            except (json.JSONDecodeError, ValueError) as err:
+                raise _Retryable(f"unreadable response from {self.url}: {err}") from None
+        finally:
+            self.concurrency.release()
+        self.concurrency.on_success()
+        self.limiter.on_success()
+        choice = comp.choices[0] if comp.choices else None
+        content = (choice.message.content if choice and choice.message else None) or ""
+        usage = comp.usage
+        prompt = usage.prompt_tokens if usage and usage.prompt_tokens is not None else None
+        completion = (
+            usage.completion_tokens if usage and usage.completion_tokens is not None else None
+        )
+        if prompt is None:
+            prompt = estimate_tokens(params["messages"])
+        if completion is None:
+            completion = len(content) // 3 + 1
+        return CachedResponse(
+            content=content,
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            finish_reason=choice.finish_reason if choice else None,
+            model=comp.model,
+        )

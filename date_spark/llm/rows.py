@@ -1,0 +1,698 @@
+"""The target schema of one LLM request, and the validator for what comes back.
+
+A `RowSchema` travels with each request as JSON (the `row_schema` column), so an executor can build
+the request in the endpoint's structured-output dialect and check every returned row without any
+driver state. Validation never trusts the endpoint: even with schema-constrained decoding a small
+model writes out-of-range numbers (llama.cpp's grammar ignores `minimum`/`maximum`), and servers
+without structured output wrap JSON in prose, fences, or run out of tokens mid-array.
+
+Each rejected row is counted under exactly one reason, checked in this order: `missing_field`,
+`extra_field`, `wrong_type`, `invalid_label`, `out_of_domain`, `violates_rule`. A response (or its
+truncated tail) that cannot be read counts once as `parse_error`. `out_of_domain` is measured
+against the data's own domain (categories seen, numeric range); `violates_rule` is the DGR's pandas
+mask on the coerced rows, so a row inside the data's range but outside the rule is told apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import pandas as pd
+
+from date_spark.errors import RuleError
+from date_spark.rules import CategorySet, Interval, Rule, View, parse_rule
+from date_spark.schema import Kind, TableSchema
+
+Dialect = Literal["json_schema", "json_object", "vllm", "none"]
+DIALECTS: tuple[str, ...] = ("json_schema", "json_object", "vllm", "none")
+REASONS: tuple[str, ...] = (
+    "parse_error",
+    "missing_field",
+    "extra_field",
+    "wrong_type",
+    "invalid_label",
+    "out_of_domain",
+    "violates_rule",
+)
+_PRECEDENCE = {r: i for i, r in enumerate(REASONS)}
+RULE_MARKER = "Every row must satisfy:"
+SCHEMA_NAME = "synthetic_rows"
+
+
+class _Bad(Exception):
+    """Internal: a value failed coercion or a domain check."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ----------------------------------------------------------------------------------------------
+# Values
+# ----------------------------------------------------------------------------------------------
+
+
+def _to_json_value(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalars
+        return v.item()
+    return v
+
+
+def _parse_date(v: Any) -> dt.date:
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return dt.date.fromisoformat(s)
+        except ValueError:
+            pass
+        try:
+            ts = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise _Bad("wrong_type") from None
+        if ts.time() == dt.time(0):
+            return ts.date()
+    raise _Bad("wrong_type")
+
+
+def _parse_timestamp(v: Any) -> dt.datetime:
+    if isinstance(v, dt.datetime):
+        return v
+    if isinstance(v, dt.date):
+        return dt.datetime(v.year, v.month, v.day)
+    if isinstance(v, str):
+        try:
+            ts = dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise _Bad("wrong_type") from None
+        if ts.tzinfo is not None:
+            ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return ts
+    raise _Bad("wrong_type")
+
+
+def _from_stored(v: Any, kind: Kind) -> Any:
+    """Values read back from RowSchema JSON: dates arrive as ISO strings."""
+    if v is None:
+        return None
+    if kind is Kind.DATE:
+        return _parse_date(v)
+    if kind is Kind.TIMESTAMP:
+        return _parse_timestamp(v)
+    return v
+
+
+def _finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Columns
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowColumn:
+    """One output column: its kind, and the data's domain (categories) or range (ordered kinds).
+    None means "unconstrained"; bounds are inclusive."""
+
+    name: str
+    kind: Kind
+    integral: bool = False
+    values: tuple[Any, ...] | None = None
+    low: Any = None
+    high: Any = None
+    nullable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "integral": self.integral,
+            "values": None if self.values is None else [_to_json_value(v) for v in self.values],
+            "low": _to_json_value(self.low),
+            "high": _to_json_value(self.high),
+            "nullable": self.nullable,
+        }
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> RowColumn:
+        kind = Kind(d["kind"])
+        vals = d.get("values")
+        return RowColumn(
+            name=str(d["name"]),
+            kind=kind,
+            integral=bool(d.get("integral", False)),
+            values=None if vals is None else tuple(_from_stored(v, kind) for v in vals),
+            low=_from_stored(d.get("low"), kind),
+            high=_from_stored(d.get("high"), kind),
+            nullable=bool(d.get("nullable", False)),
+        )
+
+    # -- validation -----------------------------------------------------------------------------
+    def coerce(self, v: Any) -> Any:
+        """The value in this column's Python type, or `_Bad("wrong_type")`."""
+        k = self.kind
+        if k is Kind.NUMERIC:
+            if isinstance(v, bool):
+                raise _Bad("wrong_type")
+            if isinstance(v, str):
+                s = v.strip()
+                try:
+                    v = int(s)
+                except ValueError:
+                    try:
+                        v = float(s)
+                    except ValueError:
+                        raise _Bad("wrong_type") from None
+            if isinstance(v, int):
+                return int(v) if self.integral else float(v)
+            if isinstance(v, float):
+                if not _finite(v):
+                    raise _Bad("wrong_type")
+                if self.integral:
+                    if not v.is_integer():
+                        raise _Bad("wrong_type")
+                    return int(v)
+                return v
+            raise _Bad("wrong_type")
+        if k is Kind.BOOLEAN:
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+                return v.strip().lower() == "true"
+            if isinstance(v, int) and v in (0, 1):
+                return bool(v)
+            raise _Bad("wrong_type")
+        if k is Kind.CATEGORICAL:
+            if isinstance(v, str):
+                return v
+            if isinstance(v, int) and not isinstance(v, bool):
+                return str(v)
+            raise _Bad("wrong_type")
+        if k is Kind.DATE:
+            return _parse_date(v)
+        return _parse_timestamp(v)
+
+    def in_domain(self, v: Any) -> Any:
+        """The canonical in-domain value, or `_Bad("out_of_domain")`."""
+        if self.values is not None:
+            if v in self.values:
+                return v
+            if isinstance(v, str):
+                # Tolerate case and surrounding spaces when that names exactly one category.
+                folded = v.strip().casefold()
+                hits = [c for c in self.values if isinstance(c, str) and c.casefold() == folded]
+                if len(hits) == 1:
+                    return hits[0]
+            raise _Bad("out_of_domain")
+        try:
+            if self.low is not None and v < self.low:
+                raise _Bad("out_of_domain")
+            if self.high is not None and v > self.high:
+                raise _Bad("out_of_domain")
+        except TypeError:
+            raise _Bad("wrong_type") from None
+        return v
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Rows that passed every check (JSON-ready, in schema column order) and rejects by reason."""
+
+    rows: list[dict[str, Any]]
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tolerant extraction
+# ----------------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
+_DECODER = json.JSONDecoder()
+
+
+def _rows_of(payload: Any, names: set[str], single: bool = True) -> list[Any] | None:
+    """The row list inside a parsed payload, or None when it is not row-shaped. `single` accepts
+    one bare row object (only for a whole reply: inside prose it may be a fragment)."""
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict):
+        rows = payload.get("rows")
+        if isinstance(rows, list):
+            return rows
+        lists = [v for v in payload.values() if isinstance(v, list)]
+        if len(payload) == 1 and len(lists) == 1:
+            return lists[0]
+        if single and names and set(payload) & names:
+            return [payload]
+    return None
+
+
+def _recover_truncated(text: str) -> list[Any]:
+    """Complete objects of the first row array in a cut-off reply (the tail is dropped)."""
+    m = re.search(r'"rows"\s*:\s*\[', text)
+    start = m.end() if m else text.find("[") + 1
+    if start <= 0:
+        return []
+    out: list[Any] = []
+    i, n = start, len(text)
+    while i < n:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n or text[i] != "{":
+            break
+        try:
+            obj, i = _DECODER.raw_decode(text, i)
+        except json.JSONDecodeError:
+            break
+        out.append(obj)
+    return out
+
+
+def extract_rows(text: str | None, names: Iterable[str] = ()) -> tuple[list[Any], int]:
+    """Rows from a reply that may be clean JSON, fenced, wrapped in prose or truncated.
+    Returns (rows, parse_errors): a truncated tail or an unreadable reply counts one error."""
+    if not text or not text.strip():
+        return [], 1
+    nameset = set(names)
+    s = text.strip()
+    try:
+        rows = _rows_of(json.loads(s), nameset)
+        if rows is not None:
+            return rows, 0
+    except json.JSONDecodeError:
+        pass
+    for block in _FENCE.findall(s):
+        try:
+            rows = _rows_of(json.loads(block.strip()), nameset)
+        except json.JSONDecodeError:
+            continue
+        if rows is not None:
+            return rows, 0
+    # JSON somewhere inside prose: try each opening bracket until one decodes to rows.
+    tried = 0
+    for m in re.finditer(r"[\[{]", s):
+        tried += 1
+        if tried > 200:
+            break
+        try:
+            obj, _ = _DECODER.raw_decode(s, m.start())
+        except json.JSONDecodeError:
+            continue
+        rows = _rows_of(obj, nameset, single=False)
+        if rows is not None and (rows == [] or isinstance(rows[0], dict)):
+            return rows, 0
+    recovered = _recover_truncated(s)
+    if not recovered:
+        # Last resort: one bare row object inside prose.
+        for m in re.finditer(r"\{", s):
+            try:
+                obj, _ = _DECODER.raw_decode(s, m.start())
+            except json.JSONDecodeError:
+                continue
+            single = _rows_of(obj, nameset)
+            if single is not None:
+                return single, 0
+    return recovered, 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Schema
+# ----------------------------------------------------------------------------------------------
+
+
+def _int_low(v: Any, closed: bool) -> int:
+    f = math.ceil(v) if closed else math.floor(v) + 1
+    return int(f)
+
+
+def _int_high(v: Any, closed: bool) -> int:
+    f = math.floor(v) if closed else math.ceil(v) - 1
+    return int(f)
+
+
+@dataclass(frozen=True)
+class RowSchema:
+    """What one request asks for: columns, the DGR every row must satisfy, the label and how many
+    rows. Serialised into the `row_schema` request column with `to_json()`."""
+
+    columns: tuple[RowColumn, ...]
+    rule: Rule = field(default_factory=Rule.true)
+    label: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    label_values: tuple[Any, ...] | None = None
+    n_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise RuleError(f"duplicate column names in row schema: {names}")
+        unknown = self.rule.columns() - set(names)
+        if unknown:
+            raise RuleError(
+                f"rule {self.rule.to_text()!r} uses {sorted(unknown)} which the row schema lacks; "
+                f"include those columns"
+            )
+        if self.label is not None and self.label not in names:
+            raise RuleError(f"label column {self.label!r} is not among the columns {names}")
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_table(
+        cls,
+        table: TableSchema,
+        rule: Rule | str | None = None,
+        *,
+        domains: Mapping[str, Iterable[Any]] | None = None,
+        ranges: Mapping[str, tuple[Any, Any]] | None = None,
+        n_rows: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> RowSchema:
+        """Build from the table schema plus the data's categorical `domains` and ordered `ranges`
+        (min, max). The label's classes come from `table.classes` (or its domain)."""
+        domains = domains or {}
+        ranges = ranges or {}
+        wanted = list(columns) if columns is not None else table.names
+        if table.target not in wanted:
+            wanted.append(table.target)
+        cols: list[RowColumn] = []
+        for spec in table.columns:
+            if spec.name not in wanted:
+                continue
+            values: tuple[Any, ...] | None = None
+            low = high = None
+            if spec.name == table.target and table.task == "classification" and table.classes:
+                values = tuple(table.classes)
+            elif spec.name in domains:
+                values = tuple(sorted(set(domains[spec.name]), key=lambda x: (str(type(x)), x)))
+            if spec.kind.ordered and spec.name in ranges:
+                low, high = ranges[spec.name]
+            cols.append(RowColumn(spec.name, spec.kind, spec.integral, values, low, high))
+        if isinstance(rule, str):
+            rule = parse_rule(rule, table.kinds)
+        label_values = None
+        if table.task == "classification":
+            label_col = next(c for c in cols if c.name == table.target)
+            label_values = label_col.values
+        task: Literal["classification", "regression"] = (
+            "classification" if table.task == "classification" else "regression"
+        )
+        return cls(
+            columns=tuple(cols),
+            rule=rule if rule is not None else Rule.true(),
+            label=table.target,
+            task=task,
+            label_values=label_values,
+            n_rows=n_rows,
+        )
+
+    def with_rows(self, n_rows: int | None) -> RowSchema:
+        return RowSchema(self.columns, self.rule, self.label, self.task, self.label_values, n_rows)
+
+    # -- serialisation --------------------------------------------------------------------------
+    def to_json(self) -> str:
+        label_kind = self.column(self.label).kind if self.label else None
+        return json.dumps(
+            {
+                "columns": [c.to_json() for c in self.columns],
+                "rule": self.rule.to_json(),
+                "label": self.label,
+                "task": self.task,
+                "label_values": None
+                if self.label_values is None
+                else [_to_json_value(v) for v in self.label_values],
+                "label_kind": None if label_kind is None else label_kind.value,
+                "n_rows": self.n_rows,
+            },
+            sort_keys=True,
+        )
+
+    @staticmethod
+    def from_json(text: str | Mapping[str, Any]) -> RowSchema:
+        d = json.loads(text) if isinstance(text, str) else text
+        cols = tuple(RowColumn.from_json(c) for c in d["columns"])
+        kinds = {c.name: c.kind for c in cols}
+        lk = d.get("label_kind")
+        lv = d.get("label_values")
+        return RowSchema(
+            columns=cols,
+            rule=Rule.from_json(d.get("rule") or Rule.true().to_json(), kinds),
+            label=d.get("label"),
+            task=d.get("task"),
+            label_values=None
+            if lv is None
+            else tuple(_from_stored(v, Kind(lk)) if lk else v for v in lv),
+            n_rows=d.get("n_rows"),
+        )
+
+    # -- views ----------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def kinds(self) -> dict[str, Kind]:
+        return {c.name: c.kind for c in self.columns}
+
+    def column(self, name: str) -> RowColumn:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @cached_property
+    def _views(self) -> dict[str, View]:
+        return self.rule.bounds(self.kinds)
+
+    def _property(self, c: RowColumn) -> dict[str, Any]:
+        """JSON-schema for one column, narrowed by the rule's per-column hull."""
+        view = self._views.get(c.name)
+        prop: dict[str, Any]
+        is_label = c.name == self.label
+        if is_label and self.task == "classification" and self.label_values:
+            vals = [_to_json_value(v) for v in self.label_values]
+            jtype = (
+                "integer"
+                if all(isinstance(v, int) and not isinstance(v, bool) for v in vals)
+                else "number"
+                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+                else "boolean"
+                if all(isinstance(v, bool) for v in vals)
+                else "string"
+            )
+            if jtype == "string":
+                vals = [str(v) for v in vals]
+            prop = {"type": jtype, "enum": vals}
+        elif c.kind is Kind.BOOLEAN:
+            prop = {"type": "boolean"}
+            if isinstance(view, CategorySet) and view.values() is not None:
+                allowed = sorted(v for v in (view.values() or ()) if isinstance(v, bool))
+                if allowed:
+                    prop["enum"] = allowed
+        elif c.kind is Kind.CATEGORICAL:
+            prop = {"type": "string"}
+            vals_set: list[Any] | None = list(c.values) if c.values is not None else None
+            if isinstance(view, CategorySet):
+                allowed_v = view.values()
+                if vals_set is None and allowed_v is not None:
+                    vals_set = sorted(allowed_v, key=str)
+                elif vals_set is not None:
+                    narrowed = [v for v in vals_set if view.contains(v)]
+                    vals_set = narrowed or vals_set
+            if vals_set is not None:
+                prop["enum"] = [str(v) for v in vals_set]
+        elif c.kind is Kind.NUMERIC:
+            prop = {"type": "integer" if c.integral else "number"}
+            lo, lo_closed = c.low, True
+            hi, hi_closed = c.high, True
+            if isinstance(view, Interval) and not view.null_only:
+                iv = view.intersect(Interval(c.low, c.high, True, True))
+                if not iv.is_empty():
+                    lo, lo_closed, hi, hi_closed = iv.low, iv.low_closed, iv.high, iv.high_closed
+            if c.integral:
+                if lo is not None:
+                    prop["minimum"] = _int_low(lo, lo_closed)
+                if hi is not None:
+                    prop["maximum"] = _int_high(hi, hi_closed)
+            else:
+                if lo is not None:
+                    prop["minimum" if lo_closed else "exclusiveMinimum"] = float(lo)
+                if hi is not None:
+                    prop["maximum" if hi_closed else "exclusiveMaximum"] = float(hi)
+        else:  # DATE / TIMESTAMP
+            fmt = "date" if c.kind is Kind.DATE else "date-time"
+            prop = {"type": "string", "format": fmt}
+            lo, hi = c.low, c.high
+            if isinstance(view, Interval) and not view.null_only:
+                iv = view.intersect(Interval(c.low, c.high, True, True))
+                if not iv.is_empty():
+                    lo, hi = iv.low, iv.high
+            if lo is not None or hi is not None:
+                prop["description"] = (
+                    f"{fmt} from {_to_json_value(lo) or 'any'} to {_to_json_value(hi) or 'any'}"
+                )
+        if c.nullable:
+            t = prop["type"]
+            prop["type"] = [t, "null"]
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
+        return prop
+
+    def json_schema(self) -> dict[str, Any]:
+        """`{"rows": [{col: ...}]}` with enums and bounds; the rule rides in `description`."""
+        row = {
+            "type": "object",
+            "properties": {c.name: self._property(c) for c in self.columns},
+            "required": self.names,
+            "additionalProperties": False,
+        }
+        arr: dict[str, Any] = {"type": "array", "items": row}
+        if self.n_rows:
+            arr["minItems"] = self.n_rows
+            arr["maxItems"] = self.n_rows
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {"rows": arr},
+            "required": ["rows"],
+            "additionalProperties": False,
+        }
+        if not self.rule.is_true():
+            schema["description"] = f"{RULE_MARKER} {self.rule.to_text()}"
+        return schema
+
+    def request_kwargs(self, dialect: str) -> dict[str, Any]:
+        """Keyword arguments for `chat.completions.create` that ask for these rows."""
+        schema = self.json_schema()
+        if dialect == "json_schema":
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema},
+                }
+            }
+        if dialect == "json_object":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        if dialect == "vllm":
+            return {"extra_body": {"structured_outputs": {"json": schema}}}
+        if dialect == "none":
+            return {}
+        raise ValueError(f"unknown structured-output dialect {dialect!r}; use one of {DIALECTS}")
+
+    def instruction(self) -> str:
+        """The plain-prompt form of the schema, appended as a message for dialect `none`."""
+        n = f"exactly {self.n_rows} rows" if self.n_rows else "the rows"
+        return (
+            f'Reply with one JSON object holding {n} under the key "rows", and nothing else. '
+            f"It must match this JSON schema:\n```json\n{json.dumps(self.json_schema())}\n```"
+        )
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self, text: str | None) -> ValidationResult:
+        """Parse a reply and validate every row. Never raises on bad model output."""
+        rows, parse_errors = extract_rows(text, self.names)
+        res = self.validate_rows(rows)
+        if parse_errors:
+            res.rejected["parse_error"] += parse_errors
+        return res
+
+    def validate_rows(self, rows: Sequence[Any]) -> ValidationResult:
+        rejected: Counter[str] = Counter()
+        names = self.names
+        nameset = set(names)
+        candidates: list[dict[str, Any]] = []
+        for raw in rows:
+            if not isinstance(raw, dict):
+                rejected["wrong_type"] += 1
+                continue
+            keys = set(raw)
+            missing = [
+                c.name
+                for c in self.columns
+                if c.name not in keys or (raw[c.name] is None and not c.nullable)
+            ]
+            if missing:
+                rejected["missing_field"] += 1
+                continue
+            if keys - nameset:
+                rejected["extra_field"] += 1
+                continue
+            reasons: list[str] = []
+            out: dict[str, Any] = {}
+            for c in self.columns:
+                v = raw[c.name]
+                if v is None:
+                    out[c.name] = None
+                    continue
+                try:
+                    out[c.name] = self._check(c, v)
+                except _Bad as bad:
+                    reasons.append(bad.reason)
+            if reasons:
+                rejected[min(reasons, key=_PRECEDENCE.__getitem__)] += 1
+                continue
+            candidates.append(out)
+        kept = self._apply_rule(candidates, rejected)
+        rows_out = [{k: _to_json_value(v) for k, v in r.items()} for r in kept]
+        return ValidationResult(rows_out, rejected)
+
+    def _check(self, c: RowColumn, v: Any) -> Any:
+        if c.name == self.label:
+            try:
+                value = c.coerce(v)
+            except _Bad:
+                raise _Bad("invalid_label") from None
+            if self.task == "classification" and self.label_values:
+                for allowed in self.label_values:
+                    if value == allowed:
+                        return allowed
+                if isinstance(value, str):
+                    folded = value.strip().casefold()
+                    hits = [a for a in self.label_values if str(a).casefold() == folded]
+                    if len(hits) == 1:
+                        return hits[0]
+                raise _Bad("invalid_label")
+            try:
+                return c.in_domain(value)
+            except _Bad:
+                raise _Bad("invalid_label") from None
+        return c.in_domain(c.coerce(v))
+
+    def _apply_rule(
+        self, candidates: list[dict[str, Any]], rejected: Counter[str]
+    ) -> list[dict[str, Any]]:
+        if not candidates or self.rule.is_true():
+            return candidates
+        try:
+            mask = self.rule.mask(pd.DataFrame(candidates, columns=self.names)).tolist()
+        except Exception:
+            # A frame the vectorised mask cannot digest (mixed types): decide row by row.
+            mask = []
+            for r in candidates:
+                try:
+                    mask.append(bool(self.rule.mask(pd.DataFrame([r], columns=self.names)).iloc[0]))
+                except Exception:
+                    mask.append(False)
+        kept = [r for r, ok in zip(candidates, mask, strict=True) if ok]
+        if len(kept) < len(candidates):
+            rejected["violates_rule"] += len(candidates) - len(kept)
+        return kept

@@ -1,0 +1,1146 @@
+"""Stage 3 (the paper's Algorithm 3, "MDS"): choose which generated arms to keep, on the driver.
+
+An *arm* is one group of generated rows (a DGR and the decision-tree path its rows fell in, one
+generation round). The arms table is small (hundreds of arms, tens of rows each), so selection runs
+in pandas on the driver and never touches the full table. Every strategy returns the same
+`Selection` and keeps a step-by-step `trace`.
+
+Strategies (`SelectionConfig.strategy`):
+
+- ``bandit`` (default, MDS): Successive Accepts and Rejects driven by UCB. Each step pulls the arm
+  with the highest ``utility + c * sqrt(ln t / n_i)`` (``t`` pulls so far + 1, ``n_i`` earlier
+  tries of the arm; an arm never tried ranks first). A pull measures the validation score of the
+  accepted rows plus the arm's rows: the arm is *accepted* when that improves the best score
+  significantly (see "Acceptance" below), otherwise it is set aside until the selection changes
+  (its gain depends on what is already selected) and *rejected permanently* after ``max_tries``
+  failed tries. Stops when the row budget is spent, no arm is left to try in the current state
+  ("no arm improves the score") or after ``max_steps`` pulls.
+- ``forward``: each round scores every remaining arm on top of the selection and adds the one
+  with the best score among those whose addition improves it significantly, while one does
+  (``max_steps`` rounds at most).
+- ``backward``: starts from every arm, drops the arm whose removal costs least while the set is
+  over budget (no test: the budget forces it), then the arm with the best score among those whose
+  removal improves the score significantly, while one does. If ``max_steps`` rounds end
+  while still over budget, the arms with the lowest generation-time gain are dropped unscored.
+- ``topk``: the ``top_k`` arms with the highest generation-time gain, within the budget, unchecked
+  (the paper's Top-5 baseline; it is scored only for the trace).
+
+Acceptance (``SelectionConfig.min_z``): a change of the selection (bandit or forward: add an arm;
+backward: remove one) is taken only when the score strictly improves (``new > best``) AND the
+improvement is significant on the paired per-row validation losses of the two selections
+(`LossEvaluator.losses`, same rows, same order): ``z > min_z`` with
+
+- classification (0/1 losses), McNemar: ``z = (b - c) / sqrt(b + c)``, ``b`` rows that became
+  correct, ``c`` rows that became wrong (0 when ``b + c = 0``);
+- regression (squared errors), paired z of the loss differences ``d = old - new``:
+  ``z = mean(d) / (sd(d) / sqrt(n))`` (``sd`` with ddof 1; 0 when ``sd = 0`` and ``mean = 0``,
+  +-inf when only ``sd = 0``).
+
+The default ``min_z = 1.645`` is a one-sided 5% test: one validation row flipping (z = 1) or two
+(z = 1.41) with nothing lost is noise and does not admit an arm; three net rows with none lost
+(z = 1.73) do. ``min_z: 0`` restores the paper's rule (accept any strict improvement): for an
+evaluator whose score is minus the mean loss, as `PartitionedEvaluator`'s, ``z > 0`` holds exactly
+when the score improves. An evaluator without ``losses`` is always judged by the paper's rule.
+Every scored step records its ``z`` in the trace, with the sign of its ``gain`` (for ``backward``
+the z of the arm's contribution: its removal is significant when ``-z > min_z``). Top-k is never
+tested (it only records z). The test is per step, not corrected for the many arms tried: it stops
+one-row noise from deciding, it does not bound the false acceptances over a whole run.
+
+Utility = ``alpha * quality + (1 - alpha) * diversity``, both in [0, 1]:
+
+- *quality* is the validation gain (score units, e.g. a drop in error rate) of adding the arm to
+  what is selected, mapped symmetrically: ``0.5 + 0.5 * clip(gain / G, -1, 1)`` where ``G`` is the
+  largest absolute gain measured so far in this selection. So 0.5 means "no change", above 0.5
+  helps, 1 is as good as the best change seen and 0 as harmful as the worst; the scale is free of
+  the error unit (error rate or MSE). An arm not yet pulled uses its generation-time ``Arm.gain``
+  as a prior, mapped the same way with ``G`` = the largest absolute generation-time gain (the two
+  gains are on different scales, so each is normalised within its own family).
+- *diversity* is ``1 - max overlap`` between the arm's rule and each selected arm's rule (1 when
+  nothing is selected). Overlap of two rules is the product over the columns either constrains of
+  the per-column overlap ratio (`Interval.overlap_ratio` / `CategorySet.overlap_ratio` of the
+  `Rule.bounds` views, measured inside the table's domain; a column only one rule constrains is
+  compared with the whole domain). Disjoint on any column -> 0, identical -> 1, nested boxes ->
+  the ratio of their volumes.
+
+Budget: ``budget_rows`` generated rows in total. An arm larger than the remaining budget is
+*truncated* by default (a seeded sample of as many of its rows as still fit, measured as it is,
+so nothing unmeasured is ever accepted) or skipped with ``oversize="skip"``. Truncation is the
+default because skipping would leave the budget partly unused and select nothing at all when every
+arm is larger than the budget.
+
+Determinism: arms are ordered by ``arm_id`` and ties are broken by a seeded permutation, so the
+result and the trace depend only on the arms, the evaluator and the seed, not on input order.
+
+Only validation rows may score arms (`Evaluator`); test rows never enter selection (the authors'
+code computed a support feature on the test split; this module has no access to it).
+
+Known limits (measured in tests/selection): the bandit accepts the *first* arm that improves, in
+utility order, so a misleading generation-time prior can lock in a weaker arm that forward greedy
+(best improvement) would not take, and it costs far fewer evaluations than forward greedy for the
+same reason. No strategy that adds one arm at a time on improvement (bandit, forward) keeps two
+arms that only help together; backward greedy can. Backward greedy costs O(arms^2) evaluations.
+The significance test makes backward greedy keep the arms it starts with unless removing one helps
+significantly, so a harmful arm that costs only a row or two of validation (noise) stays in its
+result, where bandit and forward never admit such an arm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+from date_spark.config import SelectionConfig
+from date_spark.errors import ConfigError, InputError
+from date_spark.rules import CategorySet, Interval, Rule, View
+from date_spark.schema import Kind
+
+ARM_COLUMN = "_date_arm"
+STRATEGIES = ("bandit", "forward", "backward", "topk")
+Oversize = Literal["truncate", "skip"]
+Task = Literal["classification", "regression"]
+_EPS = 1e-12  # a gain must exceed this to count as an improvement (float noise only)
+_SIG_STOP = " significantly (z > min_z)"
+
+
+# ----------------------------------------------------------------------------------------------
+# Public data types
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One candidate group of generated rows. `rule` is the DGR condition AND the tree path the
+    rows fell in; `rows` holds the input columns including the target; `gain` is the validation
+    gain measured at generation time: the quality prior before the arm is pulled (NaN = unknown,
+    a neutral prior that ranks last for Top-k)."""
+
+    arm_id: str
+    dgr_id: str
+    round: int
+    rule: Rule
+    rows: pd.DataFrame = field(compare=False, repr=False)
+    gain: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+
+class Evaluator(Protocol):
+    """Scores a set of synthetic rows added to the training data, on VALIDATION rows only.
+
+    This is all selection needs; an evaluator that also has `losses` (a `LossEvaluator`) enables
+    the significance test of the module doc, one without it is judged by the paper's rule."""
+
+    def baseline(self) -> float:
+        """Validation score with no synthetic rows (higher is better, e.g. -error)."""
+        ...
+
+    def score(self, extra: pd.DataFrame) -> float:
+        """Validation score with `extra` added to the training data."""
+        ...
+
+
+class LossEvaluator(Evaluator, Protocol):
+    """An `Evaluator` that also gives per-row validation losses, for the paired test.
+
+    `task` picks the test: "classification" (0/1 losses, McNemar); anything else, or no `task`
+    attribute, the paired z of the loss differences (valid for any per-row loss)."""
+
+    task: Task
+
+    def losses(self, extra: pd.DataFrame) -> np.ndarray:
+        """One loss per validation row with `extra` added to the training data (0/1
+        misclassification or squared error), always the same rows in the same order, so two
+        calls can be compared row by row. Lower is better."""
+        ...
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One evaluation (or one unscored decision) of a selection run.
+
+    `quality`, `diversity` and `utility` are the normalised parts at this step (NaN when the step
+    scored nothing); `ucb` is the bandit's index when it picked the arm (inf for a first try, NaN
+    for the greedy strategies); `gain` is the raw change of the validation score this step measured
+    (for ``backward``: the arm's contribution, score with it minus score without it); `z` the
+    paired significance statistic of that same change, with the same sign (NaN when the evaluator
+    gives no per-row losses or nothing was scored); `score_after` is the selection's score after
+    the step's decision; `rows` the arm rows the step used."""
+
+    step: int
+    arm_id: str
+    quality: float
+    diversity: float
+    utility: float
+    ucb: float
+    accepted: bool
+    score_after: float
+    reason: str
+    gain: float = math.nan
+    z: float = math.nan
+    rows: int = 0
+
+
+@dataclass
+class Selection:
+    """The kept arms (in acceptance order), their rows tagged with `_date_arm`, and the trace."""
+
+    selected: list[str]
+    rows: pd.DataFrame
+    trace: list[TraceStep]
+    best_score: float
+    baseline: float
+    strategy: str
+    stop_reason: str = ""
+    evaluations: int = 0  # distinct evaluator.score calls
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    def trace_frame(self) -> pd.DataFrame:
+        """The trace as a table (one row per step), e.g. for an MLflow artifact."""
+        cols = [f.name for f in TraceStep.__dataclass_fields__.values()]
+        return pd.DataFrame([asdict(s) for s in self.trace], columns=cols)
+
+
+# ----------------------------------------------------------------------------------------------
+# Diversity
+# ----------------------------------------------------------------------------------------------
+
+
+def _full_like(other: View, domain: View | None) -> View:
+    """The view of a column a rule leaves unconstrained: the whole domain."""
+    if domain is not None and type(domain) is type(other):
+        return domain
+    return Interval() if isinstance(other, Interval) else CategorySet()
+
+
+def _view_overlap(a: View | None, b: View | None, domain: View | None) -> float:
+    if a is None and b is None:
+        return 1.0
+    if a is None:
+        assert b is not None
+        a = _full_like(b, domain)
+    if b is None:
+        b = _full_like(a, domain)
+    if isinstance(a, Interval) and isinstance(b, Interval):
+        return a.overlap_ratio(b, domain if isinstance(domain, Interval) else None)
+    if isinstance(a, CategorySet) and isinstance(b, CategorySet):
+        dom = domain.values() if isinstance(domain, CategorySet) else None
+        return a.overlap_ratio(b, dom)
+    return 1.0  # views of different kinds cannot be compared: no diversity credit
+
+
+def rule_overlap(
+    a: Rule,
+    b: Rule,
+    *,
+    kinds: Mapping[str, Kind] | None = None,
+    domains: Mapping[str, View] | None = None,
+) -> float:
+    """Predicate overlap of two rules in [0, 1]: the product of per-column overlap ratios over the
+    columns either rule constrains (0 when disjoint on any column, 1 when identical)."""
+    va, vb = a.bounds(kinds), b.bounds(kinds)
+    out = 1.0
+    for col in sorted(set(va) | set(vb)):
+        dom = domains.get(col) if domains else None
+        out *= _view_overlap(va.get(col), vb.get(col), dom)
+        if out <= 0.0:
+            return 0.0
+    return float(min(1.0, max(0.0, out)))
+
+
+def diversity(
+    rule: Rule,
+    selected: Sequence[Rule],
+    *,
+    kinds: Mapping[str, Kind] | None = None,
+    domains: Mapping[str, View] | None = None,
+) -> float:
+    """``1 - max overlap`` with the selected rules; 1 when nothing is selected."""
+    if not selected:
+        return 1.0
+    return 1.0 - max(rule_overlap(rule, s, kinds=kinds, domains=domains) for s in selected)
+
+
+def infer_domains(
+    arms: Sequence[Arm],
+    kinds: Mapping[str, Kind] | None = None,
+    given: Mapping[str, View] | None = None,
+) -> dict[str, View]:
+    """Domains for the columns the arms' rules constrain and `given` lacks, from the arms' rows and
+    rule constants: a stand-in when the caller has no table-wide domains (numeric and categorical
+    columns only; other columns keep unbounded views)."""
+    out: dict[str, View] = dict(given or {})
+    views: dict[str, list[View]] = {}
+    for arm in arms:
+        for col, v in arm.rule.bounds(kinds).items():
+            views.setdefault(col, []).append(v)
+    for col, vs in views.items():
+        if col in out:
+            continue
+        vals = [arm.rows[col].dropna() for arm in arms if col in arm.rows.columns and len(arm.rows)]
+        series = pd.concat(vals, ignore_index=True) if vals else pd.Series([], dtype=object)
+        if all(isinstance(v, Interval) for v in vs):
+            points: list[float] = []
+            if len(series) and pd.api.types.is_numeric_dtype(series) and series.dtype != bool:
+                points += [float(series.min()), float(series.max())]
+            for v in vs:
+                assert isinstance(v, Interval)
+                for p in (v.low, v.high):
+                    if isinstance(p, (int, float)) and not isinstance(p, bool):
+                        points.append(float(p))
+            if points:
+                out[col] = Interval(min(points), max(points), True, True)
+        elif all(isinstance(v, CategorySet) for v in vs):
+            values: set[Any] = set(series.tolist())
+            for v in vs:
+                assert isinstance(v, CategorySet)
+                values |= set(v.allowed or ()) | set(v.excluded)
+            if values:
+                out[col] = CategorySet(frozenset(values))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Selection machinery
+# ----------------------------------------------------------------------------------------------
+
+
+def paired_z(before: np.ndarray, after: np.ndarray, task: str | None) -> float:
+    """Significance of the change from per-row losses `before` to `after` (same rows, same order);
+    positive = `after` is better. Classification: McNemar ``(b - c) / sqrt(b + c)``; otherwise the
+    paired z ``mean(d) / (sd(d) / sqrt(n))`` of ``d = before - after`` (see the module doc)."""
+    old = np.asarray(before, dtype=float)
+    new = np.asarray(after, dtype=float)
+    if old.shape != new.shape:
+        raise InputError(
+            f"evaluator.losses returned {new.shape[0] if new.ndim else 0} values where an earlier "
+            f"call returned {old.shape[0] if old.ndim else 0}; losses must cover the same "
+            f"validation rows in the same order on every call"
+        )
+    d = old - new
+    if task == "classification":
+        b, c = int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0))
+        return 0.0 if b + c == 0 else (b - c) / math.sqrt(b + c)
+    n = d.size
+    if n == 0:
+        return 0.0
+    mean = float(np.mean(d))
+    sd = float(np.std(d, ddof=1)) if n > 1 else 0.0
+    if sd == 0.0:
+        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return mean / (sd / math.sqrt(n))
+
+
+def _z_text(z: float) -> str:
+    return "" if math.isnan(z) else f"z={z:.2f}"
+
+
+class _Scale:
+    """Symmetric max-abs normalisation of gains into [0, 1] (0.5 = no change)."""
+
+    def __init__(self) -> None:
+        self.g = 0.0
+
+    def see(self, gain: float) -> None:
+        if math.isfinite(gain):
+            self.g = max(self.g, abs(gain))
+
+    def norm(self, gain: float) -> float:
+        if not math.isfinite(gain) or self.g <= 0.0:
+            return 0.5
+        return 0.5 + 0.5 * max(-1.0, min(1.0, gain / self.g))
+
+
+class _Run:
+    """Shared state of one selection: arms in canonical order, memoised scores, overlaps, trace."""
+
+    def __init__(
+        self,
+        arms: Sequence[Arm],
+        evaluator: Evaluator,
+        cfg: SelectionConfig,
+        kinds: Mapping[str, Kind] | None,
+        domains: Mapping[str, View] | None,
+        seed: int,
+        oversize: Oversize,
+    ) -> None:
+        self.arms = sorted(arms, key=lambda a: a.arm_id)
+        self.k = len(self.arms)
+        self.evaluator = evaluator
+        self.cfg = cfg
+        self.kinds = kinds
+        self.domains = infer_domains(self.arms, kinds, domains)
+        self.oversize = oversize
+        rng = np.random.default_rng(seed)
+        self.rank = [int(r) for r in rng.permutation(self.k)]  # seeded tie-break, lower wins
+        self.perm = [
+            np.random.default_rng([seed, zlib.crc32(a.arm_id.encode())]).permutation(a.size)
+            for a in self.arms
+        ]
+        self.columns: list[str] = list(self.arms[0].rows.columns) if self.arms else []
+        self.memo: dict[tuple[tuple[int, int], ...], float] = {}
+        fn = getattr(evaluator, "losses", None)
+        self.loss_fn: Callable[[pd.DataFrame], np.ndarray] | None = fn if callable(fn) else None
+        self.task: str | None = getattr(evaluator, "task", None)
+        self.loss_memo: dict[tuple[tuple[int, int], ...], np.ndarray] = {}  # a few recent only
+        self.min_z = float(cfg.min_z)
+        self.tested = self.loss_fn is not None and self.min_z > 0  # for stop-reason texts
+        self.overlaps: dict[tuple[int, int], float] = {}
+        self.trace: list[TraceStep] = []
+        self.base = float(evaluator.baseline())
+        self.scale = _Scale()
+        self.prior = _Scale()
+        for a in self.arms:
+            self.prior.see(a.gain)
+
+    # -- rows and scores -----------------------------------------------------------------------
+    def arm_rows(self, i: int, n: int) -> pd.DataFrame:
+        rows = self.arms[i].rows
+        if n >= len(rows):
+            return rows[self.columns]
+        keep = np.sort(self.perm[i][:n])
+        return rows.iloc[keep][self.columns]
+
+    def frame(self, members: Mapping[int, int]) -> pd.DataFrame:
+        parts = [self.arm_rows(i, n) for i, n in sorted(members.items())]
+        if not parts:
+            return pd.DataFrame(columns=self.columns)
+        return pd.concat(parts, ignore_index=True)
+
+    def score(self, members: Mapping[int, int]) -> float:
+        if not members:
+            return self.base
+        key = tuple(sorted(members.items()))
+        if key not in self.memo:
+            self.memo[key] = float(self.evaluator.score(self.frame(members)))
+        return self.memo[key]
+
+    def losses(self, members: Mapping[int, int]) -> np.ndarray:
+        assert self.loss_fn is not None
+        key = tuple(sorted(members.items()))
+        hit = self.loss_memo.pop(key, None)  # LRU: the current selection's vector stays in
+        if hit is None:
+            hit = np.asarray(self.loss_fn(self.frame(members)), dtype=float).ravel()
+            if len(self.loss_memo) >= 8:  # the evaluator caches fits; this only saves re-routing
+                self.loss_memo.pop(next(iter(self.loss_memo)))
+        self.loss_memo[key] = hit
+        return hit
+
+    def z(self, before: Mapping[int, int], after: Mapping[int, int]) -> float:
+        """Paired z of going from `before` to `after` (positive = better); NaN without losses."""
+        if self.loss_fn is None:
+            return math.nan
+        return paired_z(self.losses(before), self.losses(after), self.task)
+
+    def accepts(self, gain: float, z: float) -> bool:
+        """The acceptance rule: a strict improvement, significant when z is known."""
+        return gain > _EPS and (math.isnan(z) or z > self.min_z)
+
+    def sig_note(self, z: float, what: str = "") -> str:
+        """The z of an accepted change, for the trace ("significantly" only when tested)."""
+        if math.isnan(z):
+            return ""
+        return f" {'significantly ' if self.tested else ''}({what}{_z_text(z)})"
+
+    def why_not(self, gain: float, z: float) -> str:
+        """Why `accepts(gain, z)` is false, for the trace."""
+        if gain <= _EPS:
+            return "no improvement"
+        return f"improvement not significant ({_z_text(z)} <= min_z {self.min_z:g})"
+
+    def take(self, i: int, remaining: int) -> int | None:
+        """Rows of arm i to use with `remaining` budget left; None when it must be skipped."""
+        size = self.arms[i].size
+        if size <= remaining:
+            return size
+        if self.oversize == "skip" or remaining <= 0:
+            return None
+        return remaining
+
+    # -- utility parts -------------------------------------------------------------------------
+    def overlap(self, i: int, j: int) -> float:
+        key = (min(i, j), max(i, j))
+        if key not in self.overlaps:
+            self.overlaps[key] = rule_overlap(
+                self.arms[i].rule, self.arms[j].rule, kinds=self.kinds, domains=self.domains
+            )
+        return self.overlaps[key]
+
+    def diversity(self, i: int, others: Sequence[int]) -> float:
+        others = [j for j in others if j != i]
+        if not others:
+            return 1.0
+        return 1.0 - max(self.overlap(i, j) for j in others)
+
+    def utility(self, quality: float, div: float) -> float:
+        a = self.cfg.alpha
+        return a * quality + (1.0 - a) * div
+
+    def step(self, arm: int, **kw: Any) -> None:
+        self.trace.append(TraceStep(step=len(self.trace) + 1, arm_id=self.arms[arm].arm_id, **kw))
+
+    def skip_step(self, i: int, score: float, reason: str) -> None:
+        nan = math.nan
+        self.step(
+            i,
+            quality=nan,
+            diversity=nan,
+            utility=nan,
+            ucb=nan,
+            accepted=False,
+            score_after=score,
+            reason=reason,
+        )
+
+    def result(
+        self, order: Sequence[int], members: Mapping[int, int], strategy: str, stop: str
+    ) -> Selection:
+        parts = []
+        for i in order:
+            part = self.arm_rows(i, members[i]).copy()
+            part[ARM_COLUMN] = self.arms[i].arm_id
+            parts.append(part)
+        rows = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=[*self.columns, ARM_COLUMN])
+        )
+        return Selection(
+            selected=[self.arms[i].arm_id for i in order],
+            rows=rows,
+            trace=self.trace,
+            best_score=self.score(members),
+            baseline=self.base,
+            strategy=strategy,
+            stop_reason=stop,
+            evaluations=len(self.memo),
+        )
+
+
+def _rank_gain(arm: Arm) -> float:
+    """Generation-time gain for ordering; an unknown (NaN) gain ranks below every known one."""
+    return arm.gain if math.isfinite(arm.gain) else -math.inf
+
+
+def _truncation_note(run: _Run, i: int, n: int) -> str:
+    size = run.arms[i].size
+    return f" (truncated {size} -> {n} rows to fit the budget)" if n < size else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies
+# ----------------------------------------------------------------------------------------------
+
+
+def _bandit(run: _Run, max_tries: int) -> Selection:
+    cfg = run.cfg
+    members: dict[int, int] = {}
+    order: list[int] = []
+    best, used, pulls = run.base, 0, 0
+    active = {i for i in range(run.k) if run.arms[i].size > 0}
+    tries = [0] * run.k
+    gains: list[list[float]] = [[] for _ in range(run.k)]
+    tried_now: set[int] = set()  # arms tried since the selection last changed
+    stop = "no arm improves the score" + _SIG_STOP * run.tested
+    while True:
+        remaining = cfg.budget_rows - used
+        if remaining <= 0:
+            stop = "budget spent"
+            break
+        if pulls >= cfg.max_steps:
+            stop = f"max_steps ({cfg.max_steps}) pulls reached"
+            break
+        for i in sorted(active):
+            if run.take(i, remaining) is None:
+                active.discard(i)
+                run.skip_step(
+                    i,
+                    best,
+                    f"skipped: {run.arms[i].size} rows exceed the remaining budget of {remaining}",
+                )
+        cands = [i for i in sorted(active) if i not in tried_now]
+        if not cands:
+            break
+        t = pulls + 1
+        picked: tuple[float, float, int, int] | None = None
+        for i in cands:
+            div_now = run.diversity(i, order)
+            if tries[i] == 0:  # never pulled: the generation-time prior, and first in line
+                u_hat = run.utility(run.prior.norm(run.arms[i].gain), div_now)
+                ucb = math.inf
+            else:
+                u_hat = run.utility(run.scale.norm(float(np.mean(gains[i]))), div_now)
+                ucb = u_hat + cfg.ucb_c * math.sqrt(math.log(t) / tries[i])
+            key = (ucb, u_hat, -run.rank[i], i)
+            if picked is None or key[:3] > picked[:3]:
+                picked = key
+        assert picked is not None
+        ucb, _, _, i = picked
+        n = run.take(i, remaining)
+        assert n is not None
+        trial = {**members, i: n}
+        s = run.score(trial)
+        gain = s - best
+        z = run.z(members, trial)
+        pulls += 1
+        tries[i] += 1
+        gains[i].append(gain)
+        run.scale.see(gain)
+        q = run.scale.norm(gain)
+        div = run.diversity(i, order)
+        util = run.utility(q, div)
+        note = _truncation_note(run, i, n)
+        if run.accepts(gain, z):
+            members, best, used = trial, s, used + n
+            order.append(i)
+            active.discard(i)
+            tried_now.clear()
+            accepted, reason = True, f"accepted: improves the best score{run.sig_note(z)}{note}"
+        else:
+            tried_now.add(i)
+            accepted = False
+            why = run.why_not(gain, z)
+            if tries[i] >= max_tries:
+                active.discard(i)
+                reason = f"rejected permanently: {why} in {tries[i]} tries{note}"
+            else:
+                reason = (
+                    f"rejected for now: {why} (try {tries[i]} of {max_tries}); "
+                    f"retried only after the selection changes{note}"
+                )
+        run.step(
+            i,
+            quality=q,
+            diversity=div,
+            utility=util,
+            ucb=ucb,
+            accepted=accepted,
+            score_after=best,
+            reason=reason,
+            gain=gain,
+            z=z,
+            rows=n,
+        )
+    return run.result(order, members, "bandit", stop)
+
+
+def _forward(run: _Run) -> Selection:
+    cfg = run.cfg
+    members: dict[int, int] = {}
+    order: list[int] = []
+    best, used = run.base, 0
+    pool = [i for i in range(run.k) if run.arms[i].size > 0]
+    stop = "no arm left"
+    for _ in range(cfg.max_steps):
+        remaining = cfg.budget_rows - used
+        if remaining <= 0:
+            stop = "budget spent"
+            break
+        evals: list[tuple[int, int, float, float]] = []
+        for i in list(pool):
+            n = run.take(i, remaining)
+            if n is None:
+                pool.remove(i)
+                run.skip_step(
+                    i,
+                    best,
+                    f"skipped: {run.arms[i].size} rows exceed the remaining budget of {remaining}",
+                )
+                continue
+            trial = {**members, i: n}
+            s = run.score(trial)
+            run.scale.see(s - best)
+            evals.append((i, n, s, run.z(members, trial)))
+        if not evals:
+            stop = "no arm left"
+            break
+        ok = [e for e in evals if run.accepts(e[2] - best, e[3])]
+        win = max(ok, key=lambda e: (e[2], -run.rank[e[0]])) if ok else None
+        before = best
+        if win is not None:
+            members = {**members, win[0]: win[1]}
+            best, used = win[2], used + win[1]
+        for i, n, s, z in evals:
+            q = run.scale.norm(s - before)
+            div = run.diversity(i, order)
+            chosen = win is not None and i == win[0]
+            if chosen:
+                sig = run.sig_note(z)
+                reason = f"accepted: best gain this round{sig}{_truncation_note(run, i, n)}"
+            elif run.accepts(s - before, z):
+                reason = "not chosen: another arm gains more this round"
+            else:
+                reason = f"rejected: {run.why_not(s - before, z)}"
+            run.step(
+                i,
+                quality=q,
+                diversity=div,
+                utility=run.utility(q, div),
+                ucb=math.nan,
+                accepted=chosen,
+                score_after=best,
+                reason=reason,
+                gain=s - before,
+                z=z,
+                rows=n,
+            )
+        if win is None:
+            stop = "no arm improves the score" + _SIG_STOP * run.tested
+            break
+        order.append(win[0])
+        pool.remove(win[0])
+    else:
+        stop = f"max_steps ({cfg.max_steps}) rounds reached"
+    return run.result(order, members, "forward", stop)
+
+
+def _backward(run: _Run) -> Selection:
+    cfg = run.cfg
+    members: dict[int, int] = {}
+    for i in range(run.k):
+        if run.arms[i].size == 0:
+            continue
+        n = run.take(i, cfg.budget_rows)
+        if n is None:
+            run.skip_step(
+                i,
+                run.base,
+                f"skipped: {run.arms[i].size} rows exceed the budget of {cfg.budget_rows}",
+            )
+            continue
+        members[i] = n
+    current = run.score(members)
+    stop = "no removal improves the score" + _SIG_STOP * run.tested
+    for _ in range(cfg.max_steps):
+        if not members:
+            stop = "every arm removed"
+            break
+        over = sum(members.values()) > cfg.budget_rows
+        # (arm, score without it, z of its contribution: with it vs without it)
+        evals: list[tuple[int, float, float]] = []
+        for i in members:
+            without = {j: m for j, m in members.items() if j != i}
+            evals.append((i, run.score(without), run.z(without, members)))
+        for _, s, _ in evals:
+            run.scale.see(current - s)
+        # over budget, a removal is forced (the cheapest one, untested); otherwise it must improve
+        # the score significantly (removal z = -contribution z)
+        cands = evals if over else [e for e in evals if run.accepts(e[1] - current, -e[2])]
+        if not cands:
+            for i, s, z in evals:
+                q = run.scale.norm(current - s)
+                div = run.diversity(i, list(members))
+                if s - current > _EPS:
+                    why = f"its removal helps, but {run.why_not(s - current, -z)}"
+                else:
+                    why = "removing it does not help"
+                run.step(
+                    i,
+                    quality=q,
+                    diversity=div,
+                    utility=run.utility(q, div),
+                    ucb=math.nan,
+                    accepted=True,
+                    score_after=current,
+                    reason=f"kept: {why}",
+                    gain=current - s,
+                    z=z,
+                    rows=members[i],
+                )
+            break
+        drop, s_drop, _ = max(cands, key=lambda e: (e[1], -run.rank[e[0]]))
+        before, kept = current, list(members)
+        current = s_drop
+        for i, s, z in evals:
+            q = run.scale.norm(before - s)
+            div = run.diversity(i, kept)
+            if i == drop:
+                if over:
+                    why = "over budget, its removal costs least"
+                else:
+                    why = f"its removal helps most{run.sig_note(-z, 'removal ')}"
+                accepted, reason = False, f"dropped: {why}"
+            else:
+                accepted, reason = True, "kept this round"
+            run.step(
+                i,
+                quality=q,
+                diversity=div,
+                utility=run.utility(q, div),
+                ucb=math.nan,
+                accepted=accepted,
+                score_after=current,
+                reason=reason,
+                gain=before - s,
+                z=z,
+                rows=members[i],
+            )
+        del members[drop]
+    else:
+        stop = f"max_steps ({cfg.max_steps}) rounds reached"
+    while sum(members.values()) > cfg.budget_rows:
+        drop = min(members, key=lambda j: (_rank_gain(run.arms[j]), -run.rank[j]))
+        del members[drop]
+        run.skip_step(
+            drop,
+            run.score(members),
+            "dropped unscored: still over budget, lowest generation-time gain",
+        )
+    order = sorted(members)
+    return run.result(order, members, "backward", stop)
+
+
+def _topk(run: _Run) -> Selection:
+    cfg = run.cfg
+    members: dict[int, int] = {}
+    order: list[int] = []
+    used, best = 0, run.base
+    ranked = sorted(
+        (i for i in range(run.k) if run.arms[i].size > 0),
+        key=lambda i: (-_rank_gain(run.arms[i]), run.rank[i]),
+    )
+    stop = "no arm left"
+    for i in ranked:
+        if len(order) >= cfg.top_k:
+            stop = f"top_k ({cfg.top_k}) arms taken"
+            break
+        remaining = cfg.budget_rows - used
+        if remaining <= 0:
+            stop = "budget spent"
+            break
+        n = run.take(i, remaining)
+        if n is None:
+            run.skip_step(
+                i,
+                best,
+                f"skipped: {run.arms[i].size} rows exceed the remaining budget of {remaining}",
+            )
+            continue
+        div = run.diversity(i, order)
+        previous, members = members, {**members, i: n}
+        s = run.score(members)
+        z = run.z(previous, members)  # recorded only: Top-k takes arms unchecked
+        gain, best, used = s - best, s, used + n
+        run.scale.see(gain)
+        q = run.scale.norm(gain)
+        order.append(i)
+        run.step(
+            i,
+            quality=q,
+            diversity=div,
+            utility=run.utility(q, div),
+            ucb=math.nan,
+            accepted=True,
+            score_after=best,
+            gain=gain,
+            z=z,
+            rows=n,
+            reason=f"taken: rank {len(order)} by generation-time gain{_truncation_note(run, i, n)}",
+        )
+    return run.result(order, members, "topk", stop)
+
+
+def _check_arms(arms: Sequence[Arm]) -> None:
+    seen: set[str] = set()
+    columns: set[str] | None = None
+    for a in arms:
+        if a.arm_id in seen:
+            raise InputError(f"arm id {a.arm_id!r} appears twice; arm ids must be unique")
+        seen.add(a.arm_id)
+        if ARM_COLUMN in a.rows.columns:
+            raise InputError(
+                f"arm {a.arm_id!r} rows already carry {ARM_COLUMN!r}; pass input columns only"
+            )
+        cols = set(a.rows.columns)
+        if columns is None:
+            columns = cols
+        elif cols != columns:
+            diff = sorted(cols ^ columns)
+            raise InputError(
+                f"arm {a.arm_id!r} has different columns from the other arms ({diff}); "
+                f"every arm must hold the same input columns"
+            )
+
+
+def select(
+    arms: Sequence[Arm],
+    evaluator: Evaluator,
+    cfg: SelectionConfig,
+    *,
+    kinds: Mapping[str, Kind] | None = None,
+    domains: Mapping[str, View] | None = None,
+    seed: int = 42,
+    max_tries: int = 2,
+    oversize: Oversize = "truncate",
+) -> Selection:
+    """Choose arms with `cfg.strategy` within `cfg.budget_rows` rows (see the module doc).
+
+    `kinds` types the rule views (interval vs set); `domains` are the table's per-column domains
+    used to measure unbounded rule sides (derived from the arms when missing). `max_tries` failed
+    tries reject an arm permanently (bandit only); `oversize` decides whether an arm larger than the
+    remaining budget is truncated or skipped."""
+    if cfg.strategy not in STRATEGIES:
+        raise ConfigError(f"selection.strategy={cfg.strategy!r}; use one of {STRATEGIES}")
+    if max_tries < 1:
+        raise ConfigError(f"max_tries={max_tries} must be at least 1")
+    if oversize not in ("truncate", "skip"):
+        raise ConfigError(f"oversize={oversize!r}; use 'truncate' or 'skip'")
+    _check_arms(arms)
+    run = _Run(arms, evaluator, cfg, kinds, domains, seed, oversize)
+    if cfg.strategy == "bandit":
+        return _bandit(run, max_tries)
+    if cfg.strategy == "forward":
+        return _forward(run)
+    if cfg.strategy == "backward":
+        return _backward(run)
+    return _topk(run)
+
+
+# ----------------------------------------------------------------------------------------------
+# A concrete evaluator: one model per partition, row-weighted validation error
+# ----------------------------------------------------------------------------------------------
+
+
+class Estimator(Protocol):
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Any: ...
+
+    def predict(self, X: np.ndarray) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One DGR's training and validation rows. `rule=None` marks the rest partition: extra rows no
+    other partition's rule matches are routed to it."""
+
+    key: str
+    rule: Rule | None
+    train: pd.DataFrame = field(compare=False, repr=False)
+    valid: pd.DataFrame = field(compare=False, repr=False)
+
+
+@dataclass
+class _Part:
+    key: str
+    rule: Rule | None
+    train: pd.DataFrame
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+
+
+def _digest(frame: pd.DataFrame) -> bytes:
+    if frame.empty:
+        return b""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.blake2b(hashed.tobytes(), digest_size=16).digest()
+
+
+class PartitionedEvaluator:
+    """Validation score = -(row-weighted error over partitions): error = 1 - accuracy
+    (classification) or MSE (regression), each partition scored by its own model trained on its
+    training rows plus the extra rows routed to it (first matching rule, in partition order).
+
+    `losses` gives the per-row validation losses behind that score (0/1 misclassification or squared
+    error), partitions in `keys` order and each partition's validation rows in their given order, so
+    the score is minus their mean: selection's significance test compares two such vectors.
+
+    Per-partition loss vectors are cached by the content of the extra rows a partition receives, so
+    adding an arm retrains only the partitions its rows fall in. Train and validation frames are
+    capped by seeded samples. Only training and validation rows are ever given to it: keep the test
+    split out. `encode` maps a frame of feature columns (the target removed) to a float matrix, e.g.
+    `date_spark.features.FeatureEncoder.transform`; `model_factory` returns a fresh unfitted
+    estimator (seed it for determinism)."""
+
+    def __init__(
+        self,
+        partitions: Sequence[Partition],
+        *,
+        target: str,
+        task: Task,
+        encode: Callable[[pd.DataFrame], np.ndarray],
+        model_factory: Callable[[], Estimator],
+        max_train_rows: int | None = 20_000,
+        max_valid_rows: int | None = 5_000,
+        seed: int = 42,
+    ) -> None:
+        if task not in ("classification", "regression"):
+            raise ConfigError(f"task={task!r}; use 'classification' or 'regression'")
+        if not partitions:
+            raise InputError("PartitionedEvaluator needs at least one partition")
+        self.target = target
+        self.task = task
+        self.encode = encode
+        self.model_factory = model_factory
+        self.fits = 0
+        self._cache: dict[tuple[int, bytes], np.ndarray] = {}
+        self._parts: list[_Part] = []
+        keys: set[str] = set()
+        for p in partitions:
+            if p.key in keys:
+                raise InputError(f"partition key {p.key!r} appears twice")
+            keys.add(p.key)
+            for name, frame in (("training", p.train), ("validation", p.valid)):
+                if target not in frame.columns:
+                    raise InputError(f"partition {p.key!r} {name} rows lack the target {target!r}")
+            train = _cap(p.train, max_train_rows, seed)
+            valid = _cap(p.valid, max_valid_rows, seed)
+            if len(valid) and not len(train):
+                raise InputError(
+                    f"partition {p.key!r} has validation rows but no training rows; "
+                    f"merge it into another partition or drop its rule"
+                )
+            self._parts.append(
+                _Part(
+                    p.key,
+                    p.rule,
+                    train.reset_index(drop=True),
+                    self._x(train),
+                    train[target].to_numpy(),
+                    self._x(valid),
+                    valid[target].to_numpy(),
+                )
+            )
+        self.columns = list(self._parts[0].train.columns)
+        self.weights = np.array([len(p.y_valid) for p in self._parts], dtype=float)
+        if self.weights.sum() <= 0:
+            raise InputError("no partition has validation rows; nothing can score the arms")
+
+    @classmethod
+    def from_frames(
+        cls,
+        train: pd.DataFrame,
+        valid: pd.DataFrame,
+        rules: Mapping[str, Rule],
+        *,
+        rest: bool = True,
+        **kwargs: Any,
+    ) -> PartitionedEvaluator:
+        """Partition training and validation rows by the first matching rule (in mapping order).
+        With `rest`, rows no rule covers form a last partition scored by a global model trained on
+        all training rows (the paper's protocol); without it they are left out."""
+        parts: list[Partition] = []
+        t_left = np.ones(len(train), dtype=bool)
+        v_left = np.ones(len(valid), dtype=bool)
+        for key, rule in rules.items():
+            tm = rule.mask(train).to_numpy(dtype=bool) & t_left
+            vm = rule.mask(valid).to_numpy(dtype=bool) & v_left
+            t_left &= ~tm
+            v_left &= ~vm
+            parts.append(Partition(key, rule, train[tm], valid[vm]))
+        if rest:
+            parts.append(Partition("_rest", None, train, valid[v_left]))
+        return cls(parts, **kwargs)
+
+    @property
+    def keys(self) -> list[str]:
+        return [p.key for p in self._parts]
+
+    def _x(self, frame: pd.DataFrame) -> np.ndarray:
+        feats = frame.drop(columns=[self.target])
+        arr = np.asarray(self.encode(feats), dtype=float)
+        return arr.reshape(len(frame), -1) if arr.ndim == 1 and len(frame) else arr
+
+    def route(self, frame: pd.DataFrame) -> np.ndarray:
+        """Partition index of each row (first matching rule, else the rest partition, else -1)."""
+        out = np.full(len(frame), -1, dtype=int)
+        left = np.ones(len(frame), dtype=bool)
+        rest = -1
+        for j, p in enumerate(self._parts):
+            if p.rule is None:
+                rest = j if rest < 0 else rest
+                continue
+            m = p.rule.mask(frame).to_numpy(dtype=bool) & left
+            out[m] = j
+            left &= ~m
+        out[left] = rest
+        return out
+
+    def _losses(self, j: int, extra: pd.DataFrame) -> np.ndarray:
+        """Partition j's per-validation-row losses with `extra` (its routed rows); cached."""
+        key = (j, _digest(extra))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        p = self._parts[j]
+        if len(extra):
+            X = np.vstack([p.X_train, self._x(extra)])
+            y = np.concatenate([p.y_train, extra[self.target].to_numpy()])
+        else:
+            X, y = p.X_train, p.y_train
+        if self.task == "classification":
+            labels = pd.unique(y)
+            if len(labels) == 1:  # one class: every model predicts it; many estimators refuse
+                pred = np.full(len(p.y_valid), labels[0], dtype=object)
+            else:
+                pred = self._fit_predict(X, y, p.X_valid)
+            loss = np.asarray(pred != p.y_valid, dtype=float)
+        else:
+            pred = self._fit_predict(X, y.astype(float), p.X_valid)
+            loss = (np.asarray(pred, dtype=float) - p.y_valid.astype(float)) ** 2
+        loss.setflags(write=False)  # shared by every caller that hits the cache
+        self._cache[key] = loss
+        return loss
+
+    def _error(self, j: int, extra: pd.DataFrame) -> float:
+        return float(np.mean(self._losses(j, extra)))
+
+    def _fit_predict(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray) -> np.ndarray:
+        model = self.model_factory()
+        model.fit(X, y)
+        self.fits += 1
+        return np.asarray(model.predict(X_valid))
+
+    def _routed(self, extra: pd.DataFrame | None) -> list[tuple[int, pd.DataFrame]]:
+        """(partition index, the extra rows it receives) for each partition with validation
+        rows, in partition order."""
+        if extra is None or extra.empty:
+            extra = pd.DataFrame(columns=self.columns)
+        missing = [c for c in self.columns if c not in extra.columns]
+        if missing:
+            raise InputError(f"extra rows lack columns {missing}; pass the input columns")
+        extra = extra[self.columns]
+        idx = self.route(extra) if len(extra) else np.zeros(0, dtype=int)
+        out: list[tuple[int, pd.DataFrame]] = []
+        for j in range(len(self._parts)):
+            if self.weights[j] > 0:
+                sub = extra[idx == j] if len(extra) else extra
+                out.append((j, sub.reset_index(drop=True)))
+        return out
+
+    def partition_errors(self, extra: pd.DataFrame | None = None) -> dict[str, float]:
+        """Validation error per partition key (partitions without validation rows omitted)."""
+        return {self._parts[j].key: self._error(j, sub) for j, sub in self._routed(extra)}
+
+    def losses(self, extra: pd.DataFrame | None = None) -> np.ndarray:
+        """Per-validation-row losses with `extra` added (0/1 misclassification or squared error):
+        partitions in `keys` order, each one's validation rows in their given order; always the
+        same rows, so two calls compare row by row. ``score == -losses.mean()`` (up to rounding)."""
+        parts = [self._losses(j, sub) for j, sub in self._routed(extra)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def baseline(self) -> float:
+        return self.score(pd.DataFrame(columns=self.columns))
+
+    def score(self, extra: pd.DataFrame) -> float:
+        errs = self.partition_errors(extra)
+        w = {p.key: self.weights[j] for j, p in enumerate(self._parts)}
+        total = sum(w[k] * e for k, e in errs.items())
+        return -float(total / self.weights.sum())
+
+
+def _cap(frame: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    if cap is None or len(frame) <= cap:
+        return frame
+    return frame.sample(n=cap, random_state=seed).sort_index()
