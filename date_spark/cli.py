@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from date_spark import __version__
 from date_spark.config import Config, dump_yaml, load_config
@@ -47,8 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", metavar="RUN_ID", help="continue a run from its last finished stage"
     )
+    disc = sub.add_parser("discover", help="discover rules only; write them as JSON and a table")
+    _common(disc)
+    disc.add_argument("--out", metavar="DIR", help="where to write rules.json and rules/ (Parquet)")
     val = sub.add_parser("validate-config", help="print the resolved config (no secrets) and exit")
     _common(val)
+    ev = sub.add_parser(
+        "evaluate", help="fidelity, privacy and validity of a synthetic table; writes a report"
+    )
+    ev.add_argument("--real", required=True, metavar="PATH", help="the real (training) rows")
+    ev.add_argument("--synthetic", required=True, metavar="PATH", help="the synthetic rows")
+    ev.add_argument(
+        "--target", metavar="COL", help="label column (a discrete label is compared as a category)"
+    )
+    ev.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    ev.add_argument(
+        "--out", metavar="DIR", help="report directory (default: <synthetic>_evaluation)"
+    )
+    ev.add_argument("--train", metavar="PATH", help="rows the generator saw (default: --real)")
+    ev.add_argument(
+        "--holdout", metavar="PATH", help="real rows it never saw: the privacy baseline"
+    )
+    ev.add_argument(
+        "--rule-column",
+        metavar="COL",
+        help="column holding each row's rule (default: _date_rule when present)",
+    )
     return parser
 
 
@@ -71,11 +96,90 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     result = DateSynthesizer(cfg).run(resume=args.resume)
-    print(f"run {result.run_id}: {result.run_dir}")
-    print(f"  input: {result.summary.get('profile', '')}")
-    print(f"  stages done: {', '.join(result.stages_done)}")
-    if result.stages_not_built:
-        print(f"  stages not built yet (skipped): {', '.join(result.stages_not_built)}")
+    s = result.summary
+    print(f"run {result.run_id} done: {result.run_dir}")
+    print(f"  input:     {s.get('profile', '')}")
+    print(
+        f"  rules:     {s.get('rules')} DGRs; arms: {s.get('arms')} groups, "
+        f"{s.get('candidate_arms')} candidates, {s.get('selected_arms')} selected"
+    )
+    print(
+        f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
+        f"synthetic) -> {result.output.get('location')}"
+    )
+    if result.mlflow_run_id:
+        print(f"  mlflow:    run {result.mlflow_run_id} (experiment {cfg.tracking.experiment!r})")
+    if s.get("budget_exhausted"):
+        print("  note:      the LLM budget ran out; the output holds what was generated before")
+    return 0
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from date_spark.synthesizer import DateSynthesizer
+
+    cfg = _config(args)
+    synth = DateSynthesizer(cfg).prepare()
+    from date_spark.discovery import discover
+    from date_spark.split import SPLIT_COL, TEST
+
+    non_test = synth.data_.where(f"{SPLIT_COL} != '{TEST}'")
+    found = discover(non_test, synth._discovery_schema(synth.schema_), cfg.discovery, seed=cfg.seed)
+    out = Path(args.out or Path(cfg.output.runs_dir) / "discover")
+    found.save(out / "rules.json")
+    found.rules_frame(synth._session()).write.mode("overwrite").parquet(str(out / "rules"))
+    for d in found.dgrs:
+        print(f"{d.rule_id}\tsupport={d.support}\terror={d.val_error:.4f}\t{d.rule.to_text()}")
+    print(f"{len(found.dgrs)} rules covering {found.coverage:.1%} of training rows -> {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from date_spark.config import InputConfig
+    from date_spark.errors import ConfigError, InputError
+    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema
+    from date_spark.io import read_input
+    from date_spark.report import log_report, render_report
+    from date_spark.spark import session
+
+    out = args.out
+    if not out:
+        if "://" in args.synthetic and not args.synthetic.startswith("file:"):
+            raise ConfigError("--synthetic is not a local path; pass --out DIR for the report")
+        out = args.synthetic.removeprefix("file://").rstrip("/") + "_evaluation"
+    spark = session()
+
+    def load(flag: str, path: str | None) -> Any:
+        if path is None:
+            return None
+        try:
+            return read_input(spark, InputConfig(path=path, format=args.format))
+        except InputError as err:
+            raise InputError(f"{flag}: {err}") from None
+
+    real = load("--real", args.real)
+    synthetic = load("--synthetic", args.synthetic)
+    train, holdout = load("--train", args.train), load("--holdout", args.holdout)
+    rule_column = args.rule_column or (RULE_COLUMN if RULE_COLUMN in synthetic.columns else None)
+    schema = infer_schema(real, args.target)
+    result = evaluate(
+        real, synthetic, schema, holdout=holdout, train=train, rule_column=rule_column
+    )
+    paths = render_report(result, out)
+    log_report(paths, result=result)
+    f, p, v = result.fidelity, result.privacy, result.validity
+    flag = "n/a (no --holdout)" if p.too_close is None else ("TOO CLOSE" if p.too_close else "ok")
+    print(
+        f"fidelity {f.overall:.4f} (shapes {f.column_shapes_score:.4f}, pair trends "
+        f"{(f.column_pair_trends_score or 0.0):.4f})"
+        if f.overall is not None
+        else "fidelity n/a"
+    )
+    print(f"privacy {flag}: exact copies {p.exact_copies} of {result.synthetic_rows}")
+    if v.rule_share is not None:
+        print(f"rules satisfied by {v.rule_share:.1%} of {v.rule_rows} rows")
+    print(f"report: {paths.html}")
     return 0
 
 
@@ -88,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("py4j", "urllib3", "httpx", "httpx2", "openai", "mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handlers = {"run": _cmd_run, "validate-config": _cmd_validate}
+    handlers = {"run": _cmd_run, "discover": _cmd_discover, "validate-config": _cmd_validate}
+    handlers["evaluate"] = _cmd_evaluate
     try:
         return handlers[args.command](args)
     except DateSparkError as err:

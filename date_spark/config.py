@@ -133,6 +133,9 @@ class SelectionConfig(_Section):
       The default 1.645 is a one-sided 5% test, so one or two validation rows flipping (noise)
       admit no arm. 0 restores the paper's rule (accept any strict improvement). Evaluators
       without per-row losses always use the paper's rule; Top-k is never tested.
+    multiple_testing: "bonferroni" (default) divides the test's level by the number of arms, so
+      that over a whole run the chance of accepting any arm by luck stays near 5%; "none" tests
+      each step at min_z.
     """
 
     strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
@@ -142,6 +145,7 @@ class SelectionConfig(_Section):
     top_k: int = Field(default=5, ge=1)
     max_steps: int = Field(default=200, ge=1)
     min_z: float = Field(default=1.645, ge=0)
+    multiple_testing: Literal["bonferroni", "none"] = "bonferroni"
 
 
 class LocalModelConfig(_Section):

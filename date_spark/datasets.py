@@ -24,6 +24,14 @@ from pyspark.sql import functions as F
 
 CATEGORIES = ("a", "b", "c", "d")
 N_REGIMES = 5
+# The planted regimes as rules (the ground truth discovery should recover).
+PLANTED_RULES = {
+    "R0": "x0 < 0.3",
+    "R1": "x0 >= 0.3 and x0 < 0.6 and c0 in ('a', 'b')",
+    "R2": "x0 >= 0.3 and x0 < 0.6 and c0 in ('c', 'd')",
+    "R3": "x0 >= 0.6 and x5 < 0.5",
+    "R4": "x0 >= 0.6 and x5 >= 0.5",
+}
 
 
 def _regime_np(x0: np.ndarray, c0: np.ndarray, x5: np.ndarray) -> np.ndarray:
@@ -141,11 +149,11 @@ def demo_credit(n_rows: int = 4000, seed: int = 7) -> pd.DataFrame:
     logit = np.select(
         [seg == 0, seg == 1, seg == 2],
         [
-            3.0 * (utilization - 0.4) * 4 - 0.5,  # young renters: utilisation drives default
-            -(income - 30000) / 8000,  # the south: income drives it
-            (accounts - 3) * 0.9,  # high utilisation: many accounts drive it
+            14.0 * (utilization - 0.45),  # young renters: utilisation drives default
+            -(np.nan_to_num(income, nan=33000.0) - 33000) / 3000,  # the south: income drives it
+            2.5 * (accounts - 3.5),  # high utilisation: many accounts drive it
         ],
-        default=-2.0 + 0.02 * (60 - age),  # everyone else: low, slowly falling with age
+        default=-3.5 + 0.04 * (60 - age),  # everyone else: low, slowly falling with age
     )
     p = 1 / (1 + np.exp(-logit))
     default = (rng.random(n_rows) < p).astype(np.int64)

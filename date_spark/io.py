@@ -278,6 +278,7 @@ def validate_and_profile(
                 f"many classes (input.max_classes={cfg.max_classes}); set input.task: regression"
             )
         counts = df.where(y.isNotNull()).groupBy(y.alias("v")).count().collect()
+        typed_classes = sorted((r["v"] for r in counts), key=lambda v: (str(type(v)), v))
         classes = {str(r["v"]): int(r["count"]) for r in counts}
         if len(classes) < 2:
             only = next(iter(classes), "?")
@@ -314,7 +315,7 @@ def validate_and_profile(
         )
     class_values: tuple[Any, ...] = ()
     if task == "classification":
-        class_values = tuple(sorted(classes))
+        class_values = tuple(typed_classes)
     schema = TableSchema(specs, target, task, class_values)
     profile = Profile(
         rows=rows,

@@ -1,34 +1,46 @@
-"""The facade: `DateSynthesizer(config).fit(df)` learns what the table looks like, `.run()` runs the
-whole job. scikit-learn manners: `__init__` only stores config, `fit` returns self, learned state
-ends in `_`."""
+"""The facade: `DateSynthesizer(config).fit(df)` runs the three algorithms, `.sample()` returns the
+kept synthetic rows, `.run()` is the whole job (write, track, evaluate). scikit-learn manners:
+`__init__` only stores config, `fit` returns self, learned state ends in `_` (`rules_`, `arms_`,
+`selection_`).
+
+Every stage saves its result under `output.runs_dir/<run_id>/<stage>/`, and the manifest records
+which stages finished; `run(resume=RUN_ID)` loads finished stages instead of recomputing them (a
+run stopped after generation resumes with zero LLM calls).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from date_spark import io
+from date_spark import io, output
 from date_spark.config import Config
+from date_spark.discovery import Discovery, discover, make_model
 from date_spark.errors import DateSparkError
+from date_spark.generation import DGR_COL, GenerationResult, Generator
 from date_spark.io import Profile
+from date_spark.rules import parse_rule
 from date_spark.runs import Run, open_run, start_run
 from date_spark.schema import TableSchema, column_specs
+from date_spark.selection import Arm, PartitionedEvaluator, Selection, select
+from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session
+from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
+from date_spark.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-# Stages of the job in order, and whether this build has them. The job says plainly which it skips.
-PIPELINE: tuple[tuple[str, bool], ...] = (
-    ("prepare", True),
-    ("discovery", False),
-    ("generation", False),
-    ("selection", False),
-    ("output", False),
-)
+STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
 
 
 @dataclass
@@ -36,8 +48,16 @@ class RunResult:
     run_id: str
     run_dir: str
     stages_done: list[str]
-    stages_not_built: list[str]
+    output: dict[str, Any] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _tag(spark: SparkSession, stage: str) -> None:
+    """Name the stage on the Spark jobs that follow (job tags; Spark 3.5 classic lacks them)."""
+    with contextlib.suppress(Exception):
+        spark.clearTags()
+        spark.addTag(f"date-spark-{stage}")
 
 
 class DateSynthesizer:
@@ -45,59 +65,337 @@ class DateSynthesizer:
         self.config = config or Config()
         self.spark = spark
 
+    # -- helpers --------------------------------------------------------------------------------
     def _session(self) -> SparkSession:
         if self.spark is None:
             self.spark = session(self.config.spark)
         return self.spark
 
-    def fit(self, df: DataFrame | None = None) -> DateSynthesizer:
-        """Check and profile the input (`df`, or the table `input` names)."""
+    @contextlib.contextmanager
+    def _timed(self, name: str) -> Iterator[None]:
+        _tag(self._session(), name)
+        log.info("stage %s: start", name)
+        t0 = time.monotonic()
+        yield
+        secs = time.monotonic() - t0
+        self.seconds_[name] = round(secs, 3)
+        log.info("stage %s: done in %.1fs", name, secs)
+
+    def _discovery_schema(self, schema: TableSchema) -> TableSchema:
+        # Sensitive columns never shape rules, so their values never reach a prompt.
+        hidden = set(self.config.generation.sensitive_columns)
+        cols = tuple(c for c in schema.columns if c.name not in hidden)
+        return TableSchema(cols, schema.target, schema.task, schema.classes)
+
+    # -- fit ------------------------------------------------------------------------------------
+    def prepare(self, df: DataFrame | None = None) -> DateSynthesizer:
+        """Read (or take `df`), check and profile the input; nothing is written."""
         spark = self._session()
         cfg = self.config
-        if df is None:
-            data, schema, profile = io.prepare(spark, cfg)
-        else:
-            selected = io.normalize(io.select_columns(df, cfg.input))
+        self.seconds_: dict[str, float] = getattr(self, "seconds_", {})
+        with self._timed("prepare"):
+            raw = io.read_input(spark, cfg.input) if df is None else df
+            selected = io.normalize(io.select_columns(raw, cfg.input))
+            output.check_input_columns(raw.schema)
             data, schema, profile = io.validate_and_profile(
                 selected, column_specs(selected.schema), cfg.input
             )
-        self.data_: DataFrame = data
+        self.raw_: DataFrame = raw
+        self.data_: DataFrame = data.transform(
+            assign_split(
+                schema.names, cfg.split.test_fraction, cfg.split.validation_fraction, cfg.seed
+            )
+        )
         self.schema_: TableSchema = schema
         self.profile_: Profile = profile
         return self
 
-    def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:
-        """Run every built stage; results land under `output.runs_dir/<run_id>`."""
+    def fit(self, df: DataFrame | None = None, *, run: Run | None = None) -> DateSynthesizer:
+        """Prepare, then discovery -> generation -> selection. With `run`, stage results are saved
+        under it and finished stages are loaded rather than recomputed."""
+        if not hasattr(self, "data_"):
+            self.prepare(df)
         cfg = self.config
-        if df is None:
+        non_test = self.data_.where(F.col(SPLIT_COL) != TEST)
+
+        with self._timed("discovery"):
+            path = run.stage_dir("discovery") / "discovery.json" if run else None
+            if run and run.is_done("discovery") and path and path.exists():
+                self.rules_ = Discovery.load(path)
+                log.info("discovery: loaded %d rules from %s", len(self.rules_.dgrs), path)
+            else:
+                self.rules_ = discover(
+                    non_test, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
+                )
+                if run and path:
+                    self.rules_.save(path)
+                    run.finish_stage("discovery", self._discovery_summary())
+        if not self.rules_.dgrs:
+            log.warning("discovery found no rule within rho; nothing to generate for")
+
+        with self._timed("generation"):
+            gdir = run.stage_dir("generation") if run else None
+            if run and gdir and run.is_done("generation"):
+                self.generation_ = GenerationResult.load(gdir, cfg.generation.generator)
+                log.info(
+                    "generation: loaded %d rows from %s (no LLM calls)",
+                    len(self.generation_.rows),
+                    gdir,
+                )
+            else:
+                self.generation_ = self._generate()
+                if run and gdir:
+                    self.generation_.save(gdir)
+                    run.finish_stage("generation", self.generation_.summary())
+        self.arms_: pd.DataFrame = self.generation_.arms
+
+        with self._timed("selection"):
+            sdir = run.stage_dir("selection") if run else None
+            if run and sdir and run.is_done("selection"):
+                self.selection_ = _load_selection(sdir)
+            else:
+                self.selection_ = self._select()
+                if run and sdir:
+                    _save_selection(self.selection_, sdir)
+                    run.finish_stage("selection", self._selection_summary())
+        return self
+
+    def _discovery_summary(self) -> dict[str, Any]:
+        d = self.rules_
+        return {
+            "rules": len(d.dgrs),
+            "coverage": round(float(d.coverage), 4),
+            "trainings": d.trainings,
+            "shared": d.shared,
+            "incomplete": d.incomplete,
+            "rho": d.rho,
+        }
+
+    def _generate(self) -> GenerationResult:
+        cfg = self.config
+        if not self.rules_.dgrs:
+            return GenerationResult(
+                pd.DataFrame(),
+                pd.DataFrame(
+                    columns=[
+                        "arm_id",
+                        "dgr_id",
+                        "round",
+                        "rule",
+                        "n_rows",
+                        "gain",
+                        "agree",
+                        "candidate",
+                        "predicted",
+                        "labels",
+                        "generator",
+                    ]
+                ),
+                [],
+                cfg.generation.generator,
+            )
+        route = self.rules_.route(column=DGR_COL)
+        use_local = (
+            cfg.generation.generator == "llm"
+            and cfg.llm.provider == "local"
+            and not cfg.llm.base_url
+        )
+        with contextlib.ExitStack() as stack:
+            base_url = cfg.llm.base_url
+            if use_local:
+                from date_spark.llm.local import LocalModelServer
+
+                base_url = stack.enter_context(LocalModelServer(cfg.llm.local))
+            gen = Generator(
+                self.data_, self.rules_, self.schema_, cfg, route=route, base_url=base_url
+            )
+            result = gen.run()
+        self.partition_sample_ = gen.sample_pd
+        return result
+
+    def _partitions(self) -> list[SelPartition]:
+        sample = getattr(self, "partition_sample_", None)
+        if sample is None:
+            sample = self._resample()
+        parts = []
+        for d in self.rules_.dgrs:
+            g = sample[sample[DGR_COL] == str(d.rule_id)]
+            parts.append(
+                SelPartition(
+                    str(d.rule_id),
+                    d.rule,
+                    g[g[SPLIT_COL] == TRAIN].drop(columns=[DGR_COL, SPLIT_COL]),
+                    g[g[SPLIT_COL] == VALIDATION].drop(columns=[DGR_COL, SPLIT_COL]),
+                )
+            )
+        return parts
+
+    def _resample(self) -> pd.DataFrame:
+        """The capped per-DGR sample, recomputed (on resume after generation)."""
+        from date_spark.generation import _partition_sample
+
+        routed = self.data_.where(F.col(SPLIT_COL) != TEST).transform(
+            self.rules_.route(column=DGR_COL)
+        )
+        ids = [str(d.rule_id) for d in self.rules_.dgrs]
+        sample = _partition_sample(
+            routed, ids, self.config.generation.partition_sample_rows, self.config.seed
+        )
+        return sample.select(
+            *[F.col(f"`{c}`") for c in self.schema_.names], DGR_COL, SPLIT_COL
+        ).toPandas()
+
+    def _select(self) -> Selection:
+        cfg = self.config
+        rows = self.generation_.rows
+        arms_pd = self.generation_.arms
+        cands = arms_pd[arms_pd["candidate"]] if len(arms_pd) else arms_pd
+        kinds = self.schema_.kinds
+        arms = []
+        for rec in cands.to_dict("records"):
+            arm_rows = rows[rows["_date_arm"] == rec["arm_id"]][self.schema_.names]
+            arms.append(
+                Arm(
+                    arm_id=rec["arm_id"],
+                    dgr_id=str(rec["dgr_id"]),
+                    round=int(rec["round"]),
+                    rule=parse_rule(rec["rule"], kinds),
+                    rows=arm_rows.reset_index(drop=True),
+                    gain=float(rec["gain"]),
+                )
+            )
+        encoder = self.rules_.encoder
+        depth = cfg.discovery.model_max_depth
+        evaluator = PartitionedEvaluator(
+            self._partitions(),
+            target=self.schema_.target,
+            task=self.schema_.task,  # type: ignore[arg-type]
+            encode=encoder.transform,
+            model_factory=lambda: make_model(
+                "decision_tree", self.schema_.task, encoder, max_depth=depth, seed=cfg.seed
+            ),
+            seed=cfg.seed,
+        )
+        return select(arms, evaluator, cfg.selection, kinds=kinds, seed=cfg.seed)
+
+    def _selection_summary(self) -> dict[str, Any]:
+        s = self.selection_
+        return {
+            "strategy": s.strategy,
+            "selected_arms": len(s.selected),
+            "rows": s.n_rows,
+            "baseline": s.baseline,
+            "best_score": s.best_score,
+            "stop_reason": s.stop_reason,
+        }
+
+    # -- sample ---------------------------------------------------------------------------------
+    def sample(self, run_id: str = "adhoc") -> DataFrame:
+        """The kept synthetic rows in the input's schema plus provenance (a Spark DataFrame)."""
+        sel = self.selection_.rows.copy()
+        arms = self.arms_.set_index("arm_id") if len(self.arms_) else None
+        if len(sel) and arms is not None:
+            sel["_date_rule"] = sel["_date_arm"].map(arms["rule"])
+            sel["_date_round"] = sel["_date_arm"].map(arms["round"])
+            sel["_date_generator"] = sel["_date_arm"].map(arms["generator"])
+        else:
+            for c in ("_date_arm", "_date_rule", "_date_round", "_date_generator"):
+                sel[c] = pd.Series(dtype=object)
+        return output.synthetic_frame(
+            self._session(),
+            sel,
+            self.raw_.schema,
+            run_id=run_id,
+            run_date=self.config.output.run_date,
+        )
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:
+        """The whole job. Input problems raise before anything is written."""
+        cfg = self.config
+        if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
-        t0 = time.monotonic()
-        # Validate everything before anything is written: bad input leaves no run behind.
-        self.fit(df)
-        prepare_s = time.monotonic() - t0
-        run: Run = (
-            open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
-        )
+        self.seconds_ = {}
+        self.prepare(df)
+        run = open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
+        run.update(run_id=run.run_id, config=cfg.redacted(), input_schema=self.schema_.to_json())
+        run.finish_stage("prepare", {"profile": self.profile_.to_dict()})
+        result = RunResult(run.run_id, str(run.root), ["prepare"])
         try:
-            run.update(
-                run_id=run.run_id,
-                config=cfg.redacted(),
-                input_schema=self.schema_.to_json(),
-            )
-            run.finish_stage(
-                "prepare",
-                {"seconds": round(prepare_s, 3), "profile": self.profile_.to_dict()},
-            )
-        except OSError as err:
-            raise DateSparkError(f"cannot write run directory {run.root}: {err}") from err
-        done = [name for name, built in PIPELINE if built]
-        missing = [name for name, built in PIPELINE if not built]
-        run.update(stages_not_built=missing)
-        log.info("input: %s", self.profile_.summary())
-        return RunResult(
-            run_id=run.run_id,
-            run_dir=str(run.root),
-            stages_done=done,
-            stages_not_built=missing,
-            summary={"profile": self.profile_.summary()},
+            with Tracker(cfg, run.run_id) as tracker:
+                result.mlflow_run_id = tracker.mlflow_run_id
+                tracker.metrics({"rows_in": self.profile_.rows})
+                self.fit(run=run)
+                tracker.metrics(self._discovery_summary(), prefix="discovery_")
+                tracker.metrics(self.generation_.summary(), prefix="generation_")
+                for r in self.generation_.rounds:
+                    tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
+                tracker.metrics(self._selection_summary(), prefix="selection_")
+                with self._timed("output"):
+                    out = self.sample(run.run_id)
+                    if cfg.output.mode == "augmented":
+                        out = output.input_frame(
+                            self.raw_, run_id=run.run_id, run_date=cfg.output.run_date
+                        ).unionByName(out)
+                    written = output.write(out, cfg.output, staging_dir=run.root / "output_staging")
+                run.finish_stage("output", written)
+                result.output = written
+                tracker.metrics(
+                    {"rows_out": written["rows"], "synthetic_rows_out": written["synthetic_rows"]}
+                )
+                tracker.metrics({f"seconds_{k}": v for k, v in self.seconds_.items()})
+                for stage in ("discovery", "generation", "selection"):
+                    tracker.artifact(run.stage_dir(stage), stage)
+                tracker.artifact(run.manifest_path)
+        except DateSparkError as err:
+            done = [s for s in STAGES if run.is_done(s)]
+            raise type(err)(
+                f"{err} (run {run.run_id} finished: {', '.join(done)}; "
+                f"continue with --resume {run.run_id})"
+            ) from err
+        result.stages_done = [s for s in STAGES if run.is_done(s)]
+        result.summary = {
+            "profile": self.profile_.summary(),
+            "rules": len(self.rules_.dgrs),
+            "arms": len(self.arms_),
+            "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
+            "selected_arms": len(self.selection_.selected),
+            "synthetic_rows": self.selection_.n_rows,
+            "budget_exhausted": self.generation_.budget_exhausted,
+            "seconds": dict(self.seconds_),
+        }
+        run.update(summary=result.summary, mlflow_run_id=result.mlflow_run_id)
+        return result
+
+
+def _save_selection(sel: Selection, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    sel.rows.to_parquet(directory / "rows.parquet", index=False)
+    sel.trace_frame().to_parquet(directory / "trace.parquet", index=False)
+    (directory / "selection.json").write_text(
+        json.dumps(
+            {
+                "selected": sel.selected,
+                "best_score": sel.best_score,
+                "baseline": sel.baseline,
+                "strategy": sel.strategy,
+                "stop_reason": sel.stop_reason,
+                "evaluations": sel.evaluations,
+            },
+            indent=2,
         )
+    )
+
+
+def _load_selection(directory: Path) -> Selection:
+    meta = json.loads((directory / "selection.json").read_text())
+    return Selection(
+        selected=meta["selected"],
+        rows=pd.read_parquet(directory / "rows.parquet"),
+        trace=[],
+        best_score=meta["best_score"],
+        baseline=meta["baseline"],
+        strategy=meta["strategy"],
+        stop_reason=meta["stop_reason"],
+        evaluations=meta["evaluations"],
+    )

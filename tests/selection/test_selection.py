@@ -34,11 +34,14 @@ def run(
     *,
     budget_rows: int = 100,
     min_z: float | None = None,
+    multiple_testing: str | None = None,
     **kw: Any,
 ) -> Selection:
     opts: dict[str, Any] = {"strategy": strategy, "budget_rows": budget_rows}
     if min_z is not None:
         opts["min_z"] = min_z
+    if multiple_testing is not None:
+        opts["multiple_testing"] = multiple_testing
     cfg = SelectionConfig.model_validate(opts)
     return select(arms, planted.evaluator(), cfg, kinds=KINDS, domains=DOMAINS, **kw)
 
@@ -232,14 +235,16 @@ def test_bandit_and_forward_greedy_on_the_helpful_harmful_table(planted: Planted
     most twice, against one evaluation per remaining arm per round). At the default min_z forward
     greedy stops one arm earlier: on top of good-R2-0 and good-R3-1, good-R2-1 still fixes more
     validation rows than it breaks, but not significantly (z = 1.61); the bandit had accepted it
-    before good-R2-0 (z = 2.27). Neither keeps a harmful arm under either rule."""
+    before good-R2-0 (z = 2.27). With the default correction for the number of arms tried, z =
+    2.27 is not enough either: both keep a smaller all-helpful set that still beats keeping
+    nothing on held-out rows. Neither keeps a harmful arm under any rule."""
     bandit = run(planted, planted.arms, "bandit", min_z=0)
     forward = run(planted, planted.arms, "forward", min_z=0)
     assert set(bandit.selected) == set(forward.selected)
     assert heldout_error(planted, bandit) == pytest.approx(heldout_error(planted, forward))
     assert bandit.evaluations < forward.evaluations
-    bandit_z = run(planted, planted.arms, "bandit")
-    forward_z = run(planted, planted.arms, "forward")
+    bandit_z = run(planted, planted.arms, "bandit", multiple_testing="none")
+    forward_z = run(planted, planted.arms, "forward", multiple_testing="none")
     assert bandit_z.selected == bandit.selected
     assert set(forward_z.selected) == set(forward.selected) - {"good-R2-1"}
     last = [s for s in forward_z.trace if s.arm_id == "good-R2-1"][-1]
@@ -247,6 +252,13 @@ def test_bandit_and_forward_greedy_on_the_helpful_harmful_table(planted: Planted
     assert "not significant" in last.reason
     assert heldout_error(planted, forward_z) < -planted.evaluator(planted.test).baseline()
     assert bandit_z.evaluations < forward_z.evaluations
+    nothing = -planted.evaluator(planted.test).baseline()
+    for strategy in ("bandit", "forward"):
+        default = run(planted, planted.arms, strategy)
+        assert default.selected and set(default.selected) <= set(bandit.selected)
+        assert not any(a.startswith("bad") for a in default.selected)
+        assert "good-R2-1" not in default.selected
+        assert heldout_error(planted, default) < nothing
 
 
 def test_first_improvement_can_lock_in_a_weaker_arm_forward_greedy_does_not(

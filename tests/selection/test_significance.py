@@ -21,7 +21,8 @@ DEFAULT_MIN_Z = SelectionConfig().min_z
 
 
 def cfg(strategy: str = "bandit", **kw: Any) -> SelectionConfig:
-    return SelectionConfig.model_validate({"strategy": strategy, **kw})
+    """Per-step semantics: these tests pin the statistic, so no correction for many arms."""
+    return SelectionConfig.model_validate({"strategy": strategy, "multiple_testing": "none", **kw})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,3 +263,18 @@ def test_partitioned_evaluator_rejects_a_one_row_flip_by_default(
     paper = select([arm], ev, cfg(strategy, min_z=0), kinds=KINDS, domains=DOMAINS)
     assert paper.selected == ["flipped-R0"]
     assert paper.best_score == pytest.approx(paper.baseline + 1 / n_valid)
+
+
+def test_bonferroni_raises_the_bar_with_the_number_of_arms() -> None:
+    """Three rows fixed with none lost (z = 1.73) passes one test at 5% but not a family of four
+    tests (z* = 2.24): the default corrects for the arms tried."""
+    from date_spark.selection import z_threshold
+
+    assert z_threshold(1.645, 1) == 1.645
+    assert z_threshold(1.645, 4) == pytest.approx(2.241, abs=1e-3)
+    assert z_threshold(1.645, 16) == pytest.approx(2.734, abs=1e-3)
+    assert z_threshold(0.0, 16) == 0.0  # the paper's rule is never corrected
+    ev = _classification(SPEC)
+    corrected = select(ARMS, ev, SelectionConfig(), kinds=KINDS, domains=DOMAINS)
+    assert "three" not in corrected.selected and "good" in corrected.selected
+    assert "three" in select(ARMS, ev, cfg(), kinds=KINDS, domains=DOMAINS).selected

@@ -1,0 +1,213 @@
+"""The output table: selected synthetic rows in the input's exact schema plus provenance, written so
+that a failed run changes nothing and a rerun of a date replaces that date only.
+
+Provenance columns: `_date_synthetic` (false for input rows in `augmented` mode), `_date_arm`,
+`_date_rule` (the arm's rule text; every synthetic row satisfies it), `_date_round`,
+`_date_run_id`, `_date_generator`, and the partition column `run_date`.
+
+Commit protocol: the run's rows are first written to a staging directory under the run
+(`<run>/output_staging`), read back and checked; only then are they written to the destination
+with dynamic partition overwrite, so the destination's `run_date=<date>` partition is replaced and
+every other date stays as it was. Spark's commit protocol moves partitions into place only when
+the whole job succeeded: a failure during the final write leaves the previous output intact.
+Input columns excluded from the run are null in synthetic rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from date_spark.config import OutputConfig
+from date_spark.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+RUN_DATE_COL = "run_date"
+PROVENANCE = T.StructType(
+    [
+        T.StructField("_date_synthetic", T.BooleanType(), False),
+        T.StructField("_date_arm", T.StringType()),
+        T.StructField("_date_rule", T.StringType()),
+        T.StructField("_date_round", T.IntegerType()),
+        T.StructField("_date_run_id", T.StringType()),
+        T.StructField("_date_generator", T.StringType()),
+    ]
+)
+PROVENANCE_COLS = [f.name for f in PROVENANCE.fields]
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def synthetic_frame(
+    spark: SparkSession,
+    rows: pd.DataFrame,
+    input_schema: T.StructType,
+    *,
+    run_id: str,
+    run_date: dt.date,
+) -> DataFrame:
+    """Selected rows (pandas, small) as a Spark frame with the input's columns, types and order,
+    then the provenance columns and `run_date`."""
+    arrow_safe = rows.copy()
+    cols: list[Column] = []
+    staged_fields = []
+    for f in input_schema.fields:
+        if f.name in arrow_safe.columns:
+            staged_fields.append(
+                T.StructField(f.name, T.StringType() if _needs_text(f) else f.dataType)
+            )
+        else:
+            arrow_safe[f.name] = None
+            staged_fields.append(T.StructField(f.name, f.dataType))
+        cols.append(F.col(_q(f.name)).cast(f.dataType).alias(f.name))
+    for name in ("_date_arm", "_date_rule", "_date_generator"):
+        arrow_safe[name] = arrow_safe[name].astype(object) if name in arrow_safe else None
+    arrow_safe["_date_round"] = (
+        pd.to_numeric(arrow_safe["_date_round"]).astype("Int32")
+        if "_date_round" in arrow_safe
+        else None
+    )
+    staged_fields += [
+        PROVENANCE["_date_arm"],
+        PROVENANCE["_date_rule"],
+        PROVENANCE["_date_round"],
+        PROVENANCE["_date_generator"],
+    ]
+    names = [f.name for f in staged_fields]
+    for f in input_schema.fields:
+        if _needs_text(f) and f.name in rows.columns:
+            arrow_safe[f.name] = arrow_safe[f.name].map(lambda v: None if pd.isna(v) else str(v))
+    staged = spark.createDataFrame(arrow_safe[names], schema=T.StructType(staged_fields))
+    return staged.select(
+        *cols,
+        F.lit(True).alias("_date_synthetic"),
+        F.col("_date_arm"),
+        F.col("_date_rule"),
+        F.col("_date_round"),
+        F.lit(run_id).alias("_date_run_id"),
+        F.col("_date_generator"),
+        F.lit(run_date).alias(RUN_DATE_COL),
+    )
+
+
+def _needs_text(f: T.StructField) -> bool:
+    # Decimal and small integer types do not round-trip through pandas reliably: go through text
+    # and let Spark cast exactly.
+    return isinstance(f.dataType, (T.DecimalType, T.ByteType, T.ShortType))
+
+
+def input_frame(df: DataFrame, *, run_id: str, run_date: dt.date) -> DataFrame:
+    """Input rows for `augmented` mode, untouched, with `_date_synthetic = false`."""
+    return df.select(
+        *[F.col(_q(c)) for c in df.columns],
+        F.lit(False).alias("_date_synthetic"),
+        F.lit(None).cast("string").alias("_date_arm"),
+        F.lit(None).cast("string").alias("_date_rule"),
+        F.lit(None).cast("int").alias("_date_round"),
+        F.lit(run_id).alias("_date_run_id"),
+        F.lit(None).cast("string").alias("_date_generator"),
+        F.lit(run_date).alias(RUN_DATE_COL),
+    )
+
+
+def output_schema(input_schema: T.StructType) -> list[str]:
+    return [f.name for f in input_schema.fields] + PROVENANCE_COLS + [RUN_DATE_COL]
+
+
+def check_input_columns(input_schema: T.StructType) -> None:
+    if any(f.name.lower() == RUN_DATE_COL for f in input_schema.fields):
+        raise OutputError(
+            f"the input has a column named {RUN_DATE_COL!r}, the output's partition column; "
+            f"rename it or drop it with input.exclude"
+        )
+
+
+def _table_exists(spark: SparkSession, table: str) -> bool:
+    try:
+        return bool(spark.catalog.tableExists(table))
+    except AnalysisException:
+        return False
+
+
+def _clear_date(spark: SparkSession, cfg: OutputConfig) -> str:
+    part = f"{RUN_DATE_COL}={cfg.run_date.isoformat()}"
+    if cfg.table:
+        if not _table_exists(spark, cfg.table):
+            return "nothing to clear"
+        spark.sql(
+            f"ALTER TABLE {cfg.table} DROP IF EXISTS PARTITION "
+            f"({RUN_DATE_COL} = DATE'{cfg.run_date.isoformat()}')"
+        )
+        return f"partition {part} of {cfg.table} dropped"
+    assert cfg.path is not None
+    parsed = urlparse(cfg.path)
+    if parsed.scheme not in ("", "file"):
+        return (
+            f"{part} under {cfg.path} left as it was (remote storage: remove it with your "
+            f"storage tools if an earlier run wrote it)"
+        )
+    target = Path(parsed.path if parsed.scheme else cfg.path) / part
+    if target.exists():
+        shutil.rmtree(target)
+        return f"{target} removed"
+    return "nothing to clear"
+
+
+def write(
+    out: DataFrame,
+    cfg: OutputConfig,
+    *,
+    staging_dir: str | Path,
+) -> dict[str, Any]:
+    """Stage, verify, then commit `out` to `output.path` or `output.table`."""
+    spark = out.sparkSession
+    staging = str(staging_dir)
+    out.write.mode("overwrite").parquet(staging)
+    staged = spark.read.parquet(staging)
+    expected = out.columns
+    if staged.columns != expected:
+        raise OutputError(f"staged output has columns {staged.columns}, expected {expected}")
+    rows = staged.count()
+    synthetic = staged.where(F.col("_date_synthetic")).count()
+    if rows == 0:
+        # Dynamic overwrite of zero rows replaces nothing: clear the date explicitly, so a rerun
+        # that keeps no row does not leave the previous run's rows for that date.
+        cleared = _clear_date(spark, cfg)
+        log.warning("output: no rows kept for run_date=%s; %s", cfg.run_date, cleared)
+        return {"location": cfg.path or cfg.table, "rows": 0, "synthetic_rows": 0, "note": cleared}
+    prior = spark.conf.get("spark.sql.sources.partitionOverwriteMode", "static") or "static"
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    try:
+        if cfg.path:
+            staged.write.mode("overwrite").partitionBy(RUN_DATE_COL).parquet(cfg.path)
+            where = cfg.path
+        else:
+            assert cfg.table is not None
+            if _table_exists(spark, cfg.table):
+                existing = spark.table(cfg.table).columns
+                if existing != expected:
+                    raise OutputError(
+                        f"output.table {cfg.table!r} has columns {existing}; this run writes "
+                        f"{expected}; write to a new table or migrate it"
+                    )
+                staged.write.insertInto(cfg.table, overwrite=True)
+            else:
+                staged.write.partitionBy(RUN_DATE_COL).format("parquet").saveAsTable(cfg.table)
+            where = cfg.table
+    finally:
+        spark.conf.set("spark.sql.sources.partitionOverwriteMode", prior)
+    log.info("output: %d rows (%d synthetic) committed to %s", rows, synthetic, where)
+    return {"location": where, "rows": rows, "synthetic_rows": synthetic}

@@ -1,0 +1,293 @@
+"""Prompts for Algorithm 2: the initial DGR prompt and the reflective refinement prompt.
+
+Every prompt is built to fit `generation.prompt_token_budget`: the parts that can shrink (example
+rows, example blocks, history entries) are dropped from the least useful end until the estimate
+fits, so prompts stay bounded however long the history grows. Token counts are estimated with the
+gateway's deliberately high estimate (3 characters per token), so the real count is lower.
+
+Categorical masking (`generation.mask_categoricals`): each categorical value is replaced by a
+stable token (`<column-initial><6 hex>` from a hash of the seed, column and value) in examples,
+rules and the schema, and mapped back on the generated rows; the LLM never sees the raw values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from date_spark.llm.engine import estimate_tokens
+from date_spark.rules import Conjunction, Predicate, Rule
+from date_spark.schema import Kind, TableSchema
+
+Message = dict[str, str]
+
+SYSTEM = (
+    "You generate realistic rows for a data table. You follow the given rules exactly and answer "
+    "only with JSON."
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Categorical masking
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Masker:
+    """A bijection between categorical values and opaque tokens, per column."""
+
+    forward: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+
+    @staticmethod
+    def build(domains: Mapping[str, Sequence[Any]], seed: int) -> Masker:
+        fwd: dict[str, dict[Any, str]] = {}
+        for col, values in domains.items():
+            tokens: dict[Any, str] = {}
+            for v in values:
+                h = hashlib.sha256(f"{seed}|{col}|{v}".encode()).hexdigest()[:6]
+                tokens[v] = f"{(col[:1] or 'v').lower()}{h}"
+            fwd[col] = tokens
+        return Masker(fwd)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.forward)
+
+    def backward(self, column: str) -> dict[str, Any]:
+        return {t: v for v, t in self.forward.get(column, {}).items()}
+
+    def value(self, column: str, v: Any) -> Any:
+        return self.forward.get(column, {}).get(v, v)
+
+    def frame(self, pdf: pd.DataFrame) -> pd.DataFrame:
+        out = pdf.copy()
+        for col, mapping in self.forward.items():
+            if col in out.columns:
+                out[col] = out[col].map(lambda v, m=mapping: m.get(v, v))
+        return out
+
+    def unmask_frame(self, pdf: pd.DataFrame) -> pd.DataFrame:
+        out = pdf.copy()
+        for col in self.forward:
+            if col in out.columns:
+                back = self.backward(col)
+                out[col] = out[col].map(lambda v, b=back: b.get(v, v))
+        return out
+
+    def rule(self, rule: Rule) -> Rule:
+        if not self.active:
+            return rule
+        conjs = []
+        for c in rule.conjunctions:
+            preds = []
+            for p in c.predicates:
+                if p.column in self.forward and p.value is not None:
+                    v = p.value
+                    nv: Any = (
+                        tuple(self.value(p.column, x) for x in v)
+                        if isinstance(v, tuple)
+                        else self.value(p.column, v)
+                    )
+                    preds.append(Predicate(p.column, p.op, nv))
+                else:
+                    preds.append(p)
+            conjs.append(Conjunction(tuple(preds)))
+        return Rule(tuple(conjs))
+
+    def unmask_rule(self, rule: Rule) -> Rule:
+        inverse = Masker({c: self.backward(c) for c in self.forward})
+        return inverse.rule(rule)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExampleBlock:
+    """One in-context example: a DGR, its scores and a few real training rows."""
+
+    rule: Rule
+    support: int
+    val_error: float
+    rows: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One generated group from an earlier round, for the reflective prompt."""
+
+    rule: Rule  # DGR condition AND the tree path
+    predicted: Any  # the tree's prediction on that path
+    gain: float
+    rows: pd.DataFrame
+
+
+def _describe_column(
+    name: str, kind: Kind, integral: bool, domain: Sequence[Any] | None, rng: tuple[Any, Any] | None
+) -> str:
+    if domain is not None and kind in (Kind.CATEGORICAL, Kind.BOOLEAN):
+        shown = ", ".join(json.dumps(v, default=str) for v in list(domain)[:30])
+        more = " ..." if len(domain) > 30 else ""
+        return f"- {name}: one of [{shown}{more}]"
+    if kind is Kind.NUMERIC:
+        what = "integer" if integral else "number"
+    else:
+        what = {
+            "boolean": "true or false",
+            "categorical": "text",
+            "date": "date YYYY-MM-DD",
+            "timestamp": "timestamp YYYY-MM-DD HH:MM:SS",
+        }[kind.value]
+    if rng is not None and rng[0] is not None:
+        return f"- {name}: {what}, from {_short(rng[0])} to {_short(rng[1])}"
+    return f"- {name}: {what}"
+
+
+def header(
+    schema: TableSchema,
+    columns: Sequence[str],
+    domains: Mapping[str, Sequence[Any]],
+    ranges: Mapping[str, tuple[Any, Any]],
+) -> str:
+    lines = [
+        "Task: generate new rows for a table, for training a model that predicts "
+        f"'{schema.target}' ({schema.task}).",
+        "Columns (the label is last):",
+    ]
+    ordered = [c for c in columns if c != schema.target] + [schema.target]
+    for name in ordered:
+        spec = schema.column(name)
+        lines.append(
+            _describe_column(name, spec.kind, spec.integral, domains.get(name), ranges.get(name))
+        )
+    return "\n".join(lines)
+
+
+def _short(v: Any) -> Any:
+    """Floats to a few significant digits: a 17-digit float costs tokens and teaches nothing."""
+    if isinstance(v, float) and math.isfinite(v):
+        return round(v, 2) if abs(v) >= 1 else float(f"{v:.3g}")
+    return v
+
+
+def _rows_json(pdf: pd.DataFrame, columns: Sequence[str]) -> str:
+    recs = pdf[list(columns)].to_dict(orient="records")
+    return "\n".join(json.dumps({k: _short(v) for k, v in r.items()}, default=str) for r in recs)
+
+
+def _block_text(i: int, b: ExampleBlock, columns: Sequence[str], n_rows: int) -> str:
+    body = _rows_json(b.rows.head(n_rows), columns) if n_rows else ""
+    text = (
+        f"Example {i}: rule: {b.rule.to_text()}\n"
+        f"support: {b.support} rows, validation error of its model: {b.val_error:.3f}"
+    )
+    return text + ("\nrows:\n" + body if body else "")
+
+
+def _fit(build: Any, budget: int, shrink_steps: Sequence[Any]) -> list[Message]:
+    """Call `build(step)` with ever smaller settings until the messages fit the budget."""
+    messages: list[Message] = build(shrink_steps[0])
+    for step in shrink_steps[1:]:
+        if estimate_tokens(messages) <= budget:
+            break
+        messages = build(step)
+    return messages
+
+
+def generation_messages(
+    *,
+    head: str,
+    columns: Sequence[str],
+    blocks: Sequence[ExampleBlock],
+    target: Rule,
+    n_rows: int,
+    budget: int,
+) -> list[Message]:
+    """The initial prompt for one DGR: header, example blocks, then the question."""
+    question = (
+        f"Question: generate {n_rows} new, varied rows that obey ALL of this rule:\n"
+        f"  {target.to_text()}\n"
+        "Use the same columns, types and formats as the examples. Answer only with JSON: "
+        '{"rows": [{...}, ...]}.'
+    )
+    max_rows = max((len(b.rows) for b in blocks), default=0)
+    steps = [(len(blocks), r) for r in range(max_rows, 0, -1)]
+    steps += [(k, 1) for k in range(len(blocks) - 1, -1, -1)]
+    steps = steps or [(0, 0)]
+
+    def build(step: tuple[int, int]) -> list[Message]:
+        k, r = step
+        parts = [head]
+        parts += [_block_text(i + 1, b, columns, r) for i, b in enumerate(blocks[:k])]
+        parts.append(question)
+        return [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "\n\n".join(parts)},
+        ]
+
+    return _fit(build, budget, steps)
+
+
+def refinement_messages(
+    *,
+    head: str,
+    columns: Sequence[str],
+    dgr: Rule,
+    history: Sequence[HistoryItem],
+    class_counts: Mapping[str, int],
+    n_rules: int,
+    budget: int,
+    rows_per_item: int = 3,
+) -> list[Message]:
+    """The reflective prompt of rounds 2..I: show which generated groups helped and which hurt,
+    and ask for better rules inside the DGR, in the rule grammar."""
+    ranked = sorted(history, key=lambda h: h.gain, reverse=True)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(class_counts.items()))
+    ask = (
+        f"Propose {n_rules} improved rules for generating more useful rows inside the partition "
+        f"'{dgr.to_text()}'. Learn from the rules that raised the validation score, avoid the ones "
+        f"that lowered it, and balance the classes (generated so far: {counts or 'none'}). Write "
+        "each rule in the same syntax, e.g. age >= 40 and region in ('north', 'east'), using only "
+        'the columns above. Answer only with JSON: {"rows": [{"rule": "..."}, ...]}.'
+    )
+
+    def item_text(h: HistoryItem, r: int) -> str:
+        t = (
+            f"rule: {h.rule.to_text()}\npredicted label on this path: {h.predicted}\n"
+            f"validation change when added: {h.gain:+.4f}"
+        )
+        return t + ("\nrows:\n" + _rows_json(h.rows.head(r), columns) if r else "")
+
+    def pick(k: int) -> list[HistoryItem]:
+        # the k/2 best and the k/2 worst, best first
+        if k >= len(ranked):
+            return ranked
+        top = ranked[: (k + 1) // 2]
+        bottom = ranked[len(ranked) - k // 2 :] if k // 2 else []
+        return top + [h for h in bottom if h not in top]
+
+    steps = [(len(ranked), r) for r in range(rows_per_item, -1, -1)]
+    steps += [(k, 0) for k in range(len(ranked) - 1, -1, -1)]
+
+    def build(step: tuple[int, int]) -> list[Message]:
+        k, r = step
+        items = pick(k)
+        hist = "\n\n".join(f"History {i + 1}:\n{item_text(h, r)}" for i, h in enumerate(items))
+        parts = [head, f"Partition rule: {dgr.to_text()}"]
+        if hist:
+            parts.append(hist)
+        parts.append(ask)
+        return [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "\n\n".join(parts)},
+        ]
+
+    return _fit(build, budget, steps or [(0, 0)])

@@ -1,0 +1,299 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from date_spark.config import Config
+from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes
+from date_spark.generation import (
+    ARM_COL,
+    DGR_COL,
+    RULE_COL,
+    Generator,
+    ScoringSpec,
+    generate,
+    interpolate,
+    score_groups,
+)
+from date_spark.llm.engine import estimate_tokens
+from date_spark.llm.stub import StubServer, default_rows
+from date_spark.prompts import (
+    ExampleBlock,
+    HistoryItem,
+    Masker,
+    generation_messages,
+    refinement_messages,
+)
+from date_spark.rules import parse_rule
+from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION
+
+from .conftest import make_case
+
+
+def llm_cfg(tmp_path: Path, **over: Any) -> Config:
+    base = {
+        "llm.provider": "openai",
+        "llm.api_key_env": None,
+        "llm.structured_output": "json_object",
+        "llm.cache_path": str(tmp_path / "cache"),
+        "generation.iterations": 3,
+        "generation.rows_per_request": 8,
+        "generation.requests_per_rule": 1,
+    }
+    base.update(over)
+    return Config().with_overrides(base)
+
+
+def proposing_rules(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stub behaviour: answer rule requests with parseable refinements, rows as usual."""
+    props = schema.get("properties", {}).get("rows", {}).get("items", {}).get("properties", {})
+    if set(props) == {"rule"}:
+        return [
+            {"rule": "x1 < 0.5"},
+            {"rule": "x2 >= 0.4 and c0 in ('a', 'zz')"},
+            {"rule": "nonsense >"},
+        ]
+    return default_rows(schema, body)
+
+
+def test_end_to_end_rounds_refinement_and_rule_adherence(
+    spark: Any, planted: Any, tmp_path: Path
+) -> None:
+    data, schema, disc = planted
+    cfg = llm_cfg(tmp_path)
+    with StubServer(row_factory=proposing_rules) as url:
+        res = generate(data, disc, schema, cfg, route=disc.route(DGR_COL), base_url=url)
+    assert [r.round for r in res.rounds] == [1, 2, 3]
+    assert set(res.rows["_date_round"]) == {1, 2, 3}
+    # every generated row satisfies the rule of its arm (DGR or refined rule AND the tree path)
+    for arm, g in res.rows.groupby(ARM_COL):
+        rule = parse_rule(g[RULE_COL].iloc[0], schema.kinds)
+        assert rule.mask(g).all(), arm
+    # refined rules: "x1 < 0.5" is parsed and used; the out-of-domain and unparseable ones dropped
+    assert res.rounds[0].proposed_rules == 9
+    assert res.rounds[0].refined_dropped.get("unparseable") == 3
+    assert res.rounds[0].refined_dropped.get("out_of_domain") == 3
+    assert res.rounds[1].refined_rules_used >= 3
+    assert any("x1 < 0.5" in r for r in res.rows.loc[res.rows["_date_round"] == 2, RULE_COL])
+    # the arms table has one row per group and candidates have positive gain
+    arms = res.arms
+    assert len(arms) == res.rows[ARM_COL].nunique()
+    assert (arms.loc[arms["candidate"], "gain"] > 0).all()
+    assert set(json.loads(arms["labels"].iloc[0])) <= {"0", "1"}
+    assert sum(r.requests for r in res.rounds) == 3 + 3 + 3
+    # saved and loaded back
+    res.save(tmp_path / "gen")
+    assert len(pd.read_parquet(tmp_path / "gen" / "arms.parquet")) == len(arms)
+
+
+def test_no_test_row_reaches_a_prompt_or_a_score(spark: Any, tmp_path: Path) -> None:
+    pdf = planted_regimes(1200, n_features=8, seed=5).drop(columns=["regime"])
+    pdf["tag"] = [f"row{i:05d}" for i in range(len(pdf))]  # a unique marker per row
+    data, schema, disc = make_case(spark, pdf, "y", "classification", {"R0": PLANTED_RULES["R0"]})
+    test_tags = {r["tag"] for r in data.where(f"{SPLIT_COL} = '{TEST}'").select("tag").collect()}
+    assert test_tags
+    cfg = llm_cfg(tmp_path, **{"generation.iterations": 2, "generation.example_rows": 30})
+    with StubServer(row_factory=proposing_rules) as url:
+        gen = Generator(data, disc, schema, cfg, route=disc.route(DGR_COL), base_url=url)
+        res = gen.run()
+    assert set(gen.sample_pd[SPLIT_COL]) <= {TRAIN, VALIDATION}
+    assert not test_tags & set(gen.sample_pd["tag"])
+    shown = "\n".join(res.prompts)
+    assert "row0" in shown  # training rows do appear as examples
+    assert not [t for t in test_tags if t in shown]
+
+
+def test_prompts_stay_within_budget_as_history_grows() -> None:
+    pdf = planted_regimes(400, n_features=8, seed=1).drop(columns=["regime"])
+    rule = parse_rule(PLANTED_RULES["R1"])
+    blocks = [ExampleBlock(rule, 100, 0.1, pdf.head(30)) for _ in range(10)]
+    for budget in (300, 800, 2000):
+        msgs = generation_messages(
+            head="H" * 200,
+            columns=list(pdf.columns),
+            blocks=blocks,
+            target=rule,
+            n_rows=10,
+            budget=budget,
+        )
+        assert estimate_tokens(msgs) <= budget
+        assert "ALL of this rule" in msgs[-1]["content"]
+    sizes = []
+    for n_hist in (1, 10, 100, 1000):
+        hist = [HistoryItem(rule, 1, float(i) / n_hist - 0.5, pdf.head(5)) for i in range(n_hist)]
+        msgs = refinement_messages(
+            head="H" * 200,
+            columns=list(pdf.columns),
+            dgr=rule,
+            history=hist,
+            class_counts={"0": 3, "1": 9},
+            n_rules=2,
+            budget=900,
+        )
+        sizes.append(estimate_tokens(msgs))
+        assert sizes[-1] <= 900
+    assert "Propose 2 improved rules" in msgs[-1]["content"]
+
+
+def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
+    """R2's diagonal boundary (x3 + x4 > 1) needs many rows for a tree: with 60 training rows,
+    correctly labelled extra rows help on validation and the same rows with flipped labels hurt."""
+    from date_spark.features import FeatureEncoder
+    from date_spark.schema import ColumnSpec, Kind, TableSchema
+
+    r2 = parse_rule(PLANTED_RULES["R2"])
+    pdf = planted_regimes(3000, n_features=8, noise=0.0, seed=2).drop(columns=["regime"])
+    part = pdf[r2.mask(pdf)].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    part[SPLIT_COL] = np.where(rng.random(len(part)) < 0.75, TRAIN, VALIDATION)
+    train_idx = part.index[part[SPLIT_COL] == TRAIN]
+    part = part.drop(train_idx[60:]).reset_index(drop=True)
+    cols = tuple(
+        ColumnSpec(c, Kind.CATEGORICAL if c == "c0" else Kind.NUMERIC, "double", integral=c == "y")
+        for c in pdf.columns
+    )
+    schema = TableSchema(cols, "y", "classification", (0, 1))
+    spec = ScoringSpec(
+        FeatureEncoder.from_pandas(schema, pdf),
+        "y",
+        "classification",
+        tuple(pdf.columns),
+        (),
+        4,
+        6,
+        0,
+        "llm",
+        Masker(),
+    )
+    fresh = planted_regimes(6000, n_features=8, noise=0.0, seed=9).drop(columns=["regime"])
+    good = fresh[r2.mask(fresh)].head(150).reset_index(drop=True)
+    bad = good.assign(y=1 - good["y"])
+
+    def weighted_gain(rows: pd.DataFrame, q: str) -> tuple[float, int]:
+        gen = rows.assign(
+            **{
+                DGR_COL: "R2",
+                "_date_round": 1,
+                "_date_request": f"R2|r1|{q}|s0",
+                "_date_qrule": r2.dumps(),
+            }
+        )
+        arms = score_groups(gen, part, spec).groupby(ARM_COL)
+        total = float((arms["_date_gain"].first() * arms.size()).sum())
+        return total, int(arms["_date_candidate"].first().sum())
+
+    good_gain, good_cands = weighted_gain(good, "q1")
+    bad_gain, bad_cands = weighted_gain(bad, "q2")
+    assert good_gain > 0 > bad_gain
+    assert good_cands > bad_cands
+
+
+def test_interpolation_generator_classification_and_regression(spark: Any, tmp_path: Path) -> None:
+    for task, pdf in (
+        ("classification", planted_regimes(1500, n_features=8, seed=4).drop(columns=["regime"])),
+        (
+            "regression",
+            planted_regimes(1500, n_features=8, seed=4, task="regression").drop(columns=["regime"]),
+        ),
+    ):
+        data, schema, disc = make_case(
+            spark, pdf, "y", task, {k: PLANTED_RULES[k] for k in ("R0", "R3")}
+        )
+        cfg = Config().with_overrides(
+            {"generation.generator": "interpolation", "generation.iterations": 2}
+        )
+        res = generate(data, disc, schema, cfg, route=disc.route(DGR_COL))
+        assert res.summary()["generated_rows"] > 0, task
+        assert all(r.requests == 0 for r in res.rounds)
+        for _, g in res.rows.groupby(ARM_COL):
+            assert parse_rule(g[RULE_COL].iloc[0], schema.kinds).mask(g).all()
+        assert res.arms["gain"].notna().any()
+
+
+def test_multiclass_interpolation(spark: Any) -> None:
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame.rename(columns=lambda c: c.replace("/", "_"))
+    data, schema, disc = make_case(
+        spark,
+        wine,
+        "target",
+        "classification",
+        {"low_alcohol": "alcohol < 13", "high_alcohol": "alcohol >= 13"},
+    )
+    cfg = Config().with_overrides(
+        {"generation.generator": "interpolation", "generation.iterations": 1}
+    )
+    res = generate(data, disc, schema, cfg, route=disc.route(DGR_COL))
+    assert set(res.rows["target"]) <= {0, 1, 2} and res.rows["target"].nunique() >= 2
+
+
+def test_masking_and_sensitive_columns(spark: Any, tmp_path: Path) -> None:
+    pdf = demo_credit(1500)
+    rules = {"young": "age < 30", "south": "age >= 30 and region = 'south'"}
+    data, schema, disc = make_case(spark, pdf, "default", "classification", rules)
+    cfg = llm_cfg(
+        tmp_path,
+        **{
+            "generation.iterations": 1,
+            "generation.mask_categoricals": True,
+            "generation.sensitive_columns": ["income"],
+        },
+    )
+    with StubServer() as url:
+        res = generate(data, disc, schema, cfg, route=disc.route(DGR_COL), base_url=url)
+    shown = "\n".join(res.prompts)
+    for raw in ("north", "south", "east", "west"):
+        assert raw not in shown
+    assert "income" not in shown
+    assert len(res.rows) > 0
+    assert set(res.rows["region"].dropna()) <= {"north", "south", "east", "west"}
+    assert res.rows["income"].notna().all()  # filled from the partition's training rows
+    south = res.rows[res.rows["_date_dgr"] == "south"]
+    assert (south["region"] == "south").all()
+
+
+def test_sensitive_column_in_a_rule_is_refused(spark: Any, tmp_path: Path) -> None:
+    pdf = demo_credit(300)
+    data, schema, disc = make_case(
+        spark, pdf, "default", "classification", {"rich": "income > 40000"}
+    )
+    cfg = llm_cfg(tmp_path, **{"generation.sensitive_columns": ["income"]})
+    from date_spark.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sensitive column 'income'"):
+        Generator(data, disc, schema, cfg, route=disc.route(DGR_COL))
+
+
+def test_interpolate_respects_rule() -> None:
+    pdf = demo_credit(800)
+    from date_spark.schema import ColumnSpec, Kind, TableSchema
+
+    kinds = {
+        "age": Kind.NUMERIC,
+        "region": Kind.CATEGORICAL,
+        "income": Kind.NUMERIC,
+        "utilization": Kind.NUMERIC,
+        "num_accounts": Kind.NUMERIC,
+        "homeowner": Kind.BOOLEAN,
+        "account_opened": Kind.DATE,
+        "default": Kind.NUMERIC,
+    }
+    schema = TableSchema(
+        tuple(
+            ColumnSpec(c, k, "x", integral=c in ("age", "num_accounts", "default"))
+            for c, k in kinds.items()
+        ),
+        "default",
+        "classification",
+        (0, 1),
+    )
+    rule = parse_rule("age >= 30 and age < 50 and region in ('north', 'east')", kinds)
+    rows = interpolate(pdf[rule.mask(pdf)], rule, schema, 200, seed=1)
+    assert len(rows) > 150 and rule.mask(rows).all()
+    assert set(rows["default"]) <= {0, 1}

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes
+from date_spark.rules import parse_rule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bundled_demo_table_is_the_generator_output() -> None:
+    bundled = pd.read_parquet(ROOT / "date_spark" / "data" / "demo_credit.parquet")
+    pd.testing.assert_frame_equal(bundled, demo_credit(), check_dtype=False)
+    assert bundled["income"].isna().any() and bundled["region"].isna().any()
+
+
+def test_planted_rules_describe_the_regimes() -> None:
+    pdf = planted_regimes(3000, seed=4)
+    for i, text in enumerate(PLANTED_RULES.values()):
+        mask = parse_rule(text).mask(pdf)
+        assert (pdf.loc[mask, "regime"] == i).all()
+    assert pdf["regime"].nunique() == 5
+
+
+def test_spark_generator_matches_the_formulas(spark: object) -> None:
+    from date_spark.datasets import planted_regimes_spark
+
+    df = planted_regimes_spark(spark, 4000, n_features=8, noise=0.0, with_regime=True).toPandas()  # type: ignore[arg-type]
+    for i, text in enumerate(PLANTED_RULES.values()):
+        assert (df.loc[parse_rule(text).mask(df), "regime"] == i).all()
+    r0 = df[df["regime"] == 0]
+    assert ((r0["x1"] > 0.5).astype(int) == r0["y"]).all()

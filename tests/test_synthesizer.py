@@ -1,0 +1,193 @@
+"""The whole job through the facade and the CLI, against a real stub LLM server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from date_spark.cli import main
+from date_spark.config import Config
+from date_spark.datasets import planted_regimes
+from date_spark.llm.stub import StubServer, default_rows
+from date_spark.output import output_schema
+from date_spark.rules import parse_rule
+
+HARMFUL_REGIMES = {3, 4}
+
+
+def regime_of(r: dict[str, Any]) -> int:
+    x0, c0, x5 = r["x0"], r["c0"], r["x5"]
+    if x0 < 0.3:
+        return 0
+    if x0 < 0.6:
+        return 1 if c0 in ("a", "b") else 2
+    return 3 if x5 < 0.5 else 4
+
+
+def true_label(r: dict[str, Any]) -> int:
+    g = regime_of(r)
+    return int(
+        [r["x1"] > 0.5, r["x2"] < 0.4, r["x3"] + r["x4"] > 1, r["x6"] > 0.7, r["x1"] < 0.3][g]
+    )
+
+
+def mixed_quality(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Correct labels in regimes 0-2, flipped labels in regimes 3-4; rules left unrefined."""
+    props = schema.get("properties", {}).get("rows", {}).get("items", {}).get("properties", {})
+    if set(props) == {"rule"}:
+        return []
+    rows = default_rows(schema, body)
+    for r in rows:
+        y = true_label(r)
+        r["y"] = 1 - y if regime_of(r) in HARMFUL_REGIMES else y
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: Any) -> Path:
+    p = tmp_path_factory.mktemp("in") / "planted.parquet"
+    planted_regimes(6000, n_features=8, seed=11).drop(columns=["regime"]).to_parquet(p, index=False)
+    return p
+
+
+def job_args(table: Path, tmp: Path, url: str, *extra: str) -> list[str]:
+    return [
+        "--set",
+        f"input.path={table}",
+        "--set",
+        "input.target=y",
+        "--set",
+        f"output.path={tmp / 'out'}",
+        "--set",
+        f"output.runs_dir={tmp / 'runs'}",
+        "--set",
+        "output.mode=augmented",
+        "--set",
+        "output.run_date=2026-11-26",
+        "--set",
+        "llm.provider=openai",
+        "--set",
+        f"llm.base_url={url}",
+        "--set",
+        "llm.api_key_env=null",
+        "--set",
+        "llm.structured_output=json_object",
+        "--set",
+        f"llm.cache_path={tmp / 'cache'}",
+        "--set",
+        "generation.iterations=1",
+        "--set",
+        "generation.rows_per_request=40",
+        "--set",
+        "generation.requests_per_rule=2",
+        "--set",
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        *extra,
+    ]
+
+
+@pytest.mark.usefixtures("spark")
+def test_job_end_to_end_rerun_and_resume(
+    table: Path, tmp_path: Path, spark: Any, capsys: Any
+) -> None:
+    with StubServer(row_factory=mixed_quality) as url:
+        assert main(["run", *job_args(table, tmp_path, url)]) == 0
+        printed = capsys.readouterr().out
+        assert "mlflow:" in printed and str(tmp_path / "out") in printed
+        runs = sorted((tmp_path / "runs").glob("2*/manifest.json"))
+        manifest = json.loads(runs[0].read_text())
+        assert {"prepare", "discovery", "generation", "selection", "output"} <= set(
+            manifest["stages"]
+        )
+
+        out = spark.read.parquet(str(tmp_path / "out"))
+        inp = spark.read.parquet(str(table))
+        assert out.columns == output_schema(inp.schema)
+        allrows = out.toPandas()
+        assert (~allrows["_date_synthetic"]).sum() == inp.count()  # augmented: every input row
+        rows = allrows[allrows["_date_synthetic"]]
+        assert len(rows) <= Config().selection.budget_rows
+        for rule_text, g in rows.groupby("_date_rule"):
+            assert parse_rule(rule_text).mask(g).all(), rule_text
+        # no harmful (label-flipped) row is kept, and that was tested, not vacuous: harmful arms
+        # were tried by the bandit and rejected
+        assert all(r["y"] == true_label(r) for r in rows.to_dict("records"))
+        run_dir = runs[0].parent
+        trace = pd.read_parquet(run_dir / "selection" / "trace.parquet")
+        gen_rows = pd.read_parquet(run_dir / "generation" / "rows.parquet")
+        flipped = gen_rows.groupby("_date_arm").apply(
+            lambda g: np.mean([r["y"] != true_label(r) for r in g.to_dict("records")]) > 0.5
+        )
+        harmful_tried = trace[trace["arm_id"].map(flipped).fillna(False).astype(bool)]
+        assert len(harmful_tried) > 0 and not harmful_tried["accepted"].any()
+
+        # MLflow: params without secrets, metrics, artifacts
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        run = mlflow.get_run(manifest["mlflow_run_id"])
+        assert run.data.params["discovery.rho"]
+        assert run.data.metrics["rows_out"] == len(allrows)
+        assert run.data.metrics["synthetic_rows_out"] == len(rows)
+        assert "selection_selected_arms" in run.data.metrics
+        arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+        assert {"discovery", "generation", "selection"} <= arts
+
+        # rerun of the same date: the same rows, no duplicates
+        assert main(["run", *job_args(table, tmp_path, url)]) == 0
+        again = spark.read.parquet(str(tmp_path / "out")).toPandas()
+        again = again[again["_date_synthetic"]]
+        cols = [c for c in inp.columns]
+        key = lambda df: df[cols].round(12).sort_values(cols).reset_index(drop=True)  # noqa: E731
+        pd.testing.assert_frame_equal(key(again), key(rows))
+
+    # resume a run stopped after generation: zero LLM calls (fresh cache, a server that counts)
+    rid = runs[0].parent.name
+    m = json.loads(runs[0].read_text())
+    for stage in ("selection", "output", "evaluation"):
+        m["stages"].pop(stage, None)
+    runs[0].write_text(json.dumps(m))
+    with StubServer(row_factory=mixed_quality) as url2:
+        from date_spark.llm import stub as stubmod  # noqa: F401
+
+        code = main(
+            [
+                "run",
+                *job_args(table, tmp_path, url2, "--set", f"llm.cache_path={tmp_path / 'cache2'}"),
+                "--resume",
+                rid,
+            ]
+        )
+        assert code == 0
+    assert not (tmp_path / "cache2").exists() or not any((tmp_path / "cache2").rglob("*.json"))
+    resumed = json.loads(runs[0].read_text())
+    assert "output" in resumed["stages"]
+
+
+@pytest.mark.usefixtures("spark")
+def test_dead_endpoint_exits_3_and_says_what_finished(
+    table: Path, tmp_path: Path, capsys: Any
+) -> None:
+    code = main(
+        [
+            "run",
+            *job_args(
+                table,
+                tmp_path,
+                "http://127.0.0.1:9/v1",
+                "--set",
+                "llm.max_retries=0",
+                "--set",
+                "llm.timeout_s=2",
+            ),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3, err
+    line = next(ln for ln in err.splitlines() if ln.startswith("date-spark: error:"))
+    assert "127.0.0.1:9" in line and "--resume" in line and "discovery" in line
+    assert not (tmp_path / "out").exists()
