@@ -278,6 +278,73 @@ class DateSynthesizer:
         )
         return select(arms, evaluator, cfg.selection, kinds=kinds, seed=cfg.seed)
 
+    def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
+        """The paper's utility protocol plus fidelity, privacy and validity of the kept rows;
+        the report goes under the run, beside a path output, and into MLflow."""
+        from date_spark.evaluation import evaluate, paper_utility
+        from date_spark.report import render_report
+
+        cfg = self.config
+        names = self.schema_.names
+        utility = paper_utility(
+            self.data_,
+            {str(d.rule_id): d.rule for d in self.rules_.dgrs},
+            self.selection_.rows,
+            self.schema_,
+            self.rules_.encoder.transform,
+            seed=cfg.seed,
+        )
+        self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in utility.items()}
+        out_dir = run.stage_dir("evaluation")
+        summary: dict[str, Any] = {"utility": utility}
+        if self.selection_.n_rows == 0:
+            (out_dir).mkdir(parents=True, exist_ok=True)
+            (out_dir / "evaluation_summary.md").write_text(
+                "No synthetic row was kept (no arm improved validation error significantly), so "
+                "there is nothing to evaluate for fidelity or privacy.\n"
+            )
+            return summary
+        split = F.col(SPLIT_COL)
+        train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
+        holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
+        synthetic = self.sample(run.run_id).select(*[F.col(f"`{c}`") for c in names], "_date_rule")
+        result = evaluate(
+            train, synthetic, self.schema_, holdout=holdout, train=train, rule_column="_date_rule"
+        )
+        result.utility = utility
+        self.evaluation_metrics_.update(result.metrics())
+        arms = self.arms_
+        errors = {
+            "no partition": utility.get("decision_tree.no_partition", float("nan")),
+            "partition only": utility.get("decision_tree.partition_only", float("nan")),
+            "DATE": utility.get("decision_tree.date", float("nan")),
+        }
+        paths = render_report(
+            result,
+            out_dir,
+            title=f"date-spark run {run.run_id}",
+            coverage={d.rule.to_text(): float(d.support) for d in self.rules_.dgrs},
+            arm_gains=dict(zip(arms["arm_id"], arms["gain"].astype(float), strict=True))
+            if len(arms)
+            else None,
+            selection_trace=[
+                {str(k): v for k, v in rec.items()}
+                for rec in self.selection_.trace_frame().to_dict("records")
+            ]
+            if self.selection_.trace
+            else None,
+            errors=errors,
+        )
+        if cfg.output.path and "://" not in cfg.output.path:
+            beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
+            beside.mkdir(parents=True, exist_ok=True)
+            for p in (paths.html, paths.markdown, paths.json):
+                (beside / p.name).write_bytes(p.read_bytes())
+        summary.update(
+            {"html": str(paths.html), "fidelity": result.metrics().get("fidelity.overall")}
+        )
+        return summary
+
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
         return {
@@ -344,7 +411,12 @@ class DateSynthesizer:
                     {"rows_out": written["rows"], "synthetic_rows_out": written["synthetic_rows"]}
                 )
                 tracker.metrics({f"seconds_{k}": v for k, v in self.seconds_.items()})
-                for stage in ("discovery", "generation", "selection"):
+                with self._timed("evaluation"):
+                    report = self._evaluate(run, written)
+                run.finish_stage("evaluation", report)
+                result.output["report"] = report.get("html")
+                tracker.metrics(self.evaluation_metrics_)
+                for stage in ("discovery", "generation", "selection", "evaluation"):
                     tracker.artifact(run.stage_dir(stage), stage)
                 tracker.artifact(run.manifest_path)
         except DateSparkError as err:

@@ -52,6 +52,13 @@ def run_cli(
             f"output.path={out}",
             "--set",
             f"output.runs_dir={runs}",
+            # the contract is what these tests check: no LLM, no tracking, one round
+            "--set",
+            "generation.generator=interpolation",
+            "--set",
+            "generation.iterations=1",
+            "--set",
+            "tracking.enabled=false",
             *extra,
         ]
     )

@@ -191,3 +191,38 @@ def test_dead_endpoint_exits_3_and_says_what_finished(
     line = next(ln for ln in err.splitlines() if ln.startswith("date-spark: error:"))
     assert "127.0.0.1:9" in line and "--resume" in line and "discovery" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("spark")
+def test_job_evaluates_and_reports(tmp_path: Path) -> None:
+    """No-LLM generator on a small table (thin partitions) with the unchecked top-k strategy, so
+    rows are kept and evaluated."""
+    table = tmp_path / "small.parquet"
+    planted_regimes(1500, n_features=8, seed=5).drop(columns=["regime"]).to_parquet(
+        table, index=False
+    )
+    args = [
+        "--set", f"input.path={table}", "--set", "input.target=y",
+        "--set", f"output.path={tmp_path / 'out'}", "--set", f"output.runs_dir={tmp_path / 'runs'}",
+        "--set", "generation.generator=interpolation", "--set", "generation.iterations=1",
+        "--set", "selection.strategy=topk",
+        "--set", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]  # fmt: skip
+    assert main(["run", *args]) == 0
+    manifest = json.loads(next((tmp_path / "runs").glob("2*/manifest.json")).read_text())
+    ev = manifest["stages"]["evaluation"]
+    util = ev["utility"]
+    for key in ("no_partition", "partition_only", "date"):
+        assert 0 <= util[f"decision_tree.{key}"] <= 1
+        assert 0 <= util[f"hist_gradient_boosting.{key}"] <= 1
+    assert util["synthetic_rows"] > 0 and ev["fidelity"] is not None
+    report = Path(ev["html"])
+    assert report.exists() and "<img" in report.read_text()
+    beside = tmp_path / "out_report" / manifest["config"]["output"]["run_date"]
+    assert (beside / report.name).exists()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = mlflow.get_run(manifest["mlflow_run_id"])
+    assert "utility.decision_tree.date" in run.data.metrics
+    assert "fidelity.overall" in run.data.metrics
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert "evaluation" in arts
