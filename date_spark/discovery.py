@@ -43,19 +43,20 @@ every "measured" below is on `datasets.planted_regimes` (5 regimes, 5% label noi
   thresholds (measured), whose children look homogeneous because the label is constant there.
   Categories in that tree are ordered by the model's per-category score vectors (`trees.
   score_order`), so ``c in ('a', 'b')`` can be found even when the model's own category effects
-  leave every category's mean residual at zero. Children of the best split only
-  (`splits_per_candidate` = 1) are queued: the authors' breadth (every split node, `None`) lets
+  leave every category's mean residual at zero. Columns are ranked by the shallowest depth at
+  which the residual tree splits on them substantially, then by total gain (`SUBSTANTIAL_GAIN`):
+  a regime variable sits above the label thresholds it conditions. Children of the best split
+  only (`splits_per_candidate` = 1) are queued: the authors' breadth (every split node, `None`) lets
   more overlapping candidates face the threshold, and with noisy validation errors some regime
   mixture passes (measured: purity fell to ~0.5 on half of the seeds). Among the best split per
-  column, the top `lookahead_splits` are refitted on their children, and the best-gain split is
+  column, the top `lookahead_splits` are refitted on their children, and the best-ranked split is
   replaced only when another one's children fit significantly better (`_split_proposals`).
 * **Disjoint rules**. Every candidate is kept logically disjoint from the accepted conjunctions: a
   candidate that overlaps a conjunction accepted after it was queued is rewritten into the disjoint
   pieces C AND NOT A (NOT (a1 AND a2) = NOT a1 OR (a1 AND NOT a2); NOT (x < t) = x >= t OR
-  x is null).
-  So a DGR's rule describes exactly the rows its model was validated on, rules never overlap, and
-  routing does not depend on rule order. A candidate that overlaps a conjunction accepted earlier
-  in the same level is deferred (re-queued, rewritten at the next pop).
+  x is null). So a DGR's rule describes exactly the rows its model was validated on, rules never
+  overlap, and routing does not depend on rule order. A candidate that overlaps a conjunction
+  accepted earlier in the same level is deferred (re-queued, rewritten at the next pop).
 * **Null routing**. Split children are ``col < d`` / ``col >= d`` (categoricals ``col in S`` /
   ``col not in S``) plus an explicit ``col is null`` child when the column holds nulls, so every
   row goes to exactly one child (`date_spark.trees`). NaN in float columns is treated as null.
@@ -83,6 +84,7 @@ inside UDFs (Spark already runs a task per core; oversubscription made a fit 40x
 Determinism: sampling uses seeded `rand`, rows are sorted by a hash of their values inside each
 group, and every model seed derives from the run seed and the candidate's text.
 """
+
 from __future__ import annotations
 
 import functools
@@ -109,6 +111,7 @@ from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
 from date_spark.schema import Kind, TableSchema
+from date_spark.spark import to_pandas
 from date_spark.split import holdout_mask
 from date_spark.trees import RuleTree, Split, score_order
 
@@ -119,6 +122,11 @@ KEY_COL = "_date_key"
 _RAND_COL = "_date_r"
 _IDS_COL = "_date_ids"
 _FORMAT_VERSION = 1
+# Columns are ranked by the shallowest depth at which the residual tree splits on them with at
+# least this share of its best node's gain, then by their total gain. A regime variable sits above
+# the label thresholds it conditions (which the tree repeats in every regime branch); noise splits
+# the greedy tree puts at its root carry little gain and do not count (measured).
+SUBSTANTIAL_GAIN = 0.25
 
 RESULT_DDL = (
     f"{CAND_COL} int, n long, n_val long, shared_model int, shared_error double, trained boolean, "
@@ -167,9 +175,7 @@ def make_model(
         num = [i for i in range(len(encoder)) if i not in set(cat)]
         parts: list[tuple[str, Any, list[int]]] = []
         if cat:
-            parts.append(
-                ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cat)
-            )
+            parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cat))
         if num:
             numeric = Pipeline(
                 [
@@ -367,6 +373,7 @@ class Discovery:
                 raise InputError(f"cannot predict: columns {missing} are missing from the frame")
             base = df.drop(column) if column in df.columns else df
             schema = T.StructType([*base.schema.fields, T.StructField(column, out_type, True)])
+
             def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
                 return _predict_batches(batches, payload, column, kinds)
 
@@ -377,8 +384,14 @@ class Discovery:
     def rules_frame(self, spark: SparkSession) -> DataFrame:
         """rule_id, rule text, model_id, support, val_error, conjunctions: one row per DGR."""
         rows = [
-            (d.rule_id, d.rule.to_text(), d.model_id, d.support, float(d.val_error),
-             len(d.rule.conjunctions))
+            (
+                d.rule_id,
+                d.rule.to_text(),
+                d.model_id,
+                d.support,
+                float(d.val_error),
+                len(d.rule.conjunctions),
+            )
             for d in self.dgrs
         ]
         return spark.createDataFrame(
@@ -440,15 +453,21 @@ class Discovery:
         kinds = schema.kinds
         dgrs = [
             DGR(
-                str(x["rule_id"]), Rule.from_json(x["rule"], kinds), int(x["model_id"]),
-                int(x["support"]), float(x["val_error"]),
+                str(x["rule_id"]),
+                Rule.from_json(x["rule"], kinds),
+                int(x["model_id"]),
+                int(x["support"]),
+                float(x["val_error"]),
             )
             for x in d["dgrs"]
         ]
         parts = [
             Part(
                 Rule.from_json({"any": [p["conjunction"]]}, kinds).conjunctions[0],
-                int(p["model_id"]), int(p["support"]), float(p["val_error"]), int(p["level"]),
+                int(p["model_id"]),
+                int(p["support"]),
+                float(p["val_error"]),
+                int(p["level"]),
                 bool(p["shared"]),
             )
             for p in d.get("parts", [])
@@ -524,11 +543,20 @@ def spark_type(simple: str) -> T.DataType:
     """A Spark type from its simpleString (no JVM round trip, so it works on Spark Connect)."""
     s = simple.strip().lower()
     table: dict[str, T.DataType] = {
-        "tinyint": T.ByteType(), "byte": T.ByteType(), "smallint": T.ShortType(),
-        "short": T.ShortType(), "int": T.IntegerType(), "integer": T.IntegerType(),
-        "bigint": T.LongType(), "long": T.LongType(), "float": T.FloatType(),
-        "double": T.DoubleType(), "string": T.StringType(), "boolean": T.BooleanType(),
-        "date": T.DateType(), "timestamp": T.TimestampType(),
+        "tinyint": T.ByteType(),
+        "byte": T.ByteType(),
+        "smallint": T.ShortType(),
+        "short": T.ShortType(),
+        "int": T.IntegerType(),
+        "integer": T.IntegerType(),
+        "bigint": T.LongType(),
+        "long": T.LongType(),
+        "float": T.FloatType(),
+        "double": T.DoubleType(),
+        "string": T.StringType(),
+        "boolean": T.BooleanType(),
+        "date": T.DateType(),
+        "timestamp": T.TimestampType(),
     }
     if s in table:
         return table[s]
@@ -631,10 +659,17 @@ def _evaluate_group(pdf: pd.DataFrame, spec: _EvalSpec) -> pd.DataFrame:
     y = enc.target(pdf)
     seed = int(spec.seeds[cid])
     row: dict[str, Any] = {
-        CAND_COL: cid, "n": len(y), "n_val": 0, "shared_model": -1, "shared_error": np.nan,
-        "trained": False, "accepted": False, "val_error": np.nan,
+        CAND_COL: cid,
+        "n": len(y),
+        "n_val": 0,
+        "shared_model": -1,
+        "shared_error": np.nan,
+        "trained": False,
+        "accepted": False,
+        "val_error": np.nan,
         "model": None,
-        "splits": "[]", "extra": None,
+        "splits": "[]",
+        "extra": None,
     }
     if spec.models and spec.rho is not None and _constant_error(y, task) > spec.rho:
         # A region whose majority label (or mean) alone meets rho would "fit" any model that
@@ -651,9 +686,7 @@ def _evaluate_group(pdf: pd.DataFrame, spec: _EvalSpec) -> pd.DataFrame:
     if val.sum() == 0 or (~val).sum() == 0:
         val = np.zeros(len(y), dtype=bool)
         val[: len(y) // 2] = True
-    model = fit_model(
-        spec.model, task, enc, X[~val], y[~val], max_depth=spec.max_depth, seed=seed
-    )
+    model = fit_model(spec.model, task, enc, X[~val], y[~val], max_depth=spec.max_depth, seed=seed)
     loss = losses(model, X[val], y[val], task)
     err = float(loss.mean()) if len(loss) else math.inf
     accepted = spec.rho is not None and err <= spec.rho
@@ -715,27 +748,29 @@ def _split_proposals(
     """The splits whose children get queued.
 
     `splits_per_candidate` None: every split node of the tree (the authors' breadth). Otherwise
-    each column's best split, ranked by the column's total gain; the top `lookahead_splits` are
+    each column's best split, ranked as `SUBSTANTIAL_GAIN` says; the top `lookahead_splits` are
     scored by refitting the candidate's model on each child (train part) and pooling the
-    children's validation losses. The best-gain split stands unless another one's children fit
-    significantly better (paired difference over the same validation rows, two standard errors):
-    gain alone confuses a regime's own label threshold with a boundary when they tie, and child
-    fit alone is noise when every child is still a mixture (both measured on the planted tables).
-    A scored split's gain becomes its error reduction, which orders the queue."""
+    children's validation losses. The best-ranked split stands unless another one's children
+    fit significantly better (paired difference over the same validation rows, two standard
+    errors): the ranking alone can take a regime's own label threshold for a boundary when they
+    tie, and child fit alone is noise when every child is still a mixture (both measured on the
+    planted tables). A scored split's gain becomes its error reduction, which orders the queue."""
     found = _split_nodes_for(spec, enc, model, X, y, seed)
     k = spec.splits_per_candidate
     if k is None:
         return found
     best: dict[str, Split] = {}
     total: dict[str, float] = {}
-    for s in found:  # highest gain first: each column's best node stands for the column...
+    top = found[0].gain if found else 0.0
+    shallow: dict[str, int] = {}
+    for s in found:  # highest gain first: each column's best node stands for the column
         best.setdefault(s.column, s)
         total[s.column] = total.get(s.column, 0.0) + s.gain
-    # ...ranked by the column's total gain: a boundary the tree had to repeat in several branches
-    # (a regime edge under an earlier, weaker split) outranks one strong node (measured).
+        if s.gain >= SUBSTANTIAL_GAIN * top:
+            shallow[s.column] = min(shallow.get(s.column, s.depth), s.depth)
     ranked = sorted(
         (replace(s, gain=total[s.column]) for s in best.values()),
-        key=lambda s: (-s.gain, s.depth, s.node),
+        key=lambda s: (shallow.get(s.column, 1 << 30), -s.gain, s.node),
     )
     pool = ranked[: max(spec.lookahead_splits, k)]
     if spec.lookahead_splits <= 1 or len(pool) <= 1 or val.sum() < 2:
@@ -755,8 +790,9 @@ def _split_proposals(
                 continue
             child = model
             if tr.sum() >= 2:
-                child = fit_model(spec.model, task, enc, X[tr], y[tr], max_depth=spec.max_depth,
-                                  seed=seed)
+                child = fit_model(
+                    spec.model, task, enc, X[tr], y[tr], max_depth=spec.max_depth, seed=seed
+                )
             lv[pos[va]] = losses(child, X[va], y[va], task)
         score = float(lv.mean())
         scored.append((score, i, replace(s, gain=max(parent - score, 0.0) + 1e-9 * s.gain), lv))
@@ -781,13 +817,22 @@ def _split_nodes_for(
     if spec.split_target == "residual":
         r = residuals(model, X, y, spec.schema.task)
         if np.ptp(r, axis=0).max(initial=0.0) > 0:
-            rt = RuleTree.fit(X, r, enc, "regression", max_depth=depth, min_samples_leaf=leaf,
-                              seed=seed, recode=score_order(X, r, enc))
+            rt = RuleTree.fit(
+                X,
+                r,
+                enc,
+                "regression",
+                max_depth=depth,
+                min_samples_leaf=leaf,
+                seed=seed,
+                recode=score_order(X, r, enc),
+            )
             found = rt.splits(X)
             if found:
                 return found
-    rt = RuleTree.fit(X, y, enc, spec.schema.task, max_depth=depth, min_samples_leaf=leaf,
-                      seed=seed)
+    rt = RuleTree.fit(
+        X, y, enc, spec.schema.task, max_depth=depth, min_samples_leaf=leaf, seed=seed
+    )
     return rt.splits(X)
 
 
@@ -823,8 +868,12 @@ def _root_extras(
     glob = fit_model(spec.global_model, task, enc, X, y, **kw)  # type: ignore[arg-type]
     se = float(np.std(root_loss) / math.sqrt(max(len(root_loss), 1)))
     return {
-        "encoder": enc, "floor": float(floor), "baseline": baseline, "root_se": se,
-        "global": _dumps(glob), "global_error": float(global_error),
+        "encoder": enc,
+        "floor": float(floor),
+        "baseline": baseline,
+        "root_se": se,
+        "global": _dumps(glob),
+        "global_error": float(global_error),
     }
 
 
@@ -858,8 +907,12 @@ def _cross_group(pdf: pd.DataFrame, spec: _CrossSpec) -> pd.DataFrame:
     X = spec.encoder.transform(pdf)
     y = spec.encoder.target(pdf)
     rows = [
-        {CAND_COL: cid, "model_id": mid, "error": error(pickle.loads(b), X, y, spec.task),
-         "n": len(y)}
+        {
+            CAND_COL: cid,
+            "model_id": mid,
+            "error": error(pickle.loads(b), X, y, spec.task),
+            "n": len(y),
+        }
         for mid, b in sorted(spec.models.items())
     ]
     return pd.DataFrame(rows, columns=[CAND_COL, "model_id", "error", "n"])
@@ -890,7 +943,10 @@ class SearchBackend(Protocol):
     ) -> Any: ...
 
     def apply(
-        self, sample: Any, fn: Callable[[pd.DataFrame], pd.DataFrame], ddl: str,
+        self,
+        sample: Any,
+        fn: Callable[[pd.DataFrame], pd.DataFrame],
+        ddl: str,
         only: Sequence[int] | None = None,
     ) -> pd.DataFrame: ...
 
@@ -929,14 +985,15 @@ class SparkBackend:
         tgt = F.col(_q(self.schema.target))
         aggs = [F.count(F.lit(1)).alias("n"), F.min(tgt).alias("tmin"), F.max(tgt).alias("tmax")]
         aggs += [
-            F.count(F.when(F.col(_q(c)).isNull(), 1)).alias(f"null{i}")
-            for i, c in enumerate(feats)
+            F.count(F.when(F.col(_q(c)).isNull(), 1)).alias(f"null{i}") for i, c in enumerate(feats)
         ]
         row = self.df.agg(*aggs).first()
         assert row is not None
         return TableStats(
-            int(row["n"]), {c: int(row[f"null{i}"]) for i, c in enumerate(feats)},
-            row["tmin"], row["tmax"],
+            int(row["n"]),
+            {c: int(row[f"null{i}"]) for i, c in enumerate(feats)},
+            row["tmin"],
+            row["tmax"],
         )
 
     def count(self, conjunctions: Sequence[Conjunction]) -> list[int]:
@@ -957,12 +1014,10 @@ class SparkBackend:
                 for i, (c, f) in enumerate(zip(conjunctions, fractions, strict=True))
             ]
         )
-        sample = (
-            tagged.select(
-                F.explode(F.filter(ids, lambda x: x.isNotNull())).alias(CAND_COL),
-                F.xxhash64(*[F.col(_q(c)) for c in self.cols]).alias(KEY_COL),
-                *[F.col(_q(c)) for c in self.cols],
-            )
+        sample = tagged.select(
+            F.explode(F.filter(ids, lambda x: x.isNotNull())).alias(CAND_COL),
+            F.xxhash64(*[F.col(_q(c)) for c in self.cols]).alias(KEY_COL),
+            *[F.col(_q(c)) for c in self.cols],
         )
         return sample.cache()
 
@@ -974,7 +1029,7 @@ class SparkBackend:
         only: Sequence[int] | None = None,
     ) -> pd.DataFrame:
         src = sample if only is None else sample.filter(F.col(CAND_COL).isin(*list(only)))
-        return src.groupBy(CAND_COL).applyInPandas(fn, ddl).toPandas()
+        return to_pandas(src.groupBy(CAND_COL).applyInPandas(fn, ddl))
 
     def release(self, sample: DataFrame) -> None:
         sample.unpersist()
@@ -1003,8 +1058,16 @@ def _disjoint(a: Conjunction, b: Conjunction) -> bool:
 def _complement(p: Predicate, nullable: bool) -> list[Predicate]:
     """Predicates that together match exactly the rows `p` does not (nulls included)."""
     null = [Predicate(p.column, "is null")] if nullable else []
-    flip = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "=": "!=", "!=": "=",
-            "in": "not in", "not in": "in"}
+    flip = {
+        "<": ">=",
+        "<=": ">",
+        ">": "<=",
+        ">=": "<",
+        "=": "!=",
+        "!=": "=",
+        "in": "not in",
+        "not in": "in",
+    }
     if p.op == "is null":
         return [Predicate(p.column, "is not null")]
     if p.op == "is not null":
@@ -1030,9 +1093,7 @@ def subtract(c: Conjunction, a: Conjunction, null_columns: frozenset[str]) -> li
     return out
 
 
-def effective_rho(
-    mode: str, rho: float, root_error: float, floor: float, baseline: float
-) -> float:
+def effective_rho(mode: str, rho: float, root_error: float, floor: float, baseline: float) -> float:
     """The error threshold a DGR must meet (see the module doc)."""
     if mode == "absolute":
         return rho
@@ -1168,16 +1229,26 @@ class _Search:
     def _elapsed(self) -> float:
         return self.clock() - self.t0
 
-    def _spec(self, root: bool, seeds: Mapping[int, int], rho: float | None,
-              models: Mapping[int, bytes]) -> _EvalSpec:
+    def _spec(
+        self, root: bool, seeds: Mapping[int, int], rho: float | None, models: Mapping[int, bytes]
+    ) -> _EvalSpec:
         c = self.cfg
         return _EvalSpec(
-            schema=self.schema, encoder=None if root else self.encoder, model=c.model,
-            max_depth=c.model_max_depth, global_model=c.global_model,
-            validation_fraction=c.validation_fraction, split_depth=c.split_tree_depth,
-            split_target=c.split_target, splits_per_candidate=c.splits_per_candidate,
-            lookahead_splits=c.lookahead_splits, max_categories=c.max_categories, rho=rho,
-            root=root, seeds=dict(seeds), models=dict(models),
+            schema=self.schema,
+            encoder=None if root else self.encoder,
+            model=c.model,
+            max_depth=c.model_max_depth,
+            global_model=c.global_model,
+            validation_fraction=c.validation_fraction,
+            split_depth=c.split_tree_depth,
+            split_target=c.split_target,
+            splits_per_candidate=c.splits_per_candidate,
+            lookahead_splits=c.lookahead_splits,
+            max_categories=c.max_categories,
+            rho=rho,
+            root=root,
+            seeds=dict(seeds),
+            models=dict(models),
         )
 
     def _children(self, parent: Conjunction, count: int, splits_json: str, level_start: int) -> int:
@@ -1231,7 +1302,10 @@ class _Search:
                 self.incomplete, self.stop_reason = True, "time_budget"
                 logger.warning(
                     "discovery: time budget %.0f s reached after %.1f s and %d levels; the result "
-                    "is incomplete", cfg.time_budget_s, self._elapsed(), level,
+                    "is incomplete",
+                    cfg.time_budget_s,
+                    self._elapsed(),
+                    level,
                 )
                 break
             level += 1
@@ -1268,39 +1342,87 @@ class _Search:
         logger.info(
             "discovery: %d rows; root %s error %.4f, floor %.4f, global %s %.4f, constant %.4f "
             "-> rho_eff %.4f (%s, rho=%g); min support %d rows",
-            self.n, cfg.model, self.root_error, self.floor, cfg.global_model, self.global_error,
-            self.baseline, self.rho, cfg.rho_mode, cfg.rho, self.min_support,
+            self.n,
+            cfg.model,
+            self.root_error,
+            self.floor,
+            cfg.global_model,
+            self.global_error,
+            self.baseline,
+            self.rho,
+            cfg.rho_mode,
+            cfg.rho,
+            self.min_support,
         )
         if cfg.rho_mode == "absolute" and self.rho < self.floor:
             logger.warning(
                 "discovery: rho=%g is below the estimated error floor %.4f of this table (label "
-                "noise); few or no rules can meet it. Use rho_mode=relative.", cfg.rho, self.floor,
+                "noise); few or no rules can meet it. Use rho_mode=relative.",
+                cfg.rho,
+                self.floor,
             )
         if accept_root:
             self.accepted.append(root)
             self.model_bytes[0] = bytes(r["model"])
             self.records.append(
-                {"conj": root, "model": 0, "count": self.n, "error": self.root_error,
-                 "level": 1, "shared": False}
+                {
+                    "conj": root,
+                    "model": 0,
+                    "count": self.n,
+                    "error": self.root_error,
+                    "level": 1,
+                    "shared": False,
+                }
             )
         else:
             self._children(root, self.n, r["splits"], 0)
         self._log(1, 1, 1, int(accept_root), 0, int(not accept_root), 0, 0, 1, 2, t)
 
-    def _log(self, level: int, cands: int, evaluated: int, accepted: int, shared: int,
-             rejected: int, deferred: int, dropped: int, trainings: int, scans: int,
-             t: float) -> None:
+    def _log(
+        self,
+        level: int,
+        cands: int,
+        evaluated: int,
+        accepted: int,
+        shared: int,
+        rejected: int,
+        deferred: int,
+        dropped: int,
+        trainings: int,
+        scans: int,
+        t: float,
+    ) -> None:
         covered = sum(r["count"] for r in self.records)
         s = LevelStats(
-            level, cands, evaluated, accepted, shared, rejected, deferred, dropped, trainings,
-            covered, covered / self.n if self.n else 0.0, scans, self.clock() - t,
+            level,
+            cands,
+            evaluated,
+            accepted,
+            shared,
+            rejected,
+            deferred,
+            dropped,
+            trainings,
+            covered,
+            covered / self.n if self.n else 0.0,
+            scans,
+            self.clock() - t,
         )
         self.levels.append(s)
         logger.info(
             "discovery level %d: %d candidates (%d evaluated, %d too small), %d accepted, "
             "%d shared, %d rejected, %d deferred; coverage %.1f%% (%d rows); %.1f s",
-            level, cands, evaluated, dropped, accepted, shared, rejected, deferred,
-            100 * s.coverage, covered, s.seconds,
+            level,
+            cands,
+            evaluated,
+            dropped,
+            accepted,
+            shared,
+            rejected,
+            deferred,
+            100 * s.coverage,
+            covered,
+            s.seconds,
         )
 
     def _level(self, level: int) -> None:
@@ -1336,8 +1458,19 @@ class _Search:
             self.b.release(sample)
         accepted, shared, rejected, deferred, trained = self._resolve(level, decided, cross)
         self.trainings += trained
-        self._log(level, len(batch), len(live), accepted, shared, rejected, deferred, dropped,
-                  trained, 2, t)
+        self._log(
+            level,
+            len(batch),
+            len(live),
+            accepted,
+            shared,
+            rejected,
+            deferred,
+            dropped,
+            trained,
+            2,
+            t,
+        )
 
     def _decide(
         self, level: int, live: list[tuple[_Cand, int]], by_id: Mapping[int, Any], level_start: int
@@ -1367,18 +1500,29 @@ class _Search:
                 rec = {"conj": cand.conj, "count": n, "level": level, "cand": i}
                 if ok_shared:
                     shared += 1
-                    rec.update(model=int(r["shared_model"]), error=float(r["shared_error"]),
-                               shared=True)
+                    rec.update(
+                        model=int(r["shared_model"]), error=float(r["shared_error"]), shared=True
+                    )
                 else:
                     new.append(i)
-                    rec.update(model=None, error=float(r["val_error"]), shared=False,
-                               bytes=bytes(r["model"]))
+                    rec.update(
+                        model=None,
+                        error=float(r["val_error"]),
+                        shared=False,
+                        bytes=bytes(r["model"]),
+                    )
                 level_records.append(rec)
             else:
                 rejected += 1
                 self._children(cand.conj, n, r["splits"], level_start)
-        return {"new": new, "records": level_records, "shared": shared, "rejected": rejected,
-                "deferred": deferred, "trained": trained}
+        return {
+            "new": new,
+            "records": level_records,
+            "shared": shared,
+            "rejected": rejected,
+            "deferred": deferred,
+            "trained": trained,
+        }
 
     def _cross_check(self, sample: Any, decided: Mapping[str, Any]) -> dict[tuple[int, int], float]:
         """Errors of this level's new models on each other's candidates (in-level sharing)."""
@@ -1425,8 +1569,14 @@ class _Search:
     def _result(self) -> Discovery:
         models = {mid: pickle.loads(b) for mid, b in self.model_bytes.items()}
         parts = [
-            Part(r["conj"], int(r["model"]), int(r["count"]), float(r["error"]), int(r["level"]),
-                 bool(r["shared"]))
+            Part(
+                r["conj"],
+                int(r["model"]),
+                int(r["count"]),
+                float(r["error"]),
+                int(r["level"]),
+                bool(r["shared"]),
+            )
             for r in self.records
         ]
         dgrs: list[DGR] = []
@@ -1440,21 +1590,40 @@ class _Search:
             dgrs.append(DGR(f"dgr{mid}", rule, mid, support, float(err)))
         shared = sum(1 for p in parts if p.shared)
         disc = Discovery(
-            dgrs=dgrs, parts=parts, models=models, global_model=self.global_model,
-            encoder=self.encoder, schema=self.schema, rho=self.rho, rho_mode=self.cfg.rho_mode,
-            incomplete=self.incomplete, levels=self.levels, trainings=self.trainings,
-            shared=shared, n_rows=self.n,
+            dgrs=dgrs,
+            parts=parts,
+            models=models,
+            global_model=self.global_model,
+            encoder=self.encoder,
+            schema=self.schema,
+            rho=self.rho,
+            rho_mode=self.cfg.rho_mode,
+            incomplete=self.incomplete,
+            levels=self.levels,
+            trainings=self.trainings,
+            shared=shared,
+            n_rows=self.n,
             stats={
-                "root_error": self.root_error, "floor": self.floor, "baseline": self.baseline,
-                "global_error": self.global_error, "min_support": self.min_support,
-                "stop_reason": self.stop_reason, "seconds": self._elapsed(),
+                "root_error": self.root_error,
+                "floor": self.floor,
+                "baseline": self.baseline,
+                "global_error": self.global_error,
+                "min_support": self.min_support,
+                "stop_reason": self.stop_reason,
+                "seconds": self._elapsed(),
             },
             config=self.cfg.model_dump(mode="json"),
         )
         logger.info(
             "discovery done: %d DGRs (%d conjunctions, %d shared), %d trainings, coverage %.1f%%, "
-            "%.1f s, stop: %s%s", len(dgrs), len(parts), shared, self.trainings,
-            100 * disc.coverage, self._elapsed(), self.stop_reason,
+            "%.1f s, stop: %s%s",
+            len(dgrs),
+            len(parts),
+            shared,
+            self.trainings,
+            100 * disc.coverage,
+            self._elapsed(),
+            self.stop_reason,
             " (incomplete)" if self.incomplete else "",
         )
         return disc

@@ -9,9 +9,10 @@ Boundary semantics (exact, no row in both children, none in neither):
   matrix the left values end at `a` and the right values start at `b > a`; the rule threshold `d` is
   the shortest decimal (an integer for integral columns, a day for dates) with ``a < d <= b``, so
   ``x < d`` / ``x >= d`` split the training rows exactly as the tree did and read well in prompts.
-- categorical: codes are re-ordered per tree (`order_categories`: by mean target, Breiman's optimal
-  binary partition), so a threshold is a *set* S of domain values: ``col in S`` / ``col not in S``
-  (``=`` / ``!=`` for one value). Values outside the domain go with the ``not in`` side.
+- categorical: codes are re-ordered per tree (by mean target, Breiman's optimal binary partition,
+  or by `score_order` for residual trees), so a threshold is a *set* S of domain values:
+  ``col in S`` / ``col not in S`` (``=`` / ``!=`` for one value; `Split.pair` writes the smaller
+  set explicitly). Values outside the domain go with the side the tree sends nulls to.
 - boolean: ``b = false`` / ``b = true``.
 - nulls: a comparison never matches null (SQL semantics, see `rules`). A `Split` therefore states
   its two non-null sides and where the tree sends missing values; discovery adds an explicit
@@ -19,7 +20,8 @@ Boundary semantics (exact, no row in both children, none in neither):
   to. That is why a path is a `Rule` (DNF): it is a single conjunction unless a split on its way
   routes nulls along with one side, and it matches exactly the rows `tree.apply` sends to its leaf
   (for training values, unknown categories and nulls; for a new value strictly between two training
-  values the rule's threshold is authoritative).
+  values the rule's threshold is authoritative). A null in a column that had no null in the
+  training matrix matches no path: the tree's choice there is arbitrary.
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""Discovery on Spark Connect (slow tier): DataFrame API only, no sparkContext, no .rdd.
+Runs in a subprocess because this process already holds a classic session. Skips when the Spark
+Connect client dependencies are not installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONNECT_DEPS = ("grpc", "grpc_status", "google.rpc", "zstandard")
+
+SCRIPT = """
+import json, tempfile
+import numpy as np
+from pyspark.sql import SparkSession
+from date_spark.config import DiscoveryConfig
+from date_spark.datasets import planted_regimes
+from date_spark.discovery import Discovery, discover
+from tests.discovery.test_discovery import planted_schema
+
+spark = SparkSession.builder.remote("local[2]").getOrCreate()
+pdf = planted_regimes(6000, seed=4)
+df = spark.createDataFrame(pdf.drop(columns=["regime"]))
+d = discover(df, planted_schema(pdf), DiscoveryConfig(), seed=42)
+routed = d.route()(df).groupBy("_date_rule_id").count().toPandas()
+pred = d.predict("p")(df).select("y", "p").toPandas()
+with tempfile.TemporaryDirectory() as tmp:
+    back = Discovery.load(d.save(tmp + "/d.json"))
+    again = back.predict("p")(df).select("p").toPandas()
+masks_ok = all(
+    df.filter(g.rule.to_column()).count() == int(g.rule.mask(pdf).sum()) for g in d.dgrs
+)
+print("RESULT " + json.dumps({
+    "session": type(spark).__module__, "dgrs": len(d.dgrs), "coverage": d.coverage,
+    "routed": int(routed["count"].sum()), "n": len(pdf),
+    "err": float((pred["p"] != pred["y"]).mean()),
+    "same_after_load": bool((again["p"].to_numpy() == pred["p"].to_numpy()).all()),
+    "masks_ok": masks_ok, "frame": d.rules_frame(spark).count(),
+}))
+spark.stop()
+"""
+
+
+def _have_connect() -> bool:
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in CONNECT_DEPS)
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_connect(), reason="Spark Connect client dependencies not installed")
+def test_discovery_on_spark_connect(tmp_path: Path) -> None:
+    script = tmp_path / "connect_discovery.py"
+    script.write_text(SCRIPT)
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    res = json.loads(lines[-1][len("RESULT ") :])
+    assert res["session"] == "pyspark.sql.connect.session"
+    assert res["dgrs"] >= 4 and res["coverage"] > 0.9
+    assert res["routed"] == res["n"] and res["frame"] == res["dgrs"]
+    assert res["err"] < 0.12 and res["same_after_load"] and res["masks_ok"]
