@@ -49,3 +49,17 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info date_spark_runs output spark-warehouse
+
+# --- where to run it (README "Where to run it") ---------------------------------------------------
+.PHONY: dist test-surfaces
+# The wheel and sdist in dist/, plus the wheel under a .zip name for `spark-submit --py-files`
+# (Spark puts only .zip/.egg/.jar py-files on the executors' Python path; a wheel is a zip).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	cp dist/date_spark-*.whl dist/date_spark.zip
+	@ls -1 dist
+
+# Standalone cluster, Spark Connect, notebooks, nightly runs, packaging (also part of `make test`).
+test-surfaces: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/surfaces

@@ -63,6 +63,7 @@ from date_spark.errors import InputError, RuleError
 from date_spark.io import AUTO_CLASSIFICATION_MAX_DISTINCT
 from date_spark.rules import Rule, parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
+from date_spark.spark import to_pandas
 
 log = logging.getLogger(__name__)
 
@@ -1023,12 +1024,12 @@ def _samples(
         )
     both = reduce(DataFrame.unionByName, parts)
     w = Window.partitionBy("_tag").orderBy("_r")
-    pdf = (
+    capped = (
         both.withColumn("_rn", F.row_number().over(w))
         .where(F.col("_rn") <= F.col("_cap"))
         .drop("_r", "_rn", "_cap")
-        .toPandas()
     )
+    pdf = to_pandas(capped)
     return [
         pdf[pdf["_tag"] == t].drop(columns="_tag").reset_index(drop=True)
         for t in range(len(frames))
@@ -1362,7 +1363,7 @@ def paper_utility(
         df = data.where(cond)
         if frac < 1.0:
             df = df.where(F.rand(seed + salt) < frac)
-        return df.select(*cols).toPandas()
+        return to_pandas(df.select(*cols))
 
     train = sample(F.col(split_column) != "test", n_train, 1)
     test = sample(F.col(split_column) == "test", n_test, 2)

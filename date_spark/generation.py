@@ -57,6 +57,7 @@ from date_spark.prompts import ExampleBlock, HistoryItem, Masker, generation_mes
 from date_spark.prompts import refinement_messages as build_refinement
 from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
 from date_spark.schema import Kind, TableSchema
+from date_spark.spark import to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION
 from date_spark.trees import RuleTree
 
@@ -458,7 +459,7 @@ class Generator:
         self.sample_sdf = sample.select(
             *[F.col(f"`{c}`") for c in self.columns], DGR_COL, SPLIT_COL
         )
-        self.sample_pd = self.sample_sdf.toPandas()  # capped per DGR: small by construction
+        self.sample_pd = to_pandas(self.sample_sdf)  # capped per DGR: small by construction
         # Re-create the sample from driver memory so later stages do not re-sample the table.
         self.sample_sdf = self.spark.createDataFrame(self.sample_pd, schema=self.sample_sdf.schema)
         train = self.sample_pd[self.sample_pd[SPLIT_COL] == TRAIN]
@@ -635,7 +636,7 @@ class Generator:
             .cogroup(self.sample_sdf.groupBy(DGR_COL))
             .applyInPandas(fn, schema=out_schema)
         )
-        return scored.toPandas()
+        return to_pandas(scored)
 
     # -- refinement -----------------------------------------------------------------------------
     def _refine(

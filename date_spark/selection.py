@@ -95,10 +95,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from statistics import NormalDist
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, Literal, Protocol
 
 import numpy as np

@@ -8,7 +8,8 @@ import os
 import sys
 from collections.abc import Mapping
 
-from pyspark.sql import SparkSession
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 
 from date_spark.config import SparkConfig
 
@@ -31,6 +32,14 @@ def _prepare_local_python() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def to_pandas(df: DataFrame) -> pd.DataFrame:
+    """`df.toPandas()` without Spark Connect's plan metrics in `attrs`: they are not serialisable
+    and would break every later `to_parquet` of the frame or of anything sliced from it."""
+    pdf = df.toPandas()
+    pdf.attrs.clear()
+    return pdf
 
 
 def session(cfg: SparkConfig | None = None) -> SparkSession:

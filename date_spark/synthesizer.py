@@ -34,7 +34,7 @@ from date_spark.runs import Run, open_run, start_run
 from date_spark.schema import TableSchema, column_specs
 from date_spark.selection import Arm, PartitionedEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
-from date_spark.spark import session
+from date_spark.spark import session, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker
 
@@ -241,11 +241,27 @@ class DateSynthesizer:
         sample = _partition_sample(
             routed, ids, self.config.generation.partition_sample_rows, self.config.seed
         )
-        return sample.select(
-            *[F.col(f"`{c}`") for c in self.schema_.names], DGR_COL, SPLIT_COL
-        ).toPandas()
+        return to_pandas(
+            sample.select(*[F.col(f"`{c}`") for c in self.schema_.names], DGR_COL, SPLIT_COL)
+        )
 
     def _select(self) -> Selection:
+        if (
+            not self.rules_.dgrs
+            or not len(self.generation_.arms)
+            or not bool(self.generation_.arms["candidate"].any())
+        ):
+            # Nothing to choose from (no rule, or no group that helped): keep nothing, cleanly.
+            reason = "no rule found" if not self.rules_.dgrs else "no candidate arm"
+            return Selection(
+                [],
+                pd.DataFrame(columns=[*self.schema_.names, "_date_arm"]),
+                [],
+                float("nan"),
+                float("nan"),
+                self.config.selection.strategy,
+                reason,
+            )
         cfg = self.config
         rows = self.generation_.rows
         arms_pd = self.generation_.arms

@@ -42,6 +42,7 @@ from date_spark.llm.client import (
 )
 from date_spark.llm.engine import LlmRequest, LlmResult, TaskEngine, TaskPlan
 from date_spark.llm.rows import REASONS, RowSchema
+from date_spark.spark import to_pandas
 
 log = logging.getLogger("date_spark.llm")
 
@@ -491,7 +492,7 @@ def run(
         debug_log_dir=debug_log_dir,
         _fail_once_marker=_fail_once_marker,
     )
-    pdf = lazy.toPandas()
+    pdf = to_pandas(lazy)
     result = requests.sparkSession.createDataFrame(pdf, schema=lazy.schema)
     stats = summarize_pandas(pdf)
     budget.charge(stats.total_tokens, stats.cost, stats.budget_exhausted)
