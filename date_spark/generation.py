@@ -794,7 +794,11 @@ class Generator:
             if self.budget_exhausted:
                 log.warning("LLM budget exhausted after round %d; finishing with what we have", rnd)
                 break
-        rows = pd.concat(all_scored, ignore_index=True) if all_scored else pd.DataFrame()
+        empty = [*self.columns] + [f.name for f in META_FIELDS + ARM_FIELDS]
+        # An empty result keeps its columns, so callers can group and select without special cases.
+        rows = (
+            pd.concat(all_scored, ignore_index=True) if all_scored else pd.DataFrame(columns=empty)
+        )
         return GenerationResult(
             rows=rows,
             arms=arms_table(rows, self.schema.target),
