@@ -27,7 +27,7 @@ from date_spark import io, output
 from date_spark.config import Config
 from date_spark.discovery import Discovery, discover, make_model
 from date_spark.errors import DateSparkError
-from date_spark.generation import DGR_COL, GenerationResult, Generator
+from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.rules import parse_rule
 from date_spark.runs import Run, open_run, start_run
@@ -174,25 +174,9 @@ class DateSynthesizer:
     def _generate(self) -> GenerationResult:
         cfg = self.config
         if not self.rules_.dgrs:
+            empty = pd.DataFrame()
             return GenerationResult(
-                pd.DataFrame(),
-                pd.DataFrame(
-                    columns=[
-                        "arm_id",
-                        "dgr_id",
-                        "round",
-                        "rule",
-                        "n_rows",
-                        "gain",
-                        "agree",
-                        "candidate",
-                        "predicted",
-                        "labels",
-                        "generator",
-                    ]
-                ),
-                [],
-                cfg.generation.generator,
+                empty, arms_table(empty, self.schema_.target), [], cfg.generation.generator
             )
         route = self.rules_.route(column=DGR_COL)
         use_local = (
