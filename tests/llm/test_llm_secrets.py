@@ -92,6 +92,8 @@ def test_in_process_debug_logs_hold_no_key(
     stub: StubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # the CLI quiets "openai" in-process; an earlier CLI test must not hide its records here
+    caplog.set_level(logging.DEBUG, logger="openai")
     stub.set(fault="server_error", fault_count=1)
     cfg = make_cfg(stub.base_url, tmp_path, api_key_env=FAKE_KEY_ENV)
     e = engine(cfg)
