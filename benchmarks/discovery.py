@@ -85,8 +85,9 @@ def ensure_table(spark: SparkSession, n: int, root: Path) -> Path:
     if not (path / "_SUCCESS").exists():
         t = time.time()
         parts = max(2, n // 500_000)
-        planted_regimes_spark(spark, n, N_FEATURES, noise=0.05, seed=1, num_partitions=parts) \
-            .write.mode("overwrite").parquet(str(path))
+        planted_regimes_spark(
+            spark, n, N_FEATURES, noise=0.05, seed=1, num_partitions=parts
+        ).write.mode("overwrite").parquet(str(path))
         print(f"  generated {n:,} rows in {time.time() - t:.1f} s -> {path}", flush=True)
     return path
 
@@ -94,15 +95,17 @@ def ensure_table(spark: SparkSession, n: int, root: Path) -> Path:
 def schema_of(spark: SparkSession, path: Path) -> TableSchema:
     specs = column_specs(spark.read.parquet(str(path)).schema)
     cols = tuple(
-        ColumnSpec(c.name, c.kind, c.spark_type, c.nullable, c.integral) if c.name != "y"
+        ColumnSpec(c.name, c.kind, c.spark_type, c.nullable, c.integral)
+        if c.name != "y"
         else ColumnSpec("y", Kind.NUMERIC, c.spark_type, c.nullable, True)
         for c in specs
     )
     return TableSchema(cols, "y", "classification", (0, 1))
 
 
-def run_spark(spark: SparkSession, path: Path, schema: TableSchema, cfg: DiscoveryConfig
-              ) -> tuple[Discovery, float, list[int]]:
+def run_spark(
+    spark: SparkSession, path: Path, schema: TableSchema, cfg: DiscoveryConfig
+) -> tuple[Discovery, float, list[int]]:
     counter = JobCounter(spark)
     log = logging.getLogger("date_spark.discovery")
     log.addHandler(counter)
@@ -134,8 +137,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="1e5,1e6,1e7")
     ap.add_argument("--pandas-max", default="1e7", help="largest size the pandas baseline runs")
     ap.add_argument("--data-dir", default="/tmp/date-spark-bench")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="DiscoveryConfig override, e.g. --set splits_per_candidate=null")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="DiscoveryConfig override, e.g. --set splits_per_candidate=null",
+    )
     args = ap.parse_args()
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     pandas_max = int(float(args.pandas_max))
@@ -149,8 +157,12 @@ def main() -> None:
     print(f"config: {cfg}", flush=True)
     t = time.time()  # untimed warm-up: JVM code paths and Python workers importing sklearn
     warm = ensure_table(spark, 20_000, root)
-    discover(spark.read.parquet(str(warm)), schema_of(spark, warm), cfg.model_copy(
-        update={"max_levels": 2}), seed=0)
+    discover(
+        spark.read.parquet(str(warm)),
+        schema_of(spark, warm),
+        cfg.model_copy(update={"max_levels": 2}),
+        seed=0,
+    )
     print(f"warm-up (cold start, not counted): {time.time() - t:.1f} s", flush=True)
     rows = []
     for n in sizes:
@@ -158,35 +170,64 @@ def main() -> None:
         path = ensure_table(spark, n, root)
         schema = schema_of(spark, path)
         d, wall, jobs = run_spark(spark, path, schema, cfg)
-        print(f"  spark: {wall:.1f} s, {len(d.levels)} levels, DGRs {len(d.dgrs)}, "
-              f"coverage {d.coverage:.3f}, trained {d.trainings}, shared {d.shared}", flush=True)
-        print("  level | candidates | evaluated | accepted | shared | coverage | seconds | "
-              "spark jobs | full scans")
+        print(
+            f"  spark: {wall:.1f} s, {len(d.levels)} levels, DGRs {len(d.dgrs)}, "
+            f"coverage {d.coverage:.3f}, trained {d.trainings}, shared {d.shared}",
+            flush=True,
+        )
+        print(
+            "  level | candidates | evaluated | accepted | shared | coverage | seconds | "
+            "spark jobs | full scans"
+        )
         for s, j in zip(d.levels, jobs, strict=False):
-            print(f"  {s.level:>5} | {s.candidates:>10} | {s.evaluated:>9} | {s.accepted:>8} | "
-                  f"{s.shared:>6} | {s.coverage:>8.3f} | {s.seconds:>7.1f} | {j:>10} | "
-                  f"{s.scans:>10}")
+            print(
+                f"  {s.level:>5} | {s.candidates:>10} | {s.evaluated:>9} | {s.accepted:>8} | "
+                f"{s.shared:>6} | {s.coverage:>8.3f} | {s.seconds:>7.1f} | {j:>10} | "
+                f"{s.scans:>10}"
+            )
         for g in d.dgrs:
-            print(f"    {g.rule_id}: support {g.support:,}, error {g.val_error:.3f}: "
-                  f"{g.rule.to_text()}")
+            print(
+                f"    {g.rule_id}: support {g.support:,}, error {g.val_error:.3f}: "
+                f"{g.rule.to_text()}"
+            )
         pwall = float("nan")
         same = ""
         if n <= pandas_max:
             pd_disc, pwall, load = run_pandas(path, schema, cfg)
-            same = "same rules" if [g.rule for g in pd_disc.dgrs] == [g.rule for g in d.dgrs] \
+            same = (
+                "same rules"
+                if [g.rule for g in pd_disc.dgrs] == [g.rule for g in d.dgrs]
                 else f"{len(pd_disc.dgrs)} DGRs"
+            )
             print(f"  pandas: {pwall:.1f} s (+ {load:.1f} s to load), {same}", flush=True)
-        rows.append((n, wall, len(d.levels), sum(jobs), max(jobs, default=0), d.trainings,
-                     d.shared, len(d.dgrs), d.coverage, pwall, same))
+        rows.append(
+            (
+                n,
+                wall,
+                len(d.levels),
+                sum(jobs),
+                max(jobs, default=0),
+                d.trainings,
+                d.shared,
+                len(d.dgrs),
+                d.coverage,
+                pwall,
+                same,
+            )
+        )
 
-    print("\n| rows | spark wall s | levels | spark jobs (max/level) | trained | shared | DGRs "
-          "| coverage | pandas wall s | pandas / spark |")
+    print(
+        "\n| rows | spark wall s | levels | spark jobs (max/level) | trained | shared | DGRs "
+        "| coverage | pandas wall s | pandas / spark |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n, wall, lv, jobs, jmax, tr, sh, ndgr, cov, pwall, _same in rows:
         ratio = f"{pwall / wall:.2f}" if pwall == pwall else "n/a"
         pw = f"{pwall:.1f}" if pwall == pwall else "not run"
-        print(f"| {n:,} | {wall:.1f} | {lv} | {jobs} ({jmax}) | {tr} | {sh} | {ndgr} | {cov:.3f} "
-              f"| {pw} | {ratio} |")
+        print(
+            f"| {n:,} | {wall:.1f} | {lv} | {jobs} ({jmax}) | {tr} | {sh} | {ndgr} | {cov:.3f} "
+            f"| {pw} | {ratio} |"
+        )
     spark.stop()
 
 

@@ -203,7 +203,9 @@ class FeatureEncoder:
         assert isinstance(d, Mapping)
         feats = [
             EncodedFeature(
-                f["name"], Kind(f["kind"]), bool(f.get("integral", False)),
+                f["name"],
+                Kind(f["kind"]),
+                bool(f.get("integral", False)),
                 tuple(f.get("categories", ())),
             )
             for f in d["features"]

@@ -190,12 +190,16 @@ class RuleTree:
         model: TreeModel
         if task == "regression":
             model = DecisionTreeRegressor(
-                max_depth=max_depth, min_samples_leaf=min_samples_leaf, random_state=seed,
+                max_depth=max_depth,
+                min_samples_leaf=min_samples_leaf,
+                random_state=seed,
                 criterion=criterion or "squared_error",
             )
         else:
             model = DecisionTreeClassifier(
-                max_depth=max_depth, min_samples_leaf=min_samples_leaf, random_state=seed,
+                max_depth=max_depth,
+                min_samples_leaf=min_samples_leaf,
+                random_state=seed,
                 criterion=criterion or "entropy",
             )
         rt = cls(model, encoder, recode)

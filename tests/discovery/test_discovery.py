@@ -202,14 +202,19 @@ def test_null_child_joins_a_model_of_its_own_level(spark: Any) -> None:
     pdf.loc[miss, "x0"] = np.nan
     pdf["rid"] = np.arange(n)
     schema = TableSchema(
-        (*(ColumnSpec(f"x{i}", Kind.NUMERIC, "double") for i in range(4)),
-         ColumnSpec("y", Kind.NUMERIC, "bigint", integral=True)),
-        "y", "classification",
+        (
+            *(ColumnSpec(f"x{i}", Kind.NUMERIC, "double") for i in range(4)),
+            ColumnSpec("y", Kind.NUMERIC, "bigint", integral=True),
+        ),
+        "y",
+        "classification",
     )
     # NaN -> null, as the input reader does.
-    df = spark.createDataFrame(pdf).withColumn(
-        "x0", F.when(F.isnan("x0"), F.lit(None)).otherwise(F.col("x0"))
-    ).cache()
+    df = (
+        spark.createDataFrame(pdf)
+        .withColumn("x0", F.when(F.isnan("x0"), F.lit(None)).otherwise(F.col("x0")))
+        .cache()
+    )
     on = discover(df, schema, DiscoveryConfig(), seed=42)
     off = discover(df, schema, DiscoveryConfig(model_sharing=False), seed=42)
     assert len(off.models) == 3 and len(on.models) == 2 and on.shared == 1
@@ -228,8 +233,9 @@ def test_breadth_mode_keeps_rules_disjoint(spark: Any) -> None:
     pdf = planted_regimes(4000, seed=2)
     pdf["rid"] = np.arange(len(pdf))
     df = to_spark(spark, pdf).cache()
-    d = discover(df, planted_schema(pdf), DiscoveryConfig(splits_per_candidate=None,
-                                                          max_levels=3), seed=42)
+    d = discover(
+        df, planted_schema(pdf), DiscoveryConfig(splits_per_candidate=None, max_levels=3), seed=42
+    )
     assert max(s.candidates for s in d.levels) > 4
     assert sum(s.deferred for s in d.levels) > 0
     # Stopped by max_levels with candidates still queued: incomplete, and says why.
@@ -265,8 +271,12 @@ def test_regression_regimes(spark: Any) -> None:
     tree_mse = error(tree, enc.transform(test), test["y"].to_numpy(), "regression")
     assert mse < tree_mse, (mse, tree_mse)
     # Variance mode: rho times the target's variance.
-    v = discover(to_spark(spark, train.head(3000)), schema,
-                 DiscoveryConfig(rho_mode="variance", rho=0.02, max_levels=1), seed=42)
+    v = discover(
+        to_spark(spark, train.head(3000)),
+        schema,
+        DiscoveryConfig(rho_mode="variance", rho=0.02, max_levels=1),
+        seed=42,
+    )
     assert v.rho == pytest.approx(0.02 * v.stats["baseline"])
 
 
@@ -279,8 +289,16 @@ def _categorical_table(n: int, seed: int) -> pd.DataFrame:
     day = [dt.date(2021, 1, 1) + dt.timedelta(days=int(v)) for v in rng.integers(0, 365, n)]
     y = np.where(np.isin(seg, ["a", "c"]), x1 > 0.5, x2 < 0.4).astype(np.int64)
     y = np.where(rng.random(n) < 0.03, 1 - y, y)
-    pdf = pd.DataFrame({"seg": seg.astype(object), "x1": x1, "x2": x2, "day": day,
-                        "flag": rng.random(n) < 0.5, "y": y})
+    pdf = pd.DataFrame(
+        {
+            "seg": seg.astype(object),
+            "x1": x1,
+            "x2": x2,
+            "day": day,
+            "flag": rng.random(n) < 0.5,
+            "y": y,
+        }
+    )
     pdf["regime"] = np.isin(seg, ["a", "c"]).astype(int)
     pdf.loc[rng.random(n) < 0.02, "x2"] = np.nan
     pdf["flag"] = pdf["flag"].astype(object)
@@ -306,7 +324,10 @@ def test_categorical_split_finds_the_value_set(spark: Any) -> None:
     df = to_spark(spark, pdf).cache()
     d = discover(df, schema, DiscoveryConfig(), seed=3)
     seg_preds = {
-        (p.op, p.value) for g in d.dgrs for c in g.rule.conjunctions for p in c.predicates
+        (p.op, p.value)
+        for g in d.dgrs
+        for c in g.rule.conjunctions
+        for p in c.predicates
         if p.column == "seg"
     }
     assert seg_preds, [g.rule.to_text() for g in d.dgrs]
@@ -413,7 +434,7 @@ def test_effective_rho_modes() -> None:
     assert effective_rho("absolute", 0.05, 0.3, 0.06, 0.5) == 0.05
     assert effective_rho("variance", 0.1, 9.0, 0.2, 11.0) == pytest.approx(1.1)
     rel = effective_rho("relative", 0.25, 0.36, 0.06, 0.42)
-    assert 0.06 < rel < 0.36 and rel == pytest.approx(0.06 * 6 ** 0.25)
+    assert 0.06 < rel < 0.36 and rel == pytest.approx(0.06 * 6**0.25)
     # A table the DGR model already fits at the floor: the threshold is its own error.
     assert effective_rho("relative", 0.25, 0.05, 0.07, 0.5) == pytest.approx(0.05)
     assert effective_rho("relative", 0.25, 0.3, 0.0, 0.5) == pytest.approx(0.075)

@@ -68,7 +68,11 @@ def test_discovery_on_spark_connect(tmp_path: Path) -> None:
         "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
     }
     proc = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=900,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

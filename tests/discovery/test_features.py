@@ -58,8 +58,16 @@ def test_encoding_of_each_kind_with_nulls() -> None:
 
 
 def test_domain_keeps_the_most_frequent_values() -> None:
-    pdf = pd.DataFrame({"c": ["a"] * 5 + ["b"] * 3 + ["c"], "n": 1, "b": True,
-                        "d": dt.date(2000, 1, 1), "t": pd.Timestamp(0), "y": "p"})
+    pdf = pd.DataFrame(
+        {
+            "c": ["a"] * 5 + ["b"] * 3 + ["c"],
+            "n": 1,
+            "b": True,
+            "d": dt.date(2000, 1, 1),
+            "t": pd.Timestamp(0),
+            "y": "p",
+        }
+    )
     enc = FeatureEncoder.from_pandas(SCHEMA, pdf, max_categories=2)
     assert enc.features[1].categories == ("a", "b")
 

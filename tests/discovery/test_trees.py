@@ -30,7 +30,9 @@ def _mixed_frame(n: int = 3000, seed: int = 1) -> tuple[pd.DataFrame, TableSchem
         }
     )
     y = (
-        (pdf["num"] > 0.2) ^ pdf["cat"].isin(["b", "d"]) ^ (pdf["cnt"] >= 12)
+        (pdf["num"] > 0.2)
+        ^ pdf["cat"].isin(["b", "d"])
+        ^ (pdf["cnt"] >= 12)
         ^ (pd.to_datetime(pdf["day"]) >= pd.Timestamp("2020-07-01"))
     ).astype(int)
     pdf["y"] = np.where(rng.random(n) < 0.05, 1 - y, y)
@@ -57,8 +59,9 @@ def test_paths_partition_rows_exactly_as_the_tree_routes_them(order: bool) -> No
     pdf, schema = _mixed_frame()
     enc = FeatureEncoder.from_pandas(schema, pdf)
     X, y = enc.transform(pdf), enc.target(pdf)
-    rt = RuleTree.fit(X, y, enc, "classification", max_depth=6, min_samples_leaf=5,
-                      order_categories=order)
+    rt = RuleTree.fit(
+        X, y, enc, "classification", max_depth=6, min_samples_leaf=5, order_categories=order
+    )
     paths = rt.paths(X)
     masks = np.stack([p.rule.mask(pdf).to_numpy() for p in paths])
     assert (masks.sum(axis=0) == 1).all(), "a row in two paths or in none"
@@ -111,9 +114,14 @@ def test_categorical_split_is_a_value_set_found_by_score_order() -> None:
     y = np.where(np.isin(cat, ["a", "c"]), x1 - 0.5, x2 - 0.5) + rng.normal(0, 0.01, n)
     pdf = pd.DataFrame({"cat": cat, "x1": x1, "x2": x2, "y": y})
     schema = TableSchema(
-        (ColumnSpec("cat", Kind.CATEGORICAL, "string"), ColumnSpec("x1", Kind.NUMERIC, "double"),
-         ColumnSpec("x2", Kind.NUMERIC, "double"), ColumnSpec("y", Kind.NUMERIC, "double")),
-        "y", "regression",
+        (
+            ColumnSpec("cat", Kind.CATEGORICAL, "string"),
+            ColumnSpec("x1", Kind.NUMERIC, "double"),
+            ColumnSpec("x2", Kind.NUMERIC, "double"),
+            ColumnSpec("y", Kind.NUMERIC, "double"),
+        ),
+        "y",
+        "regression",
     )
     enc = FeatureEncoder.from_pandas(schema, pdf)
     X = enc.transform(pdf)

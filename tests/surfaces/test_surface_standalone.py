@@ -99,8 +99,11 @@ def test_spark_submit_on_a_standalone_cluster(
         yaml.safe_dump(
             {
                 "input": {"path": str(surface_table), "format": "parquet", "target": TARGET},
-                "output": {"path": str(out), "mode": "augmented",
-                           "runs_dir": str(tmp_path / "runs")},
+                "output": {
+                    "path": str(out),
+                    "mode": "augmented",
+                    "runs_dir": str(tmp_path / "runs"),
+                },
                 # executors write the response cache: an absolute path every process can reach
                 "llm": {"cache_path": str(tmp_path / "llm_cache")},
                 "spark": {"master": None},  # spark-submit's --master decides
