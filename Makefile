@@ -42,6 +42,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check date_spark jobs tests benchmarks
+	$(VENV)/bin/ruff format --check date_spark jobs tests benchmarks
 	$(VENV)/bin/mypy date_spark
 
 bench: $(STAMP)

@@ -43,6 +43,23 @@ def _regime_np(x0: np.ndarray, c0: np.ndarray, x5: np.ndarray) -> np.ndarray:
     )
 
 
+def _label_np(x: np.ndarray, regime: np.ndarray, shared: bool = False) -> np.ndarray:
+    r4 = (x[:, 1] > 0.5) if shared else (x[:, 1] < 0.3)
+    return np.select(
+        [regime == 0, regime == 1, regime == 2, regime == 3],
+        [x[:, 1] > 0.5, x[:, 2] < 0.4, x[:, 3] + x[:, 4] > 1, x[:, 6] > 0.7],
+        default=r4,
+    ).astype(np.int64)
+
+
+def planted_truth(rows: pd.DataFrame) -> pd.DataFrame:
+    """Regime and noise-free label of rows of the classification table, for judging generated rows
+    (which rows are helpful, which carry a wrong label) in tests and benchmarks."""
+    x = rows[[f"x{i}" for i in range(7)]].to_numpy(dtype=float)
+    regime = _regime_np(x[:, 0], rows["c0"].astype(str).to_numpy(), x[:, 5])
+    return pd.DataFrame({"regime": regime, "label": _label_np(x, regime)}, index=rows.index)
+
+
 def planted_regimes(
     n_rows: int = 5000,
     n_features: int = 10,
@@ -63,12 +80,7 @@ def planted_regimes(
     df = pd.DataFrame({f"x{i}": x[:, i] for i in range(n_features)})
     df.insert(1, "c0", c0)
     if task == "classification":
-        r4 = (x[:, 1] > 0.5) if shared else (x[:, 1] < 0.3)
-        y = np.select(
-            [regime == 0, regime == 1, regime == 2, regime == 3],
-            [x[:, 1] > 0.5, x[:, 2] < 0.4, x[:, 3] + x[:, 4] > 1, x[:, 6] > 0.7],
-            default=r4,
-        ).astype(np.int64)
+        y = _label_np(x, regime, shared)
         flip = rng.random(n_rows) < noise
         y = np.where(flip, 1 - y, y)
         df["y"] = y

@@ -229,7 +229,17 @@ class DateSynthesizer:
             sample.select(*[F.col(f"`{c}`") for c in self.schema_.names], DGR_COL, SPLIT_COL)
         )
 
-    def _select(self) -> Selection:
+    def select(self, **overrides: Any) -> Selection:
+        """Stage 3 again on the fitted arms with `selection.*` options overridden (for example
+        ``strategy="forward"``, ``min_z=0``): compares strategies without new LLM calls. The
+        fitted `selection_` is left as it was."""
+        if not hasattr(self, "generation_"):
+            raise DateSparkError("select() needs a fitted synthesizer: call fit() first")
+        cfg = self.config.with_overrides({f"selection.{k}": v for k, v in overrides.items()})
+        return self._select(cfg)
+
+    def _select(self, cfg: Config | None = None) -> Selection:
+        cfg = cfg or self.config
         if (
             not self.rules_.dgrs
             or not len(self.generation_.arms)
@@ -243,10 +253,9 @@ class DateSynthesizer:
                 [],
                 float("nan"),
                 float("nan"),
-                self.config.selection.strategy,
+                cfg.selection.strategy,
                 reason,
             )
-        cfg = self.config
         rows = self.generation_.rows
         arms_pd = self.generation_.arms
         cands = arms_pd[arms_pd["candidate"]] if len(arms_pd) else arms_pd

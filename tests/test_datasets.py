@@ -32,3 +32,14 @@ def test_spark_generator_matches_the_formulas(spark: object) -> None:
         assert (df.loc[parse_rule(text).mask(df), "regime"] == i).all()
     r0 = df[df["regime"] == 0]
     assert ((r0["x1"] > 0.5).astype(int) == r0["y"]).all()
+
+
+def test_planted_truth_recovers_regime_and_noise_free_label() -> None:
+    from date_spark.datasets import planted_truth
+
+    clean = planted_regimes(2000, n_features=8, noise=0.0, seed=4)
+    truth = planted_truth(clean)
+    assert (truth["regime"] == clean["regime"]).all() and (truth["label"] == clean["y"]).all()
+    noisy = planted_regimes(2000, n_features=8, noise=0.2, seed=4)
+    wrong = (planted_truth(noisy)["label"] != noisy["y"]).mean()
+    assert 0.15 < wrong < 0.25

@@ -7,46 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 
 from date_spark.cli import main
 from date_spark.config import Config
-from date_spark.datasets import planted_regimes
-from date_spark.llm.stub import StubServer, default_rows
+from date_spark.datasets import planted_regimes, planted_truth
+from date_spark.llm.stub import StubServer, planted_rows
 from date_spark.output import output_schema
 from date_spark.rules import parse_rule
 
-HARMFUL_REGIMES = {3, 4}
+HARMFUL_REGIMES = frozenset({3, 4})  # the stub flips labels there
 
 
-def regime_of(r: dict[str, Any]) -> int:
-    x0, c0, x5 = r["x0"], r["c0"], r["x5"]
-    if x0 < 0.3:
-        return 0
-    if x0 < 0.6:
-        return 1 if c0 in ("a", "b") else 2
-    return 3 if x5 < 0.5 else 4
-
-
-def true_label(r: dict[str, Any]) -> int:
-    g = regime_of(r)
-    return int(
-        [r["x1"] > 0.5, r["x2"] < 0.4, r["x3"] + r["x4"] > 1, r["x6"] > 0.7, r["x1"] < 0.3][g]
-    )
-
-
-def mixed_quality(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Correct labels in regimes 0-2, flipped labels in regimes 3-4; rules left unrefined."""
-    props = schema.get("properties", {}).get("rows", {}).get("items", {}).get("properties", {})
-    if set(props) == {"rule"}:
-        return []
-    rows = default_rows(schema, body)
-    for r in rows:
-        y = true_label(r)
-        r["y"] = 1 - y if regime_of(r) in HARMFUL_REGIMES else y
-    return rows
+def mislabelled(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose label disagrees with the planted (noise-free) relation."""
+    return rows["y"].astype(int) != planted_truth(rows)["label"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +72,7 @@ def job_args(table: Path, tmp: Path, url: str, *extra: str) -> list[str]:
 def test_job_end_to_end_rerun_and_resume(
     table: Path, tmp_path: Path, spark: Any, capsys: Any
 ) -> None:
-    with StubServer(row_factory=mixed_quality) as url:
+    with StubServer(row_factory=planted_rows(harmful_regimes=HARMFUL_REGIMES)) as url:
         assert main(["run", *job_args(table, tmp_path, url)]) == 0
         printed = capsys.readouterr().out
         assert "mlflow:" in printed and str(tmp_path / "out") in printed
@@ -117,13 +93,11 @@ def test_job_end_to_end_rerun_and_resume(
             assert parse_rule(rule_text).mask(g).all(), rule_text
         # no harmful (label-flipped) row is kept, and that was tested, not vacuous: harmful arms
         # were tried by the bandit and rejected
-        assert all(r["y"] == true_label(r) for r in rows.to_dict("records"))
+        assert not mislabelled(rows).any()
         run_dir = runs[0].parent
         trace = pd.read_parquet(run_dir / "selection" / "trace.parquet")
         gen_rows = pd.read_parquet(run_dir / "generation" / "rows.parquet")
-        flipped = gen_rows.groupby("_date_arm").apply(
-            lambda g: np.mean([r["y"] != true_label(r) for r in g.to_dict("records")]) > 0.5
-        )
+        flipped = mislabelled(gen_rows).groupby(gen_rows["_date_arm"]).mean() > 0.5
         harmful_tried = trace[trace["arm_id"].map(flipped).fillna(False).astype(bool)]
         assert len(harmful_tried) > 0 and not harmful_tried["accepted"].any()
 
@@ -151,7 +125,7 @@ def test_job_end_to_end_rerun_and_resume(
     for stage in ("selection", "output", "evaluation"):
         m["stages"].pop(stage, None)
     runs[0].write_text(json.dumps(m))
-    with StubServer(row_factory=mixed_quality) as url2:
+    with StubServer(row_factory=planted_rows(harmful_regimes=HARMFUL_REGIMES)) as url2:
         from date_spark.llm import stub as stubmod  # noqa: F401
 
         code = main(
@@ -226,3 +200,33 @@ def test_job_evaluates_and_reports(tmp_path: Path) -> None:
     assert "fidelity.overall" in run.data.metrics
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert "evaluation" in arts
+
+
+def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: Any) -> None:
+    from date_spark.errors import DateSparkError
+    from date_spark.synthesizer import DateSynthesizer
+
+    cfg = Config().with_overrides(
+        {
+            "input.target": "y",
+            "generation.generator": "interpolation",
+            "generation.iterations": 1,
+            "tracking.enabled": False,
+        }
+    )
+    df = spark.createDataFrame(planted_regimes(1500, n_features=8, seed=5).drop(columns="regime"))
+    synth = DateSynthesizer(cfg, spark)
+    with pytest.raises(DateSparkError, match="fit"):
+        synth.select(strategy="forward")
+    synth.fit(df)
+    fitted = synth.selection_
+    rows_before = len(synth.generation_.rows)
+    topk = synth.select(strategy="topk", top_k=2)
+    forward = synth.select(strategy="forward", min_z=0)
+    candidates = int(synth.arms_["candidate"].sum())
+    assert topk.strategy == "topk" and len(topk.selected) == min(2, candidates)
+    assert forward.strategy == "forward"
+    assert synth.selection_ is fitted and fitted.strategy == "bandit"
+    assert len(synth.generation_.rows) == rows_before
+    with pytest.raises(DateSparkError, match="strategy"):
+        synth.select(strategy="best")

@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from date_spark.datasets import planted_regimes
-from date_spark.llm.stub import StubServer, default_rows
+from date_spark.llm.stub import StubServer, planted_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "y"
@@ -83,35 +83,6 @@ def stub_llm(url: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _regime(r: dict[str, Any]) -> int:
-    if r["x0"] < 0.3:
-        return 0
-    if r["x0"] < 0.6:
-        return 1 if r["c0"] in ("a", "b") else 2
-    return 3 if r["x5"] < 0.5 else 4
-
-
-def true_label(r: dict[str, Any]) -> int:
-    """The planted relation of `planted_regimes` (without its label noise)."""
-    g = _regime(r)
-    return int(
-        [r["x1"] > 0.5, r["x2"] < 0.4, r["x3"] + r["x4"] > 1, r["x6"] > 0.7, r["x1"] < 0.3][g]
-    )
-
-
-def truthful_rows(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stub's rule-satisfying rows, labelled by the planted relation: helpful rows, so the
-    bandit keeps some and the output holds synthetic rows. Refinement prompts get no rules."""
-    props = schema.get("properties", {}).get("rows", {}).get("items", {}).get("properties", {})
-    if set(props) == {"rule"}:
-        return []
-    rows = default_rows(schema, body)
-    for r in rows:
-        if all(k in r for k in ("x0", "c0", "x1", "x2", "x3", "x4", "x5", "x6")):
-            r[TARGET] = true_label(r)
-    return rows
-
-
 @pytest.fixture(scope="session")
 def surface_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1,000 rows of the planted-regime table (x0..x6, c0, y; 20% of labels flipped), Parquet."""
@@ -126,7 +97,7 @@ def surface_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stub() -> Iterator[StubServer]:
     """A real Chat Completions server on 127.0.0.1 in this process; Spark executors in other
     processes reach it over HTTP."""
-    server = StubServer(row_factory=truthful_rows)
+    server = StubServer(row_factory=planted_rows(TARGET))
     server.start()
     try:
         yield server
@@ -241,9 +212,7 @@ def tail(path: Path, n: int = 4000) -> str:
         return f"(no log at {path})"
 
 
-def wait_for_line(
-    path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float
-) -> None:
+def wait_for_line(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and needle in path.read_text(errors="replace"):
