@@ -79,6 +79,15 @@ def _type_name(v: Any) -> str:
     return "string"
 
 
+def _spark_lit(v: Any) -> Column:
+    """A literal for Spark. A naive timestamp is cast from its text, so Spark reads it in the
+    session time zone, as `toPandas` shows timestamps; `F.lit(datetime)` would read it in the
+    driver's local zone, and the Spark filter and the pandas mask would disagree."""
+    if isinstance(v, dt.datetime) and v.tzinfo is None:
+        return F.lit(v.isoformat(sep=" ")).cast("timestamp")
+    return F.lit(v)
+
+
 def _literal_text(v: Scalar) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -457,11 +466,11 @@ class Predicate:
             return c.isNotNull()
         if op == "in":
             assert isinstance(v, tuple)
-            return c.isin(*v)
+            return c.isin(*[_spark_lit(x) for x in v])
         if op == "not in":
             assert isinstance(v, tuple)
-            return ~c.isin(*v)
-        lit = F.lit(v)
+            return ~c.isin(*[_spark_lit(x) for x in v])
+        lit = _spark_lit(v)
         return {
             "<": c < lit,
             "<=": c <= lit,

@@ -193,3 +193,36 @@ def test_dates_and_timestamps(spark: Any) -> None:
     r = parse_rule("d < date '2021-01-01' and t >= timestamp '2020-01-01 12:00:00'")
     assert df.where(r.to_column()).count() == 1
     assert r.mask(df.toPandas()).tolist() == [True, False]
+
+
+@pytest.fixture()
+def driver_in_new_york() -> Any:
+    """The driver's local zone differs from the session's (UTC): a laptop, or a cluster whose
+    driver is not in UTC."""
+    import os
+    import time
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+@pytest.mark.usefixtures("driver_in_new_york")
+def test_timestamp_literals_follow_the_session_zone_not_the_driver_zone(spark: Any) -> None:
+    pdf = pd.DataFrame({"t": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 14:00"])})
+    df = spark.createDataFrame(pdf)
+    kinds = {"t": Kind.TIMESTAMP}
+    for text in (
+        "t >= timestamp '2024-01-01 12:00:00'",
+        "t in (timestamp '2024-01-01 14:00:00')",
+        "t not in (timestamp '2024-01-01 14:00:00')",
+    ):
+        r = parse_rule(text, kinds)
+        in_spark = df.where(r.to_column()).toPandas()["t"].tolist()
+        assert in_spark == pdf[r.mask(df.toPandas())]["t"].tolist(), text
