@@ -1,20 +1,14 @@
 """Discovery on Spark Connect (slow tier): DataFrame API only, no sparkContext, no .rdd.
 Runs in a subprocess because this process already holds a classic session. Skips when the Spark
-Connect client dependencies are not installed."""
+Connect client is not installed (under `make test` that is a failure, not a skip)."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CONNECT_DEPS = ("grpc", "grpc_status", "google.rpc", "zstandard")
+from tests.connect import needs_connect, run_script
 
 SCRIPT = """
 import json, tempfile
@@ -48,36 +42,10 @@ spark.stop()
 """
 
 
-def _have_connect() -> bool:
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in CONNECT_DEPS)
-    except ModuleNotFoundError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_connect(), reason="Spark Connect client dependencies not installed")
+@needs_connect
 def test_discovery_on_spark_connect(tmp_path: Path) -> None:
-    script = tmp_path / "connect_discovery.py"
-    script.write_text(SCRIPT)
-    env = {
-        **os.environ,
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    res = json.loads(lines[-1][len("RESULT ") :])
+    res = run_script(tmp_path, SCRIPT, timeout=900)
     assert res["session"] == "pyspark.sql.connect.session"
     assert res["dgrs"] >= 4 and res["coverage"] > 0.9
     assert res["routed"] == res["n"] and res["frame"] == res["dgrs"]
