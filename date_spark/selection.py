@@ -498,6 +498,35 @@ class _Run:
     def step(self, arm: int, **kw: Any) -> None:
         self.trace.append(TraceStep(step=len(self.trace) + 1, arm_id=self.arms[arm].arm_id, **kw))
 
+    def scored_step(
+        self,
+        i: int,
+        others: Sequence[int],
+        *,
+        gain: float,
+        z: float,
+        rows: int,
+        accepted: bool,
+        score_after: float,
+        reason: str,
+    ) -> None:
+        """A greedy strategy's trace step: quality from `gain`, diversity against `others`."""
+        q = self.scale.norm(gain)
+        div = self.diversity(i, others)
+        self.step(
+            i,
+            quality=q,
+            diversity=div,
+            utility=self.utility(q, div),
+            ucb=math.nan,
+            accepted=accepted,
+            score_after=score_after,
+            reason=reason,
+            gain=gain,
+            z=z,
+            rows=rows,
+        )
+
     def skip_step(self, i: int, score: float, reason: str) -> None:
         nan = math.nan
         self.step(
@@ -680,8 +709,6 @@ def _forward(run: _Run) -> Selection:
             members = {**members, win[0]: win[1]}
             best, used = win[2], used + win[1]
         for i, n, s, z in evals:
-            q = run.scale.norm(s - before)
-            div = run.diversity(i, order)
             chosen = win is not None and i == win[0]
             if chosen:
                 sig = run.sig_note(z)
@@ -690,18 +717,15 @@ def _forward(run: _Run) -> Selection:
                 reason = "not chosen: another arm gains more this round"
             else:
                 reason = f"rejected: {run.why_not(s - before, z)}"
-            run.step(
+            run.scored_step(
                 i,
-                quality=q,
-                diversity=div,
-                utility=run.utility(q, div),
-                ucb=math.nan,
-                accepted=chosen,
-                score_after=best,
-                reason=reason,
+                order,
                 gain=s - before,
                 z=z,
                 rows=n,
+                accepted=chosen,
+                score_after=best,
+                reason=reason,
             )
         if win is None:
             stop = "no arm improves the score" + _SIG_STOP * run.tested
@@ -747,32 +771,25 @@ def _backward(run: _Run) -> Selection:
         cands = evals if over else [e for e in evals if run.accepts(e[1] - current, -e[2])]
         if not cands:
             for i, s, z in evals:
-                q = run.scale.norm(current - s)
-                div = run.diversity(i, list(members))
                 if s - current > _EPS:
                     why = f"its removal helps, but {run.why_not(s - current, -z)}"
                 else:
                     why = "removing it does not help"
-                run.step(
+                run.scored_step(
                     i,
-                    quality=q,
-                    diversity=div,
-                    utility=run.utility(q, div),
-                    ucb=math.nan,
-                    accepted=True,
-                    score_after=current,
-                    reason=f"kept: {why}",
+                    list(members),
                     gain=current - s,
                     z=z,
                     rows=members[i],
+                    accepted=True,
+                    score_after=current,
+                    reason=f"kept: {why}",
                 )
             break
         drop, s_drop, _ = max(cands, key=lambda e: (e[1], -run.rank[e[0]]))
         before, kept = current, list(members)
         current = s_drop
         for i, s, z in evals:
-            q = run.scale.norm(before - s)
-            div = run.diversity(i, kept)
             if i == drop:
                 if over:
                     why = "over budget, its removal costs least"
@@ -781,18 +798,15 @@ def _backward(run: _Run) -> Selection:
                 accepted, reason = False, f"dropped: {why}"
             else:
                 accepted, reason = True, "kept this round"
-            run.step(
+            run.scored_step(
                 i,
-                quality=q,
-                diversity=div,
-                utility=run.utility(q, div),
-                ucb=math.nan,
-                accepted=accepted,
-                score_after=current,
-                reason=reason,
+                kept,
                 gain=before - s,
                 z=z,
                 rows=members[i],
+                accepted=accepted,
+                score_after=current,
+                reason=reason,
             )
         del members[drop]
     else:
@@ -835,27 +849,23 @@ def _topk(run: _Run) -> Selection:
                 f"skipped: {run.arms[i].size} rows exceed the remaining budget of {remaining}",
             )
             continue
-        div = run.diversity(i, order)
         previous, members = members, {**members, i: n}
         s = run.score(members)
         z = run.z(previous, members)  # recorded only: Top-k takes arms unchecked
         gain, best, used = s - best, s, used + n
         run.scale.see(gain)
-        q = run.scale.norm(gain)
-        order.append(i)
-        run.step(
+        run.scored_step(
             i,
-            quality=q,
-            diversity=div,
-            utility=run.utility(q, div),
-            ucb=math.nan,
-            accepted=True,
-            score_after=best,
+            order,
             gain=gain,
             z=z,
             rows=n,
-            reason=f"taken: rank {len(order)} by generation-time gain{_truncation_note(run, i, n)}",
+            accepted=True,
+            score_after=best,
+            reason=f"taken: rank {len(order) + 1} by generation-time gain"
+            f"{_truncation_note(run, i, n)}",
         )
+        order.append(i)
     return run.result(order, members, "topk", stop)
 
 
