@@ -72,14 +72,21 @@ def find_model(cfg: LocalModelConfig) -> Path:
     )
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the process that started it dies, even by
-    SIGKILL or an unhandled SIGTERM (where neither `__exit__` nor atexit runs). Linux only."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# Runs as the server process itself, before the server: on Linux it asks for SIGTERM when the
+# process that started it dies, even by SIGKILL or an unhandled SIGTERM (where neither `__exit__`
+# nor atexit runs), and quits if that already happened. Not a `preexec_fn`: running Python in the
+# forked child before exec resets the driver's open py4j connection ("Connection reset by peer").
+_LAUNCHER = """
+import ctypes, os, runpy, signal, sys
+try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+sys.argv = ["llama_cpp.server", *sys.argv[2:]]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -103,8 +110,12 @@ class LocalModelServer:
 
     def command(self, model: Path, port: int) -> list[str]:
         c = self.cfg
+        if sys.platform.startswith("linux"):
+            head = [sys.executable, "-c", _LAUNCHER, str(os.getpid())]
+        else:
+            head = [sys.executable, "-m", "llama_cpp.server"]
         return [
-            sys.executable, "-m", "llama_cpp.server",
+            *head,
             "--model", str(model),
             "--model_alias", c.model_alias,
             "--host", self.host,
@@ -133,7 +144,6 @@ class LocalModelServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the server
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         atexit.register(self.stop)
         self.model_path = model

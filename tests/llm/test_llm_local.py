@@ -159,3 +159,20 @@ def test_server_dies_with_a_killed_driver(tmp_path: Path) -> None:
         os.kill(server_pid, signal.SIGKILL)
         pytest.fail("the model server outlived its killed driver")
     assert not _listening(url)
+
+
+@pytest.mark.slow
+@needs_llama
+def test_starting_the_server_leaves_the_spark_connection_alone(
+    spark: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Measured: a `preexec_fn` (Python run in the forked child before exec) reset the driver's
+    py4j connection, and every `make run` printed a 'Connection reset by peer' traceback."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    assert spark.range(5).count() == 5  # a py4j connection is open and pooled
+    with LocalModelServer(LocalModelConfig(n_threads=1)):
+        assert spark.range(7).count() == 7
+    text = caplog.text
+    assert "Connection reset" not in text and "Exception while sending command" not in text
