@@ -374,32 +374,19 @@ def render_html(
             )
         )
 
-    if coverage:
-        parts.append("<h2 id='coverage'>DGR coverage</h2>")
-        parts.append(
-            _img(_barh(coverage, "support per rule", "support"), "coverage", "rule coverage")
-        )
-        parts.append(
-            _table(
-                ["rule", "support"],
-                [
-                    (k, _fmt(float(x)))
-                    for k, x in sorted(coverage.items(), key=lambda kv: -float(kv[1]))
-                ],
-            )
-        )
-    if arm_gains:
-        parts.append("<h2 id='arms'>Arm gains</h2>")
-        parts.append(
-            _img(_barh(arm_gains, "validation gain per arm", "gain"), "arm-gains", "arm gains")
-        )
+    for values, anchor, heading, title, key, unit, plot_id in (
+        (coverage, "coverage", "DGR coverage", "support per rule", "rule", "support", "coverage"),
+        (arm_gains, "arms", "Arm gains", "validation gain per arm", "arm", "gain", "arm-gains"),
+    ):
+        if not values:
+            continue
+        parts.append(f"<h2 id='{anchor}'>{heading}</h2>")
+        parts.append(_img(_barh(values, title, unit), plot_id, heading.lower()))
+        ranked = sorted(values.items(), key=lambda kv: -float(kv[1]))
         parts.append(
             _table(
-                ["arm", "gain"],
-                [
-                    (k, _fmt(float(x)))
-                    for k, x in sorted(arm_gains.items(), key=lambda kv: -float(kv[1]))
-                ],
+                [key, unit],
+                [(k, _fmt(float(x))) for k, x in ranked],
             )
         )
     if selection_trace:
