@@ -112,7 +112,7 @@ from date_spark.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas
-from date_spark.split import holdout_mask
+from date_spark.split import holdout_mask, row_uniform
 from date_spark.trees import RuleTree, Split, score_order
 
 logger = logging.getLogger("date_spark.discovery")
@@ -1004,7 +1004,8 @@ class SparkBackend:
         self, level: int, conjunctions: Sequence[Conjunction], fractions: Sequence[float]
     ) -> DataFrame:
         r = F.col(_RAND_COL)
-        tagged = self.df.withColumn(_RAND_COL, F.rand(self.seed * 1_000_003 + level))
+        draw = row_uniform(self.cols, self.seed * 1_000_003 + level)  # layout-independent
+        tagged = self.df.withColumn(_RAND_COL, draw)
         top = max(fractions)
         if top < 1.0:
             tagged = tagged.filter(r < F.lit(float(top)))  # cheap: most rows stop here

@@ -58,7 +58,7 @@ from date_spark.prompts import refinement_messages as build_refinement
 from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas
-from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION
+from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, row_uniform
 from date_spark.trees import RuleTree
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ GAIN_COL = "_date_gain"
 AGREE_COL = "_date_agree"
 CANDIDATE_COL = "_date_candidate"
 PRED_COL = "_date_predicted"
+_ORDER_COL = "_date_order"
 GENERATOR_COL = "_date_generator"
 META_FIELDS = [
     T.StructField(DGR_COL, T.StringType()),
@@ -378,7 +379,8 @@ def _partition_sample(routed: DataFrame, dgr_ids: Sequence[str], cap: int, seed:
             else frac.when(F.col(DGR_COL) == d, F.lit(f))
         )
     assert frac is not None
-    return routed.where(F.col(DGR_COL).isin(*dgr_ids)).where(F.rand(seed) < frac.otherwise(0.0))
+    draw = row_uniform(routed.columns, seed)
+    return routed.where(F.col(DGR_COL).isin(*dgr_ids)).where(draw < frac.otherwise(0.0))
 
 
 def _stratified_examples(
@@ -459,7 +461,14 @@ class Generator:
         self.sample_sdf = sample.select(
             *[F.col(f"`{c}`") for c in self.columns], DGR_COL, SPLIT_COL
         )
-        self.sample_pd = to_pandas(self.sample_sdf)  # capped per DGR: small by construction
+        # capped per DGR: small by construction; in a fixed row order, whatever the partitioning
+        keyed = self.sample_sdf.withColumn(_ORDER_COL, F.xxhash64(*self.sample_sdf.columns))
+        self.sample_pd = (
+            to_pandas(keyed)
+            .sort_values(_ORDER_COL, kind="mergesort")
+            .drop(columns=_ORDER_COL)
+            .reset_index(drop=True)
+        )
         # Re-create the sample from driver memory so later stages do not re-sample the table.
         self.sample_sdf = self.spark.createDataFrame(self.sample_pd, schema=self.sample_sdf.schema)
         train = self.sample_pd[self.sample_pd[SPLIT_COL] == TRAIN]

@@ -13,11 +13,20 @@ from pyspark.sql import functions as F
 SPLIT_COL = "_date_split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 _BUCKETS = 10_000
+_UNIFORM = 1 << 40
 
 
 def _bucket(columns: Sequence[str], seed: int) -> Column:
     cols = [F.col("`" + c.replace("`", "``") + "`") for c in columns]
     return F.pmod(F.xxhash64(F.lit(seed), *cols), F.lit(_BUCKETS))
+
+
+def row_uniform(columns: Sequence[str], seed: int) -> Column:
+    """A draw in [0, 1) from a hash of the row's values and `seed`. Unlike `F.rand`, whose stream
+    depends on each row's partition and position, a row gets the same draw however the table is
+    partitioned (a local session, a cluster, another input file layout), so samples are too."""
+    cols = [F.col("`" + c.replace("`", "``") + "`") for c in columns]
+    return F.pmod(F.xxhash64(F.lit(seed), *cols), F.lit(_UNIFORM)) / F.lit(float(_UNIFORM))
 
 
 def assign_split(

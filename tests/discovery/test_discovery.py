@@ -361,6 +361,22 @@ def test_deterministic_for_a_seed(spark: Any) -> None:
         np.testing.assert_array_equal(m.predict(X), b.models[mid].predict(X))
 
 
+def test_the_same_rules_however_the_table_is_partitioned(spark: Any) -> None:
+    """Samples are drawn from a hash of each row, not `F.rand` (whose stream follows partitions):
+    a cluster, a local session and another file layout find the same rules."""
+    pdf = planted_regimes(4000, seed=9)
+    schema = planted_schema(pdf)
+    cfg = DiscoveryConfig(max_levels=3, sample_per_candidate=500)
+    base = to_spark(spark, pdf)
+    a, b = (
+        discover(df, schema, cfg, seed=7)
+        for df in (base.coalesce(1), base.repartition(5).sortWithinPartitions("x3"))
+    )
+    assert [(g.rule, g.support, g.val_error) for g in a.dgrs] == [
+        (g.rule, g.support, g.val_error) for g in b.dgrs
+    ]
+
+
 def test_time_budget_returns_an_incomplete_but_usable_result(spark: Any) -> None:
     pdf = planted_regimes(3000, seed=2)
     d = discover(to_spark(spark, pdf), planted_schema(pdf), DiscoveryConfig(time_budget_s=0.001))

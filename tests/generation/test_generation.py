@@ -297,3 +297,18 @@ def test_interpolate_respects_rule() -> None:
     rows = interpolate(pdf[rule.mask(pdf)], rule, schema, 200, seed=1)
     assert len(rows) > 150 and rule.mask(rows).all()
     assert set(rows["default"]) <= {0, 1}
+
+
+def test_the_partition_sample_does_not_depend_on_the_layout(spark: Any, tmp_path: Path) -> None:
+    """The per-DGR sample is drawn from a hash of each row and kept in a fixed order, so prompts,
+    tree paths and scores are the same on a cluster as in a local session."""
+    pdf = planted_regimes(3000, n_features=8, seed=5).drop(columns=["regime"])
+    data, schema, disc = make_case(spark, pdf, "y", "classification", {"R0": PLANTED_RULES["R0"]})
+    cfg = llm_cfg(tmp_path, **{"generation.partition_sample_rows": 200})
+    samples = []
+    for layout in (data.coalesce(1), data.repartition(7).sortWithinPartitions("x2")):
+        gen = Generator(layout, disc, schema, cfg, route=disc.route(DGR_COL))
+        gen.prepare()
+        samples.append(gen.sample_pd)
+    assert 0 < len(samples[0]) < len(pdf) // 2  # the cap is active: this is a real sample
+    pd.testing.assert_frame_equal(samples[0], samples[1])
