@@ -26,7 +26,9 @@ def row_uniform(columns: Sequence[str], seed: int) -> Column:
     depends on each row's partition and position, a row gets the same draw however the table is
     partitioned (a local session, a cluster, another input file layout), so samples are too."""
     cols = [F.col("`" + c.replace("`", "``") + "`") for c in columns]
-    return F.pmod(F.xxhash64(F.lit(seed), *cols), F.lit(_UNIFORM)) / F.lit(float(_UNIFORM))
+    # the salt keeps draws independent of the split's buckets even when the seeds coincide
+    h = F.xxhash64(F.lit(seed), F.lit("date-spark-sample"), *cols)
+    return F.pmod(h, F.lit(_UNIFORM)) / F.lit(float(_UNIFORM))
 
 
 def assign_split(
