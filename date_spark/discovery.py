@@ -78,11 +78,12 @@ Spark shape (per level: at most 2 full scans; the driver holds rules, models and
    ``groupBy(candidate).applyInPandas``, which runs the sharing check (existing models pickled into
    the function's closure), trains + validates the new model and, if rejected, returns the split
    predicates. The in-level sharing check reads the cached sample again; then it is unpersisted.
-Level 1 scans twice too (statistics, root sample). Nothing uses `sparkContext`, `.rdd` or APIs
-missing from Spark 3.5, so it runs on Spark Connect. Native thread pools are pinned to one thread
+Level 1 scans twice too (statistics, root sample). DataFrame API only, within Spark 3.5, so it
+runs on Spark Connect. Native thread pools are pinned to one thread
 inside UDFs (Spark already runs a task per core; oversubscription made a fit 40x slower here).
-Determinism: sampling uses seeded `rand`, rows are sorted by a hash of their values inside each
-group, and every model seed derives from the run seed and the candidate's text.
+Determinism: samples are drawn from a hash of each row and the seed (`split.row_uniform`, so
+they do not depend on partitioning), rows are sorted by a hash of their values inside each group,
+and every model seed derives from the run seed and the candidate's text.
 """
 
 from __future__ import annotations
