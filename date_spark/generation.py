@@ -556,6 +556,7 @@ class Generator:
         if schema.target in sensitive:
             raise ConfigError("the target cannot be a sensitive column; remove it from the list")
         self.sensitive = sensitive
+        self.prompt_budget = prompt_budget(cfg)
         self.all_dgrs = sorted(discovery.dgrs, key=lambda d: (-d.support, str(d.rule_id)))
         self.dgrs = self.all_dgrs[: self.gcfg.max_rules]  # re-ranked by benefit in prepare()
         self.requests = {str(d.rule_id): self.gcfg.requests_per_rule for d in self.dgrs}
@@ -597,7 +598,10 @@ class Generator:
             self.spark.createDataFrame(train, schema=self.sample_sdf.schema), self.schema
         )
         self.examples = _stratified_examples(
-            self.sample_pd, self.schema.target, self.gcfg.example_rows, self.cfg.seed
+            self.sample_pd,
+            self.schema.target,
+            max(self.gcfg.example_rows, self.gcfg.own_rows),
+            self.cfg.seed,
         )
         masked_cols = {
             c: v
@@ -671,21 +675,26 @@ class Generator:
             ),
         )
 
+    def _block(self, dgr_id: str, rows: int) -> ExampleBlock | None:
+        d = self.by_id.get(dgr_id)
+        examples = self.examples.get(dgr_id)
+        if d is None or examples is None:
+            return None
+        return ExampleBlock(
+            self.masker.rule(d.rule),
+            int(d.support),
+            float(d.val_error),
+            self.masker.frame(examples[self.prompt_columns].head(rows)),
+        )
+
     def _blocks(self) -> list[ExampleBlock]:
-        blocks = []
+        """Context blocks: the first `example_blocks` prompted DGRs (by expected benefit)."""
+        out = []
         for d in self.dgrs[: self.gcfg.example_blocks]:
-            rows = self.examples.get(str(d.rule_id))
-            if rows is None:
-                continue
-            blocks.append(
-                ExampleBlock(
-                    self.masker.rule(d.rule),
-                    int(d.support),
-                    float(d.val_error),
-                    self.masker.frame(rows[self.prompt_columns]),
-                )
-            )
-        return blocks
+            block = self._block(str(d.rule_id), self.gcfg.example_rows)
+            if block is not None:
+                out.append(block)
+        return out
 
     def _row_schema(self, rule: Rule) -> RowSchema:
         shown_domains = {
@@ -711,7 +720,10 @@ class Generator:
                 blocks=blocks,
                 target=self.masker.rule(q.rule),
                 n_rows=self.gcfg.rows_per_request,
-                budget=self.gcfg.prompt_token_budget,
+                budget=self.prompt_budget,
+                own=self._block(q.dgr_id, self.gcfg.own_rows),
+                feedback=self.feedback.get(q.dgr_id, []),
+                min_own_rows=self.gcfg.own_rows,
             )
             schema = self._row_schema(q.rule)
             for rep in range(self.requests.get(q.dgr_id, self.gcfg.requests_per_rule)):
@@ -722,6 +734,7 @@ class Generator:
                 extra_q.append(q.rule.dumps())
                 seeds.append((self.cfg.llm.seed or 0) + 1000 * rnd + 10 * q.index + rep)
                 self.prompts.append(messages[-1]["content"])
+            self._check_own_rows(messages[-1]["content"])
         stats.requests = len(items)
         if not items:
             return pd.DataFrame()
@@ -756,6 +769,25 @@ class Generator:
                 r[QRULE_COL] = rec[QRULE_COL]
                 rows.append(r)
         return _typed(pd.DataFrame(rows), self.schema)
+
+    def _check_own_rows(self, prompt: str) -> None:
+        """Warn once when the budget leaves fewer own-partition rows than `own_rows`."""
+        if getattr(self, "_own_rows_warned", False) or not self.gcfg.own_rows:
+            return
+        own = next((p for p in prompt.split("\n\n") if p.startswith("This partition:")), "")
+        shown = sum(1 for line in own.splitlines() if line.startswith("{"))
+        if shown < min(self.gcfg.own_rows, self.gcfg.example_rows or self.gcfg.own_rows):
+            self._own_rows_warned = True
+            log.warning(
+                "generation: a prompt budget of %d tokens shows only %d of %d real rows of the "
+                "question's own partition for this table (%d columns); raise "
+                "generation.prompt_token_budget (benchmarks/prompt_budget.py measures what it "
+                "takes)",
+                self.prompt_budget,
+                shown,
+                self.gcfg.own_rows,
+                len(self.prompt_columns),
+            )
 
     def _absorb(self, gstats: Any, stats: RoundStats) -> None:
         for k, v in gstats.as_metrics(prefix="").items():
@@ -815,6 +847,30 @@ class Generator:
         return to_pandas(scored)
 
     # -- refinement -----------------------------------------------------------------------------
+    def _history(self, mine: pd.DataFrame) -> list[HistoryItem]:
+        """One partition's scored groups of a round, best and worst first (`history_items`),
+        for the refinement prompt and the next round's row prompt. Rejected rows (label check)
+        have no gain and are left out."""
+        kinds = self.schema.kinds
+        history = []
+        for _, g in mine.groupby(ARM_COL, sort=True):
+            first = g.iloc[0]
+            if pd.isna(first[GAIN_COL]):
+                continue
+            history.append(
+                HistoryItem(
+                    rule=self.masker.rule(parse_rule(first[RULE_COL], kinds)),
+                    predicted=first[PRED_COL],
+                    gain=float(first[GAIN_COL]),
+                    rows=self.masker.frame(g[self.prompt_columns]),
+                )
+            )
+        history = sorted(history, key=lambda h: -h.gain)
+        if self.gcfg.history_items and len(history) > self.gcfg.history_items:
+            k = self.gcfg.history_items
+            history = history[: (k + 1) // 2] + history[len(history) - k // 2 :]
+        return history
+
     def _refine(
         self, scored: pd.DataFrame, all_rows: pd.DataFrame, rnd: int, stats: RoundStats
     ) -> list[Question]:
@@ -828,21 +884,7 @@ class Generator:
             mine = scored[scored[DGR_COL] == dgr_id]
             if mine.empty:
                 continue
-            history = []
-            for _, g in mine.groupby(ARM_COL, sort=True):
-                first = g.iloc[0]
-                history.append(
-                    HistoryItem(
-                        rule=self.masker.rule(parse_rule(first[RULE_COL], kinds)),
-                        predicted=first[PRED_COL],
-                        gain=float(first[GAIN_COL]) if pd.notna(first[GAIN_COL]) else 0.0,
-                        rows=self.masker.frame(g[self.prompt_columns]),
-                    )
-                )
-            history = sorted(history, key=lambda h: -h.gain)
-            if self.gcfg.history_items and len(history) > self.gcfg.history_items:
-                k = self.gcfg.history_items
-                history = history[: (k + 1) // 2] + history[len(history) - k // 2 :]
+            history = self._history(mine)
             labels = all_rows[all_rows[DGR_COL] == dgr_id][self.schema.target]
             counts = {str(k): int(v) for k, v in labels.value_counts().items()}
             messages = build_refinement(
@@ -852,7 +894,7 @@ class Generator:
                 history=history,
                 class_counts=counts,
                 n_rules=self.gcfg.refined_rules_per_rule,
-                budget=self.gcfg.prompt_token_budget,
+                budget=self.prompt_budget,
             )
             items.append((f"{dgr_id}|r{rnd}|refine", messages, rule_schema))
             dgr_ids.append(dgr_id)
@@ -921,6 +963,7 @@ class Generator:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> GenerationResult:
         self.prompts: list[str] = []
+        self.feedback: dict[str, list[HistoryItem]] = {}
         self.budget_exhausted = False
         self.prepare()
         questions = [Question(str(d.rule_id), 0, d.rule) for d in self.dgrs]
@@ -946,6 +989,12 @@ class Generator:
                 stats.candidate_arms = int(arms["cand"].sum())
                 stats.rows_in_candidates = int(arms.loc[arms["cand"], "n"].sum())
             stats.refined_rules_used = sum(1 for q in questions if q.index > 0)
+            # the tree-path feedback of this round goes into the next round's row prompts
+            self.feedback = (
+                {str(k): self._history(g) for k, g in scored.groupby(DGR_COL)}
+                if not scored.empty
+                else {}
+            )
             last = rnd == self.gcfg.iterations
             next_q: list[Question] = []
             if not last and not self.budget_exhausted:
@@ -985,6 +1034,15 @@ class Generator:
             prompts=list(self.prompts),
             benefits=self.benefits,
         )
+
+
+def prompt_budget(cfg: Config) -> int:
+    """`generation.prompt_token_budget`, capped for the embedded local model by what its context
+    window leaves after the answer (`llm.local.n_ctx - llm.max_tokens`)."""
+    budget = cfg.generation.prompt_token_budget
+    if cfg.generation.generator == "llm" and cfg.llm.provider == "local" and not cfg.llm.base_url:
+        budget = min(budget, max(256, cfg.llm.local.n_ctx - cfg.llm.max_tokens))
+    return budget
 
 
 def _typed(pdf: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
