@@ -22,11 +22,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from date_spark.config import Config  # noqa: E402
-from date_spark.llm.engine import estimate_tokens  # noqa: E402
-from date_spark.prompts import ExampleBlock, generation_messages, header  # noqa: E402
-from date_spark.rules import parse_rule  # noqa: E402
-from date_spark.schema import ColumnSpec, Kind, TableSchema  # noqa: E402
+from date_spark.config import Config
+from date_spark.llm.engine import estimate_tokens
+from date_spark.prompts import ExampleBlock, generation_messages, header
+from date_spark.rules import parse_rule
+from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 OWN = 8
 
@@ -124,7 +124,7 @@ def measure(
             )
             / OWN,
             1,
-        ),  # fmt: skip
+        ),
         "default_budget": cfg.prompt_token_budget,
         "own_rows_at_default": own_rows,
         "other_blocks_at_default": at_default.count("\nExample "),
@@ -145,7 +145,7 @@ def main() -> None:
             "y",
             "x0 < 0.3",
             "x1",
-        ),  # fmt: skip
+        ),
         measure("wide_20", wide(20), "y", "num_0 < 20", "int_2"),
         measure("wide_50", wide(50), "y", "num_0 < 20", "int_2"),
         measure("wide_100", wide(100), "y", "num_0 < 20", "int_2"),
