@@ -69,6 +69,9 @@ class DiscoveryConfig(_Section):
     model: the per-DGR model. "linear" (default: logistic / ridge regression) keeps the error
       threshold meaningful: a deep tree fits a union of two regimes as well as one regime, so its
       error cannot tell them apart (measured on the planted tables).
+    thin_min_rows: a candidate below the support floor (`min_rows`, `min_support`) with at least
+      this many training rows is kept as a *thin segment*: no model of its own (the global one
+      serves it), but generation prompts it and selection scores its rows; 0 drops them.
     split_target: what the splitting tree of a rejected candidate is fitted to. "residual"
       (default): the residuals of the candidate's own model, so splits fall where that model
       fails (regime boundaries); "label": the label itself, as in the authors' code.
@@ -78,6 +81,7 @@ class DiscoveryConfig(_Section):
     rho_mode: Literal["relative", "absolute", "variance"] = "relative"
     min_rows: int = Field(default=50, ge=2)
     min_support: float = Field(default=0.01, ge=0, lt=1)
+    thin_min_rows: int = Field(default=20, ge=0)
     max_conjunction_length: int = Field(default=4, ge=1, le=16)
     max_candidates_per_level: int = Field(default=50, ge=2)
     max_levels: int = Field(default=12, ge=1)

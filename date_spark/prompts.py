@@ -185,10 +185,12 @@ def _rows_json(pdf: pd.DataFrame, columns: Sequence[str]) -> str:
 
 def _block_text(i: int, b: ExampleBlock, columns: Sequence[str], n_rows: int) -> str:
     body = _rows_json(b.rows.head(n_rows), columns) if n_rows else ""
-    text = (
-        f"Example {i}: rule: {b.rule.to_text()}\n"
-        f"support: {b.support} rows, validation error of its model: {b.val_error:.3f}"
+    score = (
+        f"validation error of its model: {b.val_error:.3f}"
+        if math.isfinite(b.val_error)
+        else "a thin segment, served by the table-wide model"
     )
+    text = f"Example {i}: rule: {b.rule.to_text()}\nsupport: {b.support} rows, {score}"
     return text + ("\nrows:\n" + body if body else "")
 
 
