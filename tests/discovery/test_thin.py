@@ -1,4 +1,4 @@
-"""Thin segments: regions below the support floor that discovery keeps as segments to generate for."""
+"""Thin segments: regions below the support floor, kept as segments to generate for."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def test_a_region_below_the_floor_is_kept_as_a_thin_segment(found: tuple[Discove
     # one of them is (almost only) R5, the planted segment (measured: 99 of 100 rows)
     regime = planted_truth(pdf.drop(columns="regime"), segment=True)["regime"]
     shares = [(regime[t.rule.mask(pdf).to_numpy()] == 5).mean() for t in disc.thin]
-    assert max(shares) > 0.9, [(t.rule.to_text(), s) for t, s in zip(disc.thin, shares)]
+    assert max(shares) > 0.9, [
+        (t.rule.to_text(), s) for t, s in zip(disc.thin, shares, strict=True)
+    ]
 
 
 def test_thin_segments_survive_save_and_load(found: tuple[Discovery, Any], tmp_path: Any) -> None:
