@@ -186,11 +186,13 @@ def run_one(
     }
     if gen == "interpolation":
         over["generation.generator"] = "interpolation"
+    elif gen == "stub":
+        over.update({"llm.base_url": url, "llm.api_key_env": None, "llm.provider": "openai",
+                     "llm.structured_output": "json_object"})  # fmt: skip
     else:
-        over.update({"llm.base_url": url, "llm.api_key_env": None})
-    if gen == "stub":
-        over.update({"llm.provider": "openai", "llm.structured_output": "json_object"})
-    if gen == "local":
+        # No base_url: the job starts the embedded server itself, as `make run` does, and caps
+        # the prompt budget by its context window (given a base_url it cannot know the window,
+        # and mlc_churn's prompts then overflowed SmolLM2's 2,048 tokens).
         over.update(LOCAL_SIZING)
     cfg = Config().with_overrides(over)
     t0 = time.perf_counter()
@@ -331,7 +333,6 @@ def main() -> None:
             raise SystemExit(f"unknown size {s!r}; use 'full' or a number of training rows")
 
     from date_spark.config import Config, SparkConfig
-    from date_spark.llm.local import LocalModelServer
     from date_spark.llm.stub import StubServer
     from date_spark.spark import session
 
@@ -356,7 +357,6 @@ def main() -> None:
     frames: dict[str, tuple[pd.DataFrame, str, str]] = {}
     servers: dict[str, Callable[[], Any]] = {
         "stub": StubServer,
-        "local": lambda: LocalModelServer(Config().llm.local),
     }
     for gen in gens:
         server = servers[gen]() if gen in servers else None
