@@ -211,6 +211,7 @@ def run_one(
         "thin_segments": len(synth.rules_.thin),
         "arms": len(arms),
         "candidate_arms": int(arms["candidate"].astype(bool).sum()) if len(arms) else 0,
+        "generation": synth.generation_.summary(),
         "rows_kept": int(sel.n_rows),
         "arms_kept": len(sel.selected),
         "loss": util.loss,
