@@ -96,7 +96,18 @@ def test_recovers_the_planted_regimes(planted: dict[str, Any]) -> None:
     # rho_mode=relative put the threshold between the noise floor and the global linear error.
     assert d.stats["floor"] < d.rho < d.stats["root_error"]
     assert d.trainings == sum(s.trainings for s in d.levels)
-    assert all(s.scans <= 2 for s in d.levels)
+
+
+def test_full_scans_are_measured_per_level(planted: dict[str, Any]) -> None:
+    """Spark's observed row counts, not a constant: level 1 reads the table for its statistics and
+    its root sample, every later level for its counts and its sample; the in-level sharing check
+    reads the cached sample, not the table."""
+    d: Discovery = planted["disc"]
+    assert len(d.levels) >= 3 and any(s.accepted > 1 for s in d.levels)
+    assert [s.scans for s in d.levels] == [2.0] * len(d.levels)
+    lines = [m for m in planted["log"] if m.startswith("discovery level")]
+    assert len(lines) == len(d.levels)
+    assert all("; 2 full scans; " in line for line in lines), lines
 
 
 def test_partitioned_predictor_beats_one_global_tree(planted: dict[str, Any], spark: Any) -> None:
