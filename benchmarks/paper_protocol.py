@@ -1,7 +1,7 @@
 """The paper's evaluation protocol on bundled tables, printed like its tables.
 
     .venv/bin/python benchmarks/paper_protocol.py [--generators interpolation,stub,local]
-        [--tables breast_cancer,wine,diabetes,planted,demo] [--json out.json]
+        [--tables breast_cancer,wine,diabetes,planted,demo] [--name paper_protocol]
 
 Protocol (METHOD.md): 80/20 train/test split with seed 42, 75/25 train/validation inside each
 partition, rho / I = 3 / alpha = 0.8 / n = 100 rows at their defaults. For each table and
@@ -23,12 +23,13 @@ the planted table only, `stub-planted` (the stub's rows labelled by the planted 
 regimes 0-2, so helpful, and flipped in regimes 3-4, so harmful: the selection issue's scenario);
 and the embedded SmolLM2-135M, sized as in `conf/demo.yaml` (4 rules, one request of 6 rows per
 rule and round) because the default sizing takes about an hour per table on 2 cores.
+
+Writes benchmarks/results/<name>.json (one record per table and generator).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -43,6 +44,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recording import environment, write_result
 
 STRATEGIES = (("DATE", "bandit"), ("FGS", "forward"), ("BGS", "backward"), ("Top-5", "topk"))
 RULES = (("paper rule (min_z 0)", {"min_z": 0.0}), ("date-spark default", {}))
@@ -95,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--generators", default="interpolation,stub,stub-planted,local")
     ap.add_argument("--tables", default="breast_cancer,wine,diabetes,planted,planted_rare,demo")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--name", default="paper_protocol", help="results file: results/<name>.json")
     args = ap.parse_args()
 
     from date_spark.config import Config, SparkConfig
@@ -106,6 +110,7 @@ def main() -> None:
     from date_spark.synthesizer import DateSynthesizer
 
     spark = session(SparkConfig(app_name="date-spark-paper-protocol"))
+    env = environment(spark)
     tmp = Path(tempfile.mkdtemp(prefix="date-spark-protocol-"))
     known = tables()
     wanted = [t for t in args.tables.split(",") if t]
@@ -193,8 +198,19 @@ def main() -> None:
                 server.stop()
     spark.stop()
     report(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_result(
+        args.name,
+        {
+            "generators": generators,
+            "tables": wanted,
+            "split": "80/20 test, 75/25 validation, seed 42",
+            "strategies": dict(STRATEGIES),
+            "rules": {label: extra for label, extra in RULES},
+            "local_sizing": LOCAL_SIZING,
+        },
+        {"results": results},
+        env,
+    )
 
 
 def _fmt(v: float | None, task: str) -> str:

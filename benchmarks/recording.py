@@ -47,6 +47,14 @@ def _memory_gb() -> float | None:
         return None
 
 
+def _load() -> float | None:
+    """The machine's 1-minute load average: other work on a shared box slows every figure."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def _clean(obj: Any) -> Any:
     """JSON without NaN/inf (strict parsers reject them): missing figures are null."""
     if isinstance(obj, float):
@@ -75,6 +83,7 @@ def environment(spark: Any | None = None) -> dict[str, Any]:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
         "memory_gb": _memory_gb(),
+        "load_avg_1m_at_start": _load(),
         "spark_master": master,
         "spark_version": version,
         "python": platform.python_version(),
@@ -93,7 +102,15 @@ def write_result(
     """Write `<out_dir>/<name>.json` atomically (a partial file never replaces a good one)."""
     out = (out_dir or RESULTS) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = _clean({"name": name, **env, "parameters": parameters, "figures": figures})
+    doc = _clean(
+        {
+            "name": name,
+            **env,
+            "load_avg_1m_at_end": _load(),
+            "parameters": parameters,
+            "figures": figures,
+        }
+    )
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n")
     tmp.replace(out)
