@@ -126,6 +126,7 @@ def test_partitioned_predictor_beats_one_global_tree(planted: dict[str, Any], sp
 def test_rules_spark_filters_equal_pandas_masks_and_route(planted: dict[str, Any]) -> None:
     d: Discovery = planted["disc"]
     df, train = planted["df"], planted["train"]
+    assert d.dgrs, "no rule to compare"
     for g in d.dgrs:
         ids = {r["rid"] for r in df.filter(g.rule.to_column()).select("rid").collect()}
         assert ids == set(train.loc[g.rule.mask(train).to_numpy(), "rid"])
@@ -193,7 +194,7 @@ def test_model_sharing_joins_two_regions_and_saves_trainings(spark: Any) -> None
     assert len(on.models) < len(off.models)
     assert on.shared >= 1 and off.shared == 0
     assert on.trainings < off.trainings, (on.trainings, off.trainings)
-    assert all(len(g.rule.conjunctions) == 1 for g in off.dgrs)
+    assert off.dgrs and all(len(g.rule.conjunctions) == 1 for g in off.dgrs)
     # Each conjunction of the shared DGR is still one regime.
     for c in joined.rule.conjunctions:
         m = Rule((c,)).mask(pdf).to_numpy()
@@ -394,7 +395,7 @@ def test_time_budget_returns_an_incomplete_but_usable_result(spark: Any) -> None
     assert d.incomplete and d.stats["stop_reason"] == "time_budget"
     assert len(d.levels) == 1  # the root level always runs: it fits the global model
     out = d.predict()(to_spark(spark, pdf.head(100))).toPandas()
-    assert out["_date_pred"].notna().all()
+    assert len(out) == 100 and out["_date_pred"].notna().all()
 
 
 def test_absolute_rho_below_the_noise_accepts_nothing(spark: Any, caplog: Any) -> None:
