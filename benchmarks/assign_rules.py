@@ -1,6 +1,7 @@
 """Tag a table with many rules in one pass vs one filter job per rule.
 
     .venv/bin/python benchmarks/assign_rules.py [--rows 1000000] [--rules 50] [--repeats 3]
+        [--data-dir DIR] [--name assign_rules]
 
 Prints wall-clock medians, the number of Spark jobs each approach ran, and the ratio against the
 baseline (one `filter().count()` per rule) measured in the same run. The job counter uses the
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--rules", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--name", default="assign_rules", help="results file: results/<name>.json")
+    ap.add_argument("--data-dir", default=tempfile.gettempdir(), help="where the table is kept")
     args = ap.parse_args()
 
     spark = (
@@ -75,9 +77,12 @@ def main() -> None:
     )
     spark.sparkContext.setLogLevel("ERROR")
     env = environment(spark)
-    data = Path(tempfile.gettempdir()) / f"date_spark_bench_{args.rows}.parquet"
-    if not data.exists():
-        planted_regimes_spark(spark, args.rows, n_features=20, seed=1).write.parquet(str(data))
+    data = Path(args.data_dir) / f"date_spark_bench_{args.rows}.parquet"
+    if not (data / "_SUCCESS").exists():
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+        planted_regimes_spark(spark, args.rows, n_features=20, seed=1).write.mode(
+            "overwrite"
+        ).parquet(str(data))
     df = spark.read.parquet(str(data))
     rules = random_rules(args.rules, 20, seed=7)
 
