@@ -184,6 +184,7 @@ def main() -> None:
                         rec["partition_only"] = util.get("decision_tree.partition_only")
                         rec[f"{label}|{col}"] = util.get("decision_tree.date")
                         rec[f"{label}|{col}|rows"] = sel.n_rows
+                        rec[f"{label}|{col}|evaluations"] = sel.evaluations
                         if "hist_gradient_boosting.date" in util:
                             rec[f"{label}|{col}|hgb"] = util["hist_gradient_boosting.date"]
                             rec["hgb_no_partition"] = util["hist_gradient_boosting.no_partition"]

@@ -55,7 +55,7 @@ def assign_rules(r: dict[str, Any] | None) -> str:
     base, first, agg = a["per_rule"], a["assign_first"], a["count_rules"]
     return (
         f"one pass: {first['seconds']:.2f} s, {first['jobs']} jobs (`assign_rules` + groupBy); "
-        f"{agg['seconds']:.2f} s, {agg['jobs']} job (`count_rules`) vs {base['seconds']:.2f} s, "
+        f"{agg['seconds']:.2f} s, {agg['jobs']} jobs (`count_rules`) vs {base['seconds']:.2f} s, "
         f"{base['jobs']} jobs per rule ({first['speedup_vs_baseline']:.1f}x, "
         f"{agg['speedup_vs_baseline']:.1f}x)"
     )

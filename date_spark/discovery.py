@@ -1190,7 +1190,7 @@ class _Search:
         self.records: list[dict[str, Any]] = []
         self.model_bytes: dict[int, bytes] = {}
         self.levels: list[LevelStats] = []
-        self.passes_before: float | None = 0.0  # measured passes when the level started
+        self.passes_before: float | None = 0.0  # at the level's start (level 1: the statistics)
         self.trainings = 0
         self.incomplete = False
         self.stop_reason = ""
@@ -1299,7 +1299,6 @@ class _Search:
                 f"the target {self.schema.target!r} is constant ({st.target_min!r} in every row); "
                 f"there is nothing to model"
             )
-        self.passes_before = 0.0  # the statistics query belongs to level 1
         self.null_columns = frozenset(c for c, k in st.null_counts.items() if k > 0)
         self.min_support = max(cfg.min_rows, math.ceil(cfg.min_support * self.n))
         self._root_level()
