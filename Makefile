@@ -48,12 +48,12 @@ lint: $(STAMP)
 # Benchmarks write benchmarks/results/<name>.json; the README's figures are rendered from them.
 # `bench`: the quick ones (minutes); `bench-full`: all, up to 1e7 rows and the local model (hours).
 BENCH_DATA ?= .bench-data
+# The quick runs write <name>-quick.json; the README block shows the full runs (bench-full).
 bench: $(STAMP)
-	$(PY) benchmarks/assign_rules.py --data-dir $(BENCH_DATA)
-	$(PY) benchmarks/llm_gateway.py
+	$(PY) benchmarks/assign_rules.py --repeats 1 --name assign_rules-quick --data-dir $(BENCH_DATA)
+	$(PY) benchmarks/llm_gateway.py --name llm_gateway-quick
 	$(PY) benchmarks/discovery.py --sizes 1e5,1e6 --name discovery-quick --data-dir $(BENCH_DATA)
 	$(PY) benchmarks/generation.py --skip-local --name generation-quick
-	$(PY) benchmarks/readme_table.py --write
 
 bench-full: $(STAMP)
 	$(PY) benchmarks/assign_rules.py --data-dir $(BENCH_DATA)

@@ -124,12 +124,21 @@ def _err(v: float | None, task: str) -> str:
     return f"{v:,.0f}" if task == "regression" else f"{100 * v:.2f}%"
 
 
+PAPER, DEFAULT = "paper rule (min_z 0)", "date-spark default"
+
+
+def _rel(v: float | None, base: float | None) -> float | None:
+    """Relative error reduction against `base` (positive: lower error)."""
+    if v is None or not base:
+        return None
+    return (base - v) / base
+
+
 def protocol_table(r: dict[str, Any] | None) -> list[str]:
-    paper, default = "paper rule (min_z 0)", "date-spark default"
     head = (
-        "| table | generator | test rows | DGRs | no partition | partition only | DATE, paper "
-        "rule (rows kept) | forward greedy, paper rule (rows kept) | DATE, default rule (rows "
-        "kept) |"
+        "| table | generator | test rows | DGRs | no partition | partition only (reduction) "
+        "| DATE, paper rule (rows kept, evaluations) | forward greedy, paper rule (rows kept, "
+        "evaluations) | DATE, default rule (rows kept) |"
     )
     out = [head, "|---|---|---|---|---|---|---|---|---|"]
     if r is None:
@@ -137,14 +146,74 @@ def protocol_table(r: dict[str, Any] | None) -> list[str]:
     for t in r["figures"]["results"]:
         task = t["task"]
 
-        def cell(rule: str, col: str, task: str = task, t: dict[str, Any] = t) -> str:
-            return f"{_err(t.get(f'{rule}|{col}'), task)} ({t.get(f'{rule}|{col}|rows', 0)})"
+        def cell(rule: str, col: str, evals: bool, task: str = task, t: dict[str, Any] = t) -> str:
+            rows = t.get(f"{rule}|{col}|rows", 0)
+            n = t.get(f"{rule}|{col}|evaluations")
+            extra = f", {n}" if evals and n is not None else ""
+            return f"{_err(t.get(f'{rule}|{col}'), task)} ({rows}{extra})"
 
+        red = _rel(t.get("partition_only"), t.get("no_partition"))
         out.append(
             f"| {t['table']} | {t['generator']} | {t.get('test_rows', '-')} | {t['dgrs']} | "
-            f"{_err(t.get('no_partition'), task)} | {_err(t.get('partition_only'), task)} | "
-            f"{cell(paper, 'DATE')} | {cell(paper, 'FGS')} | {cell(default, 'DATE')} |"
+            f"{_err(t.get('no_partition'), task)} | {_err(t.get('partition_only'), task)} "
+            f"({'-' if red is None else f'{100 * red:+.1f}%'}) | {cell(PAPER, 'DATE', True)} | "
+            f"{cell(PAPER, 'FGS', True)} | {cell(DEFAULT, 'DATE', False)} |"
         )
+    return out
+
+
+def _span(values: Sequence[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return format(lo, fmt) if lo == hi else f"{format(lo, fmt)} to {format(hi, fmt)}"
+
+
+def protocol_findings(r: dict[str, Any] | None) -> list[str]:
+    """What the protocol measured, computed from its results (never typed in)."""
+    if r is None:
+        return []
+    res = r["figures"]["results"]
+    out: list[str] = []
+    tables: dict[str, dict[str, Any]] = {}
+    for t in res:  # partition only does not depend on the generator: one per table
+        tables.setdefault(t["table"], t)
+    reds = {k: _rel(t.get("partition_only"), t.get("no_partition")) for k, t in tables.items()}
+    known = {k: v for k, v in reds.items() if v is not None}
+    if known:
+        best = max(known, key=lambda k: known[k])
+        lower = sum(1 for v in known.values() if v > 0)
+        higher = sum(1 for v in known.values() if v < 0)
+        out.append(
+            f"- Partitioned tree vs one tree: lower test error on {lower} of {len(known)} tables, "
+            f"higher on {higher}, equal on {len(known) - lower - higher}; the largest reduction is "
+            f"{100 * known[best]:.1f}% on {best} ({tables[best].get('test_rows')} test rows)."
+        )
+    for rule, name in ((PAPER, "the paper's rule"), (DEFAULT, "the default rule")):
+        kept = [t.get(f"{rule}|DATE|rows", 0) for t in res]
+        if not kept:
+            continue
+        same = ahead = behind = 0
+        ratios: list[float] = []
+        for t in res:
+            d, f = t.get(f"{rule}|DATE"), t.get(f"{rule}|FGS")
+            if d is None or f is None:
+                continue
+            if d == f:
+                same += 1
+            elif d < f:
+                ahead += 1
+            else:
+                behind += 1
+            de, fe = t.get(f"{rule}|DATE|evaluations"), t.get(f"{rule}|FGS|evaluations")
+            if de and fe:
+                ratios.append(fe / de)
+        line = (
+            f"- Under {name}, DATE kept {_span(kept, 'd')} rows per run; against forward greedy "
+            f"its test error was equal in {same} of {same + ahead + behind} runs, lower in "
+            f"{ahead}, higher in {behind}"
+        )
+        if ratios:
+            line += f"; forward greedy made {_span(ratios, '.1f')} times its evaluations"
+        out.append(line + ".")
     return out
 
 
@@ -250,6 +319,10 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     for name, intro, table in SECTIONS:
         r = results.get(name)
         lines += ["", intro(r), "", *table(r)]
+    findings = protocol_findings(results.get("paper_protocol"))
+    if findings:
+        lines += ["", "What the protocol measured (computed from its results file):", ""]
+        lines += findings
     sources = [_source(results[name]) for name, *_ in ROWS if name in results]
     if sources:
         lines += ["", "Measured on:", "", *[f"- {s}" for s in sources]]
