@@ -124,7 +124,7 @@ def _err(v: float | None, task: str) -> str:
     return f"{v:,.0f}" if task == "regression" else f"{100 * v:.2f}%"
 
 
-PAPER, DEFAULT = "paper rule (min_z 0)", "date-spark default"
+PAPER, DEFAULT = "paper rule (min_z 0, no confirmation)", "date-spark default"
 
 
 def _rel(v: float | None, base: float | None) -> float | None:
@@ -292,10 +292,11 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
     (
         "generation",
         _fixed(
-            "Generation: a candidate row sits in a tree-path group whose validation gain is > 0; a "
-            "kept row is one selection kept, under date-spark's default rule and under the paper's "
-            "(`selection.min_z: 0`). Costs are the generation stage's alone; - where no row was "
-            "kept."
+            "Generation: a candidate row sits in a generated group that lowers its partition's "
+            "cross-fitted training loss (gain > 0); a kept row is one selection kept, under "
+            "date-spark's default rule and under the paper's (`selection.min_z: 0`, "
+            "`selection.confirm: false`). Costs are the generation stage's alone; - where no row "
+            "was kept."
         ),
         generation_table,
     ),

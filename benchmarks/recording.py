@@ -69,8 +69,9 @@ def _clean(obj: Any) -> Any:
 
 
 def environment(spark: Any | None = None) -> dict[str, Any]:
-    """Where and when: commit, date, machine, Spark."""
-    master = version = None
+    """Where and when: commit, date, machine, Spark ("none" when the benchmark uses no Spark)."""
+    master: str | None = "none"
+    version = None
     if spark is not None:
         try:
             master = spark.conf.get("spark.master")
