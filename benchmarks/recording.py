@@ -80,7 +80,10 @@ def environment(spark: Any | None = None) -> dict[str, Any]:
         version = getattr(spark, "version", None)
     return {
         "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # results files are outputs, not code: a run after another benchmark is still clean
+        "git_dirty": bool(
+            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        ),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
         "memory_gb": _memory_gb(),
