@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/llm_gateway.py --name llm_gateway-quick
 	$(PY) benchmarks/discovery.py --sizes 1e5,1e6 --name discovery-quick --data-dir $(BENCH_DATA)
 	$(PY) benchmarks/generation.py --skip-local --name generation-quick
+	$(PY) benchmarks/prompt_budget.py --name prompt_budget-quick
 
 bench-full: $(STAMP)
 	$(PY) benchmarks/assign_rules.py --data-dir $(BENCH_DATA)
@@ -61,6 +62,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/discovery.py --sizes 1e5,1e6,1e7 --data-dir $(BENCH_DATA)
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/paper_protocol.py
+	$(PY) benchmarks/prompt_budget.py
 	$(PY) benchmarks/readme_table.py --write
 
 bench-readme: $(STAMP)

@@ -73,6 +73,18 @@ def llm_gateway(r: dict[str, Any] | None) -> str:
     )
 
 
+def prompt_budget(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return NOT_YET
+    ts, budget = r["figures"]["tables"], r["parameters"]["default_budget"]
+    cells = [
+        f"{t['table']} ({t['columns']} columns): {t['budget_for_8_own_rows']:,} tokens, "
+        f"{t['own_rows_at_default']} own rows at {budget:,}"
+        for t in ts
+    ]
+    return "; ".join(cells)
+
+
 def discovery_table(r: dict[str, Any] | None) -> list[str]:
     head = (
         "| rows | Spark s | levels | Spark jobs | full scans per level (measured) | regimes "
@@ -231,6 +243,19 @@ def _what_discovery(r: dict[str, Any] | None) -> str:
     )
 
 
+def _what_protocol(r: dict[str, Any] | None) -> str:
+    p = r["parameters"] if r else None
+    on = (
+        f"tables {', '.join(p['tables'])} with generators {', '.join(p['generators'])}"
+        if p
+        else "scikit-learn's sets, planted-regime tables and the demo table"
+    )
+    return (
+        f"the paper's protocol on {on}; no partition / partition only / DATE / forward / "
+        "backward / Top-5"
+    )
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -256,13 +281,18 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         _see_below,
     ),
     (
+        "prompt_budget",
+        "`benchmarks/prompt_budget.py`",
+        _fixed(
+            "prompt tokens to show a question's own partition with 8 real rows, and the own rows "
+            "the default `generation.prompt_token_budget` keeps"
+        ),
+        prompt_budget,
+    ),
+    (
         "paper_protocol",
         "`benchmarks/paper_protocol.py`",
-        _fixed(
-            "the paper's protocol on scikit-learn's breast cancer, wine and diabetes sets, "
-            "planted-regime tables and the demo table; no partition / partition only / DATE / "
-            "forward / backward / Top-5"
-        ),
+        _what_protocol,
         _see_below,
     ),
 )
