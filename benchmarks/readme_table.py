@@ -175,8 +175,8 @@ def protocol_table(r: dict[str, Any] | None) -> list[str]:
 
 
 def _span(values: Sequence[float], fmt: str) -> str:
-    lo, hi = min(values), max(values)
-    return format(lo, fmt) if lo == hi else f"{format(lo, fmt)} to {format(hi, fmt)}"
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def protocol_findings(r: dict[str, Any] | None) -> list[str]:
@@ -194,11 +194,16 @@ def protocol_findings(r: dict[str, Any] | None) -> list[str]:
         best = max(known, key=lambda k: known[k])
         lower = sum(1 for v in known.values() if v > 0)
         higher = sum(1 for v in known.values() if v < 0)
-        out.append(
+        line = (
             f"- Partitioned tree vs one tree: lower test error on {lower} of {len(known)} tables, "
-            f"higher on {higher}, equal on {len(known) - lower - higher}; the largest reduction is "
-            f"{100 * known[best]:.1f}% on {best} ({tables[best].get('test_rows')} test rows)."
+            f"higher on {higher}, equal on {len(known) - lower - higher}"
         )
+        if lower:
+            line += (
+                f"; the largest reduction is {100 * known[best]:.1f}% on {best} "
+                f"({tables[best].get('test_rows')} test rows)"
+            )
+        out.append(line + ".")
     for rule, name in ((PAPER, "the paper's rule"), (DEFAULT, "the default rule")):
         kept = [t.get(f"{rule}|DATE|rows", 0) for t in res]
         if not kept:
