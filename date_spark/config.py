@@ -106,6 +106,22 @@ class DiscoveryConfig(_Section):
 
 
 class GenerationConfig(_Section):
+    """Algorithm 2 (generation). `date_spark/generation.py` documents the rounds.
+
+    domain_margin: how far past the training rows' observed [min, max] a generated numeric, date
+      or timestamp value may fall and still be accepted, as a fraction of that range's width on
+      each side (0.1: a column seen from 20 to 70 accepts 15 to 75). Prompts and the JSON schema
+      still ask for the observed range. The margin never makes a column that was never negative
+      accept negative values (nor the mirror case), and integral columns keep whole-number
+      bounds (5.0 is accepted as 5 anywhere). 0 is the strict observed range. Categorical and
+      boolean columns get no margin: an unseen category breaks the schema.
+    out_of_range: what happens to a value past the margin. "reject" (default): the row is
+      rejected as `out_of_domain`, counted under that column. "clip": the value is moved to the
+      nearest accepted bound and the row goes on (it must still satisfy its rule); clipped values
+      are counted per column. Every run reports rejects per column and reason (run summary,
+      the generation stage in the manifest, MLflow `generation_rejected_by_column.*`).
+    """
+
     generator: Literal["llm", "interpolation"] = "llm"
     iterations: int = Field(default=3, ge=1, le=10)
     rows_per_request: int = Field(default=10, ge=1, le=200)
@@ -121,6 +137,8 @@ class GenerationConfig(_Section):
     partition_sample_rows: int = Field(default=5000, ge=50)
     tree_max_depth: int = Field(default=4, ge=1, le=12)
     history_items: int = Field(default=6, ge=0)
+    domain_margin: float = Field(default=0.1, ge=0, le=10, allow_inf_nan=False)
+    out_of_range: Literal["reject", "clip"] = "reject"
 
 
 class SelectionConfig(_Section):
