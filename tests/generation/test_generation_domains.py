@@ -10,6 +10,8 @@ from date_spark.config import Config
 from date_spark.generation import DGR_COL, generate, reject_table
 from date_spark.llm.stub import StubServer, default_rows, row_schema_of
 
+from .test_generation import llm_cfg
+
 NEAR, FAR, BAD_ROWS = 0.05, 0.5, 2
 
 
@@ -29,17 +31,15 @@ def past_the_range(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[st
 
 
 def cfg(tmp_path: Path, **over: Any) -> Config:
-    base = {
-        "llm.provider": "openai",
-        "llm.api_key_env": None,
-        "llm.structured_output": "json_object",
-        "llm.cache_path": str(tmp_path / "cache"),
-        "generation.iterations": 1,
-        "generation.rows_per_request": 6,
-        "generation.requests_per_rule": 2,
-    }
-    base.update(over)
-    return Config().with_overrides(base)
+    return llm_cfg(
+        tmp_path,
+        **{
+            "generation.iterations": 1,
+            "generation.rows_per_request": 6,
+            "generation.requests_per_rule": 2,
+            **over,
+        },
+    )
 
 
 def test_rows_within_the_margin_are_kept_and_the_others_counted_by_column(
