@@ -189,7 +189,11 @@ class LlmConfig(_Section):
     api_version: str | None = None
     structured_output: Literal["auto", "json_schema", "json_object", "vllm", "none"] = "auto"
     max_tokens: int = Field(default=1024, ge=16)
-    timeout_s: float = Field(default=120.0, gt=0)
+    # Seconds one request may take. The embedded SmolLM2 took up to 130 s for one request on a
+    # busy 2-core machine (benchmarks/local_timeout.py); 390 s covers that three times over. On
+    # the local provider a timeout is not retried (see llm/engine.py): raise this for a bigger
+    # model rather than counting on retries.
+    timeout_s: float = Field(default=390.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
