@@ -5,7 +5,10 @@ Per round (one Spark stage of LLM calls, one of scoring):
    proposed in the reflective prompt (each intersected with its parent DGR, so its rows are scored
    in the partition they belong to; a DGR with no usable proposal is asked again as it is).
 2. The requests DataFrame goes through the LLM gateway (`llm.gateway.run`): rows come back
-   validated against the question's rule, the data's domains and the label's values.
+   validated against the question's rule, the data's domains (ordered ranges widened by
+   `generation.domain_margin`) and the label's values. Rejected rows are counted per reason and
+   per column (`RoundStats.rejected`, `.rejected_by_column`), so a run shows which column kills
+   rows.
 3. Decision-tree reasoning, per partition in a cogrouped pandas UDF: a tree fitted on the
    partition's training rows routes the generated rows; rows are grouped by (question, root-to-leaf
    path, generated label agrees with the tree). Each group's validation gain is the partition
@@ -172,11 +175,7 @@ class GenerationResult:
         """The summary flattened for MLflow: `rejected_<reason>`,
         `rejected_by_column.<column>.<reason>` and `clipped.<column>` besides the counts."""
         s = self.summary()
-        out = {
-            k: float(v)
-            for k, v in s.items()
-            if isinstance(v, (int, float)) and not isinstance(v, str)
-        }
+        out = {k: float(v) for k, v in s.items() if isinstance(v, (int, float))}
         for reason, n in s["rejected"].items():
             out[f"rejected_{reason}"] = float(n)
         for col, reasons in s["rejected_by_column"].items():
