@@ -98,6 +98,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
+    if s.get("headline"):
+        print(s["headline"])
+    print(s.get("kept", ""))
     print(f"run {result.run_id} done: {result.run_dir}")
     print(f"  input:     {s.get('profile', '')}")
     print(
