@@ -6,9 +6,9 @@ Starts the embedded llama.cpp server exactly as a run does (`LocalModelServer`, 
 default `llm.local` settings) and sends it generation prompts for the demo table the way the
 gateway does (OpenAI client, `json_object` + schema), one request at a time, under two settings:
 
-  demo        conf/demo.yaml: 2 example blocks of 4 rows, 6 rows asked for, max_tokens 700
-  defaults    conf/base.yaml: 10 example blocks of 8 rows cut to prompt_token_budget (1500),
-              10 rows asked for, max_tokens 1024 (the largest request the defaults send)
+  demo        conf/demo.yaml (`make run`)
+  defaults    conf/base.yaml: the largest request the defaults send to the local model (the
+              prompt cut to `llm.local.n_ctx - llm.max_tokens`, see generation.prompt_budget)
 
 Every request starts with a fresh nonce, so llama.cpp cannot reuse an earlier prompt's KV cache
 (a run's first request cannot either). Per setting:
@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from date_spark.config import Config, load_config  # noqa: E402
 from date_spark.datasets import demo_credit  # noqa: E402
+from date_spark.generation import prompt_budget  # noqa: E402
 from date_spark.llm.local import LocalModelServer  # noqa: E402
 from date_spark.llm.rows import RowSchema  # noqa: E402
 from date_spark.prompts import ExampleBlock, generation_messages, header  # noqa: E402
@@ -67,10 +68,10 @@ RULES = [
 ]
 
 
-def demo_request(
-    blocks_n: int, block_rows: int, n_rows: int, budget: int
-) -> tuple[list[dict[str, Any]], RowSchema]:
-    """A generation prompt and row schema for the demo table, built as generation.py builds them."""
+def demo_request(cfg: Config) -> tuple[list[dict[str, Any]], RowSchema]:
+    """A generation prompt and row schema for the demo table under `cfg`, built as generation.py
+    builds them (own partition first, other blocks, the prompt budget for the local model)."""
+    g = cfg.generation
     pdf = demo_credit(4000)
     pdf["account_opened"] = pd.to_datetime(pdf["account_opened"]).dt.date
     kinds = {"bool": Kind.BOOLEAN, "object": Kind.CATEGORICAL, "int64": Kind.NUMERIC}
@@ -91,15 +92,25 @@ def demo_request(
     ranges = {s.name: (min(pdf[s.name].dropna()), max(pdf[s.name].dropna())) for s in specs}
     ranges = {k: v for k, v in ranges.items() if table.column(k).kind.ordered}
     blocks = []
-    for r in RULES[:blocks_n]:
+    for r in RULES[: g.example_blocks]:
         rule = parse_rule(r, table.kinds)
-        blocks.append(ExampleBlock(rule, 500, 0.1, pdf[rule.mask(pdf)].head(block_rows)))
+        blocks.append(ExampleBlock(rule, 500, 0.1, pdf[rule.mask(pdf)].head(g.example_rows)))
     head = header(table, names, domains, ranges)
     target = parse_rule(RULES[1], table.kinds)
+    own = ExampleBlock(target, 500, 0.1, pdf[target.mask(pdf)].head(g.own_rows))
     messages = generation_messages(
-        head=head, columns=names, blocks=blocks, target=target, n_rows=n_rows, budget=budget
+        head=head,
+        columns=names,
+        blocks=blocks,
+        target=target,
+        n_rows=g.rows_per_request,
+        budget=prompt_budget(cfg),
+        own=own,
+        min_own_rows=g.own_rows,
     )
-    schema = RowSchema.from_table(table, target, domains=domains, ranges=ranges, n_rows=n_rows)
+    schema = RowSchema.from_table(
+        table, target, domains=domains, ranges=ranges, n_rows=g.rows_per_request
+    )
     return messages, schema
 
 
@@ -130,10 +141,7 @@ def main() -> None:
     demo = load_config([ROOT / "conf" / "demo.yaml"])
     settings = {}
     for name, c in (("demo", demo), ("defaults", cfg)):
-        g = c.generation
-        messages, schema = demo_request(
-            g.example_blocks, g.example_rows, g.rows_per_request, g.prompt_token_budget
-        )
+        messages, schema = demo_request(c)
         settings[name] = (messages, schema, c.llm.max_tokens)
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
