@@ -351,10 +351,17 @@ class GatewayStats:
         if not self.all_failed:
             return
         where = f" at {base_url}" if base_url else ""
+        first = self.first_error or ""
+        # A timeout on the local server already names its fix; that server is up (it was
+        # busy), so the URL and key hint would only mislead.
+        fix = (
+            ""
+            if "raise llm.timeout_s" in first
+            else "; check that the server is running and llm.base_url / llm.provider / "
+            "llm.api_key_env are right"
+        )
         raise EndpointError(
-            f"all {self.failed} LLM requests to the endpoint{where} failed: {self.first_error}; "
-            f"check that the server is running and llm.base_url / llm.provider / llm.api_key_env "
-            f"are right"
+            f"all {self.failed} LLM requests to the endpoint{where} failed: {first}{fix}"
         )
 
     def as_metrics(self, prefix: str = "llm_") -> dict[str, float]:
@@ -569,6 +576,13 @@ def run(
         )  # fmt: skip
     if check_endpoint:
         stats.raise_if_dead(effective_base_url(cfg, base_url))
+    if stats.failed and not stats.all_failed:
+        # Some requests failed, the stage goes on with the others: say so, once, with the fix.
+        log.warning(
+            "%d of %d LLM requests failed; the stage continues with the other replies. First "
+            "error: %s",
+            stats.failed, stats.requests, stats.first_error,
+        )  # fmt: skip
     return GatewayRun(result, stats, pdf)
 
 

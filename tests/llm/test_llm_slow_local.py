@@ -4,6 +4,7 @@ gave up on, and answers `GET /models` only between replies, like llama-cpp-pytho
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,10 @@ def test_a_server_still_busy_after_the_wait_stops_the_task(tmp_path: Path) -> No
 
 
 @pytest.mark.usefixtures("spark")
-def test_local_provider_through_spark_fails_once_then_continues(spark: Any, tmp_path: Path) -> None:
+def test_local_provider_through_spark_fails_once_then_continues(
+    spark: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="date_spark.llm")
     stub = StubServer(one_slot=True, fault="slow", fault_count=1, slow_s=1.0)
     with stub as url:
         cfg = local_cfg(url, tmp_path, timeout_s=0.5, max_retries=3)
@@ -117,6 +121,11 @@ def test_local_provider_through_spark_fails_once_then_continues(spark: Any, tmp_
     assert (st.ok, st.failed, st.retries, st.calls) == (2, 1, 0, 3)
     assert count == 3
     assert "llm.timeout_s" in (st.first_error or "")
+    # the run says what happened, in one line with the fix
+    said = [r.getMessage() for r in caplog.records if "LLM requests failed" in r.getMessage()]
+    assert len(said) == 1 and "\n" not in said[0], said
+    assert said[0].startswith("1 of 3 LLM requests failed") and "not retried" in said[0]
+    assert "raise llm.timeout_s" in said[0]
 
 
 @pytest.mark.usefixtures("spark")
@@ -126,6 +135,10 @@ def test_local_provider_that_never_answers_in_time_exits_with_the_fix(
     stub = StubServer(one_slot=True, fault="slow", slow_s=0.8)
     with stub as url:
         cfg = local_cfg(url, tmp_path, timeout_s=0.3)
-        with pytest.raises(EndpointError, match=r"raise llm\.timeout_s"):
+        with pytest.raises(EndpointError, match=r"raise llm\.timeout_s") as err:
             run(spark_requests(spark, 4, make_schema()), cfg, base_url=url)
         assert stub.count == 2
+    # one line, one fix: the server was up (busy), so no hint about the URL or the key
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("all 4 LLM requests")
+    assert "llm.base_url" not in msg
