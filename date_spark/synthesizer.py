@@ -436,6 +436,7 @@ class DateSynthesizer:
                 mde=c.mde,
                 mde_relative=c.mde_relative,
                 partitions=[asdict(p) for p in c.partitions],
+                confirmation_tests=[asdict(t) for t in c.tests],
             )
         return out
 
@@ -464,6 +465,8 @@ class DateSynthesizer:
                 if c is not None and c.tested and c.baseline_loss > 0
                 else "not confirmed (selection.confirm is off)"
             )
+            if c is not None and c.tested and any(not t.passed for t in c.tests):
+                test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
             return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
         if not self.rules_.dgrs:
             return "kept 0 rows: discovery found no rule"
