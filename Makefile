@@ -63,6 +63,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/paper_protocol.py
 	$(PY) benchmarks/prompt_budget.py
+	$(PY) benchmarks/local_timeout.py
 	$(PY) benchmarks/readme_table.py --write
 
 bench-readme: $(STAMP)

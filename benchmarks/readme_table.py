@@ -85,6 +85,16 @@ def prompt_budget(r: dict[str, Any] | None) -> str:
     return "; ".join(cells)
 
 
+def local_timeout(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:  # a file from before recording.py: no commit, no date
+        return "no results file with its commit and date yet (`benchmarks/local_timeout.py`)"
+    f = r["figures"]
+    return (
+        f"slowest request {f['slowest_s']:.0f} s; {f['headroom']:g}x that: "
+        f"{f['recommended_timeout_s']} s (`llm.timeout_s` default {f['configured_timeout_s']:g})"
+    )
+
+
 def discovery_table(r: dict[str, Any] | None) -> list[str]:
     head = (
         "| rows | Spark s | levels | Spark jobs | full scans per level (measured) | regimes "
@@ -295,6 +305,15 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         prompt_budget,
     ),
     (
+        "local_timeout",
+        "`benchmarks/local_timeout.py`",
+        _fixed(
+            "seconds per request of the embedded SmolLM2 at the demo and default prompt sizes: "
+            "the basis of `llm.timeout_s`"
+        ),
+        local_timeout,
+    ),
+    (
         "paper_protocol",
         "`benchmarks/paper_protocol.py`",
         _what_protocol,
@@ -359,7 +378,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     if findings:
         lines += ["", "What the protocol measured (computed from its results file):", ""]
         lines += findings
-    sources = [_source(results[name]) for name, *_ in ROWS if name in results]
+    sources = [_source(results[n]) for n, *_ in ROWS if n in results and "figures" in results[n]]
     if sources:
         lines += ["", "Measured on:", "", *[f"- {s}" for s in sources]]
     lines += ["", END]

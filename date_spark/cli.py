@@ -92,6 +92,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from date_spark.generation import reject_table
     from date_spark.synthesizer import DateSynthesizer
 
     cfg = _config(args)
@@ -106,6 +107,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"  rules:     {s.get('rules')} DGRs; arms: {s.get('arms')} groups, "
         f"{s.get('candidate_arms')} candidates, {s.get('selected_arms')} selected"
     )
+    rejected = s.get("rejected_rows") or {}
+    print(
+        f"  generated: {s.get('valid_rows', 0)} valid rows, {sum(rejected.values())} rejected"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ")" if rejected else "")
+    )
+    table = reject_table(s.get("rejected_by_column") or {}, s.get("clipped") or {})
+    if table:
+        print("  rejects by column (a row counts under every column that failed):")
+        for line in table:
+            print(f"    {line}")
     print(
         f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
         f"synthetic) -> {result.output.get('location')}"

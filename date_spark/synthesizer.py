@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from date_spark import io, output
 from date_spark.config import Config
 from date_spark.discovery import Discovery, discover
-from date_spark.errors import DateSparkError
+from date_spark.errors import ConfigError, DateSparkError
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.models import ModelSpec
@@ -118,6 +118,7 @@ class DateSynthesizer:
         if not hasattr(self, "data_"):
             self.prepare(df)
         cfg = self.config
+        self._named_segments()  # a bad evaluation.segments rule fails before any LLM call
         # Discovery sees the training split only: the validation split is the confirmation's.
         train = self.data_.where(F.col(SPLIT_COL) == TRAIN)
 
@@ -303,6 +304,19 @@ class DateSynthesizer:
             result.rows = empty
         return result
 
+    def _named_segments(self) -> dict[str, Any]:
+        """`evaluation.segments` parsed against the table's columns."""
+        out = {}
+        for name, text in self.config.evaluation.segments.items():
+            try:
+                out[name] = parse_rule(text, self.schema_.kinds)
+            except DateSparkError as exc:
+                raise ConfigError(
+                    f"evaluation.segments.{name}: {exc}; write it in the rule grammar over the "
+                    f"table's columns, e.g. \"age >= 40 and region in ('east')\""
+                ) from None
+        return out
+
     def utility(self, selection: Selection | None = None) -> Utility:
         """The test-split utility of `selection` (default: the fitted one): partition gain and
         synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
@@ -334,6 +348,7 @@ class DateSynthesizer:
             confidence=cfg.evaluation.confidence,
             seed=cfg.seed,
             thin={t.rule_id: t.rule for t in self.rules_.thin},
+            named=self._named_segments(),
         )
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
@@ -421,6 +436,7 @@ class DateSynthesizer:
                 mde=c.mde,
                 mde_relative=c.mde_relative,
                 partitions=[asdict(p) for p in c.partitions],
+                confirmation_tests=[asdict(t) for t in c.tests],
             )
         return out
 
@@ -449,6 +465,8 @@ class DateSynthesizer:
                 if c is not None and c.tested and c.baseline_loss > 0
                 else "not confirmed (selection.confirm is off)"
             )
+            if c is not None and c.tested and any(not t.passed for t in c.tests):
+                test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
             return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
         if not self.rules_.dgrs:
             return "kept 0 rows: discovery found no rule"
@@ -501,7 +519,7 @@ class DateSynthesizer:
                 tracker.metrics({"rows_in": self.profile_.rows})
                 self.fit(run=run)
                 tracker.metrics(self._discovery_summary(), prefix="discovery_")
-                tracker.metrics(self.generation_.summary(), prefix="generation_")
+                tracker.metrics(self.generation_.metrics(), prefix="generation_")
                 for r in self.generation_.rounds:
                     tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
                 tracker.metrics(self._selection_summary(), prefix="selection_")
@@ -534,12 +552,17 @@ class DateSynthesizer:
                 f"continue with --resume {run.run_id})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
+        rejected, by_column, clipped = self.generation_.rejects()
         utility = getattr(self, "utility_", None)
         result.summary = {
             "headline": utility.headline() if utility is not None else "",
             "kept": self.kept_text(),
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
+            "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
+            "rejected_rows": rejected,
+            "rejected_by_column": by_column,
+            "clipped": clipped,
             "arms": len(self.arms_),
             "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
             "selected_arms": len(self.selection_.selected),
