@@ -173,7 +173,7 @@ def test_one_flipped_validation_row_admits_no_arm_at_the_default(strategy: str) 
     # an evaluator without per-row losses keeps the paper's rule, and records no z
     plain = select(ARMS, _ScoreOnly(ev), cfg(strategy), kinds=KINDS, domains=DOMAINS)
     assert plain.selected == paper.selected
-    assert all(math.isnan(s.z) for s in plain.trace)
+    assert plain.trace and all(math.isnan(s.z) for s in plain.trace)
 
 
 def test_forward_greedy_takes_the_best_significant_arm_not_the_best_score() -> None:
@@ -246,7 +246,7 @@ def test_significance_decisions_are_deterministic() -> None:
         a = select(ARMS, ev, cfg(strategy), kinds=KINDS, domains=DOMAINS, seed=3)
         b = select(list(reversed(ARMS)), ev, cfg(strategy), kinds=KINDS, domains=DOMAINS, seed=3)
         assert a.trace == b.trace and a.selected == b.selected
-        assert all(not math.isnan(s.z) for s in a.trace)
+        assert a.trace and all(not math.isnan(s.z) for s in a.trace)
 
 
 # ----------------------------------------------------------------------------------------------
