@@ -26,9 +26,10 @@ from pyspark.sql import functions as F
 from date_spark import io, output
 from date_spark.config import Config
 from date_spark.discovery import Discovery, discover, make_model
-from date_spark.errors import DateSparkError
+from date_spark.errors import DateSparkError, Interrupted
 from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
+from date_spark.logs import Heartbeat
 from date_spark.rules import parse_rule
 from date_spark.runs import Run, open_run, start_run
 from date_spark.schema import TableSchema, column_specs
@@ -73,10 +74,12 @@ class DateSynthesizer:
 
     @contextlib.contextmanager
     def _timed(self, name: str) -> Iterator[None]:
+        self.stage_ = name
         _tag(self._session(), name)
         log.info("stage %s: start", name)
         t0 = time.monotonic()
-        yield
+        with Heartbeat(name):  # a line at least every 20 s while the stage runs
+            yield
         secs = time.monotonic() - t0
         self.seconds_[name] = round(secs, 3)
         log.info("stage %s: done in %.1fs", name, secs)
@@ -289,12 +292,19 @@ class DateSynthesizer:
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
         """The paper's utility protocol plus fidelity, privacy and validity of the kept rows;
-        the report goes under the run, beside a path output, and into MLflow."""
+        the report goes under the run, beside a path output, and into MLflow. With no kept row
+        the report still exists and says why."""
         from date_spark.evaluation import evaluate, paper_utility
         from date_spark.report import render_report
 
         cfg = self.config
         names = self.schema_.names
+        kept = self.selection_.n_rows
+        log.info(
+            "evaluation: test error of a global and a partitioned model, without and with the "
+            "%d kept rows (decision tree, gradient boosting)",
+            kept,
+        )
         utility = paper_utility(
             self.data_,
             {str(d.rule_id): d.rule for d in self.rules_.dgrs},
@@ -306,22 +316,30 @@ class DateSynthesizer:
         self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in utility.items()}
         out_dir = run.stage_dir("evaluation")
         summary: dict[str, Any] = {"utility": utility}
-        if self.selection_.n_rows == 0:
-            (out_dir).mkdir(parents=True, exist_ok=True)
-            (out_dir / "evaluation_summary.md").write_text(
-                "No synthetic row was kept (no arm improved validation error significantly), so "
-                "there is nothing to evaluate for fidelity or privacy.\n"
+        result = None
+        if kept:
+            split = F.col(SPLIT_COL)
+            train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
+            holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
+            synthetic = self.sample(run.run_id).select(
+                *[F.col(f"`{c}`") for c in names], "_date_rule"
             )
-            return summary
-        split = F.col(SPLIT_COL)
-        train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
-        holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
-        synthetic = self.sample(run.run_id).select(*[F.col(f"`{c}`") for c in names], "_date_rule")
-        result = evaluate(
-            train, synthetic, self.schema_, holdout=holdout, train=train, rule_column="_date_rule"
-        )
-        result.utility = utility
-        self.evaluation_metrics_.update(result.metrics())
+            log.info(
+                "evaluation: fidelity, privacy and validity of %d synthetic rows against the "
+                "training rows",
+                kept,
+            )
+            result = evaluate(
+                train,
+                synthetic,
+                self.schema_,
+                holdout=holdout,
+                train=train,
+                rule_column="_date_rule",
+            )
+            result.utility = utility
+            self.evaluation_metrics_.update(result.metrics())
+        log.info("evaluation: writing the report")
         arms = self.arms_
         errors = {
             "no partition": utility.get("decision_tree.no_partition", float("nan")),
@@ -332,7 +350,7 @@ class DateSynthesizer:
             result,
             out_dir,
             title=f"date-spark run {run.run_id}",
-            coverage={d.rule.to_text(): float(d.support) for d in self.rules_.dgrs},
+            coverage={d.rule.to_text(): d.support for d in self.rules_.dgrs},
             arm_gains=dict(zip(arms["arm_id"], arms["gain"].astype(float), strict=True))
             if len(arms)
             else None,
@@ -343,16 +361,54 @@ class DateSynthesizer:
             if self.selection_.trace
             else None,
             errors=errors,
+            utility=utility,
+            nothing_kept=None if kept else self.why_nothing_kept(),
+            task=self.schema_.task,
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
             beside.mkdir(parents=True, exist_ok=True)
             for p in (paths.html, paths.markdown, paths.json):
-                (beside / p.name).write_bytes(p.read_bytes())
-        summary.update(
-            {"html": str(paths.html), "fidelity": result.metrics().get("fidelity.overall")}
-        )
+                if p.exists():
+                    (beside / p.name).write_bytes(p.read_bytes())
+        summary["html"] = str(paths.html.resolve())
+        if result is not None:
+            summary["fidelity"] = result.metrics().get("fidelity.overall")
         return summary
+
+    def why_nothing_kept(self) -> str:
+        """One sentence for the summary and the report when no synthetic row was kept."""
+        if not self.rules_.dgrs:
+            return (
+                "discovery found no rule whose model meets the error threshold, so there was "
+                "nothing to generate for (a larger discovery.rho accepts coarser rules)"
+            )
+        arms = self.arms_
+        if not len(arms):
+            return (
+                "generation produced no valid row (see the generation stage's rejected counts "
+                "in the run manifest); check the endpoint and llm.model"
+            )
+        cands = int(arms["candidate"].sum())
+        if not cands:
+            return (
+                f"none of the {len(arms)} groups of generated rows lowered its partition's "
+                f"validation error, so no arm reached selection"
+            )
+        sel = self.config.selection
+        stop = self.selection_.stop_reason
+        if "significantly" in stop:
+            corr = (
+                f", Bonferroni-corrected for the {cands} arms tried"
+                if sel.multiple_testing == "bonferroni" and cands > 1
+                else ""
+            )
+            return (
+                f"{cands} candidate arm{'s' if cands != 1 else ''} tested; none lowered "
+                f"validation error significantly (z > {sel.min_z:g}{corr}); selection.min_z: 0 "
+                f"keeps any strict improvement, as the paper does"
+            )
+        return f"selection ({self.selection_.strategy}) kept no row: {stop}"
 
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
@@ -392,7 +448,13 @@ class DateSynthesizer:
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
         self.seconds_ = {}
-        self.prepare(df)
+        try:
+            self.prepare(df)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "interrupted while reading the input, before the run started; nothing was "
+                "written; run the same command again"
+            ) from None
         run = open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
         run.update(run_id=run.run_id, config=cfg.redacted(), input_schema=self.schema_.to_json())
         run.finish_stage("prepare", {"profile": self.profile_.to_dict()})
@@ -428,6 +490,13 @@ class DateSynthesizer:
                 for stage in ("discovery", "generation", "selection", "evaluation"):
                     tracker.artifact(run.stage_dir(stage), stage)
                 tracker.artifact(run.manifest_path)
+        except KeyboardInterrupt:
+            done = [s for s in STAGES if run.is_done(s)]
+            raise Interrupted(
+                f"interrupted during {getattr(self, 'stage_', 'the run')}; run {run.run_id} "
+                f"finished: {', '.join(done)}; continue with --resume {run.run_id}",
+                run_id=run.run_id,
+            ) from None
         except DateSparkError as err:
             done = [s for s in STAGES if run.is_done(s)]
             raise type(err)(
@@ -442,6 +511,7 @@ class DateSynthesizer:
             "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
             "selected_arms": len(self.selection_.selected),
             "synthetic_rows": self.selection_.n_rows,
+            "nothing_kept": None if self.selection_.n_rows else self.why_nothing_kept(),
             "budget_exhausted": self.generation_.budget_exhausted,
             "seconds": dict(self.seconds_),
         }
