@@ -186,9 +186,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     cfg = _config(args)
-    check_run(cfg)  # seconds, before Spark starts: paths, header, schema, key, local model
-    from date_spark.synthesizer import DateSynthesizer
-    from date_spark.tracking import ui_command
+    log.info("date-spark %s: checking the config and the input (before Spark starts)", __version__)
+    check_run(cfg)  # seconds: paths, header, schema, key, local model
+    with logs.Heartbeat("start-up", what="loading Spark and the models"):
+        from date_spark.synthesizer import DateSynthesizer
+        from date_spark.tracking import ui_command
 
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
@@ -330,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except Interrupted as err:
-        print(f"date-spark: interrupted: {err}", file=sys.stderr)
+        print(f"date-spark: {err}", file=sys.stderr)
         if err.run_id:
             words = list(sys.argv[1:] if argv is None else argv)
             print(f"to continue: {_resume_command(words, err.run_id)}", file=sys.stderr)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 # Loggers that speak for libraries, not for the job: warnings only (errors only for py4j, whose
 # connection chatter is never actionable for a user).
@@ -37,6 +38,7 @@ class _State:
     verbose = False
     configured = False
     spark_log: Path | None = None
+    handler: logging.StreamHandler[Any] | None = None
 
 
 STATE = _State()
@@ -82,6 +84,7 @@ def configure(*, verbose: bool = False, quiet: bool = False) -> None:
     handler.setFormatter(_Format())
     handler.addFilter(_DropPy4j())
     root.addHandler(handler)
+    STATE.handler = handler
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     root.setLevel(logging.INFO if not quiet else logging.WARNING)
     logging.getLogger("date_spark").setLevel(level)
@@ -110,6 +113,13 @@ def spark_stderr() -> Iterator[Path | None]:
     path = spark_log_path()
     sys.stderr.flush()
     saved = os.dup(2)
+    # our own lines (the heartbeat while Spark starts) keep going to the terminal
+    terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    previous = None
+    handler = STATE.handler
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        if handler is not None and handler.stream.fileno() == 2:
+            previous = handler.setStream(terminal)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.dup2(fd, 2)
@@ -119,6 +129,9 @@ def spark_stderr() -> Iterator[Path | None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(fd)
+        if handler is not None and previous is not None:
+            handler.setStream(previous)
+        terminal.close()
 
 
 class _LastLine(logging.Handler):
@@ -138,8 +151,9 @@ class Heartbeat:
     """`with Heartbeat("evaluation"):` logs `stage evaluation: still running after 40 s (last:
     ...)` whenever the stage has been silent for `interval` seconds."""
 
-    def __init__(self, stage: str, interval: float | None = None) -> None:
+    def __init__(self, stage: str, interval: float | None = None, what: str | None = None) -> None:
         self.stage = stage
+        self.what = what or f"stage {stage}"
         self.interval = interval or HEARTBEAT_S
         self._stop = threading.Event()
         self._last = _LastLine()
@@ -161,10 +175,8 @@ class Heartbeat:
             if now - self._last.at < self.interval:
                 continue
             last = self._last.text
-            doing = f" ({last})" if last and not last.startswith(f"stage {self.stage}:") else ""
-            self._log.info(
-                "stage %s: still running after %.0f s%s", self.stage, now - self._t0, doing
-            )
+            doing = f" ({last})" if last and not last.startswith(f"{self.what}:") else ""
+            self._log.info("%s: still running after %.0f s%s", self.what, now - self._t0, doing)
             # the heartbeat line itself counts as output, but keep the last real message
             self._last.text = last
 

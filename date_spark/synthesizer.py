@@ -74,12 +74,13 @@ class DateSynthesizer:
 
     @contextlib.contextmanager
     def _timed(self, name: str) -> Iterator[None]:
-        self.stage_ = name
-        _tag(self._session(), name)
+        self.stage_: str | None = name
         log.info("stage %s: start", name)
         t0 = time.monotonic()
         with Heartbeat(name):  # a line at least every 20 s while the stage runs
+            _tag(self._session(), name)  # the first stage starts Spark: also a silent wait
             yield
+        self.stage_ = None
         secs = time.monotonic() - t0
         self.seconds_[name] = round(secs, 3)
         log.info("stage %s: done in %.1fs", name, secs)
@@ -93,10 +94,10 @@ class DateSynthesizer:
     # -- fit ------------------------------------------------------------------------------------
     def prepare(self, df: DataFrame | None = None) -> DateSynthesizer:
         """Read (or take `df`), check and profile the input; nothing is written."""
-        spark = self._session()
         cfg = self.config
         self.seconds_: dict[str, float] = getattr(self, "seconds_", {})
-        with self._timed("prepare"):
+        with self._timed("prepare"):  # starts Spark when no session is active
+            spark = self._session()
             raw = io.read_input(spark, cfg.input) if df is None else df
             selected = io.normalize(io.select_columns(raw, cfg.input))
             output.check_input_columns(raw.schema)
@@ -492,8 +493,9 @@ class DateSynthesizer:
                 tracker.artifact(run.manifest_path)
         except KeyboardInterrupt:
             done = [s for s in STAGES if run.is_done(s)]
+            during = getattr(self, "stage_", None)
             raise Interrupted(
-                f"interrupted during {getattr(self, 'stage_', 'the run')}; run {run.run_id} "
+                f"interrupted{f' during {during}' if during else ''}; run {run.run_id} "
                 f"finished: {', '.join(done)}; continue with --resume {run.run_id}",
                 run_id=run.run_id,
             ) from None

@@ -121,3 +121,157 @@ def test_report_is_an_mlflow_artifact(
     assert metrics["fidelity.overall"] == pytest.approx(1.0)
     assert metrics["privacy.too_close"] == 1.0
     assert metrics["privacy.exact_copy_rate"] == 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# The page a person reads: headline numbers with a scale, warnings, integers, one step column
+# ----------------------------------------------------------------------------------------------
+
+TRACE_WITH_STEPS = [
+    {"step": 0, "arm_id": "r0/p1", "utility": 0.76, "accepted": True, "score_after": 0.78,
+     "gain": 0.01, "z": 2.1, "rows": 12.0},
+    {"step": 1, "arm_id": "r1/p0", "utility": 0.42, "accepted": False, "score_after": 0.78,
+     "gain": float("nan"), "z": float("nan"), "rows": 8.0},
+]  # fmt: skip
+UTILITY = {
+    "test_rows": 80.0,
+    "train_rows": 320.0,
+    "synthetic_rows": 12.0,
+    "decision_tree.no_partition": 0.225,
+    "decision_tree.partition_only": 0.2125,
+    "decision_tree.date": 0.2,
+    "decision_tree.relative_reduction": 0.111,
+}
+
+
+class Cards(HTMLParser):
+    """Headline cards (label -> verdict class) and the header cells of every table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards: dict[str, str] = {}
+        self.headers: list[list[str]] = []
+        self.ids: list[str] = []
+        self._th = False
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag == "div" and "data-headline" in a:
+            self.cards[a["data-headline"]] = a["class"].split()[1]
+        if tag == "thead":
+            self.headers.append([])
+        self._th = tag == "th"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "th":
+            self._th = False
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._th and self.headers:
+            self.headers[-1].append(data.strip())
+
+
+def cards(path: Path) -> Cards:
+    c = Cards()
+    c.feed(path.read_text(encoding="utf-8"))
+    return c
+
+
+def test_headlines_carry_a_scale_and_a_verdict(
+    fresh_result: EvaluationResult, identical_result: EvaluationResult, tmp_path: Path
+) -> None:
+    page = cards(render_report(fresh_result, tmp_path / "fresh", errors=EXTRAS["errors"]).html)
+    assert {"fidelity (overall)", "exact copies of a training row", "privacy"} <= set(page.cards)
+    assert (
+        page.cards["privacy"] == "good" and page.cards["exact copies of a training row"] == "good"
+    )
+    assert page.cards["test error rate, decision tree"] == "good"  # 0.2086 < 0.2899
+    assert page.cards["fidelity (overall)"] in {"good", "fair", "poor"}
+    text = "".join(page.text)
+    assert "0 unlike the real data" in text and "1 same distributions" in text
+    assert "too-few-rows" not in page.ids  # 400 synthetic rows: enough
+    # a table that copies its training rows is flagged on the page, not only in a table
+    bad = cards(render_report(identical_result, tmp_path / "copies").html)
+    assert bad.cards["privacy"] == "poor" and bad.cards["exact copies of a training row"] == "poor"
+
+
+def test_privacy_rule_in_words(fresh_result: EvaluationResult, tmp_path: Path) -> None:
+    text = "".join(cards(render_report(fresh_result, tmp_path).html).text)
+    assert "flagged as too close to the training data when either test fires" in text
+    assert "three standard errors" in text
+
+
+def test_too_few_synthetic_rows_warns(
+    credit_frames: dict[str, Any], credit_schema: Any, tmp_path: Path
+) -> None:
+    from date_spark.evaluation import evaluate
+
+    few = credit_frames["fresh"].limit(6)
+    result = evaluate(credit_frames["train"], few, credit_schema, holdout=credit_frames["holdout"])
+    paths = render_report(result, tmp_path)
+    page = cards(paths.html)
+    assert "too-few-rows" in page.ids
+    assert page.cards["fidelity (overall)"] == "n/a"  # no verdict on noise
+    text = "".join(page.text)
+    assert "With 6 synthetic rows against 600 real ones" in text
+    assert "warning" in paths.markdown.read_text(encoding="utf-8")
+
+
+def test_counts_are_integers_and_the_trace_has_one_step_column(
+    fresh_result: EvaluationResult, tmp_path: Path
+) -> None:
+    paths = render_report(
+        fresh_result,
+        tmp_path,
+        coverage={"age < 30": 120, "region = 'south'": 200},
+        selection_trace=TRACE_WITH_STEPS,
+        utility=UTILITY,
+    )
+    page = cards(paths.html)
+    trace_head = next(h for h in page.headers if "arm_id" in h)
+    assert trace_head.count("step") == 1 and trace_head[0] == "step"
+    coverage_head = next(h for h in page.headers if h and h[0] == "rule" and len(h) == 2)
+    assert coverage_head == ["rule", "training rows"]
+    html_text = paths.html.read_text(encoding="utf-8")
+    assert "<td class='num'>120</td>" in html_text and "120.0000" not in html_text
+    assert "<td class='num'>12</td>" in html_text and "12.0000" not in html_text  # trace rows
+    assert "test rows: 80, train rows: 320" in html_text
+    assert "real non-null" in html_text and "600.0" not in html_text
+    assert "80.0000" not in paths.markdown.read_text(encoding="utf-8")
+
+
+def test_report_when_nothing_was_kept_says_why(tmp_path: Path) -> None:
+    why = "3 candidate arms tested; none lowered validation error significantly (z > 1.645)"
+    paths = render_report(
+        None,
+        tmp_path,
+        nothing_kept=why,
+        errors={"no partition": 0.22, "partition only": 0.21, "DATE": 0.21},
+        utility=UTILITY,
+        coverage={"age < 30": 120},
+        selection_trace=TRACE_WITH_STEPS,
+        task="classification",
+    )
+    page = cards(paths.html)
+    assert "nothing-kept" in page.ids
+    text = "".join(page.text)
+    assert "No synthetic row was kept." in text and why[1:] in text
+    assert page.cards["synthetic rows kept"] == "poor"
+    assert {"Error before and after", "Utility", "DGR coverage", "Selection trace"} <= set(
+        parse(paths.html).h2
+    )
+    assert "Fidelity" not in parse(paths.html).h2
+    assert why in paths.markdown.read_text(encoding="utf-8")
+    assert json.loads(paths.json.read_text(encoding="utf-8"))["nothing_kept"] == why
+
+
+def test_extra_sections_extend_the_page(fresh_result: EvaluationResult, tmp_path: Path) -> None:
+    from date_spark.report import Section
+
+    extra = Section("mde", "Minimum detectable effect", "<p>per partition</p>")
+    page = parse(render_report(fresh_result, tmp_path, extra_sections=[extra]).html)
+    assert page.h2[-1] == "Minimum detectable effect"
