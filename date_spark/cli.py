@@ -186,8 +186,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     cfg = _config(args)
-    log.info("date-spark %s: checking the config and the input (before Spark starts)", __version__)
-    check_run(cfg)  # seconds: paths, header, schema, key, local model
+    check_run(cfg)  # before Spark starts: paths, header, schema, key, local model
+    log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
         from date_spark.synthesizer import DateSynthesizer
         from date_spark.tracking import ui_command
@@ -197,8 +197,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run {result.run_id} done: {result.run_dir} ({_duration(time.monotonic() - t0)})")
     print(f"  input:     {s.get('profile', '')}")
     print(
-        f"  rules:     {s.get('rules')} DGRs; arms: {s.get('arms')} groups, "
-        f"{s.get('candidate_arms')} candidates, {s.get('selected_arms')} selected"
+        f"  rules:     {_n(s.get('rules'), 'DGR')}; arms: {_n(s.get('arms'), 'group')} of "
+        f"generated rows, {s.get('candidate_arms')} candidate, {s.get('selected_arms')} selected"
     )
     print(
         f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
@@ -216,6 +216,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if s.get("budget_exhausted"):
         print("  note:      the LLM budget ran out; the output holds what was generated before")
     return 0
+
+
+def _n(count: Any, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _duration(secs: float) -> str:

@@ -370,14 +370,20 @@ def headlines(inp: ReportInputs) -> list[Headline]:
         else:
             verdict, vt = "n/a", "no change"
         digits = 4 if inp.task_name != "regression" else 2
+        middle = errs.get("partition only")
+        per_rule = (
+            f"a tree per rule {middle:.{digits}f}, "
+            if middle is not None and _is_number(middle)
+            else ""
+        )
         out.append(
             Headline(
-                f"test {inp.error_name}, decision tree",
+                f"test {inp.error_name}, decision tree (DATE)",
                 f"{after:.{digits}f}",
                 verdict,
                 vt,
-                note=f"without partitions or synthetic rows: {before:.{digits}f}{on}; "
-                f"lower is better",
+                note=f"one tree {before:.{digits}f}, {per_rule}a tree per rule with the kept rows "
+                f"{after:.{digits}f}{on}; lower is better",
                 bar=False,
             )
         )
@@ -789,7 +795,8 @@ def _arms_section(inp: ReportInputs) -> Section | None:
         "path). Gain: how much adding the group lowered its partition's validation error when "
         "it was generated; above 0 makes it a candidate for selection.</p>"
     )
-    body += _img(_barh(values, "validation gain per arm", "gain"), "arm-gains", "arm gains")
+    if len(values) > 1:  # one bar says nothing the table does not
+        body += _img(_barh(values, "validation gain per arm", "gain"), "arm-gains", "arm gains")
     ranked = sorted(values.items(), key=lambda kv: -kv[1])
     body += _table(
         ["arm", "gain"], [(k, _fmt(x)) for k, x in ranked[:_MAX_TABLE_ROWS]], numeric=[False, True]

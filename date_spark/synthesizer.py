@@ -193,6 +193,7 @@ class DateSynthesizer:
             if use_local:
                 from date_spark.llm.local import LocalModelServer
 
+                log.info("generation: starting the embedded model (%s)", cfg.llm.local.model_alias)
                 base_url = stack.enter_context(LocalModelServer(cfg.llm.local))
             gen = Generator(
                 self.data_, self.rules_, self.schema_, cfg, route=route, base_url=base_url
@@ -392,10 +393,12 @@ class DateSynthesizer:
             )
         cands = int(arms["candidate"].sum())
         if not cands:
-            return (
-                f"none of the {len(arms)} groups of generated rows lowered its partition's "
-                f"validation error, so no arm reached selection"
+            which = (
+                "the only group of generated rows did not"
+                if len(arms) == 1
+                else f"none of the {len(arms)} groups of generated rows"
             )
+            return f"{which} lower its partition's validation error, so no arm reached selection"
         sel = self.config.selection
         stop = self.selection_.stop_reason
         if "significantly" in stop:
