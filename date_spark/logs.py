@@ -107,7 +107,9 @@ def spark_log_path() -> Path:
 def spark_stderr() -> Iterator[Path | None]:
     """Around the start of a local JVM: its stderr goes to a log file unless verbose (or when the
     command line did not ask for quiet output: a library user keeps Spark's default behaviour)."""
-    if STATE.verbose or not STATE.configured:
+    launched = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM already
+    remote = bool(os.environ.get("SPARK_REMOTE") or os.environ.get("SPARK_CONNECT_MODE_ENABLED"))
+    if STATE.verbose or not STATE.configured or launched or remote:
         yield None
         return
     path = spark_log_path()
