@@ -186,7 +186,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     cfg = _config(args)
-    check_run(cfg)  # before Spark starts: paths, header, schema, key, local model
+    if not args.resume or cfg.input.path or cfg.input.table:
+        # before Spark starts: paths, header, schema, key, local model (a bare `--resume ID`
+        # takes its input from the run it continues)
+        check_run(cfg)
     log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
         from date_spark.synthesizer import DateSynthesizer
