@@ -133,7 +133,9 @@ def main() -> None:
         line = f"{name:<28}"
         for p in paths:
             r = per[p]
-            line += f"{float(str(r['seconds'])):>12.1f}{r['exit_code']!s:>6}{r['stderr_lines']!s:>7}"
+            line += (
+                f"{float(str(r['seconds'])):>12.1f}{r['exit_code']!s:>6}{r['stderr_lines']!s:>7}"
+            )
         if "cli" in per and "library" in per:
             ratio = float(str(per["library"]["seconds"])) / float(str(per["cli"]["seconds"]))
             line += f"{ratio:>12.1f}x"
