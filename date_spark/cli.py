@@ -197,6 +197,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
+    if s.get("headline"):
+        print(s["headline"])
+    print(s.get("kept", ""))
     print(f"run {result.run_id} done: {result.run_dir} ({_duration(time.monotonic() - t0)})")
     print(f"  input:     {s.get('profile', '')}")
     print(
@@ -207,8 +210,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
         f"synthetic) -> {result.output.get('location')}"
     )
-    if s.get("nothing_kept"):
-        print(f"  kept:      nothing: {s['nothing_kept']}")
     if result.output.get("report"):
         print(f"  report:    {result.output['report']}")
     if result.mlflow_run_id:

@@ -120,32 +120,65 @@ class GenerationConfig(_Section):
     refined_rules_per_rule: int = Field(default=2, ge=1, le=20)
     partition_sample_rows: int = Field(default=5000, ge=50)
     tree_max_depth: int = Field(default=4, ge=1, le=12)
+    min_arm_rows: int = Field(default=5, ge=1)
+    label_check: Literal["filter", "relabel", "off"] = "filter"
+    label_check_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     history_items: int = Field(default=6, ge=0)
+
+
+ModelName = Literal["hist_gradient_boosting", "decision_tree", "linear", "logistic"]
 
 
 class SelectionConfig(_Section):
     """Algorithm 3 (arm selection). `date_spark/selection.py` documents the semantics.
 
-    min_z: an arm is added (bandit, forward greedy) or removed (backward greedy) only when the score
-      strictly improves AND the improvement is significant on the paired per-row validation losses:
-      z > min_z, with z = (b - c) / sqrt(b + c) for classification (McNemar; b rows that became
-      correct, c rows that became wrong) and the paired z of the loss differences for regression.
-      The default 1.645 is a one-sided 5% test, so one or two validation rows flipping (noise)
-      admit no arm. 0 restores the paper's rule (accept any strict improvement). Evaluators
-      without per-row losses always use the paper's rule; Top-k is never tested.
-    multiple_testing: "bonferroni" (default) divides the test's level by the number of arms, so
-      that over a whole run the chance of accepting any arm by luck stays near 5%; "none" tests
-      each step at min_z.
+    model: the model the user will train downstream on the output, and the one model every stage
+      trains to decide (generation's gain, selection's screen and confirmation, the evaluation):
+      "hist_gradient_boosting" (default), "decision_tree" (depth `model_max_depth`), "linear"
+      (logistic / ridge regression; "logistic" is the same). `date_spark/models.py`.
+    loss: the per-row loss the decisions compare: "auto" (Brier score for classification,
+      squared error for regression), "brier", "log_loss" or "squared_error".
+    folds: cross-fitting folds over each partition's rows: every row is scored once, by a model
+      trained on the other folds plus the candidate rows.
+    screen_z: while searching, an arm is added (bandit, forward greedy) or removed (backward
+      greedy) only when the paired z of its change on the screening rows exceeds min(screen_z,
+      min_z). A screen, not a test: nothing is corrected for the number of arms.
+    min_z: the final kept set is confirmed once, on rows the search never saw (the validation
+      split), and kept only when its paired z there exceeds min_z (1.645: a one-sided 5% test).
+      0 restores the paper's rule: any improvement, in the search and at confirmation.
+    confirm: false keeps the searched set without the confirmation (the paper's protocol).
+    power: the power the reported minimum detectable effect is computed for.
     """
 
     strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
+    model: ModelName = "hist_gradient_boosting"
+    model_max_depth: int | None = Field(default=None, ge=1)
+    loss: Literal["auto", "brier", "log_loss", "squared_error"] = "auto"
+    folds: int = Field(default=5, ge=2, le=20)
     alpha: float = Field(default=0.8, ge=0, le=1)
     budget_rows: int = Field(default=100, ge=1)
     ucb_c: float = Field(default=2.0, ge=0)
     top_k: int = Field(default=5, ge=1)
     max_steps: int = Field(default=200, ge=1)
+    screen_z: float = Field(default=1.0, ge=0)
     min_z: float = Field(default=1.645, ge=0)
-    multiple_testing: Literal["bonferroni", "none"] = "bonferroni"
+    confirm: bool = True
+    power: float = Field(default=0.8, gt=0, lt=1)
+
+
+class EvaluationConfig(_Section):
+    """The utility evaluation on the test split (`date_spark/evaluation.py`).
+
+    model: the model trained for the utility figures; null = `selection.model`.
+    bootstrap: paired bootstrap resamples of the test rows for each gain's interval.
+    confidence: the intervals' level.
+    max_rows: cap on the training and test rows collected (seeded samples above it).
+    """
+
+    model: ModelName | None = None
+    bootstrap: int = Field(default=2000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    max_rows: int = Field(default=50_000, ge=100)
 
 
 class LocalModelConfig(_Section):
@@ -237,6 +270,7 @@ class Config(_Section):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

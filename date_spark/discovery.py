@@ -110,6 +110,7 @@ from pyspark.sql import types as T
 from date_spark.config import DiscoveryConfig
 from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
+from date_spark.models import estimator
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas
@@ -157,52 +158,6 @@ def error(model: Any, X: np.ndarray, y: np.ndarray, task: str) -> float:
     return float(np.mean(losses(model, X, y, task)))
 
 
-def make_model(
-    kind: str, task: str, encoder: FeatureEncoder, *, max_depth: int | None, seed: int
-) -> Any:
-    """An unfitted estimator of `kind` over the encoder's matrix (NaN = missing)."""
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-    reg = task == "regression"
-    if kind == "linear":
-        from sklearn.compose import ColumnTransformer
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression, Ridge
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-        cat = encoder.categorical_indices
-        num = [i for i in range(len(encoder)) if i not in set(cat)]
-        parts: list[tuple[str, Any, list[int]]] = []
-        if cat:
-            parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cat))
-        if num:
-            numeric = Pipeline(
-                [
-                    (
-                        "impute",
-                        SimpleImputer(
-                            strategy="mean", add_indicator=True, keep_empty_features=True
-                        ),
-                    ),
-                    ("scale", StandardScaler()),
-                ]
-            )
-            parts.append(("num", numeric, num))
-        est = Ridge(alpha=1.0) if reg else LogisticRegression(C=1.0, max_iter=500)
-        return Pipeline([("prep", ColumnTransformer(parts)), ("model", est)])
-    if kind == "decision_tree":
-        cls = DecisionTreeRegressor if reg else DecisionTreeClassifier
-        return cls(max_depth=max_depth, min_samples_leaf=5, random_state=seed)
-    if kind == "random_forest":
-        rf = RandomForestRegressor if reg else RandomForestClassifier
-        return rf(
-            n_estimators=50, max_depth=max_depth, min_samples_leaf=2, n_jobs=1, random_state=seed
-        )
-    raise DiscoveryError(f"unknown model kind {kind!r}; use linear, decision_tree or random_forest")
-
-
 def fit_model(
     kind: str,
     task: str,
@@ -218,7 +173,14 @@ def fit_model(
         from sklearn.dummy import DummyClassifier
 
         return DummyClassifier(strategy="most_frequent").fit(X, y)
-    model = make_model(kind, task, encoder, max_depth=max_depth, seed=seed)
+    model = estimator(
+        kind,
+        task,
+        categorical=encoder.categorical_indices,
+        n_features=len(encoder),
+        max_depth=max_depth,
+        seed=seed,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)

@@ -35,7 +35,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,7 +45,6 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from date_spark.config import Config
 from date_spark.errors import ConfigError, RuleError
@@ -53,12 +52,13 @@ from date_spark.features import FeatureEncoder
 from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
 from date_spark.llm.rows import RowColumn, RowSchema
+from date_spark.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.prompts import ExampleBlock, HistoryItem, Masker, generation_messages, header
 from date_spark.prompts import refinement_messages as build_refinement
 from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas
-from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, row_uniform
+from date_spark.split import SPLIT_COL, TEST, TRAIN, row_uniform
 from date_spark.trees import RuleTree
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ AGREE_COL = "_date_agree"
 CANDIDATE_COL = "_date_candidate"
 PRED_COL = "_date_predicted"
 _ORDER_COL = "_date_order"
+_POOLED = -2  # the leaf id of pooled small paths
 GENERATOR_COL = "_date_generator"
 META_FIELDS = [
     T.StructField(DGR_COL, T.StringType()),
@@ -117,6 +118,7 @@ class RoundStats:
     groups: int = 0
     candidate_arms: int = 0
     rows_in_candidates: int = 0
+    label_rejected: int = 0  # generated rows whose label the teacher contradicted (label_check)
     proposed_rules: int = 0
     refined_rules_used: int = 0
     refined_dropped: dict[str, int] = field(default_factory=dict)
@@ -132,6 +134,7 @@ class GenerationResult:
     generator: str
     budget_exhausted: bool = False
     prompts: list[str] = field(default_factory=list)  # every prompt sent, for audit and tests
+    benefits: pd.DataFrame = field(default_factory=pd.DataFrame)  # per DGR: learning curve
 
     @property
     def candidate_arms(self) -> pd.DataFrame:
@@ -149,6 +152,7 @@ class GenerationResult:
             "candidate_arms": int(self.arms["candidate"].sum()) if len(self.arms) else 0,
             "rejected": dict(rejected),
             "refined_rules_used": sum(r.refined_rules_used for r in self.rounds),
+            "label_rejected": sum(r.label_rejected for r in self.rounds),
             "budget_exhausted": self.budget_exhausted,
         }
 
@@ -157,17 +161,20 @@ class GenerationResult:
         d.mkdir(parents=True, exist_ok=True)
         self.rows.to_parquet(d / "rows.parquet", index=False)
         self.arms.to_parquet(d / "arms.parquet", index=False)
+        self.benefits.to_parquet(d / "benefits.parquet", index=False)
         (d / "rounds.json").write_text(json.dumps([asdict(r) for r in self.rounds], indent=2))
 
     @staticmethod
     def load(directory: str | Path, generator: str = "llm") -> GenerationResult:
         d = Path(directory)
         rounds = [RoundStats(**r) for r in json.loads((d / "rounds.json").read_text())]
+        bpath = d / "benefits.parquet"
         return GenerationResult(
             pd.read_parquet(d / "rows.parquet"),
             pd.read_parquet(d / "arms.parquet"),
             rounds,
             generator,
+            benefits=pd.read_parquet(bpath) if bpath.exists() else pd.DataFrame(),
         )
 
     def arms_frame(self, spark: SparkSession) -> DataFrame:
@@ -189,29 +196,22 @@ class ScoringSpec:
     columns: tuple[str, ...]  # the table's columns (features + target) in input order
     sensitive: tuple[str, ...]
     tree_max_depth: int
-    model_max_depth: int | None
+    min_arm_rows: int
+    label_check: str
+    label_check_confidence: float
+    model: ModelSpec
+    folds: int
     seed: int
     generator: str
     masker: Masker
 
 
-def _model(task: str, depth: int | None, seed: int) -> Any:
-    if task == "regression":
-        return DecisionTreeRegressor(max_depth=depth, random_state=seed)
-    return DecisionTreeClassifier(max_depth=depth, random_state=seed)
-
-
-def _error(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if len(y_true) == 0:
-        return float("nan")
-    if task == "regression":
-        return float(np.mean((y_true.astype(float) - y_pred.astype(float)) ** 2))
-    return float(np.mean(y_true != y_pred))
-
-
 def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
     """Group generated rows of one partition by (question, tree path, label agreement) and score
-    each group's validation gain. Returns the rows with the arm columns added."""
+    each group's gain: the drop in the partition's mean cross-fitted loss (`models.
+    crossfit_losses`, the model selection uses, on the training rows selection screens on) when
+    the group is added. The validation split is the confirmation's: never read here. Returns the
+    rows with the arm columns added."""
     out_cols = [*spec.columns, DGR_COL, ROUND_COL, REQUEST_COL, QRULE_COL] + [
         f.name for f in ARM_FIELDS
     ]
@@ -219,13 +219,12 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         return pd.DataFrame(columns=out_cols)
     gen = spec.masker.unmask_frame(gen.reset_index(drop=True))
     train = part[part[SPLIT_COL] == TRAIN].reset_index(drop=True)
-    val = part[part[SPLIT_COL] == VALIDATION].reset_index(drop=True)
     rng = np.random.default_rng(spec.seed)
     for col in spec.sensitive:
         pool = train[col].dropna().to_numpy() if col in train and len(train) else np.array([None])
         gen[col] = rng.choice(pool if len(pool) else np.array([None]), size=len(gen))
-    enc, task, target = spec.encoder, spec.task, spec.target
-    if len(train) < 5 or len(val) < 2 or train[target].nunique() < 1:
+    enc, task = spec.encoder, spec.task
+    if len(train) < max(5, spec.folds):
         gen[ARM_COL] = gen[DGR_COL] + ".r" + gen[ROUND_COL].astype(str) + ".unscored"
         gen[RULE_COL] = gen[QRULE_COL].map(lambda j: Rule.from_json(j).to_text())
         gen[GAIN_COL] = float("nan")
@@ -235,7 +234,11 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         gen[GENERATOR_COL] = spec.generator
         return gen[out_cols]
     x_tr, y_tr = enc.transform(train), enc.target(train)
-    x_val, y_val = enc.transform(val), enc.target(val)
+    folds = fold_ids(train[list(spec.columns)], spec.folds, spec.seed)
+    base = crossfit_losses(spec.model, x_tr, y_tr, folds)
+    gen, rejected = _label_check(gen, x_tr, y_tr, base, spec)
+    if gen.empty:
+        return rejected[out_cols]
     x_gen, y_gen = enc.transform(gen), enc.target(gen)
     tree = RuleTree.fit(
         x_tr, y_tr, enc, task, max_depth=spec.tree_max_depth, min_samples_leaf=2, seed=spec.seed
@@ -244,45 +247,159 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
     leaf = tree.route(gen, list(paths.values()))
     pred = tree.predict(x_gen)
     if task == "regression":
-        resid = y_val.astype(float) - tree.predict(x_val).astype(float)
-        tol = 2.0 * float(np.sqrt(np.mean(resid**2))) if len(resid) else np.inf
+        tol = 2.0 * float(np.sqrt(np.mean(base))) if len(base) else np.inf
         agree = np.abs(y_gen.astype(float) - pred.astype(float)) <= tol
     else:
         agree = y_gen == pred
-    base = _model(task, spec.model_max_depth, spec.seed).fit(x_tr, y_tr)
-    base_err = _error(task, y_val, base.predict(x_val))
+    base_loss = float(np.mean(base))
 
     gen = gen.assign(_leaf=leaf, _agree=agree, _pred=[str(p) for p in pred])
     gen = gen[gen["_leaf"] >= 0]  # a value the path rules cannot place: no arm can claim it
+    # Paths holding fewer than `min_arm_rows` rows are pooled per (question, agreement): a 1-2 row
+    # arm moves the loss by less than the refit noise, so no test could ever judge it.
+    size = gen.groupby([QRULE_COL, "_leaf", "_agree"])["_leaf"].transform("size")
+    gen.loc[size < spec.min_arm_rows, "_leaf"] = _POOLED
     parts = []
     for key, g in gen.groupby([QRULE_COL, "_leaf", "_agree"], sort=True):
         k: tuple[Any, ...] = key
         qrule, lf, ag = str(k[0]), int(k[1]), bool(k[2])
         idx = g.index.to_numpy()
-        x_aug = np.vstack([x_tr, x_gen[idx]])
-        y_aug = np.concatenate([y_tr, y_gen[idx]])
-        err = _error(
-            task,
-            y_val,
-            _model(task, spec.model_max_depth, spec.seed).fit(x_aug, y_aug).predict(x_val),
-        )
-        gain = base_err - err
-        rule = Rule.from_json(qrule).and_(paths[lf].rule).simplify()
+        with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, extra=(x_gen[idx], y_gen[idx]))
+        gain = base_loss - float(np.mean(with_group))
+        path = paths.get(lf)
+        rule = Rule.from_json(qrule)
+        rule = rule.and_(path.rule).simplify() if path is not None else rule.simplify()
         first = g.iloc[0]
         qidx = str(first[REQUEST_COL]).split("|")[2] if "|" in str(first[REQUEST_COL]) else "q0"
-        arm = f"{first[DGR_COL]}.r{int(first[ROUND_COL])}.{qidx}.l{lf}.{'a' if ag else 'd'}"
+        where = f"l{lf}" if path is not None else "lpool"
+        arm = f"{first[DGR_COL]}.r{int(first[ROUND_COL])}.{qidx}.{where}.{'a' if ag else 'd'}"
         g = g.drop(columns=["_leaf", "_agree", "_pred"])
         g[ARM_COL] = arm
         g[RULE_COL] = rule.to_text()
         g[GAIN_COL] = float(gain)
         g[AGREE_COL] = ag
         g[CANDIDATE_COL] = bool(gain > 0)
-        g[PRED_COL] = str(paths[lf].prediction)
+        g[PRED_COL] = str(path.prediction) if path is not None else _majority(g[spec.target])
         g[GENERATOR_COL] = spec.generator
         parts.append(g)
+    if len(rejected):
+        parts.append(rejected)
     if not parts:
         return pd.DataFrame(columns=out_cols)
     return pd.concat(parts, ignore_index=True)[out_cols]
+
+
+BENEFIT_DDL = (
+    f"{DGR_COL} string, train_rows long, loss double, loss_half double, slope double, "
+    "benefit double"
+)
+
+
+def partition_benefit(part: pd.DataFrame, spec: ScoringSpec, added_rows: int) -> pd.DataFrame:
+    """Expected benefit of generated rows for one partition, from its learning curve: the
+    cross-fitted loss of the model trained on half of the other folds vs on all of them gives the
+    relative loss drop per doubling of the rows (`slope`); `added_rows` more rows on `n` are
+    expected to cut the loss by about ``slope * log2(1 + added_rows / n)`` (`benefit`). A
+    partition whose model has stopped learning gains nothing from more rows of the same kind; a
+    thin one that is still learning gains most."""
+    train = part[part[SPLIT_COL] == TRAIN].reset_index(drop=True)
+    dgr = str(part[DGR_COL].iloc[0]) if len(part) else ""
+    n = len(train)
+    loss = half = float("nan")
+    if n >= max(2 * spec.folds, 10):
+        x, y = spec.encoder.transform(train), spec.encoder.target(train)
+        folds = fold_ids(train[list(spec.columns)], spec.folds, spec.seed)
+        loss = float(np.mean(crossfit_losses(spec.model, x, y, folds)))
+        half = float(np.mean(crossfit_losses(spec.model, x, y, folds, train_fraction=0.5)))
+    out = {DGR_COL: dgr, "train_rows": n, "loss": loss, "loss_half": half}
+    slope = max(0.0, (half - loss) / loss) if loss > 0 and np.isfinite(half) else 0.0
+    benefit = slope * float(np.log2(1.0 + added_rows / max(n, 1)))
+    return pd.DataFrame([{**out, "slope": slope, "benefit": benefit}])
+
+
+def allocate_requests(benefit: Mapping[str, float], per_rule: int) -> dict[str, int]:
+    """Spread ``per_rule * len(benefit)`` requests per question round over the DGRs in
+    proportion to their expected benefit, at least one each (no benefit anywhere: even)."""
+    keys = list(benefit)
+    total = per_rule * len(keys)
+    weights = np.array([max(0.0, float(benefit[k])) for k in keys])
+    if not keys:
+        return {}
+    if weights.sum() <= 0:
+        return {k: per_rule for k in keys}
+    spare = total - len(keys)
+    raw = weights / weights.sum() * spare
+    extra = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - extra), kind="stable")[: spare - int(extra.sum())]:
+        extra[i] += 1
+    return {k: 1 + int(e) for k, e in zip(keys, extra, strict=True)}
+
+
+def _label_check(
+    gen: pd.DataFrame, x_tr: np.ndarray, y_tr: np.ndarray, base: np.ndarray, spec: ScoringSpec
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Label hygiene: a teacher (the model, trained on the partition's training rows) flags
+    generated rows whose label it contradicts with confidence `label_check_confidence`: for
+    classification, the label's probability is below ``1 - confidence``; for regression, the
+    value lies outside the two-sided ``confidence`` band of the model's cross-fitted error.
+    "filter" returns flagged rows apart, as a non-candidate arm (`.rejected`, visible in the arms
+    table); "relabel" gives them the teacher's label; "off" does nothing. A wrong label is the
+    one flaw a rule check cannot see, and a few flipped rows can pass a noisy screen."""
+    empty = gen.iloc[:0]
+    if spec.label_check == "off" or gen.empty:
+        return gen, empty
+    from statistics import NormalDist
+
+    teacher = spec.model.fit(x_tr, y_tr)
+    x_gen, y_gen = spec.encoder.transform(gen), spec.encoder.target(gen)
+    conf = spec.label_check_confidence
+    if spec.task == "regression":
+        band = NormalDist().inv_cdf(0.5 + conf / 2) * float(np.sqrt(np.mean(base)))
+        pred = teacher.predict(x_gen)
+        flagged = np.abs(np.asarray(y_gen, dtype=float) - pred) > band
+        better: Any = pred
+    else:
+        proba = teacher.proba(x_gen)
+        idx = spec.model.label_index(y_gen)
+        p_label = np.where(idx >= 0, proba[np.arange(len(idx)), np.maximum(idx, 0)], 0.0)
+        flagged = p_label < 1.0 - conf
+        better = np.asarray(spec.model.classes, dtype=object)[np.argmax(proba, axis=1)]
+    if not flagged.any():
+        return gen, empty
+    if spec.label_check == "relabel":
+        gen = gen.copy()
+        fixed = pd.Series(better, index=gen.index)[flagged]
+        gen[spec.target] = gen[spec.target].astype(object)
+        gen.loc[flagged, spec.target] = fixed.to_numpy()
+        return _retype(gen, spec.target, spec.task), empty
+    bad = gen[flagged].copy()
+    qidx = bad[REQUEST_COL].astype(str).map(lambda r: r.split("|")[2] if "|" in r else "q0")
+    bad[ARM_COL] = (
+        bad[DGR_COL].astype(str) + ".r" + bad[ROUND_COL].astype(str) + "." + qidx + ".rejected"
+    )
+    bad[RULE_COL] = bad[QRULE_COL].map(lambda j: Rule.from_json(j).simplify().to_text())
+    bad[GAIN_COL] = float("nan")
+    bad[AGREE_COL] = False
+    bad[CANDIDATE_COL] = False
+    bad[PRED_COL] = [str(v) for v in np.asarray(better, dtype=object)[flagged]]
+    bad[GENERATOR_COL] = spec.generator
+    return gen[~flagged].reset_index(drop=True), bad.reset_index(drop=True)
+
+
+def _retype(gen: pd.DataFrame, target: str, task: str) -> pd.DataFrame:
+    """Labels put back by the teacher take the column's numeric type when they are numbers."""
+    if task == "regression":
+        gen[target] = pd.to_numeric(gen[target])
+    else:
+        converted = pd.to_numeric(gen[target], errors="coerce")
+        if converted.notna().all():
+            gen[target] = converted
+    return gen
+
+
+def _majority(labels: pd.Series) -> str:
+    mode = labels.mode()
+    return str(mode.iloc[0]) if len(mode) else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,9 +556,10 @@ class Generator:
         if schema.target in sensitive:
             raise ConfigError("the target cannot be a sensitive column; remove it from the list")
         self.sensitive = sensitive
-        dgrs = sorted(discovery.dgrs, key=lambda d: (-d.support, str(d.rule_id)))
-        self.dgrs = dgrs[: self.gcfg.max_rules]
-        for d in self.dgrs:
+        self.all_dgrs = sorted(discovery.dgrs, key=lambda d: (-d.support, str(d.rule_id)))
+        self.dgrs = self.all_dgrs[: self.gcfg.max_rules]  # re-ranked by benefit in prepare()
+        self.requests = {str(d.rule_id): self.gcfg.requests_per_rule for d in self.dgrs}
+        for d in self.all_dgrs:
             leaked = d.rule.columns() & set(sensitive)
             if leaked:
                 raise ConfigError(
@@ -449,6 +567,7 @@ class Generator:
                     f"sensitive columns from discovery so their values never reach a prompt"
                 )
         self.by_id = {str(d.rule_id): d for d in self.dgrs}
+        self.benefits = pd.DataFrame()
         non_test = data.where(F.col(SPLIT_COL) != TEST)
         self.routed = non_test.transform(route)
         self.columns = tuple(schema.names)
@@ -456,7 +575,9 @@ class Generator:
 
     # -- preparation ----------------------------------------------------------------------------
     def prepare(self) -> None:
-        ids = list(self.by_id)
+        # Every DGR is sampled (selection scores and reports all partitions); the top
+        # `max_rules` by expected benefit are prompted.
+        ids = [str(d.rule_id) for d in self.all_dgrs]
         sample = _partition_sample(self.routed, ids, self.gcfg.partition_sample_rows, self.cfg.seed)
         self.sample_sdf = sample.select(
             *[F.col(f"`{c}`") for c in self.columns], DGR_COL, SPLIT_COL
@@ -498,10 +619,56 @@ class Generator:
             columns=self.columns,
             sensitive=self.sensitive,
             tree_max_depth=self.gcfg.tree_max_depth,
-            model_max_depth=self.cfg.discovery.model_max_depth,
+            min_arm_rows=self.gcfg.min_arm_rows,
+            label_check=self.gcfg.label_check,
+            label_check_confidence=self.gcfg.label_check_confidence,
+            model=ModelSpec.for_table(
+                self.cfg.selection, self.schema, self.discovery.encoder, seed=self.cfg.seed
+            ),
+            folds=self.cfg.selection.folds,
             seed=self.cfg.seed,
             generator=self.gcfg.generator,
             masker=self.masker,
+        )
+        self._rank_by_benefit()
+
+    def _rank_by_benefit(self) -> None:
+        """Learning curve per partition, in one grouped pandas UDF across the cluster; the
+        `max_rules` DGRs with the largest expected benefit are prompted, with requests in
+        proportion to it (`partition_benefit`, `allocate_requests`)."""
+        spec = self.spec
+        per_rule = self.gcfg.requests_per_rule
+        added = self.gcfg.rows_per_request * per_rule * self.gcfg.iterations
+
+        def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+            return partition_benefit(pdf, spec, added)
+
+        frame = to_pandas(self.sample_sdf.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
+        by_id = {str(d.rule_id): d for d in self.all_dgrs}
+        frame = frame[frame[DGR_COL].isin(list(by_id))]
+        frame["support"] = frame[DGR_COL].map(lambda k: int(by_id[k].support))
+        frame = frame.sort_values(
+            ["benefit", "support", DGR_COL], ascending=[False, False, True], kind="mergesort"
+        ).reset_index(drop=True)
+        top = list(frame[DGR_COL])[: self.gcfg.max_rules]
+        missing = [k for k in by_id if k not in set(frame[DGR_COL])]  # no sampled row
+        top += missing[: max(0, self.gcfg.max_rules - len(top))]
+        self.dgrs = [by_id[k] for k in top]
+        self.by_id = {k: by_id[k] for k in top}
+        benefit = frame.set_index(DGR_COL)["benefit"].to_dict()
+        self.requests = allocate_requests({k: benefit.get(k, 0.0) for k in top}, per_rule)
+        frame["prompted"] = frame[DGR_COL].isin(top)
+        frame["requests"] = frame[DGR_COL].map(self.requests).fillna(0).astype(int)
+        self.benefits = frame
+        log.info(
+            "generation: %d of %d DGRs prompted, by expected benefit: %s",
+            len(top),
+            len(by_id),
+            ", ".join(
+                f"{r[DGR_COL]} ({r['train_rows']} rows, slope {r['slope']:.2f}, "
+                f"{r['requests']} requests)"
+                for r in frame[frame["prompted"]].to_dict("records")
+            ),
         )
 
     def _blocks(self) -> list[ExampleBlock]:
@@ -547,7 +714,7 @@ class Generator:
                 budget=self.gcfg.prompt_token_budget,
             )
             schema = self._row_schema(q.rule)
-            for rep in range(self.gcfg.requests_per_rule):
+            for rep in range(self.requests.get(q.dgr_id, self.gcfg.requests_per_rule)):
                 rid = f"{q.dgr_id}|r{rnd}|q{q.index}|s{rep}"
                 items.append((rid, messages, schema))
                 extra_dgr.append(q.dgr_id)
@@ -604,10 +771,10 @@ class Generator:
             self.budget_exhausted = True
 
     def _interp_rows(self, questions: Sequence[Question], rnd: int) -> pd.DataFrame:
-        n = self.gcfg.rows_per_request * self.gcfg.requests_per_rule
         train = self.sample_pd[self.sample_pd[SPLIT_COL] == TRAIN]
         parts = []
         for q in questions:
+            n = self.gcfg.rows_per_request * self.requests.get(q.dgr_id, 1)
             rows = interpolate(
                 train[train[DGR_COL] == q.dgr_id][list(self.columns)],
                 q.rule,
@@ -782,6 +949,7 @@ class Generator:
                     cand=(CANDIDATE_COL, "first"), n=(ARM_COL, "size")
                 )
                 stats.groups = len(arms)
+                stats.label_rejected = int(scored[ARM_COL].str.endswith(".rejected").sum())
                 stats.candidate_arms = int(arms["cand"].sum())
                 stats.rows_in_candidates = int(arms.loc[arms["cand"], "n"].sum())
             stats.refined_rules_used = sum(1 for q in questions if q.index > 0)
@@ -822,6 +990,7 @@ class Generator:
             generator=self.gcfg.generator,
             budget_exhausted=self.budget_exhausted,
             prompts=list(self.prompts),
+            benefits=self.benefits,
         )
 
 

@@ -284,9 +284,12 @@ class ReportInputs:
     arm_gains: Mapping[str, float] | None = None  # arm id -> validation gain at generation
     selection_trace: Sequence[Mapping[str, Any]] | None = None  # one mapping per step
     errors: Mapping[str, float] | None = None  # setting -> test error (decision tree)
-    utility: Mapping[str, float] | None = None  # the paper protocol's flat numbers
+    utility: Mapping[str, float] | None = None  # flat utility numbers (`Utility.metrics()`)
     nothing_kept: str | None = None  # why no synthetic row was kept (None: rows were kept)
     task: str | None = None
+    error_label: str | None = None  # what the `errors` numbers are, e.g. "Brier score (tree)"
+    gains: Sequence[Mapping[str, Any]] | None = None  # `Gain.to_dict()` per effect
+    headline: str | None = None  # one sentence on the utility, shown first
 
     @property
     def utility_numbers(self) -> Mapping[str, float] | None:
@@ -300,6 +303,8 @@ class ReportInputs:
 
     @property
     def error_name(self) -> str:
+        if self.error_label:
+            return self.error_label
         return "mean squared error" if self.task_name == "regression" else "error rate"
 
     @property
@@ -357,36 +362,11 @@ def headlines(inp: ReportInputs) -> list[Headline]:
         out.append(
             Headline("synthetic rows kept", "0", "poor", "none", note="see why above", bar=False)
         )
-    errs = inp.errors or {}
-    before, after = errs.get("no partition"), errs.get("DATE")
-    if _is_number(before) and _is_number(after):
-        assert before is not None and after is not None
-        n_test = util.get("test_rows")
-        on = f" on {_count(n_test)} test rows" if _is_number(n_test) else ""
-        if after < before:
-            verdict, vt = "good", "lower"
-        elif after > before:
-            verdict, vt = "poor", "higher"
-        else:
-            verdict, vt = "n/a", "no change"
-        digits = 4 if inp.task_name != "regression" else 2
-        middle = errs.get("partition only")
-        per_rule = (
-            f"a tree per rule {middle:.{digits}f}, "
-            if middle is not None and _is_number(middle)
-            else ""
-        )
-        out.append(
-            Headline(
-                f"test {inp.error_name}, decision tree (DATE)",
-                f"{after:.{digits}f}",
-                verdict,
-                vt,
-                note=f"one tree {before:.{digits}f}, {per_rule}a tree per rule with the kept rows "
-                f"{after:.{digits}f}{on}; lower is better",
-                bar=False,
-            )
-        )
+    if inp.gains:  # with no kept row the synthetic gains are 0 by construction: not news
+        shown = [g for g in inp.gains if r is not None or "synthetic" not in str(g.get("name"))]
+        out += [_gain_headline(g) for g in shown]
+    else:
+        out += _error_headline(inp, util)
     if r is None:
         return out
     f, p, v = r.fidelity, r.privacy, r.validity
@@ -465,6 +445,61 @@ def headlines(inp: ReportInputs) -> list[Headline]:
             )
         )
     return out
+
+
+def _gain_headline(g: Mapping[str, Any]) -> Headline:
+    """One utility effect: relative loss change with its interval; a verdict only when the
+    interval excludes zero (anything else is noise)."""
+    before, after = float(g.get("before", math.nan)), float(g.get("after", math.nan))
+    low, high = float(g.get("low", math.nan)), float(g.get("high", math.nan))
+    sig = int(g.get("significant", 0) or 0)
+    scale = before if before > 0 else 1.0
+    change = -(before - after) / scale  # negative: the loss went down
+    verdict, vt = {1: ("good", "better"), -1: ("poor", "worse")}.get(sig, ("n/a", "within noise"))
+    rows = g.get("rows")
+    on = f" on {_count(rows)} test rows" if _is_number(rows) else ""
+    text = f"{100 * change:+.1f}%" if math.isfinite(change) else "n/a"
+    return Headline(
+        str(g.get("name", "gain")),
+        text,
+        verdict if rows else "n/a",
+        vt if rows else "no test rows",
+        note=f"loss {before:.4g} -> {after:.4g}{on}; 95% interval of the change "
+        f"[{-100 * high / scale:+.1f}%, {-100 * low / scale:+.1f}%]; below 0 is better, and "
+        f"only an interval that excludes 0 counts",
+        bar=False,
+    )
+
+
+def _error_headline(inp: ReportInputs, util: Mapping[str, float]) -> list[Headline]:
+    """Without measured gains: DATE's test error against one model, numbers only."""
+    errs = inp.errors or {}
+    before, after = errs.get("no partition"), errs.get("DATE")
+    if not (_is_number(before) and _is_number(after)):
+        return []
+    assert before is not None and after is not None
+    n_test = util.get("test_rows")
+    on = f" on {_count(n_test)} test rows" if _is_number(n_test) else ""
+    if after < before:
+        verdict, vt = "good", "lower"
+    elif after > before:
+        verdict, vt = "poor", "higher"
+    else:
+        verdict, vt = "n/a", "no change"
+    digits = 4 if inp.task_name != "regression" else 2
+    middle = errs.get("partition only")
+    per_rule = f"a model per rule {middle:.{digits}f}, " if _is_number(middle) else ""
+    return [
+        Headline(
+            f"test {inp.error_name} (DATE)",
+            f"{after:.{digits}f}",
+            verdict,
+            vt,
+            note=f"one model {before:.{digits}f}, {per_rule}a model per rule with the kept rows "
+            f"{after:.{digits}f}{on}; lower is better",
+            bar=False,
+        )
+    ]
 
 
 def _scale_css(h: Headline) -> str:
@@ -556,21 +591,37 @@ def _errors_section(inp: ReportInputs) -> Section | None:
     return Section("errors", "Error before and after", body)
 
 
-_SETTINGS = ("no_partition", "partition_only", "date", "relative_reduction")
+_SETTINGS = ("no_partition", "partition_only", "date", "global_synthetic", "relative_reduction")
+_GAIN_COLUMNS = ("gain", "relative", "low", "high", "significant")
+
+
+def _utility_cell(column: str, v: float | None) -> str:
+    if v is None:
+        return ""
+    if column in ("relative", "relative_reduction"):
+        return _fmt(v, pct=True)
+    if column == "significant":
+        return {1: "better", -1: "worse"}.get(int(v), "no") if _is_number(v) else "n/a"
+    return _fmt(v)
 
 
 def _utility_section(inp: ReportInputs) -> Section | None:
+    """The flat utility numbers as tables: `group.column` keys, one table per set of columns
+    (losses per variant; gains with their interval), counts as a line."""
     util = inp.utility_numbers
     if not util:
         return None
     counts = {k: v for k, v in util.items() if "." not in k}
-    models: dict[str, dict[str, float]] = {}
+    groups: dict[str, dict[str, float]] = {}
     for k, v in util.items():
         if "." in k:
-            model, setting = k.split(".", 1)
-            models.setdefault(model, {})[setting] = v
-    settings = [s for s in _SETTINGS if any(s in m for m in models.values())]
-    extra = sorted({s for m in models.values() for s in m} - set(settings))
+            group, column = k.split(".", 1)
+            groups.setdefault(group, {})[column] = v
+    order = {c: i for i, c in enumerate((*_SETTINGS, *_GAIN_COLUMNS))}
+    tables: dict[tuple[str, ...], list[str]] = {}
+    for group, vals in groups.items():
+        cols = tuple(sorted(vals, key=lambda c: (order.get(c, len(order)), c)))
+        tables.setdefault(cols, []).append(group)
     body = ""
     if counts:
         body += (
@@ -578,24 +629,21 @@ def _utility_section(inp: ReportInputs) -> Section | None:
             + ", ".join(f"{_e(k.replace('_', ' '))}: {_count(v)}" for k, v in counts.items())
             + "</p>"
         )
-    if models:
-        cols = [*settings, *extra]
-
-        def show(setting: str, v: float | None) -> str:
-            if v is None:
-                return ""
-            return _fmt(v, pct=True) if setting == "relative_reduction" else _fmt(v)
-
+    for cols, names in tables.items():
         body += _table(
-            ["model", *[c.replace("_", " ") for c in cols]],
-            [(m, *[show(c, vals.get(c)) for c in cols]) for m, vals in models.items()],
+            ["", *[c.replace("_", " ") for c in cols]],
+            [
+                (g.replace("_", " "), *[_utility_cell(c, groups[g].get(c)) for c in cols])
+                for g in names
+            ],
             "utility",
             numeric=[False, *[True] * len(cols)],
         )
-        body += (
-            f"<p class='note'>Test {_e(inp.error_name)} (lower is better); relative reduction = "
-            f"(no partition - DATE) / no partition, higher is better.</p>"
-        )
+    body += (
+        f"<p class='note'>Losses: test {_e(inp.error_name)}, lower is better. Gains: loss "
+        "before minus after (above 0 is better) with the low and high end of its interval; "
+        "relative = gain / loss before.</p>"
+    )
     return Section("utility", "Utility", body)
 
 
@@ -867,7 +915,7 @@ SECTIONS: tuple[SectionBuilder, ...] = (
 
 
 def _banners(inp: ReportInputs) -> str:
-    out = ""
+    out = f"<p class='headline-text'>{_e(inp.headline)}</p>" if inp.headline else ""
     if inp.nothing_kept is not None:
         out += (
             "<div class='banner stop' id='nothing-kept'><b>No synthetic row was kept.</b>"
@@ -920,6 +968,9 @@ def render_html(
     utility: Mapping[str, float] | None = None,
     nothing_kept: str | None = None,
     task: str | None = None,
+    error_label: str | None = None,
+    gains: Sequence[Mapping[str, Any]] | None = None,
+    headline: str | None = None,
     extra_sections: Sequence[Section] = (),
 ) -> str:
     """The report page as a string (see `render_report`). `result` is None when no synthetic row
@@ -934,6 +985,9 @@ def render_html(
         utility,
         nothing_kept if nothing_kept is not None or result is not None else "nothing to evaluate",
         task,
+        error_label,
+        gains,
+        headline,
     )
     sections = [s for s in (b(inp) for b in SECTIONS) if s is not None] + list(extra_sections)
     body = "\n".join(
@@ -964,9 +1018,12 @@ def render_markdown(
     errors: Mapping[str, float] | None = None,
     utility: Mapping[str, float] | None = None,
     nothing_kept: str | None = None,
+    headline: str | None = None,
 ) -> str:
     """A few lines for a PR comment, a run summary or a notebook."""
     lines = ["# Evaluation summary", ""]
+    if headline:
+        lines += [headline, ""]
     if result is None:
         lines.append(f"- no synthetic row was kept: {nothing_kept or 'nothing to evaluate'}")
         if errors:
@@ -1041,6 +1098,9 @@ def render_report(
     utility: Mapping[str, float] | None = None,
     nothing_kept: str | None = None,
     task: str | None = None,
+    error_label: str | None = None,
+    gains: Sequence[Mapping[str, Any]] | None = None,
+    headline: str | None = None,
     extra_sections: Sequence[Section] = (),
 ) -> ReportPaths:
     """Write the HTML report, the Markdown summary and the numbers as JSON into `out_dir`.
@@ -1063,11 +1123,20 @@ def render_report(
             utility=utility,
             nothing_kept=nothing_kept,
             task=task,
+            error_label=error_label,
+            gains=gains,
+            headline=headline,
             extra_sections=extra_sections,
         )
         paths.html.write_text(page, encoding="utf-8")
         paths.markdown.write_text(
-            render_markdown(result, errors=errors, utility=utility, nothing_kept=nothing_kept),
+            render_markdown(
+                result,
+                errors=errors,
+                utility=utility,
+                nothing_kept=nothing_kept,
+                headline=headline,
+            ),
             encoding="utf-8",
         )
         data: dict[str, Any] = (

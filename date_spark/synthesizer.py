@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +25,21 @@ from pyspark.sql import functions as F
 
 from date_spark import io, output
 from date_spark.config import Config
-from date_spark.discovery import Discovery, discover, make_model
+from date_spark.discovery import Discovery, discover
 from date_spark.errors import DateSparkError, Interrupted
 from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.logs import Heartbeat
+from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
-from date_spark.runs import Run, open_run, start_run
+from date_spark.runs import Run, open_run, start_run, write_json_atomic
 from date_spark.schema import TableSchema, column_specs
-from date_spark.selection import Arm, PartitionedEvaluator, Selection, select
+from date_spark.selection import Arm, Confirmation, CrossFitEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker
+from date_spark.utility import Utility
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,8 @@ class DateSynthesizer:
         if not hasattr(self, "data_"):
             self.prepare(df)
         cfg = self.config
-        non_test = self.data_.where(F.col(SPLIT_COL) != TEST)
+        # Discovery sees the training split only: the validation split is the confirmation's.
+        train = self.data_.where(F.col(SPLIT_COL) == TRAIN)
 
         with self._timed("discovery"):
             path = run.stage_dir("discovery") / "discovery.json" if run else None
@@ -129,7 +132,7 @@ class DateSynthesizer:
                 log.info("discovery: loaded %d rules from %s", len(self.rules_.dgrs), path)
             else:
                 self.rules_ = discover(
-                    non_test, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
+                    train, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
                 )
                 if run and path:
                     self.rules_.save(path)
@@ -202,22 +205,39 @@ class DateSynthesizer:
         self.partition_sample_ = gen.sample_pd
         return result
 
-    def _partitions(self) -> list[SelPartition]:
+    def _evaluators(self, cfg: Config) -> tuple[CrossFitEvaluator, CrossFitEvaluator]:
+        """The screening evaluator (each partition's training rows, cross-fitted) and the
+        confirmation evaluator (its validation rows, cross-fitted with the training rows always
+        in training). Cached per model setting: `select()` reruns reuse their fits."""
+        sel = cfg.selection
+        key = (sel.model, sel.loss, sel.folds, sel.model_max_depth)
+        cache: dict[Any, tuple[CrossFitEvaluator, CrossFitEvaluator]] = self.__dict__.setdefault(
+            "_evaluator_cache", {}
+        )
+        if key in cache:
+            return cache[key]
         sample = getattr(self, "partition_sample_", None)
         if sample is None:
             sample = self._resample()
-        parts = []
+            self.partition_sample_ = sample
+        screen, confirm = [], []
         for d in self.rules_.dgrs:
-            g = sample[sample[DGR_COL] == str(d.rule_id)]
-            parts.append(
-                SelPartition(
-                    str(d.rule_id),
-                    d.rule,
-                    g[g[SPLIT_COL] == TRAIN].drop(columns=[DGR_COL, SPLIT_COL]),
-                    g[g[SPLIT_COL] == VALIDATION].drop(columns=[DGR_COL, SPLIT_COL]),
-                )
-            )
-        return parts
+            g = sample[sample[DGR_COL] == str(d.rule_id)].drop(columns=[DGR_COL])
+            train = g[g[SPLIT_COL] == TRAIN].drop(columns=[SPLIT_COL])
+            valid = g[g[SPLIT_COL] == VALIDATION].drop(columns=[SPLIT_COL])
+            screen.append(SelPartition(str(d.rule_id), d.rule, train))
+            confirm.append(SelPartition(str(d.rule_id), d.rule, valid, fixed=train))
+        model = ModelSpec.for_table(sel, self.schema_, self.rules_.encoder, seed=cfg.seed)
+        common: dict[str, Any] = {
+            "target": self.schema_.target,
+            "encode": self.rules_.encoder.transform,
+            "model": model,
+            "folds": sel.folds,
+            "seed": cfg.seed,
+        }
+        pair = (CrossFitEvaluator(screen, **common), CrossFitEvaluator(confirm, **common))
+        cache[key] = pair
+        return pair
 
     def _resample(self) -> pd.DataFrame:
         """The capped per-DGR sample, recomputed (on resume after generation)."""
@@ -245,25 +265,13 @@ class DateSynthesizer:
 
     def _select(self, cfg: Config | None = None) -> Selection:
         cfg = cfg or self.config
-        if (
-            not self.rules_.dgrs
-            or not len(self.generation_.arms)
-            or not bool(self.generation_.arms["candidate"].any())
-        ):
-            # Nothing to choose from (no rule, or no group that helped): keep nothing, cleanly.
-            reason = "no rule found" if not self.rules_.dgrs else "no candidate arm"
-            return Selection(
-                [],
-                pd.DataFrame(columns=[*self.schema_.names, "_date_arm"]),
-                [],
-                float("nan"),
-                float("nan"),
-                cfg.selection.strategy,
-                reason,
-            )
+        empty = pd.DataFrame(columns=[*self.schema_.names, "_date_arm"])
+        if not self.rules_.dgrs:
+            return Selection([], empty, [], float("nan"), float("nan"), cfg.selection.strategy,
+                             "no rule found")  # fmt: skip
         rows = self.generation_.rows
         arms_pd = self.generation_.arms
-        cands = arms_pd[arms_pd["candidate"]] if len(arms_pd) else arms_pd
+        cands = arms_pd[arms_pd["candidate"].astype(bool)] if len(arms_pd) else arms_pd
         kinds = self.schema_.kinds
         arms = []
         for rec in cands.to_dict("records"):
@@ -278,46 +286,68 @@ class DateSynthesizer:
                     gain=float(rec["gain"]),
                 )
             )
-        encoder = self.rules_.encoder
-        depth = cfg.discovery.model_max_depth
-        evaluator = PartitionedEvaluator(
-            self._partitions(),
-            target=self.schema_.target,
-            task=self.schema_.task,  # type: ignore[arg-type]
-            encode=encoder.transform,
-            model_factory=lambda: make_model(
-                "decision_tree", self.schema_.task, encoder, max_depth=depth, seed=cfg.seed
-            ),
+        screen, confirm = self._evaluators(cfg)
+        result = select(arms, screen, cfg.selection, kinds=kinds, seed=cfg.seed, confirm=confirm)
+        if not arms:
+            result.stop_reason = "no candidate arm (no generated group lowered the screening loss)"
+        if result.rows.empty:
+            result.rows = empty
+        return result
+
+    def utility(self, selection: Selection | None = None) -> Utility:
+        """The test-split utility of `selection` (default: the fitted one): partition gain and
+        synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
+        test rows are kept, so comparing several selections collects them once."""
+        from date_spark.utility import collect, utility
+
+        if not hasattr(self, "rules_"):
+            raise DateSparkError("utility() needs a fitted synthesizer: call fit() first")
+        cfg = self.config
+        sel = selection if selection is not None else self.selection_
+        if not hasattr(self, "_utility_rows"):
+            self._utility_rows = collect(
+                self.data_, self.schema_, max_rows=cfg.evaluation.max_rows, seed=cfg.seed
+            )
+        train, test = self._utility_rows
+        model = ModelSpec.for_table(
+            cfg.selection, self.schema_, self.rules_.encoder, seed=cfg.seed,
+            kind=cfg.evaluation.model,
+        )  # fmt: skip
+        return utility(
+            train,
+            test,
+            {str(d.rule_id): d.rule for d in self.rules_.dgrs},
+            sel.rows,
+            self.schema_,
+            self.rules_.encoder.transform,
+            model,
+            resamples=cfg.evaluation.bootstrap,
+            confidence=cfg.evaluation.confidence,
             seed=cfg.seed,
         )
-        return select(arms, evaluator, cfg.selection, kinds=kinds, seed=cfg.seed)
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
-        """The paper's utility protocol plus fidelity, privacy and validity of the kept rows;
-        the report goes under the run, beside a path output, and into MLflow. With no kept row
-        the report still exists and says why."""
-        from date_spark.evaluation import evaluate, paper_utility
+        """The test-split utility plus fidelity, privacy and validity of the kept rows; the
+        report goes under the run, beside a path output, and into MLflow. With no kept row the
+        report still exists and says why."""
+        from date_spark.evaluation import evaluate
         from date_spark.report import render_report
 
         cfg = self.config
         names = self.schema_.names
         kept = self.selection_.n_rows
         log.info(
-            "evaluation: test error of a global and a partitioned model, without and with the "
-            "%d kept rows (decision tree, gradient boosting)",
+            "evaluation: test-split loss without partitions, with a model per rule, and with the "
+            "%d kept rows (bootstrap intervals)",
             kept,
         )
-        utility = paper_utility(
-            self.data_,
-            {str(d.rule_id): d.rule for d in self.rules_.dgrs},
-            self.selection_.rows,
-            self.schema_,
-            self.rules_.encoder.transform,
-            seed=cfg.seed,
-        )
-        self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in utility.items()}
+        self.utility_ = self.utility()
+        metrics = self.utility_.metrics()
+        self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in metrics.items()}
         out_dir = run.stage_dir("evaluation")
-        summary: dict[str, Any] = {"utility": utility}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "utility.json", self.utility_.to_dict())
+        summary: dict[str, Any] = {"utility": self.utility_.to_dict()}
         result = None
         if kept:
             split = F.col(SPLIT_COL)
@@ -339,14 +369,15 @@ class DateSynthesizer:
                 train=train,
                 rule_column="_date_rule",
             )
-            result.utility = utility
+            result.utility = metrics
             self.evaluation_metrics_.update(result.metrics())
         log.info("evaluation: writing the report")
         arms = self.arms_
         errors = {
-            "no partition": utility.get("decision_tree.no_partition", float("nan")),
-            "partition only": utility.get("decision_tree.partition_only", float("nan")),
-            "DATE": utility.get("decision_tree.date", float("nan")),
+            "no partition": self.utility_.losses["no_partition"],
+            "partition only": self.utility_.losses["partition_only"],
+            "DATE": self.utility_.losses["date"],
+            "global + synthetic": self.utility_.losses["global_synthetic"],
         }
         paths = render_report(
             result,
@@ -363,67 +394,86 @@ class DateSynthesizer:
             if self.selection_.trace
             else None,
             errors=errors,
-            utility=utility,
-            nothing_kept=None if kept else self.why_nothing_kept(),
+            error_label=f"{self.utility_.loss_name} ({self.utility_.model})",
+            gains=[g.to_dict() for g in self.utility_.gains()],
+            headline=self.utility_.headline(),
+            utility=metrics,
+            nothing_kept=None if kept else self.kept_text().removeprefix("kept 0 rows: "),
             task=self.schema_.task,
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
             beside.mkdir(parents=True, exist_ok=True)
             for p in (paths.html, paths.markdown, paths.json):
-                if p.exists():
-                    (beside / p.name).write_bytes(p.read_bytes())
+                (beside / p.name).write_bytes(p.read_bytes())
         summary["html"] = str(paths.html.resolve())
         if result is not None:
             summary["fidelity"] = result.metrics().get("fidelity.overall")
         return summary
 
-    def why_nothing_kept(self) -> str:
-        """One sentence for the summary and the report when no synthetic row was kept."""
-        if not self.rules_.dgrs:
-            return (
-                "discovery found no rule whose model meets the error threshold, so there was "
-                "nothing to generate for (a larger discovery.rho accepts coarser rules)"
-            )
-        arms = self.arms_
-        if not len(arms):
-            return (
-                "generation produced no valid row (see the generation stage's rejected counts "
-                "in the run manifest); check the endpoint and llm.model"
-            )
-        cands = int(arms["candidate"].sum())
-        if not cands:
-            which = (
-                "the only group of generated rows did not"
-                if len(arms) == 1
-                else f"none of the {len(arms)} groups of generated rows"
-            )
-            return f"{which} lower its partition's validation error, so no arm reached selection"
-        sel = self.config.selection
-        stop = self.selection_.stop_reason
-        if "significantly" in stop:
-            corr = (
-                f", Bonferroni-corrected for the {cands} arms tried"
-                if sel.multiple_testing == "bonferroni" and cands > 1
-                else ""
-            )
-            return (
-                f"{cands} candidate arm{'s' if cands != 1 else ''} tested; none lowered "
-                f"validation error significantly (z > {sel.min_z:g}{corr}); selection.min_z: 0 "
-                f"keeps any strict improvement, as the paper does"
-            )
-        return f"selection ({self.selection_.strategy}) kept no row: {stop}"
-
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
-        return {
+        out: dict[str, Any] = {
             "strategy": s.strategy,
+            "screened_arms": len(s.screened),
             "selected_arms": len(s.selected),
             "rows": s.n_rows,
             "baseline": s.baseline,
             "best_score": s.best_score,
             "stop_reason": s.stop_reason,
+            "kept": self.kept_text(),
         }
+        c = s.confirmation
+        if c is not None:
+            out.update(
+                confirmation_z=c.z,
+                confirmation_passed=c.passed,
+                confirmation_rows=c.rows,
+                confirmation_gain=c.gain,
+                mde=c.mde,
+                mde_relative=c.mde_relative,
+                partitions=[asdict(p) for p in c.partitions],
+            )
+        return out
+
+    def _power_metrics(self) -> dict[str, float]:
+        """Per-partition confirmation rows and minimum detectable effects, for MLflow."""
+        c = self.selection_.confirmation
+        if c is None:
+            return {}
+        out: dict[str, float] = {}
+        for p in c.partitions:
+            out[f"{p.key}.confirmation_rows"] = float(p.rows)
+            out[f"{p.key}.mde"] = p.mde
+            out[f"{p.key}.mde_relative"] = p.mde_relative
+        return out
+
+    def kept_text(self) -> str:
+        """One line: what was kept and why, or why nothing was, with what the confirmation rows
+        could have shown."""
+        s = self.selection_
+        c = s.confirmation
+        power = f"; the confirmation could not see gains below: {c.power_text()}" if c else ""
+        if s.n_rows:
+            test = (
+                f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
+                f"{c.min_z:g} on {c.rows} confirmation rows"
+                if c is not None and c.tested and c.baseline_loss > 0
+                else "not confirmed (selection.confirm is off)"
+            )
+            return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
+        if not self.rules_.dgrs:
+            return "kept 0 rows: discovery found no rule"
+        if c is not None and c.tested and not c.passed:
+            why = (
+                f"the searched set ({len(s.screened)} arms) failed confirmation: z={c.z:.2f} <= "
+                f"{c.min_z:g} on {c.rows} rows"
+            )
+        elif not s.screened:
+            why = s.stop_reason or "no arm passed the screen"
+        else:
+            why = s.stop_reason
+        return f"kept 0 rows: {why}{power}"
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
@@ -473,6 +523,7 @@ class DateSynthesizer:
                 for r in self.generation_.rounds:
                     tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
                 tracker.metrics(self._selection_summary(), prefix="selection_")
+                tracker.metrics(self._power_metrics(), prefix="power.")
                 with self._timed("output"):
                     out = self.sample(run.run_id)
                     if cfg.output.mode == "augmented":
@@ -509,14 +560,16 @@ class DateSynthesizer:
                 f"continue with --resume {run.run_id})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
+        utility = getattr(self, "utility_", None)
         result.summary = {
+            "headline": utility.headline() if utility is not None else "",
+            "kept": self.kept_text(),
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
             "arms": len(self.arms_),
             "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
             "selected_arms": len(self.selection_.selected),
             "synthetic_rows": self.selection_.n_rows,
-            "nothing_kept": None if self.selection_.n_rows else self.why_nothing_kept(),
             "budget_exhausted": self.generation_.budget_exhausted,
             "seconds": dict(self.seconds_),
         }
@@ -528,23 +581,24 @@ def _save_selection(sel: Selection, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     sel.rows.to_parquet(directory / "rows.parquet", index=False)
     sel.trace_frame().to_parquet(directory / "trace.parquet", index=False)
-    (directory / "selection.json").write_text(
-        json.dumps(
-            {
-                "selected": sel.selected,
-                "best_score": sel.best_score,
-                "baseline": sel.baseline,
-                "strategy": sel.strategy,
-                "stop_reason": sel.stop_reason,
-                "evaluations": sel.evaluations,
-            },
-            indent=2,
-        )
+    write_json_atomic(
+        directory / "selection.json",
+        {
+            "selected": sel.selected,
+            "screened": sel.screened,
+            "best_score": sel.best_score,
+            "baseline": sel.baseline,
+            "strategy": sel.strategy,
+            "stop_reason": sel.stop_reason,
+            "evaluations": sel.evaluations,
+            "confirmation": sel.confirmation.to_dict() if sel.confirmation else None,
+        },
     )
 
 
 def _load_selection(directory: Path) -> Selection:
     meta = json.loads((directory / "selection.json").read_text())
+    conf = meta.get("confirmation")
     return Selection(
         selected=meta["selected"],
         rows=pd.read_parquet(directory / "rows.parquet"),
@@ -554,4 +608,6 @@ def _load_selection(directory: Path) -> Selection:
         strategy=meta["strategy"],
         stop_reason=meta["stop_reason"],
         evaluations=meta["evaluations"],
+        screened=list(meta.get("screened", meta["selected"])),
+        confirmation=Confirmation.from_dict(conf) if conf else None,
     )

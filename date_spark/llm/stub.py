@@ -213,11 +213,13 @@ def default_rows(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str,
     return (rows + last)[:n]
 
 
-def planted_rows(target: str = "y", harmful_regimes: frozenset[int] = frozenset()) -> RowFactory:
-    """A row factory for the planted-regime table (`date_spark.datasets.planted_regimes`): the
-    stub's rule-satisfying rows labelled by the planted relation, so they help, except in
-    `harmful_regimes`, where the label is flipped, so they hurt. Refinement requests get no rules
-    back (the DGRs stay as discovered)."""
+def planted_rows(
+    target: str = "y", harmful_regimes: frozenset[int] = frozenset(), segment: bool = False
+) -> RowFactory:
+    """A row factory for the planted-regime table (`date_spark.datasets.planted_regimes`, with
+    its thin segment R5 when `segment`): the stub's rule-satisfying rows labelled by the planted
+    relation, so they help, except in `harmful_regimes`, where the label is flipped, so they
+    hurt. Refinement requests get no rules back (the DGRs stay as discovered)."""
     from date_spark.datasets import planted_truth
 
     def factory(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -225,9 +227,10 @@ def planted_rows(target: str = "y", harmful_regimes: frozenset[int] = frozenset(
         if set(props) == {"rule"}:
             return []
         rows = default_rows(schema, body)
-        if not rows or not all(f"x{i}" in rows[0] for i in range(7)) or "c0" not in rows[0]:
+        need = range(8 if segment else 7)
+        if not rows or not all(f"x{i}" in rows[0] for i in need) or "c0" not in rows[0]:
             return rows
-        truth = planted_truth(pd.DataFrame(rows))
+        truth = planted_truth(pd.DataFrame(rows), segment=segment)
         for r, g, y in zip(rows, truth["regime"], truth["label"], strict=True):
             r[target] = int(1 - y if int(g) in harmful_regimes else y)
         return rows
