@@ -189,7 +189,7 @@ def test_headlines_carry_a_scale_and_a_verdict(
     assert (
         page.cards["privacy"] == "good" and page.cards["exact copies of a training row"] == "good"
     )
-    assert page.cards["test error rate, decision tree (DATE)"] == "good"  # 0.2086 < 0.2899
+    assert page.cards["test error rate (DATE)"] == "good"  # 0.2086 < 0.2899
     assert page.cards["fidelity (overall)"] in {"good", "fair", "poor"}
     text = "".join(page.text)
     assert "0 unlike the real data" in text and "1 same distributions" in text
