@@ -69,6 +69,9 @@ class DiscoveryConfig(_Section):
     model: the per-DGR model. "linear" (default: logistic / ridge regression) keeps the error
       threshold meaningful: a deep tree fits a union of two regimes as well as one regime, so its
       error cannot tell them apart (measured on the planted tables).
+    thin_min_rows: a candidate below the support floor (`min_rows`, `min_support`) with at least
+      this many training rows is kept as a *thin segment*: no model of its own (the global one
+      serves it), but generation prompts it and selection scores its rows; 0 drops them.
     split_target: what the splitting tree of a rejected candidate is fitted to. "residual"
       (default): the residuals of the candidate's own model, so splits fall where that model
       fails (regime boundaries); "label": the label itself, as in the authors' code.
@@ -78,6 +81,7 @@ class DiscoveryConfig(_Section):
     rho_mode: Literal["relative", "absolute", "variance"] = "relative"
     min_rows: int = Field(default=50, ge=2)
     min_support: float = Field(default=0.01, ge=0, lt=1)
+    thin_min_rows: int = Field(default=20, ge=0)
     max_conjunction_length: int = Field(default=4, ge=1, le=16)
     max_candidates_per_level: int = Field(default=50, ge=2)
     max_levels: int = Field(default=12, ge=1)
@@ -106,6 +110,24 @@ class DiscoveryConfig(_Section):
 
 
 class GenerationConfig(_Section):
+    """Algorithm 2 (generation). `date_spark/generation.py` documents the semantics.
+
+    max_rules: how many DGRs are prompted: those with the largest expected benefit (the learning
+      curve of their model: loss with half vs all of their rows), not the largest. Requests per
+      round (`requests_per_rule` on average) go to them in proportion to that benefit.
+    own_rows: real rows of the question's own partition shown first in its prompt (the prompt
+      budget shrinks everything else first); example_rows: rows of each other example block.
+    prompt_token_budget: a hard limit per prompt (estimated at 3 characters per token). 4,000
+      shows 8 own rows up to about 55 columns (measured: 730 tokens at 8 columns, 1,500 at 20,
+      3,530 at 50; `benchmarks/prompt_budget.py`); the embedded local model gets at most
+      `llm.local.n_ctx - llm.max_tokens`.
+    min_arm_rows: tree paths holding fewer generated rows are pooled per question: an arm of one
+      or two rows moves the loss by less than the refit noise.
+    label_check: a teacher (the selection model trained on the partition) sets apart ("filter",
+      counted as a `.rejected` arm) or relabels ("relabel") generated rows whose label it
+      contradicts with probability `label_check_confidence`; "off" keeps them.
+    """
+
     generator: Literal["llm", "interpolation"] = "llm"
     iterations: int = Field(default=3, ge=1, le=10)
     rows_per_request: int = Field(default=10, ge=1, le=200)
@@ -113,7 +135,8 @@ class GenerationConfig(_Section):
     max_rules: int = Field(default=20, ge=1)
     example_blocks: int = Field(default=10, ge=0)
     example_rows: int = Field(default=8, ge=0)
-    prompt_token_budget: int = Field(default=1500, ge=256)
+    own_rows: int = Field(default=8, ge=0)
+    prompt_token_budget: int = Field(default=4000, ge=256)
     temperature: float = Field(default=0.7, ge=0, le=2)
     mask_categoricals: bool = False
     sensitive_columns: tuple[str, ...] = ()

@@ -244,6 +244,18 @@ class LevelStats:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Thin:
+    """A region the search dropped because it holds fewer training rows than the support floor
+    (`min_rows`, `min_support`) but at least `thin_min_rows`: served by the global model, and
+    still a segment where generated rows may help (generation prompts it, selection scores it in
+    the rest partition)."""
+
+    rule_id: str
+    rule: Rule
+    support: int
+
+
 class Discovery:
     """What `discover` found: DGRs with their models, the global model and the search's record."""
 
@@ -265,8 +277,10 @@ class Discovery:
         n_rows: int,
         stats: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        thin: Sequence[Thin] = (),
     ) -> None:
         self.dgrs = dgrs
+        self.thin: list[Thin] = list(thin)
         self.parts = parts
         self.models = models
         self.global_model = global_model
@@ -399,6 +413,10 @@ class Discovery:
                 for p in self.parts
             ],
             "levels": [asdict(s) for s in self.levels],
+            "thin": [
+                {"rule_id": t.rule_id, "rule": t.rule.to_json(), "support": t.support}
+                for t in self.thin
+            ],
             "stats": _jsonable(self.stats),
             "config": _jsonable(self.config),
         }
@@ -451,6 +469,10 @@ class Discovery:
             n_rows=int(d.get("n_rows", 0)),
             stats=d.get("stats"),
             config=d.get("config"),
+            thin=[
+                Thin(str(t["rule_id"]), Rule.from_json(t["rule"], kinds), int(t["support"]))
+                for t in d.get("thin", [])
+            ],
         )
 
     @staticmethod
@@ -1133,6 +1155,7 @@ class _Search:
         self.queued: set[Conjunction] = set()
         self.seen: set[Conjunction] = set()
         self.accepted: list[Conjunction] = []
+        self.thin: list[tuple[Conjunction, int]] = []  # dropped below the support floor
         # accepted conjunction -> (model key, count, error, level, shared); model key is an int
         # (existing model id) or ("new", level, cand index) until the level is resolved.
         self.records: list[dict[str, Any]] = []
@@ -1403,6 +1426,8 @@ class _Search:
             self.seen.add(c.conj)
             if n >= self.min_support:
                 live.append((c, n))
+            elif n >= max(1, self.cfg.thin_min_rows):
+                self.thin.append((c.conj, n))
         dropped = len(batch) - len(live)
         if not live:
             self._log(level, len(batch), 0, 0, 0, 0, 0, dropped, 0, 1, t)
@@ -1577,6 +1602,12 @@ class _Search:
                 "seconds": self._elapsed(),
             },
             config=self.cfg.model_dump(mode="json"),
+            thin=[
+                Thin(f"thin{i}", Rule((c,)), n)
+                for i, (c, n) in enumerate(sorted(self.thin, key=lambda t: (-t[1], t[0].to_text())))
+            ]
+            if self.cfg.thin_min_rows > 0
+            else [],
         )
         logger.info(
             "discovery done: %d DGRs (%d conjunctions, %d shared), %d trainings, coverage %.1f%%, "

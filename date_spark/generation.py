@@ -75,6 +75,9 @@ CANDIDATE_COL = "_date_candidate"
 PRED_COL = "_date_predicted"
 _ORDER_COL = "_date_order"
 _POOLED = -2  # the leaf id of pooled small paths
+REST = "_rest"  # the partition of rows no DGR covers (the global model's)
+GROUP_COL = "_date_group"  # the scoring partition of a generated row: its DGR, or REST
+FIXED_COL = "_date_fixed"  # sample rows trained on but never scored (the rest's covered rows)
 GENERATOR_COL = "_date_generator"
 META_FIELDS = [
     T.StructField(DGR_COL, T.StringType()),
@@ -218,7 +221,13 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
     if gen.empty:
         return pd.DataFrame(columns=out_cols)
     gen = spec.masker.unmask_frame(gen.reset_index(drop=True))
-    train = part[part[SPLIT_COL] == TRAIN].reset_index(drop=True)
+    is_fixed = (
+        part[FIXED_COL].fillna(False).astype(bool)
+        if FIXED_COL in part
+        else pd.Series(False, index=part.index)
+    )
+    train = part[(part[SPLIT_COL] == TRAIN) & ~is_fixed].reset_index(drop=True)
+    fixed_rows = part[(part[SPLIT_COL] == TRAIN) & is_fixed]
     rng = np.random.default_rng(spec.seed)
     for col in spec.sensitive:
         pool = train[col].dropna().to_numpy() if col in train and len(train) else np.array([None])
@@ -234,9 +243,11 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         gen[GENERATOR_COL] = spec.generator
         return gen[out_cols]
     x_tr, y_tr = enc.transform(train), enc.target(train)
+    # the rest partition is served by the global model: every covered row trains it too
+    fixed = (enc.transform(fixed_rows), enc.target(fixed_rows)) if len(fixed_rows) else None
     folds = fold_ids(train[list(spec.columns)], spec.folds, spec.seed)
-    base = crossfit_losses(spec.model, x_tr, y_tr, folds)
-    gen, rejected = _label_check(gen, x_tr, y_tr, base, spec)
+    base = crossfit_losses(spec.model, x_tr, y_tr, folds, fixed=fixed)
+    gen, rejected = _label_check(gen, x_tr, y_tr, base, spec, fixed)
     if gen.empty:
         return rejected[out_cols]
     x_gen, y_gen = enc.transform(gen), enc.target(gen)
@@ -336,7 +347,12 @@ def allocate_requests(benefit: Mapping[str, float], per_rule: int) -> dict[str, 
 
 
 def _label_check(
-    gen: pd.DataFrame, x_tr: np.ndarray, y_tr: np.ndarray, base: np.ndarray, spec: ScoringSpec
+    gen: pd.DataFrame,
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    base: np.ndarray,
+    spec: ScoringSpec,
+    fixed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Label hygiene: a teacher (the model, trained on the partition's training rows) flags
     generated rows whose label it contradicts with confidence `label_check_confidence`: for
@@ -350,6 +366,9 @@ def _label_check(
         return gen, empty
     from statistics import NormalDist
 
+    if fixed is not None:
+        x_tr = np.vstack([x_tr, fixed[0]])
+        y_tr = np.concatenate([np.asarray(y_tr, dtype=object), np.asarray(fixed[1], dtype=object)])
     teacher = spec.model.fit(x_tr, y_tr)
     x_gen, y_gen = spec.encoder.transform(gen), spec.encoder.target(gen)
     conf = spec.label_check_confidence
@@ -368,9 +387,9 @@ def _label_check(
         return gen, empty
     if spec.label_check == "relabel":
         gen = gen.copy()
-        fixed = pd.Series(better, index=gen.index)[flagged]
+        relabelled = pd.Series(better, index=gen.index)[flagged]
         gen[spec.target] = gen[spec.target].astype(object)
-        gen.loc[flagged, spec.target] = fixed.to_numpy()
+        gen.loc[flagged, spec.target] = relabelled.to_numpy()
         return _retype(gen, spec.target, spec.task), empty
     bad = gen[flagged].copy()
     qidx = bad[REQUEST_COL].astype(str).map(lambda r: r.split("|")[2] if "|" in r else "q0")
@@ -520,6 +539,17 @@ def _stratified_examples(
 
 
 @dataclass(frozen=True)
+class ThinSegment:
+    """A thin segment discovery left to the global model, prompted like a DGR; its rows are
+    scored in the rest partition."""
+
+    rule_id: str
+    rule: Rule
+    support: int
+    val_error: float = float("nan")
+
+
+@dataclass(frozen=True)
 class Question:
     dgr_id: str
     index: int
@@ -556,7 +586,14 @@ class Generator:
         if schema.target in sensitive:
             raise ConfigError("the target cannot be a sensitive column; remove it from the list")
         self.sensitive = sensitive
-        self.all_dgrs = sorted(discovery.dgrs, key=lambda d: (-d.support, str(d.rule_id)))
+        self.prompt_budget = prompt_budget(cfg)
+        thin = [
+            ThinSegment(t.rule_id, t.rule, int(t.support)) for t in getattr(discovery, "thin", [])
+        ]
+        self.thin_ids = {t.rule_id for t in thin}
+        self.all_dgrs: list[Any] = sorted(
+            [*discovery.dgrs, *thin], key=lambda d: (-d.support, str(d.rule_id))
+        )
         self.dgrs = self.all_dgrs[: self.gcfg.max_rules]  # re-ranked by benefit in prepare()
         self.requests = {str(d.rule_id): self.gcfg.requests_per_rule for d in self.dgrs}
         for d in self.all_dgrs:
@@ -569,7 +606,10 @@ class Generator:
         self.by_id = {str(d.rule_id): d for d in self.dgrs}
         self.benefits = pd.DataFrame()
         non_test = data.where(F.col(SPLIT_COL) != TEST)
-        self.routed = non_test.transform(route)
+        # rows no DGR covers form the rest partition (the global model's)
+        self.routed = non_test.transform(route).withColumn(
+            DGR_COL, F.coalesce(F.col(DGR_COL), F.lit(REST))
+        )
         self.columns = tuple(schema.names)
         self.input_fields = [data.schema[c] for c in self.columns]
 
@@ -577,8 +617,10 @@ class Generator:
     def prepare(self) -> None:
         # Every DGR is sampled (selection scores and reports all partitions); the top
         # `max_rules` by expected benefit are prompted.
-        ids = [str(d.rule_id) for d in self.all_dgrs]
-        sample = _partition_sample(self.routed, ids, self.gcfg.partition_sample_rows, self.cfg.seed)
+        ids = [str(d.rule_id) for d in self.all_dgrs if str(d.rule_id) not in self.thin_ids]
+        sample = _partition_sample(
+            self.routed, [*ids, REST], self.gcfg.partition_sample_rows, self.cfg.seed
+        )
         self.sample_sdf = sample.select(
             *[F.col(f"`{c}`") for c in self.columns], DGR_COL, SPLIT_COL
         )
@@ -597,8 +639,12 @@ class Generator:
             self.spark.createDataFrame(train, schema=self.sample_sdf.schema), self.schema
         )
         self.examples = _stratified_examples(
-            self.sample_pd, self.schema.target, self.gcfg.example_rows, self.cfg.seed
+            self._with_thin(self.sample_pd),
+            self.schema.target,
+            max(self.gcfg.example_rows, self.gcfg.own_rows),
+            self.cfg.seed,
         )
+        self.score_sdf = self._scoring_sample()
         masked_cols = {
             c: v
             for c, v in self.domains.items()
@@ -632,6 +678,43 @@ class Generator:
         )
         self._rank_by_benefit()
 
+    def _with_thin(self, sample: pd.DataFrame) -> pd.DataFrame:
+        """The sample plus, for each thin segment, its rows of the rest tagged with its id."""
+        rest = sample[sample[DGR_COL] == REST]
+        parts = [sample]
+        for d in self.all_dgrs:
+            if str(d.rule_id) in self.thin_ids and len(rest):
+                mine = rest[d.rule.mask(rest).to_numpy(dtype=bool)]
+                parts.append(mine.assign(**{DGR_COL: str(d.rule_id)}))
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else sample
+
+    def _scoring_sample(self) -> DataFrame:
+        """What the scoring UDF cogroups with: each partition's sampled rows under its own key,
+        and, under the rest's key, the covered training rows as fixed rows (the rest is served by
+        the global model, which every row trains)."""
+        pdf = self.sample_pd.copy()
+        pdf[GROUP_COL] = pdf[DGR_COL]
+        pdf[FIXED_COL] = False
+        covered = self.sample_pd[
+            (self.sample_pd[DGR_COL] != REST) & (self.sample_pd[SPLIT_COL] == TRAIN)
+        ]
+        if (self.sample_pd[DGR_COL] == REST).any() and len(covered):
+            cap = max(self.gcfg.partition_sample_rows, 20_000)
+            if len(covered) > cap:
+                covered = covered.sample(n=cap, random_state=self.cfg.seed).sort_index()
+            covered = covered.copy()
+            covered[GROUP_COL] = REST
+            covered[FIXED_COL] = True
+            pdf = pd.concat([pdf, covered], ignore_index=True)
+        schema = T.StructType(
+            [
+                *self.sample_sdf.schema.fields,
+                T.StructField(GROUP_COL, T.StringType()),
+                T.StructField(FIXED_COL, T.BooleanType()),
+            ]
+        )
+        return self.spark.createDataFrame(pdf, schema=schema)
+
     def _rank_by_benefit(self) -> None:
         """Learning curve per partition, in one grouped pandas UDF across the cluster; the
         `max_rules` DGRs with the largest expected benefit are prompted, with requests in
@@ -645,6 +728,24 @@ class Generator:
 
         frame = to_pandas(self.sample_sdf.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
         by_id = {str(d.rule_id): d for d in self.all_dgrs}
+        rest = frame[frame[DGR_COL] == REST]
+        if len(rest) and self.thin_ids:
+            # a thin segment is too small for a learning curve of its own: the rest's slope
+            slope = float(rest["slope"].iloc[0])
+            thin = pd.DataFrame(
+                [
+                    {
+                        DGR_COL: k,
+                        "train_rows": int(by_id[k].support),
+                        "loss": float(rest["loss"].iloc[0]),
+                        "loss_half": float(rest["loss_half"].iloc[0]),
+                        "slope": slope,
+                        "benefit": slope * float(np.log2(1 + added / max(1, by_id[k].support))),
+                    }
+                    for k in sorted(self.thin_ids)
+                ]
+            )
+            frame = pd.concat([frame, thin], ignore_index=True)
         frame = frame[frame[DGR_COL].isin(list(by_id))]
         frame["support"] = frame[DGR_COL].map(lambda k: int(by_id[k].support))
         frame = frame.sort_values(
@@ -671,21 +772,26 @@ class Generator:
             ),
         )
 
+    def _block(self, dgr_id: str, rows: int) -> ExampleBlock | None:
+        d = self.by_id.get(dgr_id)
+        examples = self.examples.get(dgr_id)
+        if d is None or examples is None:
+            return None
+        return ExampleBlock(
+            self.masker.rule(d.rule),
+            int(d.support),
+            float(d.val_error),
+            self.masker.frame(examples[self.prompt_columns].head(rows)),
+        )
+
     def _blocks(self) -> list[ExampleBlock]:
-        blocks = []
+        """Context blocks: the first `example_blocks` prompted DGRs (by expected benefit)."""
+        out = []
         for d in self.dgrs[: self.gcfg.example_blocks]:
-            rows = self.examples.get(str(d.rule_id))
-            if rows is None:
-                continue
-            blocks.append(
-                ExampleBlock(
-                    self.masker.rule(d.rule),
-                    int(d.support),
-                    float(d.val_error),
-                    self.masker.frame(rows[self.prompt_columns]),
-                )
-            )
-        return blocks
+            block = self._block(str(d.rule_id), self.gcfg.example_rows)
+            if block is not None:
+                out.append(block)
+        return out
 
     def _row_schema(self, rule: Rule) -> RowSchema:
         shown_domains = {
@@ -711,7 +817,10 @@ class Generator:
                 blocks=blocks,
                 target=self.masker.rule(q.rule),
                 n_rows=self.gcfg.rows_per_request,
-                budget=self.gcfg.prompt_token_budget,
+                budget=self.prompt_budget,
+                own=self._block(q.dgr_id, self.gcfg.own_rows),
+                feedback=self.feedback.get(q.dgr_id, []),
+                min_own_rows=self.gcfg.own_rows,
             )
             schema = self._row_schema(q.rule)
             for rep in range(self.requests.get(q.dgr_id, self.gcfg.requests_per_rule)):
@@ -722,6 +831,7 @@ class Generator:
                 extra_q.append(q.rule.dumps())
                 seeds.append((self.cfg.llm.seed or 0) + 1000 * rnd + 10 * q.index + rep)
                 self.prompts.append(messages[-1]["content"])
+            self._check_own_rows(messages[-1]["content"])
         stats.requests = len(items)
         if not items:
             return pd.DataFrame()
@@ -756,6 +866,25 @@ class Generator:
                 r[QRULE_COL] = rec[QRULE_COL]
                 rows.append(r)
         return _typed(pd.DataFrame(rows), self.schema)
+
+    def _check_own_rows(self, prompt: str) -> None:
+        """Warn once when the budget leaves fewer own-partition rows than `own_rows`."""
+        if getattr(self, "_own_rows_warned", False) or not self.gcfg.own_rows:
+            return
+        own = next((p for p in prompt.split("\n\n") if p.startswith("This partition:")), "")
+        shown = sum(1 for line in own.splitlines() if line.startswith("{"))
+        if shown < min(self.gcfg.own_rows, self.gcfg.example_rows or self.gcfg.own_rows):
+            self._own_rows_warned = True
+            log.warning(
+                "generation: a prompt budget of %d tokens shows only %d of %d real rows of the "
+                "question's own partition for this table (%d columns); raise "
+                "generation.prompt_token_budget (benchmarks/prompt_budget.py measures what it "
+                "takes)",
+                self.prompt_budget,
+                shown,
+                self.gcfg.own_rows,
+                len(self.prompt_columns),
+            )
 
     def _absorb(self, gstats: Any, stats: RoundStats) -> None:
         for k, v in gstats.as_metrics(prefix="").items():
@@ -797,6 +926,8 @@ class Generator:
         gen_fields = [f for f in self.input_fields if f.name not in self.sensitive] + META_FIELDS
         gen_schema = T.StructType(gen_fields)
         gen = generated.reindex(columns=[f.name for f in gen_fields])
+        gen[GROUP_COL] = gen[DGR_COL].where(~gen[DGR_COL].isin(list(self.thin_ids)), REST)
+        gen_schema = T.StructType([*gen_fields, T.StructField(GROUP_COL, T.StringType())])
         gen_sdf = self.spark.createDataFrame(gen, schema=gen_schema)
         out_schema = T.StructType(self.input_fields + META_FIELDS + ARM_FIELDS)
         spec = self.spec
@@ -808,13 +939,37 @@ class Generator:
             return score_groups(g, p, spec)[cols]
 
         scored = (
-            gen_sdf.groupBy(DGR_COL)
-            .cogroup(self.sample_sdf.groupBy(DGR_COL))
+            gen_sdf.groupBy(GROUP_COL)
+            .cogroup(self.score_sdf.groupBy(GROUP_COL))
             .applyInPandas(fn, schema=out_schema)
         )
         return to_pandas(scored)
 
     # -- refinement -----------------------------------------------------------------------------
+    def _history(self, mine: pd.DataFrame) -> list[HistoryItem]:
+        """One partition's scored groups of a round, best and worst first (`history_items`),
+        for the refinement prompt and the next round's row prompt. Rejected rows (label check)
+        have no gain and are left out."""
+        kinds = self.schema.kinds
+        history = []
+        for _, g in mine.groupby(ARM_COL, sort=True):
+            first = g.iloc[0]
+            if pd.isna(first[GAIN_COL]):
+                continue
+            history.append(
+                HistoryItem(
+                    rule=self.masker.rule(parse_rule(first[RULE_COL], kinds)),
+                    predicted=first[PRED_COL],
+                    gain=float(first[GAIN_COL]),
+                    rows=self.masker.frame(g[self.prompt_columns]),
+                )
+            )
+        history = sorted(history, key=lambda h: -h.gain)
+        if self.gcfg.history_items and len(history) > self.gcfg.history_items:
+            k = self.gcfg.history_items
+            history = history[: (k + 1) // 2] + history[len(history) - k // 2 :]
+        return history
+
     def _refine(
         self, scored: pd.DataFrame, all_rows: pd.DataFrame, rnd: int, stats: RoundStats
     ) -> list[Question]:
@@ -828,21 +983,7 @@ class Generator:
             mine = scored[scored[DGR_COL] == dgr_id]
             if mine.empty:
                 continue
-            history = []
-            for _, g in mine.groupby(ARM_COL, sort=True):
-                first = g.iloc[0]
-                history.append(
-                    HistoryItem(
-                        rule=self.masker.rule(parse_rule(first[RULE_COL], kinds)),
-                        predicted=first[PRED_COL],
-                        gain=float(first[GAIN_COL]) if pd.notna(first[GAIN_COL]) else 0.0,
-                        rows=self.masker.frame(g[self.prompt_columns]),
-                    )
-                )
-            history = sorted(history, key=lambda h: -h.gain)
-            if self.gcfg.history_items and len(history) > self.gcfg.history_items:
-                k = self.gcfg.history_items
-                history = history[: (k + 1) // 2] + history[len(history) - k // 2 :]
+            history = self._history(mine)
             labels = all_rows[all_rows[DGR_COL] == dgr_id][self.schema.target]
             counts = {str(k): int(v) for k, v in labels.value_counts().items()}
             messages = build_refinement(
@@ -852,7 +993,7 @@ class Generator:
                 history=history,
                 class_counts=counts,
                 n_rules=self.gcfg.refined_rules_per_rule,
-                budget=self.gcfg.prompt_token_budget,
+                budget=self.prompt_budget,
             )
             items.append((f"{dgr_id}|r{rnd}|refine", messages, rule_schema))
             dgr_ids.append(dgr_id)
@@ -921,6 +1062,7 @@ class Generator:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> GenerationResult:
         self.prompts: list[str] = []
+        self.feedback: dict[str, list[HistoryItem]] = {}
         self.budget_exhausted = False
         self.prepare()
         questions = [Question(str(d.rule_id), 0, d.rule) for d in self.dgrs]
@@ -953,6 +1095,12 @@ class Generator:
                 stats.candidate_arms = int(arms["cand"].sum())
                 stats.rows_in_candidates = int(arms.loc[arms["cand"], "n"].sum())
             stats.refined_rules_used = sum(1 for q in questions if q.index > 0)
+            # the tree-path feedback of this round goes into the next round's row prompts
+            self.feedback = (
+                {str(k): self._history(g) for k, g in scored.groupby(DGR_COL)}
+                if not scored.empty
+                else {}
+            )
             last = rnd == self.gcfg.iterations
             next_q: list[Question] = []
             if not last and not self.budget_exhausted:
@@ -992,6 +1140,15 @@ class Generator:
             prompts=list(self.prompts),
             benefits=self.benefits,
         )
+
+
+def prompt_budget(cfg: Config) -> int:
+    """`generation.prompt_token_budget`, capped for the embedded local model by what its context
+    window leaves after the answer (`llm.local.n_ctx - llm.max_tokens`)."""
+    budget = cfg.generation.prompt_token_budget
+    if cfg.generation.generator == "llm" and cfg.llm.provider == "local" and not cfg.llm.base_url:
+        budget = min(budget, max(256, cfg.llm.local.n_ctx - cfg.llm.max_tokens))
+    return budget
 
 
 def _typed(pdf: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from date_spark import io, output
 from date_spark.config import Config
 from date_spark.discovery import Discovery, discover
 from date_spark.errors import DateSparkError, Interrupted
-from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
+from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
@@ -171,6 +171,7 @@ class DateSynthesizer:
         d = self.rules_
         return {
             "rules": len(d.dgrs),
+            "thin_segments": len(d.thin),
             "coverage": round(float(d.coverage), 4),
             "trainings": d.trainings,
             "shared": d.shared,
@@ -221,12 +222,23 @@ class DateSynthesizer:
             sample = self._resample()
             self.partition_sample_ = sample
         screen, confirm = [], []
+        split = sample[SPLIT_COL]
         for d in self.rules_.dgrs:
             g = sample[sample[DGR_COL] == str(d.rule_id)].drop(columns=[DGR_COL])
             train = g[g[SPLIT_COL] == TRAIN].drop(columns=[SPLIT_COL])
             valid = g[g[SPLIT_COL] == VALIDATION].drop(columns=[SPLIT_COL])
             screen.append(SelPartition(str(d.rule_id), d.rule, train))
             confirm.append(SelPartition(str(d.rule_id), d.rule, valid, fixed=train))
+        rest = sample[DGR_COL] == REST
+        if rest.any():
+            # rows no DGR covers: the global model, which every row trains
+            names = self.schema_.names
+            r_train, r_valid = sample[rest & (split == TRAIN)], sample[rest & (split == VALIDATION)]
+            c_train = sample[~rest & (split == TRAIN)]
+            c_valid = sample[~rest & (split == VALIDATION)]
+            screen.append(SelPartition(REST, None, r_train[names], fixed=c_train[names]))
+            fixed = pd.concat([sample[split == TRAIN], c_valid])[names]
+            confirm.append(SelPartition(REST, None, r_valid[names], fixed=fixed))
         model = ModelSpec.for_table(sel, self.schema_, self.rules_.encoder, seed=cfg.seed)
         common: dict[str, Any] = {
             "target": self.schema_.target,
@@ -243,10 +255,12 @@ class DateSynthesizer:
         """The capped per-DGR sample, recomputed (on resume after generation)."""
         from date_spark.generation import _partition_sample
 
-        routed = self.data_.where(F.col(SPLIT_COL) != TEST).transform(
-            self.rules_.route(column=DGR_COL)
+        routed = (
+            self.data_.where(F.col(SPLIT_COL) != TEST)
+            .transform(self.rules_.route(column=DGR_COL))
+            .withColumn(DGR_COL, F.coalesce(F.col(DGR_COL), F.lit(REST)))
         )
-        ids = [str(d.rule_id) for d in self.rules_.dgrs]
+        ids = [str(d.rule_id) for d in self.rules_.dgrs] + [REST]
         sample = _partition_sample(
             routed, ids, self.config.generation.partition_sample_rows, self.config.seed
         )
@@ -324,6 +338,7 @@ class DateSynthesizer:
             resamples=cfg.evaluation.bootstrap,
             confidence=cfg.evaluation.confidence,
             seed=cfg.seed,
+            thin={t.rule_id: t.rule for t in self.rules_.thin},
         )
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:

@@ -249,8 +249,11 @@ def utility(
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 42,
+    thin: Mapping[str, Rule] | None = None,
 ) -> Utility:
-    """The three gains of the module doc on `test`, models trained on `train` (non-test rows)."""
+    """The three gains of the module doc on `test`, models trained on `train` (non-test rows).
+    `thin` segments (regions no DGR covers, served by the global model) are reported per segment
+    like the DGRs."""
     target = schema.target
     synth = synthetic[[c for c in schema.names]] if len(synthetic) else train.iloc[:0]
     x_test, y_test = encode(test), test[target].to_numpy()
@@ -308,14 +311,20 @@ def utility(
         )
 
     segments = []
-    for rid, rule in rules.items():
-        tm = test_part == rid
+    synth_seg = synth_part.copy()
+    test_seg = test_part.copy()
+    for rid, rule in (thin or {}).items():
+        for part, frame in ((test_seg, test), (synth_seg, synth)):
+            if len(frame):
+                part[(part == "") & rule.mask(frame).to_numpy(dtype=bool)] = str(rid)
+    for rid, rule in [*rules.items(), *(thin or {}).items()]:
+        tm = test_seg == rid
         if tm.any():
             segments.append(
                 SegmentGain(
                     str(rid),
                     rule.to_text(),
-                    int((synth_part == rid).sum()),
+                    int((synth_seg == rid).sum()),
                     gain("synthetic gain", "partition_only", "date", tm),
                 )
             )

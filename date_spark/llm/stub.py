@@ -214,12 +214,17 @@ def default_rows(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str,
 
 
 def planted_rows(
-    target: str = "y", harmful_regimes: frozenset[int] = frozenset(), segment: bool = False
+    target: str = "y",
+    harmful_regimes: frozenset[int] = frozenset(),
+    segment: bool = False,
+    noise: float = 0.0,
 ) -> RowFactory:
     """A row factory for the planted-regime table (`date_spark.datasets.planted_regimes`, with
     its thin segment R5 when `segment`): the stub's rule-satisfying rows labelled by the planted
     relation, so they help, except in `harmful_regimes`, where the label is flipped, so they
-    hurt. Refinement requests get no rules back (the DGRs stay as discovered)."""
+    hurt. With `noise`, helpful labels flip at the table's own rate (decided by a hash of the
+    row, so repeatable): the rows are then new draws of the real distribution, the best an LLM
+    could do. Refinement requests get no rules back (the DGRs stay as discovered)."""
     from date_spark.datasets import planted_truth
 
     def factory(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -230,8 +235,11 @@ def planted_rows(
         need = range(8 if segment else 7)
         if not rows or not all(f"x{i}" in rows[0] for i in need) or "c0" not in rows[0]:
             return rows
-        truth = planted_truth(pd.DataFrame(rows), segment=segment)
-        for r, g, y in zip(rows, truth["regime"], truth["label"], strict=True):
+        frame = pd.DataFrame(rows)
+        truth = planted_truth(frame, segment=segment)
+        u = pd.util.hash_pandas_object(frame, index=False).to_numpy() % 1_000_003 / 1_000_003
+        for r, g, y, ui in zip(rows, truth["regime"], truth["label"], u, strict=True):
+            y = int(1 - y) if ui < noise else int(y)
             r[target] = int(1 - y if int(g) in harmful_regimes else y)
         return rows
 

@@ -141,6 +141,38 @@ def test_prompts_stay_within_budget_as_history_grows() -> None:
     assert "Propose 2 improved rules" in msgs[-1]["content"]
 
 
+def test_the_questions_own_partition_comes_first_with_its_rows_and_last_rounds_feedback() -> None:
+    """The own block is shown first and keeps `min_own_rows` rows while other blocks, their rows
+    and the feedback shrink to fit; the previous round's tree-path feedback is in the prompt."""
+    pdf = planted_regimes(400, n_features=8, seed=1).drop(columns=["regime"])
+    r1, r2 = parse_rule(PLANTED_RULES["R1"]), parse_rule(PLANTED_RULES["R2"])
+    own = ExampleBlock(r2, 120, 0.2, pdf.head(8))
+    others = [ExampleBlock(r1, 100, 0.1, pdf.tail(30)) for _ in range(6)]
+    fb = [HistoryItem(r2.and_(parse_rule("x3 < 0.5")), 0, 0.0123, pdf.head(3))]
+    rows_of = lambda text: text.count('{"x0"')  # noqa: E731
+    roomy = generation_messages(
+        head="H", columns=list(pdf.columns), blocks=others, target=r2, n_rows=10, budget=20_000,
+        own=own, feedback=fb,
+    )[-1]["content"]  # fmt: skip
+    assert roomy.index("This partition: rule: " + r2.to_text()) < roomy.index("Example 2")
+    assert "loss change when added: +0.0123" in roomy and "Feedback from the previous" in roomy
+    tight = generation_messages(
+        head="H", columns=list(pdf.columns), blocks=others, target=r2, n_rows=10, budget=900,
+        own=own, feedback=fb,
+    )  # fmt: skip
+    text = tight[-1]["content"]
+    assert estimate_tokens(tight) <= 900 and "ALL of this rule" in text
+    assert text.startswith("H\n\nThis partition:")
+    own_part = text.split("\n\n")[1]
+    assert rows_of(own_part) == 8 and rows_of(text) < rows_of(roomy)  # the others shrank
+    tiny = generation_messages(
+        head="H", columns=list(pdf.columns), blocks=others, target=r2, n_rows=10, budget=300,
+        own=own, feedback=fb,
+    )  # fmt: skip
+    assert estimate_tokens(tiny) <= 300  # the budget is a limit: own rows go last, but go
+    assert rows_of(tiny[-1]["content"].split("\n\n")[1]) < 8
+
+
 def _r2_case(
     label_check: str = "off",
 ) -> tuple[pd.DataFrame, ScoringSpec, pd.DataFrame, Any]:
