@@ -210,7 +210,7 @@ def _errors_plot(errors: Mapping[str, float], ylabel: str) -> str:
     ax.bar(range(len(names)), [float(errors[n]) for n in names], color=_REAL)
     ax.set_xticks(range(len(names)), [_short(n, 18) for n in names], rotation=20, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_title("test error before and after (lower is better)", fontsize=10)
+    ax.set_title("before and after (lower is better)", fontsize=10)
     return _png(fig)
 
 
@@ -578,10 +578,12 @@ def _errors_section(inp: ReportInputs) -> Section | None:
         _errors_plot(inp.errors, f"test {inp.error_name}"), "errors", "test error before and after"
     )
     body += (
-        "<p class='note'>Decision tree on the job's own test split (rows never used for "
-        "discovery, generation or selection). <b>no partition</b>: one tree on the training "
-        "rows; <b>partition only</b>: one tree per discovered rule; <b>DATE</b>: the same with "
-        "the kept synthetic rows added. Lower is better.</p>"
+        "<p class='note'>On the job's own test split (rows no stage ever used). <b>no "
+        "partition</b>: one model on the training rows; <b>partition only</b>: one model per "
+        "discovered rule, the rest to the global model; <b>DATE</b>: the same with the kept "
+        "synthetic rows added to their rule's model; <b>global + synthetic</b>, where shown: one "
+        "model on the training rows plus the kept rows (what a user of the output gets). Lower "
+        "is better.</p>"
     )
     body += _table(
         ["setting", f"test {inp.error_name}"],
