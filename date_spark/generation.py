@@ -1,17 +1,30 @@
 """Algorithm 2: DGR-guided generation with decision-tree path reasoning and rule refinement.
 
+Before round 1, where to generate: each partition's learning curve (the selection model's
+cross-fitted loss with half vs all of its training rows, one grouped pandas UDF) gives its
+expected benefit from more rows; the `max_rules` partitions with the most are prompted, with the
+request budget spread in proportion (`partition_benefit`, `allocate_requests`). Thin segments that
+discovery left below its support floor compete too (their rows are scored in the rest partition,
+served by the global model).
+
 Per round (one Spark stage of LLM calls, one of scoring):
-1. Questions: round 1 asks for rows under each DGR; rounds 2..I ask under the rules the LLM itself
-   proposed in the reflective prompt (each intersected with its parent DGR, so its rows are scored
-   in the partition they belong to; a DGR with no usable proposal is asked again as it is).
+1. Questions: round 1 asks for rows under each prompted DGR; rounds 2..I ask under the rules the
+   LLM itself proposed in the reflective prompt (each intersected with its parent DGR, so its rows
+   are scored in the partition they belong to; a DGR with no usable proposal is asked again as it
+   is). A row prompt shows the question's own partition first (its rule and `own_rows` real
+   rows), then last round's tree-path feedback for it, then other partitions as context.
 2. The requests DataFrame goes through the LLM gateway (`llm.gateway.run`): rows come back
    validated against the question's rule, the data's domains and the label's values.
-3. Decision-tree reasoning, per partition in a cogrouped pandas UDF: a tree fitted on the
-   partition's training rows routes the generated rows; rows are grouped by (question, root-to-leaf
-   path, generated label agrees with the tree). Each group's validation gain is the partition
-   model's error on the partition's validation rows when trained on train minus when trained on
-   train + group (error rate, or MSE for regression). Groups with gain > 0 are candidate arms; the
-   rest are kept in the arms table, marked, so the refinement prompt can learn from them.
+3. Decision-tree reasoning, per partition in a cogrouped pandas UDF: a label check (a teacher
+   model) sets apart rows whose label it contradicts with high confidence; a tree fitted on the
+   partition's training rows routes the generated rows; rows are grouped by (question,
+   root-to-leaf path, generated label agrees with the tree), paths with fewer than
+   `min_arm_rows` rows pooled. Each group's gain is the drop of the partition's mean
+   cross-fitted loss (`models.crossfit_losses`: the selection model, every training row scored
+   once) when the group is added: the same measure selection screens with, on the same rows, so
+   the prior the bandit starts from predicts what it then measures. Groups with gain > 0 are
+   candidate arms; the rest stay in the arms table, marked, so the refinement prompt can learn
+   from them. The validation split is the confirmation's: never read here.
 4. Refinement (rounds < I): per DGR a reflective prompt shows its best and worst groups (rule,
    path, predicted label, gain, a few rows) and current class counts, and asks for better rules in
    the rule grammar. Proposals are parsed against the schema and dropped, counted by reason, when
