@@ -252,6 +252,11 @@ def _count(v: Any) -> str:
         return str(v)
 
 
+def _num(v: Any) -> float:
+    """A number from a loosely typed mapping; NaN when it is not one."""
+    return float(v) if _is_number(v) else math.nan
+
+
 def _is_whole(v: Any) -> bool:
     return _is_number(v) and float(v).is_integer()
 
@@ -290,6 +295,8 @@ class ReportInputs:
     error_label: str | None = None  # what the `errors` numbers are, e.g. "Brier score (tree)"
     gains: Sequence[Mapping[str, Any]] | None = None  # `Gain.to_dict()` per effect
     headline: str | None = None  # one sentence on the utility, shown first
+    # `Confirmation.to_dict()` (+ "power": the power level): what the confirmation rows could see
+    power: Mapping[str, Any] | None = None
 
     @property
     def utility_numbers(self) -> Mapping[str, float] | None:
@@ -368,7 +375,7 @@ def headlines(inp: ReportInputs) -> list[Headline]:
     else:
         out += _error_headline(inp, util)
     if r is None:
-        return out
+        return out + _power_headline(inp)
     f, p, v = r.fidelity, r.privacy, r.validity
     lo_b, hi_b = FIDELITY_BANDS
     if f.overall is not None:
@@ -469,6 +476,27 @@ def _gain_headline(g: Mapping[str, Any]) -> Headline:
         f"only an interval that excludes 0 counts",
         bar=False,
     )
+
+
+def _power_headline(inp: ReportInputs) -> list[Headline]:
+    """With nothing kept: the smallest gain the confirmation rows could have shown, so a reader
+    can tell "no effect" from "too few rows to see one"."""
+    c = inp.power or {}
+    rel, rows, level = _num(c.get("mde_relative")), c.get("rows"), _num(c.get("power"))
+    if not (math.isfinite(rel) and _is_number(rows)):
+        return []
+    at = f" (with {level:.0%} power)" if math.isfinite(level) else ""
+    return [
+        Headline(
+            "smallest gain the confirmation could see",
+            f"{rel:.1%}",
+            "n/a",
+            note=f"a loss reduction below this share, over all {_count(rows)} confirmation "
+            f"rows{at}, is indistinguishable from noise; per partition in the Minimum "
+            "detectable effect section",
+            bar=False,
+        )
+    ]
 
 
 def _error_headline(inp: ReportInputs, util: Mapping[str, float]) -> list[Headline]:
@@ -647,6 +675,72 @@ def _utility_section(inp: ReportInputs) -> Section | None:
         "relative = gain / loss before.</p>"
     )
     return Section("utility", "Utility", body)
+
+
+def _power_section(inp: ReportInputs) -> Section | None:
+    """The confirmation test and, per partition, the smallest loss reduction its rows could have
+    detected: the answer to "would more rows have helped?" when nothing was kept."""
+    c = inp.power
+    if not c:
+        return None
+    body = ""
+    if c.get("tested"):
+        z, min_z, gain, base = (_num(c.get(k)) for k in ("z", "min_z", "gain", "baseline_loss"))
+        change = -gain / base if base > 0 else math.nan  # below 0: the loss went down
+        verdict = (
+            "<span class='good-text'>passed</span>"
+            if c.get("passed")
+            else "<span class='poor-text'>failed</span>"
+        )
+        body += (
+            f"<p>Confirmation: {verdict}. The searched set changed the loss on "
+            f"{_count(c.get('rows'))} confirmation rows by "
+            f"{f'{change:+.1%}' if math.isfinite(change) else 'n/a'} (below 0 is better) with "
+            f"z = {_fmt(z, digits=2)}; passing needs a lower loss and z above "
+            f"{_fmt(min_z, digits=2)}.</p>"
+        )
+    else:
+        body += (
+            "<p class='note'>The confirmation test did not run (nothing to confirm, or "
+            "<code>selection.confirm</code> is off).</p>"
+        )
+    level = _num(c.get("power"))
+    at = f"{level:.0%}" if math.isfinite(level) else "the configured"
+    body += (
+        "<p class='note'>Minimum detectable effect: the smallest mean loss reduction a "
+        f"partition's confirmation rows would detect with {at} power at the confirmation's "
+        "z threshold, in loss units and as a share of the partition's loss. A gain smaller than "
+        'that cannot be told from noise on these rows, so "nothing kept" there means "too '
+        'few rows to see it", not "no effect". Partitions with most rows first.</p>'
+    )
+    parts = sorted(c.get("partitions") or (), key=lambda p: -_num(p.get("rows")))
+    rows: list[tuple[Any, ...]] = [
+        (
+            str(p.get("key", "")),
+            _count(p.get("rows")),
+            _fmt(p.get("loss")),
+            _fmt(p.get("mde")),
+            _fmt(p.get("mde_relative"), pct=True),
+        )
+        for p in parts[:_MAX_TABLE_ROWS]
+    ]
+    rows.append(
+        (
+            "all confirmation rows",
+            _count(c.get("rows")),
+            _fmt(c.get("baseline_loss")),
+            _fmt(c.get("mde")),
+            _fmt(c.get("mde_relative"), pct=True),
+        )
+    )
+    body += _table(
+        ["partition", "confirmation rows", "loss", "detectable reduction", "as share of loss"],
+        rows,
+        "power",
+        numeric=[False, True, True, True, True],
+        row_classes=[""] * (len(rows) - 1) + ["total"],
+    )
+    return Section("power", "Minimum detectable effect", body)
 
 
 def _fidelity_section(inp: ReportInputs) -> Section | None:
@@ -906,6 +1000,7 @@ SectionBuilder = Callable[[ReportInputs], "Section | None"]
 SECTIONS: tuple[SectionBuilder, ...] = (
     _errors_section,
     _utility_section,
+    _power_section,
     _fidelity_section,
     _distributions_section,
     _privacy_section,
@@ -923,7 +1018,14 @@ def _banners(inp: ReportInputs) -> str:
             "<div class='banner stop' id='nothing-kept'><b>No synthetic row was kept.</b>"
             f"{_e(inp.nothing_kept[:1].upper() + inp.nothing_kept[1:])}. The output holds no "
             "synthetic row for this run; fidelity, privacy and validity are measured on kept "
-            "rows, so they are not shown.</div>"
+            "rows, so they are not shown."
+            + (
+                " Whether more rows could have shown a gain: <a href='#power'>Minimum detectable "
+                "effect</a>."
+                if inp.power
+                else ""
+            )
+            + "</div>"
         )
     r = inp.result
     if r is not None and inp.too_few and inp.noise is not None:
@@ -973,6 +1075,7 @@ def render_html(
     error_label: str | None = None,
     gains: Sequence[Mapping[str, Any]] | None = None,
     headline: str | None = None,
+    power: Mapping[str, Any] | None = None,
     extra_sections: Sequence[Section] = (),
 ) -> str:
     """The report page as a string (see `render_report`). `result` is None when no synthetic row
@@ -990,6 +1093,7 @@ def render_html(
         error_label,
         gains,
         headline,
+        power,
     )
     sections = [s for s in (b(inp) for b in SECTIONS) if s is not None] + list(extra_sections)
     body = "\n".join(
@@ -1021,6 +1125,7 @@ def render_markdown(
     utility: Mapping[str, float] | None = None,
     nothing_kept: str | None = None,
     headline: str | None = None,
+    power: Mapping[str, Any] | None = None,
 ) -> str:
     """A few lines for a PR comment, a run summary or a notebook."""
     lines = ["# Evaluation summary", ""]
@@ -1032,6 +1137,7 @@ def render_markdown(
             lines.append(
                 "- error: " + ", ".join(f"{k} {_fmt(float(x))}" for k, x in errors.items())
             )
+        lines += _power_lines(power)
         return "\n".join(lines) + "\n"
     f, p, v = result.fidelity, result.privacy, result.validity
     worst = sorted(
@@ -1083,6 +1189,24 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _power_lines(power: Mapping[str, Any] | None, limit: int = 6) -> list[str]:
+    if not power:
+        return []
+    parts = sorted(power.get("partitions") or (), key=lambda p: -_num(p.get("rows")))
+    out = [
+        f"- smallest detectable loss reduction: {_fmt(power.get('mde_relative'), pct=True)} over "
+        f"all {_count(power.get('rows'))} confirmation rows"
+    ]
+    out += [
+        f"  - `{p.get('key')}` ({_count(p.get('rows'))} rows): "
+        f"{_fmt(p.get('mde_relative'), pct=True)}"
+        for p in parts[:limit]
+    ]
+    if len(parts) > limit:
+        out.append(f"  - and {len(parts) - limit} more partitions (see the HTML report)")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Files and MLflow
 # ----------------------------------------------------------------------------------------------
@@ -1103,6 +1227,7 @@ def render_report(
     error_label: str | None = None,
     gains: Sequence[Mapping[str, Any]] | None = None,
     headline: str | None = None,
+    power: Mapping[str, Any] | None = None,
     extra_sections: Sequence[Section] = (),
 ) -> ReportPaths:
     """Write the HTML report, the Markdown summary and the numbers as JSON into `out_dir`.
@@ -1110,7 +1235,9 @@ def render_report(
     coverage: rule text -> training rows it covers; arm_gains: arm -> validation gain;
     selection_trace: one mapping per step (`score_after`/`score`/`utility`/`gain` are plotted);
     errors: setting -> test error (no partition / partition only / DATE); utility: the paper
-    protocol's numbers; nothing_kept: why no row was kept, when `result` is None."""
+    protocol's numbers; nothing_kept: why no row was kept, when `result` is None; power: the
+    selection's `Confirmation.to_dict()` (plus "power", the level), shown as the per-partition
+    minimum detectable effect."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -1128,6 +1255,7 @@ def render_report(
             error_label=error_label,
             gains=gains,
             headline=headline,
+            power=power,
             extra_sections=extra_sections,
         )
         paths.html.write_text(page, encoding="utf-8")
@@ -1138,6 +1266,7 @@ def render_report(
                 utility=utility,
                 nothing_kept=nothing_kept,
                 headline=headline,
+                power=power,
             ),
             encoding="utf-8",
         )
@@ -1146,6 +1275,8 @@ def render_report(
             if result is not None
             else {"synthetic_rows": 0, "nothing_kept": nothing_kept, "utility": dict(utility or {})}
         )
+        if power:
+            data["confirmation"] = dict(power)
         paths.json.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     except OSError as err:
         raise OutputError(f"cannot write the evaluation report to {str(out)!r}: {err}") from None

@@ -413,8 +413,13 @@ class DateSynthesizer:
             gains=[g.to_dict() for g in self.utility_.gains()],
             headline=self.utility_.headline(),
             utility=metrics,
-            nothing_kept=None if kept else self.kept_text().removeprefix("kept 0 rows: "),
+            nothing_kept=None
+            if kept
+            else self.kept_text(power=False).removeprefix("kept 0 rows: "),
             task=self.schema_.task,
+            power=None
+            if self.selection_.confirmation is None
+            else {**self.selection_.confirmation.to_dict(), "power": cfg.selection.power},
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
@@ -463,12 +468,14 @@ class DateSynthesizer:
             out[f"{p.key}.mde_relative"] = p.mde_relative
         return out
 
-    def kept_text(self) -> str:
+    def kept_text(self, power: bool = True) -> str:
         """One line: what was kept and why, or why nothing was, with what the confirmation rows
-        could have shown."""
+        could have shown (`power`; the report shows that as a table instead)."""
         s = self.selection_
         c = s.confirmation
-        power = f"; the confirmation could not see gains below: {c.power_text()}" if c else ""
+        power_text = (
+            f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
+        )
         if s.n_rows:
             test = (
                 f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
@@ -488,7 +495,7 @@ class DateSynthesizer:
             why = s.stop_reason or "no arm passed the screen"
         else:
             why = s.stop_reason
-        return f"kept 0 rows: {why}{power}"
+        return f"kept 0 rows: {why}{power_text}"
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:

@@ -275,3 +275,58 @@ def test_extra_sections_extend_the_page(fresh_result: EvaluationResult, tmp_path
     extra = Section("mde", "Minimum detectable effect", "<p>per partition</p>")
     page = parse(render_report(fresh_result, tmp_path, extra_sections=[extra]).html)
     assert page.h2[-1] == "Minimum detectable effect"
+
+
+def confirmation_failed() -> dict[str, Any]:
+    """A failed confirmation as the selection writes it (`Confirmation.to_dict()`)."""
+    from date_spark.selection import Confirmation, PartitionPower
+
+    parts = (
+        PartitionPower("rule 0: age < 30", 40, 0.25, 0.05, 0.20),
+        PartitionPower("rule 1: region = 'south'", 120, 0.20, 0.02, 0.10),
+        PartitionPower("rest", 3, 0.0, float("nan"), float("nan")),
+    )
+    c = Confirmation(True, False, 163, 0.21, 0.212, -0.4, 1.645, 0.015, 0.0714, parts)
+    return {**c.to_dict(), "power": 0.8}
+
+
+def test_nothing_kept_shows_the_minimum_detectable_effect_per_partition(tmp_path: Path) -> None:
+    power = confirmation_failed()
+    paths = render_report(
+        None,
+        tmp_path,
+        nothing_kept="the searched set (2 arms) failed confirmation: z=-0.40 <= 1.645 on 163 rows",
+        errors={"no partition": 0.22, "partition only": 0.21, "DATE": 0.21},
+        utility=UTILITY,
+        task="classification",
+        power=power,
+    )
+    page = cards(paths.html)
+    assert "Minimum detectable effect" in parse(paths.html).h2
+    assert "power" in page.ids
+    header = ["partition", "confirmation rows", "loss", "detectable reduction", "as share of loss"]
+    assert header in page.headers
+    html_text = paths.html.read_text(encoding="utf-8")
+    body = html_text.split("<section id='power'>")[1].split("</section>")[0]
+    # most rows first, the whole set last; a partition the placebo could not move says n/a
+    order = [body.index(k) for k in ("region = &#x27;south&#x27;", "age &lt; 30", ">rest<")]
+    assert order == sorted(order) and body.index("all confirmation rows") > order[-1]
+    assert "<td class='num'>120</td>" in body and "<td class='num'>10.0%</td>" in body
+    assert "<td class='num'>n/a</td>" in body and "with 80% power" in body
+    assert "failed" in body and "+1.0%" in body  # 0.21 -> 0.212 on the confirmation rows
+    assert page.cards["smallest gain the confirmation could see"] == "n/a"
+    assert "7.1%" in "".join(page.text) and "href='#power'" in html_text
+    md = paths.markdown.read_text(encoding="utf-8")
+    assert "smallest detectable loss reduction: 7.1% over all 163 confirmation rows" in md
+    assert "`rule 1: region = 'south'` (120 rows): 10.0%" in md
+    saved = json.loads(paths.json.read_text(encoding="utf-8"))["confirmation"]
+    assert saved["partitions"][0]["rows"] == 40 and saved["passed"] is False
+
+
+def test_the_power_table_also_shows_when_rows_were_kept(
+    fresh_result: EvaluationResult, tmp_path: Path
+) -> None:
+    power = {**confirmation_failed(), "passed": True, "loss": 0.19, "z": 2.3}
+    page = cards(render_report(fresh_result, tmp_path, power=power).html)
+    assert "power" in page.ids
+    assert "smallest gain the confirmation could see" not in page.cards  # only when none kept

@@ -15,7 +15,7 @@ from PIL import Image
 from date_spark.evaluation import EvaluationResult
 from date_spark.report import render_report
 
-from .test_eval_report import EXTRAS, UTILITY
+from .test_eval_report import EXTRAS, UTILITY, confirmation_failed
 
 CHROMIUM = next(
     (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p),
@@ -88,9 +88,11 @@ def test_nothing_kept_report_renders_in_chromium(tmp_path: Path, capsys: Any) ->
         errors={"no partition": 0.22, "partition only": 0.21, "DATE": 0.22},
         utility=UTILITY,
         task="classification",
+        power=confirmation_failed(),
     )
     img = screenshot(paths.html, tmp_path, height=900)
     assert share_of(img, STOP_BANNER) > 0.01  # the banner saying why is on screen
     assert share_of(img, POOR) > 0.0002  # "0 kept" card marked poor
     dom = chromium(paths.html, tmp_path, "--dump-dom").stdout
     assert "No synthetic row was kept." in dom and "none lowered validation error" in dom
+    assert "Minimum detectable effect" in dom and "all confirmation rows" in dom
