@@ -196,12 +196,16 @@ class EvaluationConfig(_Section):
     bootstrap: paired bootstrap resamples of the test rows for each gain's interval.
     confidence: the intervals' level.
     max_rows: cap on the training and test rows collected (seeded samples above it).
+    segments: the segments you care about, name -> rule text (the rule grammar, e.g.
+        `"age >= 60 and plan in ('basic')"`): each gets the global model's loss on its own test
+        rows trained with vs without the kept rows, with its interval, in the summary and report.
     """
 
     model: ModelName | None = None
     bootstrap: int = Field(default=2000, ge=100)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     max_rows: int = Field(default=50_000, ge=100)
+    segments: dict[str, str] = Field(default_factory=dict)
 
 
 class LocalModelConfig(_Section):

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from date_spark import io, output
 from date_spark.config import Config
 from date_spark.discovery import Discovery, discover
-from date_spark.errors import DateSparkError, Interrupted
+from date_spark.errors import ConfigError, DateSparkError, Interrupted
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.logs import Heartbeat
@@ -122,6 +122,7 @@ class DateSynthesizer:
         if not hasattr(self, "data_"):
             self.prepare(df)
         cfg = self.config
+        self._named_segments()  # a bad evaluation.segments rule fails before any LLM call
         # Discovery sees the training split only: the validation split is the confirmation's.
         train = self.data_.where(F.col(SPLIT_COL) == TRAIN)
 
@@ -308,6 +309,19 @@ class DateSynthesizer:
             result.rows = empty
         return result
 
+    def _named_segments(self) -> dict[str, Any]:
+        """`evaluation.segments` parsed against the table's columns."""
+        out = {}
+        for name, text in self.config.evaluation.segments.items():
+            try:
+                out[name] = parse_rule(text, self.schema_.kinds)
+            except DateSparkError as exc:
+                raise ConfigError(
+                    f"evaluation.segments.{name}: {exc}; write it in the rule grammar over the "
+                    f"table's columns, e.g. \"age >= 40 and region in ('east')\""
+                ) from None
+        return out
+
     def utility(self, selection: Selection | None = None) -> Utility:
         """The test-split utility of `selection` (default: the fitted one): partition gain and
         synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
@@ -339,6 +353,7 @@ class DateSynthesizer:
             confidence=cfg.evaluation.confidence,
             seed=cfg.seed,
             thin={t.rule_id: t.rule for t in self.rules_.thin},
+            named=self._named_segments(),
         )
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
