@@ -630,14 +630,17 @@ def _utility_cell(column: str, v: float | None) -> str:
         return ""
     if column in ("relative", "relative_reduction"):
         return _fmt(v, pct=True)
+    if column == "rows" or column.endswith("_rows"):
+        return _count(v)
     if column == "significant":
         return {1: "better", -1: "worse"}.get(int(v), "no") if _is_number(v) else "n/a"
     return _fmt(v)
 
 
 def _utility_section(inp: ReportInputs) -> Section | None:
-    """The flat utility numbers as tables: `group.column` keys, one table per set of columns
-    (losses per variant; gains with their interval), counts as a line."""
+    """The flat utility numbers as tables: `group.column` keys (`group` may hold dots itself, as in
+    `segment.<name>.low`), one table per set of columns (losses per variant; gains with their
+    interval), counts as a line."""
     util = inp.utility_numbers
     if not util:
         return None
@@ -645,7 +648,7 @@ def _utility_section(inp: ReportInputs) -> Section | None:
     groups: dict[str, dict[str, float]] = {}
     for k, v in util.items():
         if "." in k:
-            group, column = k.split(".", 1)
+            group, column = k.rsplit(".", 1)  # "segment.<name>.low": the name may hold dots
             groups.setdefault(group, {})[column] = v
     order = {c: i for i, c in enumerate((*_SETTINGS, *_GAIN_COLUMNS))}
     tables: dict[tuple[str, ...], list[str]] = {}

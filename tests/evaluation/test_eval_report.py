@@ -330,3 +330,18 @@ def test_the_power_table_also_shows_when_rows_were_kept(
     page = cards(render_report(fresh_result, tmp_path, power=power).html)
     assert "power" in page.ids
     assert "smallest gain the confirmation could see" not in page.cards  # only when none kept
+
+
+def test_named_segments_get_one_row_each_with_integer_rows(tmp_path: Path) -> None:
+    util = {
+        **UTILITY,
+        "segment.age 40+.v2.relative": 0.05,  # a segment name may hold dots
+        "segment.age 40+.v2.low": -0.01,
+        "segment.age 40+.v2.high": 0.03,
+        "segment.age 40+.v2.rows": 37.0,
+    }
+    paths = render_report(None, tmp_path, nothing_kept="no rule", utility=util)
+    page = cards(paths.html)
+    assert ["relative", "low", "high", "rows"] in page.headers  # the first header is empty
+    body = paths.html.read_text(encoding="utf-8")
+    assert "<td>segment.age 40+.v2</td>" in body and "<td class='num'>37</td>" in body
