@@ -192,6 +192,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_run(cfg)
     log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
+        from date_spark.generation import reject_table
         from date_spark.synthesizer import DateSynthesizer
         from date_spark.tracking import ui_command
 
@@ -206,6 +207,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"  rules:     {_n(s.get('rules'), 'DGR')}; arms: {_n(s.get('arms'), 'group')} of "
         f"generated rows, {s.get('candidate_arms')} candidate, {s.get('selected_arms')} selected"
     )
+    rejected = s.get("rejected_rows") or {}
+    print(
+        f"  generated: {s.get('valid_rows', 0)} valid rows, {sum(rejected.values())} rejected"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ")" if rejected else "")
+    )
+    table = reject_table(s.get("rejected_by_column") or {}, s.get("clipped") or {})
+    if table:
+        print("  rejects by column (a row counts under every column that failed):")
+        for line in table:
+            print(f"    {line}")
     print(
         f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
         f"synthetic) -> {result.output.get('location')}"

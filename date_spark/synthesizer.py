@@ -468,6 +468,7 @@ class DateSynthesizer:
                 mde=c.mde,
                 mde_relative=c.mde_relative,
                 partitions=[asdict(p) for p in c.partitions],
+                confirmation_tests=[asdict(t) for t in c.tests],
             )
         return out
 
@@ -498,6 +499,8 @@ class DateSynthesizer:
                 if c is not None and c.tested and c.baseline_loss > 0
                 else "not confirmed (selection.confirm is off)"
             )
+            if c is not None and c.tested and any(not t.passed for t in c.tests):
+                test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
             return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
         if not self.rules_.dgrs:
             return "kept 0 rows: discovery found no rule"
@@ -556,7 +559,7 @@ class DateSynthesizer:
                 tracker.metrics({"rows_in": self.profile_.rows})
                 self.fit(run=run)
                 tracker.metrics(self._discovery_summary(), prefix="discovery_")
-                tracker.metrics(self.generation_.summary(), prefix="generation_")
+                tracker.metrics(self.generation_.metrics(), prefix="generation_")
                 for r in self.generation_.rounds:
                     tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
                 tracker.metrics(self._selection_summary(), prefix="selection_")
@@ -597,12 +600,17 @@ class DateSynthesizer:
                 f"continue with --resume {run.run_id})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
+        rejected, by_column, clipped = self.generation_.rejects()
         utility = getattr(self, "utility_", None)
         result.summary = {
             "headline": utility.headline() if utility is not None else "",
             "kept": self.kept_text(),
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
+            "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
+            "rejected_rows": rejected,
+            "rejected_by_column": by_column,
+            "clipped": clipped,
             "arms": len(self.arms_),
             "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
             "selected_arms": len(self.selection_.selected),

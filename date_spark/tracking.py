@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,14 @@ from date_spark.errors import Interrupted
 log = logging.getLogger(__name__)
 
 MLFLOW_PARAM_MAX = 6000
+MLFLOW_KEY_MAX = 250
+_KEY_UNSAFE = re.compile(r"[^\w\-./ ]", re.ASCII)
+
+
+def metric_key(name: str) -> str:
+    """A name MLflow accepts as a metric key (letters, digits, `_-./` and spaces): input column
+    names can hold anything, so every other character becomes `_`."""
+    return _KEY_UNSAFE.sub("_", name.replace(" ", "_"))[:MLFLOW_KEY_MAX]
 
 
 ARTIFACTS_DIR = "mlartifacts"
@@ -127,7 +136,7 @@ class Tracker:
             if isinstance(v, bool):
                 v = float(v)
             if isinstance(v, (int, float)) and math.isfinite(float(v)):
-                clean[(prefix + k).replace(" ", "_")] = float(v)
+                clean[metric_key(prefix + k)] = float(v)
         if clean:
             mlflow.log_metrics(clean)
 
