@@ -717,6 +717,7 @@ def _power_section(inp: ReportInputs) -> Section | None:
         'few rows to see it", not "no effect". Partitions with most rows first.</p>'
     )
     parts = sorted(c.get("partitions") or (), key=lambda p: -_num(p.get("rows")))
+    tests = {str(t.get("key")): t for t in c.get("tests") or ()}
     rows: list[tuple[Any, ...]] = [
         (
             str(p.get("key", "")),
@@ -724,6 +725,7 @@ def _power_section(inp: ReportInputs) -> Section | None:
             _fmt(p.get("loss")),
             _fmt(p.get("mde")),
             _fmt(p.get("mde_relative"), pct=True),
+            _partition_test(tests.get(str(p.get("key")))),
         )
         for p in parts[:_MAX_TABLE_ROWS]
     ]
@@ -734,16 +736,33 @@ def _power_section(inp: ReportInputs) -> Section | None:
             _fmt(c.get("baseline_loss")),
             _fmt(c.get("mde")),
             _fmt(c.get("mde_relative"), pct=True),
+            "",
         )
     )
+    headers = ["partition", "confirmation rows", "loss", "detectable reduction", "as share of loss"]
+    if tests:  # per-partition tests (Holm's step-down): which partitions' arms were kept
+        headers.append("test of its arms")
     body += _table(
-        ["partition", "confirmation rows", "loss", "detectable reduction", "as share of loss"],
-        rows,
+        headers,
+        [r[: len(headers)] for r in rows],
         "power",
-        numeric=[False, True, True, True, True],
+        numeric=[False, True, True, True, True, False][: len(headers)],
         row_classes=[""] * (len(rows) - 1) + ["total"],
     )
     return Section("power", "Minimum detectable effect", body)
+
+
+def _partition_test(t: Mapping[str, Any] | None) -> str:
+    """One partition's confirmation test (`PartitionTest.to_dict()`) in words."""
+    if t is None:
+        return "no arm to test"
+    base, loss = _num(t.get("baseline_loss")), _num(t.get("loss"))
+    change = f"{(loss - base) / base:+.1%}" if base > 0 else "n/a"
+    verdict = "kept" if t.get("passed") else "dropped"
+    return (
+        f"loss {change}, z {_fmt(_num(t.get('z')), digits=2)} vs "
+        f"{_fmt(_num(t.get('threshold')), digits=2)}: {verdict}"
+    )
 
 
 def _fidelity_section(inp: ReportInputs) -> Section | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -326,10 +327,27 @@ def test_nothing_kept_shows_the_minimum_detectable_effect_per_partition(tmp_path
 def test_the_power_table_also_shows_when_rows_were_kept(
     fresh_result: EvaluationResult, tmp_path: Path
 ) -> None:
-    power = {**confirmation_failed(), "passed": True, "loss": 0.19, "z": 2.3}
-    page = cards(render_report(fresh_result, tmp_path, power=power).html)
+    from date_spark.selection import PartitionTest
+
+    tests = [
+        PartitionTest("rule 1: region = 'south'", ("a1",), 120, 0.20, 0.18, 2.9, 2.24, True),
+        PartitionTest("rule 0: age < 30", ("a0",), 40, 0.25, 0.26, -0.3, 1.96, False),
+    ]
+    power = {
+        **confirmation_failed(),
+        "passed": True,
+        "loss": 0.19,
+        "z": 2.3,
+        "tests": [asdict(t) for t in tests],
+    }
+    paths = render_report(fresh_result, tmp_path, power=power)
+    page = cards(paths.html)
     assert "power" in page.ids
     assert "smallest gain the confirmation could see" not in page.cards  # only when none kept
+    assert any("test of its arms" in h for h in page.headers)
+    body = paths.html.read_text(encoding="utf-8")
+    assert "loss -10.0%, z 2.90 vs 2.24: kept" in body
+    assert "loss +4.0%, z -0.30 vs 1.96: dropped" in body and "no arm to test" in body
 
 
 def test_named_segments_get_one_row_each_with_integer_rows(tmp_path: Path) -> None:
