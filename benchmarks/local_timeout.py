@@ -21,13 +21,12 @@ Every request starts with a fresh nonce, so llama.cpp cannot reuse an earlier pr
 It prints a table with each scenario's seconds against its setting's baseline measured in the same
 run, the load average (the machine is shared: a loaded box is slower), and the timeout that covers
 the slowest request three times over (rounded up to 30 s). Results go to
-benchmarks/results/local_timeout.json.
+benchmarks/results/<name>.json (`--name`, default local_timeout).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -40,6 +39,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from recording import environment, write_result  # noqa: E402
 
 from date_spark.config import Config, load_config  # noqa: E402
 from date_spark.datasets import demo_credit  # noqa: E402
@@ -131,9 +133,9 @@ def one(client: Any, model: str, messages: list[dict[str, Any]], **kw: Any) -> d
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=2)
-    default_out = ROOT / "benchmarks" / "results" / "local_timeout.json"
-    ap.add_argument("--out", type=Path, default=default_out)
+    ap.add_argument("--name", default="local_timeout", help="results file: results/<name>.json")
     args = ap.parse_args()
+    env = environment()
 
     import openai
 
@@ -203,23 +205,20 @@ def main() -> None:
         f"slowest request {slowest:.1f} s; a timeout covering it {HEADROOM:g}x: "
         f"{recommended} s (llm.timeout_s default: {cfg.llm.timeout_s:g} s)"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
-                "slowest_s": round(slowest, 2),
-                "headroom": HEADROOM,
-                "recommended_timeout_s": recommended,
-                "configured_timeout_s": cfg.llm.timeout_s,
-                "summary": summary,
-                "requests": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_result(
+        args.name,
+        {"repeats": args.repeats, "headroom": HEADROOM, "configured_timeout_s": cfg.llm.timeout_s},
+        {
+            "load_average": [round(load_before[0], 2), round(load_after[0], 2)],
+            "slowest_s": round(slowest, 2),
+            "headroom": HEADROOM,
+            "recommended_timeout_s": recommended,
+            "configured_timeout_s": cfg.llm.timeout_s,
+            "summary": summary,
+            "requests": rows,
+        },
+        env,
     )
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ def test_metric_kinds_follow_sdmetrics(fresh_result: EvaluationResult) -> None:
     assert {c for c, m in metric.items() if m == "KSComplement"} == set(CONTINUOUS)
     # booleans, strings and the classification label are categories
     assert {c for c, m in metric.items() if m == "TVComplement"} == set(DISCRETE)
+    n = len(CONTINUOUS + DISCRETE)
+    assert len(fresh_result.fidelity.pair_trends) == n * (n - 1) // 2
     for p in fresh_result.fidelity.pair_trends:
         both_continuous = p.column_1 in CONTINUOUS and p.column_2 in CONTINUOUS
         want = "CorrelationSimilarity" if both_continuous else "ContingencySimilarity"
@@ -123,6 +125,7 @@ def test_shuffling_a_column_lowers_pair_trends_not_its_shape(spark: Any) -> None
     rdf, sdf = spark.createDataFrame(real), spark.createDataFrame(syn)
     result = evaluate(rdf, sdf, infer_schema(rdf))
     f = result.fidelity
+    assert {s.column for s in f.column_shapes} == set(real.columns)
     assert all(s.score == pytest.approx(1.0, abs=EXACT) for s in f.column_shapes)
     pairs = {(p.column_1, p.column_2): p for p in f.pair_trends}
     assert v(pairs[("x", "y")].real_correlation) > 0.9

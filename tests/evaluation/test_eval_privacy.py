@@ -30,6 +30,7 @@ def test_identical_rows_are_all_exact_copies_and_flagged(
 
 def test_a_fresh_draw_is_not_flagged(fresh_result: EvaluationResult) -> None:
     p = fresh_result.privacy
+    assert fresh_result.synthetic_rows == 400  # rows were compared: no copy among them
     assert p.exact_copies == 0
     assert p.too_close is False
     assert p.dcr_synthetic is not None and p.dcr_holdout is not None

@@ -145,6 +145,7 @@ def test_budget_stops_calls_and_holds_across_stages(
     assert st.total_tokens <= 1000
     assert budget.spent_tokens == st.total_tokens
     skipped = first.pandas[first.pandas["status"] == "budget_exhausted"]
+    assert len(skipped) == 8 - st.ok > 0
     assert (skipped["calls"] == 0).all() and (skipped["rows"] == "[]").all()
     # Next stage with the same ledger: nothing new is sent, cached replies are still served.
     calls_before = stub.count
