@@ -14,7 +14,7 @@ STAMP := $(VENV)/.date-spark-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: run test test-fast lint typecheck bench bench-full bench-readme clean env
+.PHONY: run test test-fast lint typecheck bench bench-full bench-readme clean env browser
 
 env: $(STAMP)
 
@@ -34,8 +34,16 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(PY) -m date_spark.cli run --config conf/demo.yaml
 
-test: $(STAMP)
+test: $(STAMP) browser
 	DATE_SPARK_NO_SKIP=1 $(PY) -m pytest -q -p no:cacheprovider
+
+# The report test looks at the page in headless Chromium (Debian's package; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+		echo "installing Debian's chromium for the report screenshot test"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			chromium >/dev/null || echo "could not install chromium; as root: apt-get install chromium"; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -49,3 +49,13 @@ class BudgetExhausted(DateSparkError):
     """The configured token or cost budget is spent; no further LLM calls are made."""
 
     exit_code = 3
+
+
+class Interrupted(DateSparkError):
+    """The user stopped the run (Ctrl-C / SIGINT); the message names the run and how to resume."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id

@@ -1133,6 +1133,13 @@ class Generator:
         for rnd in range(1, self.gcfg.iterations + 1):
             t0 = time.monotonic()
             stats = RoundStats(round=rnd, questions=len(questions))
+            log.info(
+                "generation round %d of %d: %s rows for %d rules",
+                rnd,
+                self.gcfg.iterations,
+                "asking the LLM for" if self.gcfg.generator == "llm" else "interpolating",
+                len(questions),
+            )
             if self.gcfg.generator == "llm":
                 generated = self._llm_rows(questions, rnd, stats)
             else:

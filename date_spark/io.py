@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.config import RESERVED_PREFIX, Config, InputConfig, OutputConfig
+from date_spark.config import Config, InputConfig, OutputConfig
 from date_spark.errors import ConfigError, InputError, OutputError
 from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
 
@@ -76,52 +76,11 @@ def read_input(spark: SparkSession, cfg: InputConfig) -> DataFrame:
 
 
 def select_columns(df: DataFrame, cfg: InputConfig) -> DataFrame:
-    """Apply the include/exclude lists and check names, without reading data."""
-    names = df.columns
-    lowered: dict[str, str] = {}
-    for n in names:
-        key = n.lower()  # Spark resolves names case-insensitively by default
-        if key in lowered:
-            raise InputError(
-                f"duplicate column name {n!r} (also {lowered[key]!r}); rename one of them "
-                f"before running"
-            )
-        lowered[key] = n
-    clash = [n for n in names if n.lower().startswith(RESERVED_PREFIX)]
-    if clash:
-        raise InputError(
-            f"input column {clash[0]!r} uses the reserved prefix {RESERVED_PREFIX!r} of the "
-            f"output's provenance columns; rename it or drop it with input.exclude"
-        )
-    if not cfg.target:
-        raise ConfigError(
-            "input.target is not set; name the label column, e.g. --set input.target=y"
-        )
-    if cfg.target not in names:
-        raise InputError(
-            f"target column {cfg.target!r} is not in the input; columns are: "
-            f"{', '.join(names)}; fix input.target"
-        )
-    for key, listed in (("input.columns", cfg.columns or ()), ("input.exclude", cfg.exclude)):
-        unknown = [c for c in listed if c not in names]
-        if unknown:
-            raise InputError(
-                f"{key} names {unknown[0]!r}, which is not an input column; columns are: "
-                f"{', '.join(names)}"
-            )
-    if cfg.target in cfg.exclude:
-        raise InputError(
-            f"input.exclude removes the target {cfg.target!r}; remove it from the list"
-        )
-    keep = list(cfg.columns) if cfg.columns else list(names)
-    if cfg.target not in keep:
-        keep.append(cfg.target)
-    keep = [c for c in names if c in keep and c not in cfg.exclude]
-    if len(keep) < 2:
-        raise InputError(
-            "no feature columns left after input.columns/input.exclude; keep at least one"
-        )
-    return df.select(*[_q(c) for c in keep])
+    """Apply the include/exclude lists and check names, without reading data (the checks live in
+    `preflight.check_names`, which the command line also runs on a file's header before Spark)."""
+    from date_spark.preflight import check_names
+
+    return df.select(*[_q(c) for c in check_names(df.columns, cfg)])
 
 
 def normalize(df: DataFrame) -> DataFrame:

@@ -26,9 +26,10 @@ from pyspark.sql import functions as F
 from date_spark import io, output
 from date_spark.config import Config
 from date_spark.discovery import Discovery, discover
-from date_spark.errors import ConfigError, DateSparkError
+from date_spark.errors import ConfigError, DateSparkError, Interrupted
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
+from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
 from date_spark.runs import Run, open_run, start_run, write_json_atomic
@@ -75,10 +76,13 @@ class DateSynthesizer:
 
     @contextlib.contextmanager
     def _timed(self, name: str) -> Iterator[None]:
-        _tag(self._session(), name)
+        self.stage_: str | None = name
         log.info("stage %s: start", name)
         t0 = time.monotonic()
-        yield
+        with Heartbeat(name):  # a line at least every 20 s while the stage runs
+            _tag(self._session(), name)  # the first stage starts Spark: also a silent wait
+            yield
+        self.stage_ = None
         secs = time.monotonic() - t0
         self.seconds_[name] = round(secs, 3)
         log.info("stage %s: done in %.1fs", name, secs)
@@ -92,10 +96,10 @@ class DateSynthesizer:
     # -- fit ------------------------------------------------------------------------------------
     def prepare(self, df: DataFrame | None = None) -> DateSynthesizer:
         """Read (or take `df`), check and profile the input; nothing is written."""
-        spark = self._session()
         cfg = self.config
         self.seconds_: dict[str, float] = getattr(self, "seconds_", {})
-        with self._timed("prepare"):
+        with self._timed("prepare"):  # starts Spark when no session is active
+            spark = self._session()
             raw = io.read_input(spark, cfg.input) if df is None else df
             selected = io.normalize(io.select_columns(raw, cfg.input))
             output.check_input_columns(raw.schema)
@@ -194,6 +198,7 @@ class DateSynthesizer:
             if use_local:
                 from date_spark.llm.local import LocalModelServer
 
+                log.info("generation: starting the embedded model (%s)", cfg.llm.local.model_alias)
                 base_url = stack.enter_context(LocalModelServer(cfg.llm.local))
             gen = Generator(
                 self.data_, self.rules_, self.schema_, cfg, route=route, base_url=base_url
@@ -353,12 +358,19 @@ class DateSynthesizer:
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
         """The test-split utility plus fidelity, privacy and validity of the kept rows; the
-        report goes under the run, beside a path output, and into MLflow."""
+        report goes under the run, beside a path output, and into MLflow. With no kept row the
+        report still exists and says why."""
         from date_spark.evaluation import evaluate
         from date_spark.report import render_report
 
         cfg = self.config
         names = self.schema_.names
+        kept = self.selection_.n_rows
+        log.info(
+            "evaluation: test-split loss without partitions, with a model per rule, and with the "
+            "%d kept rows (bootstrap intervals)",
+            kept,
+        )
         self.utility_ = self.utility()
         metrics = self.utility_.metrics()
         self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in metrics.items()}
@@ -366,21 +378,30 @@ class DateSynthesizer:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "utility.json", self.utility_.to_dict())
         summary: dict[str, Any] = {"utility": self.utility_.to_dict()}
-        if self.selection_.n_rows == 0:
-            (out_dir / "evaluation_summary.md").write_text(
-                f"{self.utility_.headline()}\n\nNo synthetic row was kept ({self.kept_text()}), "
-                "so there is nothing to evaluate for fidelity or privacy.\n"
+        result = None
+        if kept:
+            split = F.col(SPLIT_COL)
+            train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
+            holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
+            synthetic = self.sample(run.run_id).select(
+                *[F.col(f"`{c}`") for c in names], "_date_rule"
             )
-            return summary
-        split = F.col(SPLIT_COL)
-        train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
-        holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
-        synthetic = self.sample(run.run_id).select(*[F.col(f"`{c}`") for c in names], "_date_rule")
-        result = evaluate(
-            train, synthetic, self.schema_, holdout=holdout, train=train, rule_column="_date_rule"
-        )
-        result.utility = metrics
-        self.evaluation_metrics_.update(result.metrics())
+            log.info(
+                "evaluation: fidelity, privacy and validity of %d synthetic rows against the "
+                "training rows",
+                kept,
+            )
+            result = evaluate(
+                train,
+                synthetic,
+                self.schema_,
+                holdout=holdout,
+                train=train,
+                rule_column="_date_rule",
+            )
+            result.utility = metrics
+            self.evaluation_metrics_.update(result.metrics())
+        log.info("evaluation: writing the report")
         arms = self.arms_
         errors = {
             "no partition": self.utility_.losses["no_partition"],
@@ -392,7 +413,7 @@ class DateSynthesizer:
             result,
             out_dir,
             title=f"date-spark run {run.run_id}",
-            coverage={d.rule.to_text(): float(d.support) for d in self.rules_.dgrs},
+            coverage={d.rule.to_text(): d.support for d in self.rules_.dgrs},
             arm_gains=dict(zip(arms["arm_id"], arms["gain"].astype(float), strict=True))
             if len(arms)
             else None,
@@ -403,15 +424,26 @@ class DateSynthesizer:
             if self.selection_.trace
             else None,
             errors=errors,
+            error_label=f"{self.utility_.loss_name} ({self.utility_.model})",
+            gains=[g.to_dict() for g in self.utility_.gains()],
+            headline=self.utility_.headline(),
+            utility=metrics,
+            nothing_kept=None
+            if kept
+            else self.kept_text(power=False).removeprefix("kept 0 rows: "),
+            task=self.schema_.task,
+            power=None
+            if self.selection_.confirmation is None
+            else {**self.selection_.confirmation.to_dict(), "power": cfg.selection.power},
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
             beside.mkdir(parents=True, exist_ok=True)
             for p in (paths.html, paths.markdown, paths.json):
                 (beside / p.name).write_bytes(p.read_bytes())
-        summary.update(
-            {"html": str(paths.html), "fidelity": result.metrics().get("fidelity.overall")}
-        )
+        summary["html"] = str(paths.html.resolve())
+        if result is not None:
+            summary["fidelity"] = result.metrics().get("fidelity.overall")
         return summary
 
     def _selection_summary(self) -> dict[str, Any]:
@@ -452,12 +484,14 @@ class DateSynthesizer:
             out[f"{p.key}.mde_relative"] = p.mde_relative
         return out
 
-    def kept_text(self) -> str:
+    def kept_text(self, power: bool = True) -> str:
         """One line: what was kept and why, or why nothing was, with what the confirmation rows
-        could have shown."""
+        could have shown (`power`; the report shows that as a table instead)."""
         s = self.selection_
         c = s.confirmation
-        power = f"; the confirmation could not see gains below: {c.power_text()}" if c else ""
+        power_text = (
+            f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
+        )
         if s.n_rows:
             test = (
                 f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
@@ -479,7 +513,7 @@ class DateSynthesizer:
             why = s.stop_reason or "no arm passed the screen"
         else:
             why = s.stop_reason
-        return f"kept 0 rows: {why}{power}"
+        return f"kept 0 rows: {why}{power_text}"
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
@@ -508,7 +542,13 @@ class DateSynthesizer:
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
         self.seconds_ = {}
-        self.prepare(df)
+        try:
+            self.prepare(df)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "interrupted while reading the input, before the run started; nothing was "
+                "written; run the same command again"
+            ) from None
         run = open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
         run.update(run_id=run.run_id, config=cfg.redacted(), input_schema=self.schema_.to_json())
         run.finish_stage("prepare", {"profile": self.profile_.to_dict()})
@@ -545,6 +585,14 @@ class DateSynthesizer:
                 for stage in ("discovery", "generation", "selection", "evaluation"):
                     tracker.artifact(run.stage_dir(stage), stage)
                 tracker.artifact(run.manifest_path)
+        except KeyboardInterrupt:
+            done = [s for s in STAGES if run.is_done(s)]
+            during = getattr(self, "stage_", None)
+            raise Interrupted(
+                f"interrupted{f' during {during}' if during else ''}; run {run.run_id} "
+                f"finished: {', '.join(done)}; continue with --resume {run.run_id}",
+                run_id=run.run_id,
+            ) from None
         except DateSparkError as err:
             done = [s for s in STAGES if run.is_done(s)]
             raise type(err)(
