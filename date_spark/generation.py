@@ -808,7 +808,7 @@ class Generator:
         frame["requests"] = frame[DGR_COL].map(self.requests).fillna(0).astype(int)
         self.benefits = frame
         log.info(
-            "generation: %d of %d partitions (DGRs, thin segments) prompted, by expected benefit: %s",
+            "generation: %d of %d partitions (DGRs, thin segments) prompted, by benefit: %s",
             len(top),
             len(by_id),
             ", ".join(
