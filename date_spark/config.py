@@ -114,6 +114,9 @@ class GenerationConfig(_Section):
     example_blocks: int = Field(default=10, ge=0)
     example_rows: int = Field(default=8, ge=0)
     prompt_token_budget: int = Field(default=1500, ge=256)
+    # Longest cell value a prompt shows (longer ones are cut, with a marker); a categorical column
+    # holding longer values or line breaks is free text and never used in rules.
+    max_value_chars: int = Field(default=200, ge=16)
     temperature: float = Field(default=0.7, ge=0, le=2)
     mask_categoricals: bool = False
     sensitive_columns: tuple[str, ...] = ()
