@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the job: read, discover, generate, select, write")
     _common(run)
     run.add_argument(
-        "--resume", metavar="RUN_ID", help="continue a run from its last finished stage"
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a run from its last finished stage, with its saved config",
     )
     disc = sub.add_parser("discover", help="discover rules only; write them as JSON and a table")
     _common(disc)
@@ -61,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--target", metavar="COL", help="label column (a discrete label is compared as a category)"
     )
-    ev.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    ev.add_argument(
+        "--format",
+        choices=("parquet", "csv"),
+        help="format of every table (default: from each path's extension, else parquet)",
+    )
+    ev.add_argument("--real-format", choices=("parquet", "csv"), help="format of --real")
+    ev.add_argument("--synthetic-format", choices=("parquet", "csv"), help="format of --synthetic")
     ev.add_argument(
         "--out", metavar="DIR", help="report directory (default: <synthetic>_evaluation)"
     )
@@ -94,7 +102,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from date_spark.synthesizer import DateSynthesizer
 
-    cfg = _config(args)
+    if args.resume:
+        from date_spark.runs import resume_config
+
+        # the saved run's config, with what this command line states again on top
+        cfg = resume_config(args.config, args.overrides, args.resume)
+    else:
+        cfg = _config(args)
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
     print(f"run {result.run_id} done: {result.run_dir}")
@@ -109,6 +123,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if result.mlflow_run_id:
         print(f"  mlflow:    run {result.mlflow_run_id} (experiment {cfg.tracking.experiment!r})")
+    if s.get("nothing_kept"):
+        print(f"  note:      no synthetic row kept: {s['nothing_kept']}")
     if s.get("budget_exhausted"):
         print("  note:      the LLM budget ran out; the output holds what was generated before")
     return 0
@@ -138,8 +154,8 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from date_spark.config import InputConfig
     from date_spark.errors import ConfigError, InputError
-    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema
-    from date_spark.io import read_input
+    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema, only_synthetic
+    from date_spark.io import read_input, table_format
     from date_spark.report import log_report, render_report
     from date_spark.spark import session
 
@@ -150,16 +166,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out = args.synthetic.removeprefix("file://").rstrip("/") + "_evaluation"
     spark = session()
 
-    def load(flag: str, path: str | None) -> Any:
+    def load(flag: str, path: str | None, fmt: str | None = None) -> Any:
         if path is None:
             return None
+        chosen = fmt or args.format or table_format(path)
         try:
-            return read_input(spark, InputConfig(path=path, format=args.format))
+            return read_input(spark, InputConfig(path=path, format=chosen), flag=flag)
         except InputError as err:
             raise InputError(f"{flag}: {err}") from None
 
-    real = load("--real", args.real)
-    synthetic = load("--synthetic", args.synthetic)
+    real = load("--real", args.real, args.real_format)
+    synthetic = only_synthetic(load("--synthetic", args.synthetic, args.synthetic_format))
     train, holdout = load("--train", args.train), load("--holdout", args.holdout)
     rule_column = args.rule_column or (RULE_COLUMN if RULE_COLUMN in synthetic.columns else None)
     schema = infer_schema(real, args.target)

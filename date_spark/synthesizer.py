@@ -30,7 +30,14 @@ from date_spark.errors import DateSparkError
 from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.rules import parse_rule
-from date_spark.runs import Run, open_run, start_run
+from date_spark.runs import (
+    Run,
+    check_resume_config,
+    check_resume_input,
+    input_fingerprint,
+    open_run,
+    start_run,
+)
 from date_spark.schema import TableSchema, column_specs
 from date_spark.selection import Arm, PartitionedEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
@@ -82,8 +89,12 @@ class DateSynthesizer:
         log.info("stage %s: done in %.1fs", name, secs)
 
     def _discovery_schema(self, schema: TableSchema) -> TableSchema:
-        # Sensitive columns never shape rules, so their values never reach a prompt.
-        hidden = set(self.config.generation.sensitive_columns)
+        # Sensitive columns never shape rules, so their values never reach a prompt; free-text
+        # columns (long values or line breaks) would make rules, prompts and `_date_rule`
+        # unbounded, so rules never use them either.
+        hidden = set(self.config.generation.sensitive_columns) | set(
+            getattr(self, "free_text_", ())
+        )
         cols = tuple(c for c in schema.columns if c.name not in hidden)
         return TableSchema(cols, schema.target, schema.task, schema.classes)
 
@@ -95,7 +106,7 @@ class DateSynthesizer:
         self.seconds_: dict[str, float] = getattr(self, "seconds_", {})
         with self._timed("prepare"):
             raw = io.read_input(spark, cfg.input) if df is None else df
-            selected = io.normalize(io.select_columns(raw, cfg.input))
+            selected = io.normalize(io.select_columns(raw, cfg.input), cfg.input.target)
             output.check_input_columns(raw.schema)
             data, schema, profile = io.validate_and_profile(
                 selected, column_specs(selected.schema), cfg.input
@@ -108,6 +119,17 @@ class DateSynthesizer:
         )
         self.schema_: TableSchema = schema
         self.profile_: Profile = profile
+        cap = cfg.generation.max_value_chars
+        self.free_text_: list[str] = io.free_text_columns(profile, cap)
+        if self.free_text_:
+            log.warning(
+                "column(s) %s hold values longer than generation.max_value_chars=%d characters or "
+                "line breaks: rules never use them, and prompts show their values cut to %d "
+                "characters",
+                ", ".join(map(repr, self.free_text_)),
+                cap,
+                cap,
+            )
         return self
 
     def fit(self, df: DataFrame | None = None, *, run: Run | None = None) -> DateSynthesizer:
@@ -354,6 +376,24 @@ class DateSynthesizer:
         )
         return summary
 
+    def _nothing_kept_reason(self) -> str:
+        """Why a run kept no synthetic row, in the stage's own terms."""
+        if not self.rules_.dgrs:
+            return "discovery found no rule within rho, so nothing was generated"
+        gen = self.generation_
+        if not len(gen.rows):
+            rejected = gen.summary().get("rejected") or {}
+            why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
+            return "generation returned no valid row" + (f" (rejected: {why})" if why else "")
+        arms = gen.arms
+        if not len(arms) or not bool(arms["candidate"].any()):
+            return (
+                f"no generated group improved validation error ({len(arms)} groups, none a "
+                f"candidate)"
+            )
+        sel = self.selection_
+        return f"selection ({sel.strategy}) kept no arm: {sel.stop_reason}"
+
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
         return {
@@ -391,11 +431,39 @@ class DateSynthesizer:
         cfg = self.config
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
+        # A resume is checked before any work: a config that changes a finished stage is refused
+        # by name, a changed input once it is read; neither writes anything.
+        resumed = open_run(cfg.output.runs_dir, resume) if resume else None
+        changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
         self.prepare(df)
-        run = open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
-        run.update(run_id=run.run_id, config=cfg.redacted(), input_schema=self.schema_.to_json())
-        run.finish_stage("prepare", {"profile": self.profile_.to_dict()})
+        source: dict[str, Any] = (
+            {"path": cfg.input.path, "format": cfg.input.format}
+            if df is None and cfg.input.path
+            else {"table": cfg.input.table}
+            if df is None
+            else {"dataframe": True}
+        )
+        fingerprint = input_fingerprint(self.raw_, source, self.profile_.rows)
+        if resumed is not None:
+            check_resume_input(resumed, fingerprint)
+            run = resumed
+            m = run.manifest()
+            history = [*m.get("resumes", []), {"at": _now(), "changed": changed}]
+            run.update(config=cfg.redacted(), resumes=history)
+            if "input_fingerprint" not in m:
+                run.update(input_fingerprint=fingerprint)
+        else:
+            run = start_run(cfg.output.runs_dir)
+            run.update(
+                run_id=run.run_id,
+                config=cfg.redacted(),
+                input_schema=self.schema_.to_json(),
+                input_fingerprint=fingerprint,
+            )
+        run.finish_stage(
+            "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}
+        )
         result = RunResult(run.run_id, str(run.root), ["prepare"])
         try:
             with Tracker(cfg, run.run_id) as tracker:
@@ -445,8 +513,16 @@ class DateSynthesizer:
             "budget_exhausted": self.generation_.budget_exhausted,
             "seconds": dict(self.seconds_),
         }
+        if not self.selection_.n_rows:
+            result.summary["nothing_kept"] = self._nothing_kept_reason()
         run.update(summary=result.summary, mlflow_run_id=result.mlflow_run_id)
         return result
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
 def _save_selection(sel: Selection, directory: Path) -> None:
