@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from date_spark import io, output
-from date_spark.config import Config
+from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery, discover, make_model
 from date_spark.errors import DateSparkError
 from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
@@ -498,9 +498,14 @@ class DateSynthesizer:
                 tracker.artifact(run.manifest_path)
         except DateSparkError as err:
             done = [s for s in STAGES if run.is_done(s)]
+            where = (
+                ""
+                if cfg.output.runs_dir == OutputConfig().runs_dir
+                else f" --set output.runs_dir={cfg.output.runs_dir}"
+            )
             raise type(err)(
                 f"{err} (run {run.run_id} finished: {', '.join(done)}; "
-                f"continue with --resume {run.run_id})"
+                f"continue with --resume {run.run_id}{where})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
         result.summary = {

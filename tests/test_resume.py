@@ -12,7 +12,6 @@ import pytest
 
 from date_spark.cli import main
 from date_spark.datasets import planted_regimes
-from date_spark.runs import stage_of
 
 
 def digest(path: Path) -> str:
@@ -96,6 +95,8 @@ def test_resume_restores_the_run_and_refuses_what_changed(tmp_path: Path, capsys
 
 
 def test_stage_of_config_keys() -> None:
+    from date_spark.runs import stage_of
+
     assert stage_of("seed") == "prepare" and stage_of("input.exclude") == "prepare"
     assert stage_of("discovery.rho") == "discovery"
     assert stage_of("generation.prompt_token_budget") == "generation"
