@@ -100,6 +100,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from date_spark.generation import reject_table
     from date_spark.synthesizer import DateSynthesizer
 
     if args.resume:
@@ -111,12 +112,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = _config(args)
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
+    if s.get("headline"):
+        print(s["headline"])
+    print(s.get("kept", ""))
     print(f"run {result.run_id} done: {result.run_dir}")
     print(f"  input:     {s.get('profile', '')}")
     print(
         f"  rules:     {s.get('rules')} DGRs; arms: {s.get('arms')} groups, "
         f"{s.get('candidate_arms')} candidates, {s.get('selected_arms')} selected"
     )
+    rejected = s.get("rejected_rows") or {}
+    print(
+        f"  generated: {s.get('valid_rows', 0)} valid rows, {sum(rejected.values())} rejected"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ")" if rejected else "")
+    )
+    table = reject_table(s.get("rejected_by_column") or {}, s.get("clipped") or {})
+    if table:
+        print("  rejects by column (a row counts under every column that failed):")
+        for line in table:
+            print(f"    {line}")
     print(
         f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
         f"synthetic) -> {result.output.get('location')}"

@@ -69,6 +69,9 @@ class DiscoveryConfig(_Section):
     model: the per-DGR model. "linear" (default: logistic / ridge regression) keeps the error
       threshold meaningful: a deep tree fits a union of two regimes as well as one regime, so its
       error cannot tell them apart (measured on the planted tables).
+    thin_min_rows: a candidate below the support floor (`min_rows`, `min_support`) with at least
+      this many training rows is kept as a *thin segment*: no model of its own (the global one
+      serves it), but generation prompts it and selection scores its rows; 0 drops them.
     split_target: what the splitting tree of a rejected candidate is fitted to. "residual"
       (default): the residuals of the candidate's own model, so splits fall where that model
       fails (regime boundaries); "label": the label itself, as in the authors' code.
@@ -78,6 +81,7 @@ class DiscoveryConfig(_Section):
     rho_mode: Literal["relative", "absolute", "variance"] = "relative"
     min_rows: int = Field(default=50, ge=2)
     min_support: float = Field(default=0.01, ge=0, lt=1)
+    thin_min_rows: int = Field(default=20, ge=0)
     max_conjunction_length: int = Field(default=4, ge=1, le=16)
     max_candidates_per_level: int = Field(default=50, ge=2)
     max_levels: int = Field(default=12, ge=1)
@@ -106,6 +110,36 @@ class DiscoveryConfig(_Section):
 
 
 class GenerationConfig(_Section):
+    """Algorithm 2 (generation). `date_spark/generation.py` documents the semantics.
+
+    max_rules: how many DGRs are prompted: those with the largest expected benefit (the learning
+      curve of their model: loss with half vs all of their rows), not the largest. Requests per
+      round (`requests_per_rule` on average) go to them in proportion to that benefit.
+    own_rows: real rows of the question's own partition shown first in its prompt (the prompt
+      budget shrinks everything else first); example_rows: rows of each other example block.
+    prompt_token_budget: a hard limit per prompt (estimated at 3 characters per token). 4,000
+      shows 8 own rows up to about 55 columns (measured: 730 tokens at 8 columns, 1,500 at 20,
+      3,530 at 50; `benchmarks/prompt_budget.py`); the embedded local model gets at most
+      `llm.local.n_ctx - llm.max_tokens`.
+    min_arm_rows: tree paths holding fewer generated rows are pooled per question: an arm of one
+      or two rows moves the loss by less than the refit noise.
+    label_check: a teacher (the selection model trained on the partition) sets apart ("filter",
+      counted as a `.rejected` arm) or relabels ("relabel") generated rows whose label it
+      contradicts with probability `label_check_confidence`; "off" keeps them.
+    domain_margin: how far past the training rows' observed [min, max] a generated numeric, date
+      or timestamp value may fall and still be accepted, as a fraction of that range's width on
+      each side (0.1: a column seen from 20 to 70 accepts 15 to 75). Prompts and the JSON schema
+      still ask for the observed range. The margin never makes a column that was never negative
+      accept negative values (nor the mirror case), and integral columns keep whole-number
+      bounds (5.0 is accepted as 5 anywhere). 0 is the strict observed range. Categorical and
+      boolean columns get no margin: an unseen category breaks the schema.
+    out_of_range: what happens to a value past the margin. "reject" (default): the row is
+      rejected as `out_of_domain`, counted under that column. "clip": the value is moved to the
+      nearest accepted bound and the row goes on (it must still satisfy its rule); clipped values
+      are counted per column. Every run reports rejects per column and reason (run summary,
+      the generation stage in the manifest, MLflow `generation_rejected_by_column.*`).
+    """
+
     generator: Literal["llm", "interpolation"] = "llm"
     iterations: int = Field(default=3, ge=1, le=10)
     rows_per_request: int = Field(default=10, ge=1, le=200)
@@ -113,7 +147,8 @@ class GenerationConfig(_Section):
     max_rules: int = Field(default=20, ge=1)
     example_blocks: int = Field(default=10, ge=0)
     example_rows: int = Field(default=8, ge=0)
-    prompt_token_budget: int = Field(default=1500, ge=256)
+    own_rows: int = Field(default=8, ge=0)
+    prompt_token_budget: int = Field(default=4000, ge=256)
     # Longest cell value a prompt shows (longer ones are cut, with a marker); a categorical column
     # holding longer values or line breaks is free text and never used in rules.
     max_value_chars: int = Field(default=200, ge=16)
@@ -123,32 +158,71 @@ class GenerationConfig(_Section):
     refined_rules_per_rule: int = Field(default=2, ge=1, le=20)
     partition_sample_rows: int = Field(default=5000, ge=50)
     tree_max_depth: int = Field(default=4, ge=1, le=12)
+    min_arm_rows: int = Field(default=5, ge=1)
+    label_check: Literal["filter", "relabel", "off"] = "filter"
+    label_check_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     history_items: int = Field(default=6, ge=0)
+    domain_margin: float = Field(default=0.1, ge=0, le=10, allow_inf_nan=False)
+    out_of_range: Literal["reject", "clip"] = "reject"
+
+
+ModelName = Literal["hist_gradient_boosting", "decision_tree", "linear", "logistic"]
 
 
 class SelectionConfig(_Section):
     """Algorithm 3 (arm selection). `date_spark/selection.py` documents the semantics.
 
-    min_z: an arm is added (bandit, forward greedy) or removed (backward greedy) only when the score
-      strictly improves AND the improvement is significant on the paired per-row validation losses:
-      z > min_z, with z = (b - c) / sqrt(b + c) for classification (McNemar; b rows that became
-      correct, c rows that became wrong) and the paired z of the loss differences for regression.
-      The default 1.645 is a one-sided 5% test, so one or two validation rows flipping (noise)
-      admit no arm. 0 restores the paper's rule (accept any strict improvement). Evaluators
-      without per-row losses always use the paper's rule; Top-k is never tested.
-    multiple_testing: "bonferroni" (default) divides the test's level by the number of arms, so
-      that over a whole run the chance of accepting any arm by luck stays near 5%; "none" tests
-      each step at min_z.
+    model: the model the user will train downstream on the output, and the one model every stage
+      trains to decide (generation's gain, selection's screen and confirmation, the evaluation):
+      "hist_gradient_boosting" (default), "decision_tree" (depth `model_max_depth`), "linear"
+      (logistic / ridge regression; "logistic" is the same). `date_spark/models.py`.
+    loss: the per-row loss the decisions compare: "auto" (Brier score for classification,
+      squared error for regression), "brier", "log_loss" or "squared_error".
+    folds: cross-fitting folds over each partition's rows: every row is scored once, by a model
+      trained on the other folds plus the candidate rows.
+    screen_z: while searching, an arm is added (bandit, forward greedy) or removed (backward
+      greedy) only when the paired z of its change on the screening rows exceeds min(screen_z,
+      min_z). A screen, not a test: nothing is corrected for the number of arms.
+    min_z: the final kept set is confirmed once, on rows the search never saw (the validation
+      split), and kept only when its paired z there exceeds min_z (1.645: a one-sided 5% test).
+      0 restores the paper's rule: any improvement, in the search and at confirmation.
+    confirm: false keeps the searched set without the confirmation (the paper's protocol).
+    power: the power the reported minimum detectable effect is computed for.
     """
 
     strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
+    model: ModelName = "hist_gradient_boosting"
+    model_max_depth: int | None = Field(default=None, ge=1)
+    loss: Literal["auto", "brier", "log_loss", "squared_error"] = "auto"
+    folds: int = Field(default=5, ge=2, le=20)
     alpha: float = Field(default=0.8, ge=0, le=1)
     budget_rows: int = Field(default=100, ge=1)
     ucb_c: float = Field(default=2.0, ge=0)
     top_k: int = Field(default=5, ge=1)
     max_steps: int = Field(default=200, ge=1)
+    screen_z: float = Field(default=1.0, ge=0)
     min_z: float = Field(default=1.645, ge=0)
-    multiple_testing: Literal["bonferroni", "none"] = "bonferroni"
+    confirm: bool = True
+    power: float = Field(default=0.8, gt=0, lt=1)
+
+
+class EvaluationConfig(_Section):
+    """The utility evaluation on the test split (`date_spark/evaluation.py`).
+
+    model: the model trained for the utility figures; null = `selection.model`.
+    bootstrap: paired bootstrap resamples of the test rows for each gain's interval.
+    confidence: the intervals' level.
+    max_rows: cap on the training and test rows collected (seeded samples above it).
+    segments: the segments you care about, name -> rule text (the rule grammar, e.g.
+        `"age >= 60 and plan in ('basic')"`): each gets the global model's loss on its own test
+        rows trained with vs without the kept rows, with its interval, in the summary and report.
+    """
+
+    model: ModelName | None = None
+    bootstrap: int = Field(default=2000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    max_rows: int = Field(default=50_000, ge=100)
+    segments: dict[str, str] = Field(default_factory=dict)
 
 
 class LocalModelConfig(_Section):
@@ -174,7 +248,11 @@ class LlmConfig(_Section):
     api_version: str | None = None
     structured_output: Literal["auto", "json_schema", "json_object", "vllm", "none"] = "auto"
     max_tokens: int = Field(default=1024, ge=16)
-    timeout_s: float = Field(default=120.0, gt=0)
+    # Seconds one request may take. The embedded SmolLM2 took up to 130 s for one request on a
+    # busy 2-core machine (benchmarks/local_timeout.py); 390 s covers that three times over. On
+    # the local provider a timeout is not retried (see llm/engine.py): raise this for a bigger
+    # model rather than counting on retries.
+    timeout_s: float = Field(default=390.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
@@ -240,6 +318,7 @@ class Config(_Section):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

@@ -10,6 +10,12 @@ Regimes (x* are uniform on [0, 1), c0 is one of a/b/c/d):
   R3: x0 >= 0.6 and x5 < 0.5                y = x6 > 0.7
   R4: x0 >= 0.6 and x5 >= 0.5               y = x1 < 0.3      (with shared=True: y = x1 > 0.5, R0's)
 Labels flip with probability `noise`. For regression, each regime has its own linear function.
+
+With ``segment=True`` a thin sixth regime is carved out of R0 (about 4.5% of the rows: 225 of
+5,000), where the label follows R2's diagonal, which a tree needs many rows to draw:
+  R5: x0 < 0.3 and x7 >= 0.85               y = x3 + x4 > 1
+It is the case the tool is for: a rare segment that one model fits badly and that discovery can
+isolate (its rows make R0 fail the error threshold), where more rows of the right kind help.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ PLANTED_RULES = {
     "R3": "x0 >= 0.6 and x5 < 0.5",
     "R4": "x0 >= 0.6 and x5 >= 0.5",
 }
+SEGMENT_RULE = "x0 < 0.3 and x7 >= 0.85"
+SEGMENT = 5
+
+
+def _segment_np(x: np.ndarray) -> np.ndarray:
+    return (x[:, 0] < 0.3) & (x[:, 7] >= 0.85)
 
 
 def _regime_np(x0: np.ndarray, c0: np.ndarray, x5: np.ndarray) -> np.ndarray:
@@ -45,18 +57,22 @@ def _regime_np(x0: np.ndarray, c0: np.ndarray, x5: np.ndarray) -> np.ndarray:
 
 def _label_np(x: np.ndarray, regime: np.ndarray, shared: bool = False) -> np.ndarray:
     r4 = (x[:, 1] > 0.5) if shared else (x[:, 1] < 0.3)
+    diagonal = x[:, 3] + x[:, 4] > 1
     return np.select(
-        [regime == 0, regime == 1, regime == 2, regime == 3],
-        [x[:, 1] > 0.5, x[:, 2] < 0.4, x[:, 3] + x[:, 4] > 1, x[:, 6] > 0.7],
+        [regime == 0, regime == 1, regime == 2, regime == 3, regime == SEGMENT],
+        [x[:, 1] > 0.5, x[:, 2] < 0.4, diagonal, x[:, 6] > 0.7, diagonal],
         default=r4,
     ).astype(np.int64)
 
 
-def planted_truth(rows: pd.DataFrame) -> pd.DataFrame:
-    """Regime and noise-free label of rows of the classification table, for judging generated rows
-    (which rows are helpful, which carry a wrong label) in tests and benchmarks."""
-    x = rows[[f"x{i}" for i in range(7)]].to_numpy(dtype=float)
+def planted_truth(rows: pd.DataFrame, segment: bool = False) -> pd.DataFrame:
+    """Regime and noise-free label of rows of the classification table (with the thin segment R5
+    when `segment`), for judging generated rows (which rows are helpful, which carry a wrong
+    label) in tests and benchmarks."""
+    x = rows[[f"x{i}" for i in range(8 if segment else 7)]].to_numpy(dtype=float)
     regime = _regime_np(x[:, 0], rows["c0"].astype(str).to_numpy(), x[:, 5])
+    if segment:
+        regime = np.where(_segment_np(x), SEGMENT, regime)
     return pd.DataFrame({"regime": regime, "label": _label_np(x, regime)}, index=rows.index)
 
 
@@ -68,15 +84,20 @@ def planted_regimes(
     task: Literal["classification", "regression"] = "classification",
     shared: bool = False,
     with_regime: bool = True,
+    segment: bool = False,
 ) -> pd.DataFrame:
     """A heterogeneous table: `x0..x{n_features-1}`, `c0`, label `y`, and `regime` (ground truth,
-    drop it before use) when `with_regime`."""
-    if n_features < 7:
-        raise ValueError("planted_regimes needs n_features >= 7")
+    drop it before use) when `with_regime`; `segment` adds the thin regime R5 (module doc)."""
+    if n_features < (8 if segment else 7):
+        raise ValueError("planted_regimes needs n_features >= 7 (8 with segment=True)")
+    if segment and task != "classification":
+        raise ValueError("segment=True is for the classification table")
     rng = np.random.default_rng(seed)
     x = rng.random((n_rows, n_features))
     c0 = rng.choice(np.array(CATEGORIES), size=n_rows)
     regime = _regime_np(x[:, 0], c0, x[:, 5])
+    if segment:
+        regime = np.where(_segment_np(x), SEGMENT, regime)
     df = pd.DataFrame({f"x{i}": x[:, i] for i in range(n_features)})
     df.insert(1, "c0", c0)
     if task == "classification":

@@ -110,6 +110,7 @@ from pyspark.sql import types as T
 from date_spark.config import DiscoveryConfig
 from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
+from date_spark.models import estimator
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas
@@ -157,52 +158,6 @@ def error(model: Any, X: np.ndarray, y: np.ndarray, task: str) -> float:
     return float(np.mean(losses(model, X, y, task)))
 
 
-def make_model(
-    kind: str, task: str, encoder: FeatureEncoder, *, max_depth: int | None, seed: int
-) -> Any:
-    """An unfitted estimator of `kind` over the encoder's matrix (NaN = missing)."""
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-    reg = task == "regression"
-    if kind == "linear":
-        from sklearn.compose import ColumnTransformer
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression, Ridge
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-        cat = encoder.categorical_indices
-        num = [i for i in range(len(encoder)) if i not in set(cat)]
-        parts: list[tuple[str, Any, list[int]]] = []
-        if cat:
-            parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cat))
-        if num:
-            numeric = Pipeline(
-                [
-                    (
-                        "impute",
-                        SimpleImputer(
-                            strategy="mean", add_indicator=True, keep_empty_features=True
-                        ),
-                    ),
-                    ("scale", StandardScaler()),
-                ]
-            )
-            parts.append(("num", numeric, num))
-        est = Ridge(alpha=1.0) if reg else LogisticRegression(C=1.0, max_iter=500)
-        return Pipeline([("prep", ColumnTransformer(parts)), ("model", est)])
-    if kind == "decision_tree":
-        cls = DecisionTreeRegressor if reg else DecisionTreeClassifier
-        return cls(max_depth=max_depth, min_samples_leaf=5, random_state=seed)
-    if kind == "random_forest":
-        rf = RandomForestRegressor if reg else RandomForestClassifier
-        return rf(
-            n_estimators=50, max_depth=max_depth, min_samples_leaf=2, n_jobs=1, random_state=seed
-        )
-    raise DiscoveryError(f"unknown model kind {kind!r}; use linear, decision_tree or random_forest")
-
-
 def fit_model(
     kind: str,
     task: str,
@@ -218,7 +173,14 @@ def fit_model(
         from sklearn.dummy import DummyClassifier
 
         return DummyClassifier(strategy="most_frequent").fit(X, y)
-    model = make_model(kind, task, encoder, max_depth=max_depth, seed=seed)
+    model = estimator(
+        kind,
+        task,
+        categorical=encoder.categorical_indices,
+        n_features=len(encoder),
+        max_depth=max_depth,
+        seed=seed,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)
@@ -291,6 +253,18 @@ class LevelStats:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Thin:
+    """A region the search dropped because it holds fewer training rows than the support floor
+    (`min_rows`, `min_support`) but at least `thin_min_rows`: served by the global model, and
+    still a segment where generated rows may help (generation prompts it, selection scores it in
+    the rest partition)."""
+
+    rule_id: str
+    rule: Rule
+    support: int
+
+
 class Discovery:
     """What `discover` found: DGRs with their models, the global model and the search's record."""
 
@@ -312,8 +286,10 @@ class Discovery:
         n_rows: int,
         stats: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        thin: Sequence[Thin] = (),
     ) -> None:
         self.dgrs = dgrs
+        self.thin: list[Thin] = list(thin)
         self.parts = parts
         self.models = models
         self.global_model = global_model
@@ -446,6 +422,10 @@ class Discovery:
                 for p in self.parts
             ],
             "levels": [asdict(s) for s in self.levels],
+            "thin": [
+                {"rule_id": t.rule_id, "rule": t.rule.to_json(), "support": t.support}
+                for t in self.thin
+            ],
             "stats": _jsonable(self.stats),
             "config": _jsonable(self.config),
         }
@@ -498,6 +478,10 @@ class Discovery:
             n_rows=int(d.get("n_rows", 0)),
             stats=d.get("stats"),
             config=d.get("config"),
+            thin=[
+                Thin(str(t["rule_id"]), Rule.from_json(t["rule"], kinds), int(t["support"]))
+                for t in d.get("thin", [])
+            ],
         )
 
     @staticmethod
@@ -1180,6 +1164,7 @@ class _Search:
         self.queued: set[Conjunction] = set()
         self.seen: set[Conjunction] = set()
         self.accepted: list[Conjunction] = []
+        self.thin: list[tuple[Conjunction, int]] = []  # dropped below the support floor
         # accepted conjunction -> (model key, count, error, level, shared); model key is an int
         # (existing model id) or ("new", level, cand index) until the level is resolved.
         self.records: list[dict[str, Any]] = []
@@ -1450,6 +1435,8 @@ class _Search:
             self.seen.add(c.conj)
             if n >= self.min_support:
                 live.append((c, n))
+            elif n >= max(1, self.cfg.thin_min_rows):
+                self.thin.append((c.conj, n))
         dropped = len(batch) - len(live)
         if not live:
             self._log(level, len(batch), 0, 0, 0, 0, 0, dropped, 0, 1, t)
@@ -1624,6 +1611,12 @@ class _Search:
                 "seconds": self._elapsed(),
             },
             config=self.cfg.model_dump(mode="json"),
+            thin=[
+                Thin(f"thin{i}", Rule((c,)), n)
+                for i, (c, n) in enumerate(sorted(self.thin, key=lambda t: (-t[1], t[0].to_text())))
+            ]
+            if self.cfg.thin_min_rows > 0
+            else [],
         )
         logger.info(
             "discovery done: %d DGRs (%d conjunctions, %d shared), %d trainings, coverage %.1f%%, "

@@ -4,7 +4,7 @@ Every prompt is built to fit `generation.prompt_token_budget`: the parts that ca
 rows, example blocks, history entries) are dropped from the least useful end until the estimate
 fits, so prompts stay bounded however long the history grows. Token counts are estimated with the
 gateway's deliberately high estimate (3 characters per token), so the real count is lower. The
-budget is a hard limit: when even the smallest prompt (header and question alone) is over it,
+budget is a hard limit: when even the smallest prompt (header and question, no rows) is over it,
 `PromptBudgetError` says by how much, before any request is sent.
 
 Cell values are data, never instructions: each one reaches a prompt as a JSON string (examples,
@@ -219,10 +219,12 @@ def _block_text(
     i: int, b: ExampleBlock, columns: Sequence[str], n_rows: int, max_chars: int
 ) -> str:
     body = _rows_json(b.rows.head(n_rows), columns, max_chars) if n_rows else ""
-    text = (
-        f"Example {i}: rule: {b.rule.to_text()}\n"
-        f"support: {b.support} rows, validation error of its model: {b.val_error:.3f}"
+    score = (
+        f"validation error of its model: {b.val_error:.3f}"
+        if math.isfinite(b.val_error)
+        else "a thin segment, served by the table-wide model"
     )
+    text = f"Example {i}: rule: {b.rule.to_text()}\nsupport: {b.support} rows, {score}"
     return text + ("\nrows:\n" + body if body else "")
 
 
@@ -237,11 +239,32 @@ def _fit(build: Any, budget: int, shrink_steps: Sequence[Any], what: str) -> lis
     need = estimate_tokens(messages)
     if need > budget:
         raise PromptBudgetError(
-            f"the smallest {what} (column list and question, no examples) needs about {need} "
+            f"the smallest {what} (column list and question, no example rows) needs about {need} "
             f"tokens, over generation.prompt_token_budget={budget}; raise the budget to at "
             f"least {need}, or leave columns out with input.exclude"
         )
     return messages
+
+
+def _feedback_text(
+    items: Sequence[HistoryItem], columns: Sequence[str], rows: int, max_chars: int
+) -> str:
+    """Last round's groups of this partition: path, predicted label, loss change, a few rows."""
+    lines = [
+        "Feedback from the previous round (groups of generated rows, the decision-tree path they "
+        "fell in, the label the tree predicts there, and how adding them changed the model's "
+        "loss; positive = helped). Generate more like the groups that helped, fewer like those "
+        "that hurt:"
+    ]
+    for i, h in enumerate(items, 1):
+        t = (
+            f"{i}. path: {h.rule.to_text()}; predicted label: {h.predicted}; "
+            f"loss change when added: {h.gain:+.4f}"
+        )
+        if rows:
+            t += "\n" + _rows_json(h.rows.head(rows), columns, max_chars)
+        lines.append(t)
+    return "\n".join(lines)
 
 
 def generation_messages(
@@ -252,25 +275,47 @@ def generation_messages(
     target: Rule,
     n_rows: int,
     budget: int,
+    own: ExampleBlock | None = None,
+    feedback: Sequence[HistoryItem] = (),
+    min_own_rows: int = 8,
     max_value_chars: int = MAX_VALUE_CHARS,
 ) -> list[Message]:
-    """The initial prompt for one DGR: header, example blocks, then the question."""
+    """The row prompt for one question: header, the question's own partition first (its rule,
+    scores and real rows), the previous round's tree-path feedback for it, other partitions as
+    context, then the question. To fit the budget, what shrinks first is what helps least: other
+    blocks' rows, other blocks, feedback rows and items, and only then the own block's rows, down
+    to `min_own_rows` and, if even that does not fit, further (the budget is a limit)."""
     question = (
         f"Question: generate {n_rows} new, varied rows that obey ALL of this rule:\n"
         f"  {target.to_text()}\n"
         "Use the same columns, types and formats as the examples. Answer only with JSON: "
         '{"rows": [{...}, ...]}.'
     )
-    max_rows = max((len(b.rows) for b in blocks), default=0)
-    steps = [(len(blocks), r) for r in range(max_rows, 0, -1)]
-    steps += [(k, 1) for k in range(len(blocks) - 1, -1, -1)]
-    steps = steps or [(0, 0)]
+    others = [b for b in blocks if own is None or b.rule != own.rule]
+    own_n = len(own.rows) if own is not None else 0
+    floor = min(own_n, min_own_rows)
+    max_rows = max((len(b.rows) for b in others), default=0)
+    # (own rows, other blocks, their rows, feedback items, feedback rows), largest first
+    steps: list[tuple[int, int, int, int, int]] = []
+    fb = len(feedback)
+    steps += [(own_n, len(others), r, fb, 2) for r in range(max_rows, 0, -1)]
+    steps += [(own_n, k, 1, fb, 2) for k in range(len(others), -1, -1)]
+    steps += [(own_n, 0, 0, fb, r) for r in (1, 0)]
+    steps += [(own_n, 0, 0, k, 0) for k in range(fb - 1, -1, -1)]
+    steps += [(r, 0, 0, 0, 0) for r in range(own_n - 1, floor - 1, -1)]
+    steps += [(r, 0, 0, 0, 0) for r in range(floor - 1, -1, -1)]
+    steps = steps or [(own_n, 0, 0, 0, 0)]
 
-    def build(step: tuple[int, int]) -> list[Message]:
-        k, r = step
+    def build(step: tuple[int, int, int, int, int]) -> list[Message]:
+        r_own, k, r, f_items, f_rows = step
         parts = [head]
+        if own is not None:
+            text = _block_text(1, own, columns, r_own, max_value_chars)
+            parts.append(text.replace("Example 1:", "This partition:", 1))
+        if f_items:
+            parts.append(_feedback_text(feedback[:f_items], columns, f_rows, max_value_chars))
         parts += [
-            _block_text(i + 1, b, columns, r, max_value_chars) for i, b in enumerate(blocks[:k])
+            _block_text(i + 2, b, columns, r, max_value_chars) for i, b in enumerate(others[:k])
         ]
         parts.append(question)
         return [

@@ -125,9 +125,15 @@ STAGE_KEYS: Mapping[str, tuple[str, ...]] = {
         "llm.local.model_path",
         "llm.local.model_alias",
         "llm.local.n_ctx",
+        # the one model every stage trains to decide: generation's gain uses it already
+        "selection.model",
+        "selection.model_max_depth",
+        "selection.loss",
+        "selection.folds",
     ),
     "selection": ("selection.",),
     "output": ("output.",),
+    "evaluation": ("evaluation.",),
 }
 # Keys that never change a result: how to reach the endpoint and how fast, the response cache,
 # tracking, the Spark session, and where runs live.

@@ -25,43 +25,47 @@ Strategies (`SelectionConfig.strategy`):
 - ``topk``: the ``top_k`` arms with the highest generation-time gain, within the budget, unchecked
   (the paper's Top-5 baseline; it is scored only for the trace).
 
-Acceptance (``SelectionConfig.min_z``): a change of the selection (bandit or forward: add an arm;
-backward: remove one) is taken only when the score strictly improves (``new > best``) AND the
-improvement is significant on the paired per-row validation losses of the two selections
-(`LossEvaluator.losses`, same rows, same order): ``z > min_z`` with
+Scores (`CrossFitEvaluator`): the one model of `date_spark.models` (``selection.model``, the
+model the user trains downstream) is trained per partition, and every screening row gets one
+out-of-fold loss (Brier score or squared error) from a model trained on the other folds plus the
+rows under test; the score is minus the mean loss. Generation's gain is the same measure on the
+same rows (the prior the bandit starts from predicts what it then measures).
 
-- classification (0/1 losses), McNemar: ``z = (b - c) / sqrt(b + c)``, ``b`` rows that became
-  correct, ``c`` rows that became wrong (0 when ``b + c = 0``);
-- regression (squared errors), paired z of the loss differences ``d = old - new``:
-  ``z = mean(d) / (sd(d) / sqrt(n))`` (``sd`` with ddof 1; 0 when ``sd = 0`` and ``mean = 0``,
-  +-inf when only ``sd = 0``).
+Screen, then confirm (measured: one small validation split scored by 0/1 flips, with a
+Bonferroni-corrected test, kept nothing on every table, and the same rows served discovery, the
+candidate filter and the test):
 
-The default ``min_z = 1.645`` is a one-sided 5% test: one validation row flipping (z = 1) or two
-(z = 1.41) with nothing lost is noise and does not admit an arm; three net rows with none lost
-(z = 1.73) do. ``min_z: 0`` restores the paper's rule (accept any strict improvement): for an
-evaluator whose score is minus the mean loss, as `PartitionedEvaluator`'s, ``z > 0`` holds exactly
-when the score improves. An evaluator without ``losses`` is always judged by the paper's rule.
-Every scored step records its ``z`` in the trace, with the sign of its ``gain`` (for ``backward``
-the z of the arm's contribution: its removal is significant when ``-z > min_z``). Top-k is never
-tested (it only records z).
+- *Screen.* While searching, a change of the selection (bandit or forward: add an arm;
+  backward: remove one) is taken only when the score strictly improves AND the paired z of the
+  per-row losses of the two selections (same rows, same order) exceeds ``min(screen_z, min_z)``:
+  ``z = mean(d) / (sd(d) / sqrt(n))``, ``d = old - new`` (``sd`` with ddof 1; 0 when ``sd = 0``
+  and ``mean = 0``, +-inf when only ``sd = 0``). A screen, not a test: no correction for the
+  number of arms; what guards the output is the confirmation.
+- *Confirm.* The final kept set is tested once, on the confirmation rows (the validation split,
+  which discovery, generation and the screen never see), cross-fitted with the screening rows
+  always in training: kept when its paired z there exceeds ``min_z`` (1.645, a one-sided 5%
+  test), otherwise nothing is kept. One hypothesis, so the level is what it says.
+- ``min_z: 0`` restores the paper's rule (accept any strict improvement, in the search and at
+  confirmation); ``confirm: false`` keeps the searched set untested, as the paper does.
+- *Power.* For every partition, the confirmation reports its *minimum detectable effect*: the
+  smallest mean loss reduction its rows detect with probability ``power`` at ``min_z``,
+  ``(min_z + z_power) * sd(d) / sqrt(n)``, where ``d`` is the per-row loss change of a placebo
+  arm (as many of the partition's own training rows, drawn again, as the budget could add):
+  the refit noise a real arm's effect must rise above. A run that keeps nothing says which
+  partitions could not have shown a gain of what size.
 
-Many arms are tested in one run, so with ``multiple_testing: bonferroni`` (the default) the
-threshold is corrected for their number m: the one-sided level ``1 - Phi(min_z)`` is divided by m,
-``z* = Phi^-1(1 - (1 - Phi(min_z)) / m)`` (16 arms at min_z 1.645: z* = 2.73), which bounds the
-chance that any harmful or useless arm is accepted by luck at about 5% per run. Measured on the
-job's planted-regime test: uncorrected, a 3-row arm of label-flipped rows passed at z = 1.73 out of
-16 arms tried. ``multiple_testing: none`` tests each step at ``min_z``; ``min_z: 0`` is never
-corrected (it is the paper's rule).
+Every scored step records its ``z`` in the trace, with the sign of its ``gain`` (for
+``backward`` the z of the arm's contribution: its removal passes when ``-z`` exceeds the screen).
+Top-k is never screened (it only records z); its set is confirmed like any other.
 
 Utility = ``alpha * quality + (1 - alpha) * diversity``, both in [0, 1]:
 
-- *quality* is the validation gain (score units, e.g. a drop in error rate) of adding the arm to
-  what is selected, mapped symmetrically: ``0.5 + 0.5 * clip(gain / G, -1, 1)`` where ``G`` is the
-  largest absolute gain measured so far in this selection. So 0.5 means "no change", above 0.5
-  helps, 1 is as good as the best change seen and 0 as harmful as the worst; the scale is free of
-  the error unit (error rate or MSE). An arm not yet pulled uses its generation-time ``Arm.gain``
-  as a prior, mapped the same way with ``G`` = the largest absolute generation-time gain (the two
-  gains are on different scales, so each is normalised within its own family).
+- *quality* is the screening gain (a drop in mean loss) of adding the arm to what is selected,
+  mapped symmetrically: ``0.5 + 0.5 * clip(gain / G, -1, 1)`` where ``G`` is the largest
+  absolute gain measured so far in this selection. So 0.5 means "no change", above 0.5 helps, 1
+  is as good as the best change seen and 0 as harmful as the worst; the scale is free of the loss
+  unit. An arm not yet pulled uses its generation-time ``Arm.gain`` as a prior (the same measure,
+  of the arm alone), mapped the same way with ``G`` = the largest absolute generation-time gain.
 - *diversity* is ``1 - max overlap`` between the arm's rule and each selected arm's rule (1 when
   nothing is selected). Overlap of two rules is the product over the columns either constrains of
   the per-column overlap ratio (`Interval.overlap_ratio` / `CategorySet.overlap_ratio` of the
@@ -78,17 +82,18 @@ arm is larger than the budget.
 Determinism: arms are ordered by ``arm_id`` and ties are broken by a seeded permutation, so the
 result and the trace depend only on the arms, the evaluator and the seed, not on input order.
 
-Only validation rows may score arms (`Evaluator`); test rows never enter selection (the authors'
-code computed a support feature on the test split; this module has no access to it).
+Only screening rows score arms during the search and only confirmation rows confirm (`Evaluator`);
+test rows never enter selection (the authors' code computed a support feature on the test split;
+this module has no access to it).
 
 Known limits (measured in tests/selection): the bandit accepts the *first* arm that improves, in
 utility order, so a misleading generation-time prior can lock in a weaker arm that forward greedy
 (best improvement) would not take, and it costs far fewer evaluations than forward greedy for the
 same reason. No strategy that adds one arm at a time on improvement (bandit, forward) keeps two
 arms that only help together; backward greedy can. Backward greedy costs O(arms^2) evaluations.
-The significance test makes backward greedy keep the arms it starts with unless removing one helps
-significantly, so a harmful arm that costs only a row or two of validation (noise) stays in its
-result, where bandit and forward never admit such an arm.
+The screen makes backward greedy keep the arms it starts with unless removing one helps
+significantly, so a harmful arm whose cost is within the noise stays in its searched set (the
+confirmation then judges the set as a whole).
 """
 
 from __future__ import annotations
@@ -106,13 +111,13 @@ import pandas as pd
 
 from date_spark.config import SelectionConfig
 from date_spark.errors import ConfigError, InputError
+from date_spark.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.rules import CategorySet, Interval, Rule, View
 from date_spark.schema import Kind
 
 ARM_COLUMN = "_date_arm"
 STRATEGIES = ("bandit", "forward", "backward", "topk")
 Oversize = Literal["truncate", "skip"]
-Task = Literal["classification", "regression"]
 _EPS = 1e-12  # a gain must exceed this to count as an improvement (float noise only)
 _SIG_STOP = " significantly (z > min_z)"
 
@@ -142,32 +147,27 @@ class Arm:
 
 
 class Evaluator(Protocol):
-    """Scores a set of synthetic rows added to the training data, on VALIDATION rows only.
+    """Scores a set of synthetic rows added to the training data, on screening rows only.
 
     This is all selection needs; an evaluator that also has `losses` (a `LossEvaluator`) enables
-    the significance test of the module doc, one without it is judged by the paper's rule."""
+    the paired screen and the confirmation of the module doc, one without it is judged by the
+    paper's rule."""
 
     def baseline(self) -> float:
-        """Validation score with no synthetic rows (higher is better, e.g. -error)."""
+        """Score with no synthetic rows (higher is better: minus the mean loss)."""
         ...
 
     def score(self, extra: pd.DataFrame) -> float:
-        """Validation score with `extra` added to the training data."""
+        """Score with `extra` added to the training data."""
         ...
 
 
 class LossEvaluator(Evaluator, Protocol):
-    """An `Evaluator` that also gives per-row validation losses, for the paired test.
-
-    `task` picks the test: "classification" (0/1 losses, McNemar); anything else, or no `task`
-    attribute, the paired z of the loss differences (valid for any per-row loss)."""
-
-    task: Task
+    """An `Evaluator` that also gives per-row losses, for the paired z."""
 
     def losses(self, extra: pd.DataFrame) -> np.ndarray:
-        """One loss per validation row with `extra` added to the training data (0/1
-        misclassification or squared error), always the same rows in the same order, so two
-        calls can be compared row by row. Lower is better."""
+        """One loss per scored row with `extra` added to the training data, always the same rows
+        in the same order, so two calls can be compared row by row. Lower is better."""
         ...
 
 
@@ -199,7 +199,9 @@ class TraceStep:
 
 @dataclass
 class Selection:
-    """The kept arms (in acceptance order), their rows tagged with `_date_arm`, and the trace."""
+    """The kept arms (in acceptance order), their rows tagged with `_date_arm`, and the trace.
+    `screened` is what the search chose; it is kept (`selected`) only when the confirmation
+    passes (or is off)."""
 
     selected: list[str]
     rows: pd.DataFrame
@@ -209,6 +211,8 @@ class Selection:
     strategy: str
     stop_reason: str = ""
     evaluations: int = 0  # distinct evaluator.score calls
+    screened: list[str] = field(default_factory=list)  # what the search chose, before confirmation
+    confirmation: Confirmation | None = None
 
     @property
     def n_rows(self) -> int:
@@ -324,29 +328,26 @@ def infer_domains(
 # ----------------------------------------------------------------------------------------------
 
 
-def paired_z(before: np.ndarray, after: np.ndarray, task: str | None) -> float:
+def paired_z(before: np.ndarray, after: np.ndarray) -> float:
     """Significance of the change from per-row losses `before` to `after` (same rows, same order);
-    positive = `after` is better. Classification: McNemar ``(b - c) / sqrt(b + c)``; otherwise the
-    paired z ``mean(d) / (sd(d) / sqrt(n))`` of ``d = before - after`` (see the module doc)."""
+    positive = `after` is better: the paired z ``mean(d) / (sd(d) / sqrt(n))`` of
+    ``d = before - after`` (see the module doc)."""
     old = np.asarray(before, dtype=float)
     new = np.asarray(after, dtype=float)
     if old.shape != new.shape:
         raise InputError(
             f"evaluator.losses returned {new.shape[0] if new.ndim else 0} values where an earlier "
             f"call returned {old.shape[0] if old.ndim else 0}; losses must cover the same "
-            f"validation rows in the same order on every call"
+            f"rows in the same order on every call"
         )
     d = old - new
-    if task == "classification":
-        b, c = int(np.count_nonzero(d > 0)), int(np.count_nonzero(d < 0))
-        return 0.0 if b + c == 0 else (b - c) / math.sqrt(b + c)
     n = d.size
     if n == 0:
         return 0.0
     mean = float(np.mean(d))
     sd = float(np.std(d, ddof=1)) if n > 1 else 0.0
-    if sd == 0.0:
-        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    if sd <= 1e-12 * max(1.0, float(np.mean(np.abs(old)))):
+        return 0.0 if abs(mean) <= 1e-15 else math.copysign(math.inf, mean)
     return mean / (sd / math.sqrt(n))
 
 
@@ -400,9 +401,8 @@ class _Run:
         self.memo: dict[tuple[tuple[int, int], ...], float] = {}
         fn = getattr(evaluator, "losses", None)
         self.loss_fn: Callable[[pd.DataFrame], np.ndarray] | None = fn if callable(fn) else None
-        self.task: str | None = getattr(evaluator, "task", None)
         self.loss_memo: dict[tuple[tuple[int, int], ...], np.ndarray] = {}  # a few recent only
-        self.min_z = z_threshold(float(cfg.min_z), len(self.arms), cfg.multiple_testing)
+        self.min_z = screen_threshold(cfg)
         self.tested = self.loss_fn is not None and self.min_z > 0  # for stop-reason texts
         self.overlaps: dict[tuple[int, int], float] = {}
         self.trace: list[TraceStep] = []
@@ -449,7 +449,7 @@ class _Run:
         """Paired z of going from `before` to `after` (positive = better); NaN without losses."""
         if self.loss_fn is None:
             return math.nan
-        return paired_z(self.losses(before), self.losses(after), self.task)
+        return paired_z(self.losses(before), self.losses(after))
 
     def accepts(self, gain: float, z: float) -> bool:
         """The acceptance rule: a strict improvement, significant when z is known."""
@@ -869,12 +869,9 @@ def _topk(run: _Run) -> Selection:
     return run.result(order, members, "topk", stop)
 
 
-def z_threshold(min_z: float, n_arms: int, correction: str = "bonferroni") -> float:
-    """The z an improvement must exceed, corrected for the number of arms tested."""
-    if min_z <= 0 or correction == "none" or n_arms <= 1:
-        return min_z
-    level = 1.0 - NormalDist().cdf(min_z)
-    return max(min_z, NormalDist().inv_cdf(1.0 - level / n_arms))
+def screen_threshold(cfg: SelectionConfig) -> float:
+    """The z a change needs during the search: ``min(screen_z, min_z)`` (0 = the paper's rule)."""
+    return float(min(cfg.screen_z, cfg.min_z))
 
 
 def _check_arms(arms: Sequence[Arm]) -> None:
@@ -909,8 +906,11 @@ def select(
     seed: int = 42,
     max_tries: int = 2,
     oversize: Oversize = "truncate",
+    confirm: CrossFitEvaluator | None = None,
 ) -> Selection:
-    """Choose arms with `cfg.strategy` within `cfg.budget_rows` rows (see the module doc).
+    """Choose arms with `cfg.strategy` within `cfg.budget_rows` rows on `evaluator`'s screening
+    rows, then, with `confirm` (an evaluator over rows the search never saw), confirm the chosen
+    set once and report each partition's power (see the module doc).
 
     `kinds` types the rule views (interval vs set); `domains` are the table's per-column domains
     used to measure unbounded rule sides (derived from the arms when missing). `max_tries` failed
@@ -925,45 +925,185 @@ def select(
     _check_arms(arms)
     run = _Run(arms, evaluator, cfg, kinds, domains, seed, oversize)
     if cfg.strategy == "bandit":
-        return _bandit(run, max_tries)
-    if cfg.strategy == "forward":
-        return _forward(run)
-    if cfg.strategy == "backward":
-        return _backward(run)
-    return _topk(run)
+        searched = _bandit(run, max_tries)
+    elif cfg.strategy == "forward":
+        searched = _forward(run)
+    elif cfg.strategy == "backward":
+        searched = _backward(run)
+    else:
+        searched = _topk(run)
+    searched.screened = list(searched.selected)
+    if confirm is None:
+        return searched
+    return confirm_selection(searched, confirm, cfg, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------
-# A concrete evaluator: one model per partition, row-weighted validation error
+# Confirmation and power
 # ----------------------------------------------------------------------------------------------
 
 
-class Estimator(Protocol):
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Any: ...
+@dataclass(frozen=True)
+class PartitionPower:
+    """What one partition's confirmation rows can show. `mde` is the smallest mean loss reduction
+    detected with probability `power` at `min_z` (loss units), `mde_relative` the same as a share
+    of the partition's loss; NaN when the placebo changed nothing (a constant model)."""
 
-    def predict(self, X: np.ndarray) -> Any: ...
+    key: str
+    rows: int
+    loss: float
+    mde: float
+    mde_relative: float
+
+    def text(self) -> str:
+        if not math.isfinite(self.mde_relative):
+            return f"{self.key} ({self.rows} rows): not measurable"
+        return f"{self.key} ({self.rows} rows): a gain below {self.mde_relative:.0%} cannot be seen"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The one test of the searched set on the confirmation rows, and the power of those rows."""
+
+    tested: bool  # False when there was nothing to confirm, or `confirm: false`
+    passed: bool
+    rows: int
+    baseline_loss: float
+    loss: float
+    z: float
+    min_z: float
+    mde: float  # over every confirmation row (loss units)
+    mde_relative: float
+    partitions: tuple[PartitionPower, ...] = ()
+
+    @property
+    def gain(self) -> float:
+        return self.baseline_loss - self.loss
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gain"] = self.gain
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Confirmation:
+        d = {k: v for k, v in d.items() if k != "gain"}
+        parts = tuple(PartitionPower(**p) for p in d.pop("partitions", ()))
+        return Confirmation(**d, partitions=parts)
+
+    def power_text(self, limit: int = 6) -> str:
+        """One line: which partitions could not show a gain of what size."""
+        parts = sorted(self.partitions, key=lambda p: -p.rows)
+        shown = "; ".join(p.text() for p in parts[:limit])
+        more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+        whole = (
+            f"all {self.rows} confirmation rows together: below {self.mde_relative:.0%}"
+            if math.isfinite(self.mde_relative)
+            else f"{self.rows} confirmation rows"
+        )
+        return f"{whole}; {shown}{more}" if shown else whole
+
+
+def _z_power(power: float) -> float:
+    return NormalDist().inv_cdf(power)
+
+
+def partition_power(
+    evaluator: CrossFitEvaluator, cfg: SelectionConfig, seed: int
+) -> tuple[tuple[PartitionPower, ...], float, float]:
+    """Per-partition minimum detectable effects from a placebo arm (module doc), and the same over
+    every row: (partitions, mde, mde_relative)."""
+    k = max(cfg.min_z, 0.0) + _z_power(cfg.power)
+    base_all, plac_all = [], []
+    out: list[PartitionPower] = []
+    for j, key in enumerate(evaluator.keys):
+        n = evaluator.scored_rows(j)
+        if n == 0:
+            continue
+        placebo = evaluator.placebo(j, cfg.budget_rows, seed)
+        base = evaluator.partition_loss_vector(j, None)
+        plac = evaluator.partition_loss_vector(j, placebo) if len(placebo) else base
+        base_all.append(base)
+        plac_all.append(plac)
+        out.append(PartitionPower(key, n, float(np.mean(base)), *_mde(base, plac, k)))
+    if not base_all:
+        return (), math.nan, math.nan
+    mde, rel = _mde(np.concatenate(base_all), np.concatenate(plac_all), k)
+    return tuple(out), mde, rel
+
+
+def _mde(base: np.ndarray, placebo: np.ndarray, k: float) -> tuple[float, float]:
+    d = base - placebo
+    if len(d) < 2:
+        return math.nan, math.nan
+    sd = float(np.std(d, ddof=1))
+    if sd <= 0.0:
+        return math.nan, math.nan
+    mde = k * sd / math.sqrt(len(d))
+    loss = float(np.mean(base))
+    return mde, (mde / loss if loss > 0 else math.nan)
+
+
+def confirm_selection(
+    searched: Selection, evaluator: CrossFitEvaluator, cfg: SelectionConfig, *, seed: int = 42
+) -> Selection:
+    """Test the searched set once on `evaluator`'s rows (confirmation rows, cross-fitted with the
+    screening rows in training) and attach the power report. A failed test keeps nothing."""
+    parts, mde, mde_rel = partition_power(evaluator, cfg, seed)
+    base = evaluator.losses(None)
+    rows = searched.rows.drop(columns=[ARM_COLUMN], errors="ignore")
+    base_loss = float(np.mean(base)) if len(base) else math.nan
+    if rows.empty or not cfg.confirm:
+        searched.confirmation = Confirmation(
+            False, not rows.empty, len(base), base_loss, base_loss, math.nan, cfg.min_z, mde,
+            mde_rel, parts,
+        )  # fmt: skip
+        return searched
+    after = evaluator.losses(rows)
+    z = paired_z(base, after)
+    loss = float(np.mean(after))
+    passed = base_loss - loss > _EPS and z > cfg.min_z
+    searched.confirmation = Confirmation(
+        True, passed, len(base), base_loss, loss, z, cfg.min_z, mde, mde_rel, parts
+    )
+    if passed:
+        return searched
+    searched.stop_reason = (
+        f"{searched.stop_reason}; confirmation failed: z={z:.2f} <= min_z {cfg.min_z:g} on "
+        f"{len(base)} confirmation rows, nothing kept"
+    )
+    searched.selected = []
+    searched.rows = searched.rows.iloc[:0]
+    return searched
+
+
+# ----------------------------------------------------------------------------------------------
+# The evaluator: cross-fitted per-row losses of the one model, one model per partition
+# ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One DGR's training and validation rows. `rule=None` marks the rest partition: extra rows no
-    other partition's rule matches are routed to it."""
+    """One partition's rows. `rows` are scored, cross-fitted: each is predicted by a model trained
+    on the other folds. `fixed` rows are always trained on and never scored (for confirmation:
+    the screening rows). `rule=None` marks the rest: rows no rule covers, served by the global
+    model (so its `fixed` rows hold every covered row too); extra rows no rule matches go to it."""
 
     key: str
     rule: Rule | None
-    train: pd.DataFrame = field(compare=False, repr=False)
-    valid: pd.DataFrame = field(compare=False, repr=False)
+    rows: pd.DataFrame = field(compare=False, repr=False)
+    fixed: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
 class _Part:
     key: str
     rule: Rule | None
-    train: pd.DataFrame
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_valid: np.ndarray
-    y_valid: np.ndarray
+    fixed_rows: pd.DataFrame
+    X: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    fixed: tuple[np.ndarray, np.ndarray] | None
 
 
 def _digest(frame: pd.DataFrame) -> bytes:
@@ -973,105 +1113,77 @@ def _digest(frame: pd.DataFrame) -> bytes:
     return hashlib.blake2b(hashed.tobytes(), digest_size=16).digest()
 
 
-class PartitionedEvaluator:
-    """Validation score = -(row-weighted error over partitions): error = 1 - accuracy
-    (classification) or MSE (regression), each partition scored by its own model trained on its
-    training rows plus the extra rows routed to it (first matching rule, in partition order).
+class CrossFitEvaluator:
+    """Score = minus the mean cross-fitted loss of every scored row (module doc, "Scores").
 
-    `losses` gives the per-row validation losses behind that score (0/1 misclassification or squared
-    error), partitions in `keys` order and each partition's validation rows in their given order, so
-    the score is minus their mean: selection's significance test compares two such vectors.
-
-    Per-partition loss vectors are cached by the content of the extra rows a partition receives, so
-    adding an arm retrains only the partitions its rows fall in. Train and validation frames are
-    capped by seeded samples. Only training and validation rows are ever given to it: keep the test
-    split out. `encode` maps a frame of feature columns (the target removed) to a float matrix, e.g.
-    `date_spark.features.FeatureEncoder.transform`; `model_factory` returns a fresh unfitted
-    estimator (seed it for determinism)."""
+    Partitions are scored by their own model trained on their other folds + fixed rows + the extra
+    rows routed to them (first matching rule, in partition order; the rest partition takes what no
+    rule matches). `losses` gives the per-row vector behind the score (partitions in `keys` order,
+    each partition's rows in their given order), the paired test's input; `errors` the 0/1 errors
+    beside it. Loss vectors are cached per partition by the content of the extra rows it receives,
+    so adding an arm refits only the partitions its rows fall in. Frames are capped by seeded
+    samples. Keep the test split out of it. ``folds=1`` scores every row by one model trained on
+    the fixed rows plus the extra rows only (a plain holdout, for partitions given `fixed` rows)."""
 
     def __init__(
         self,
         partitions: Sequence[Partition],
         *,
         target: str,
-        task: Task,
         encode: Callable[[pd.DataFrame], np.ndarray],
-        model_factory: Callable[[], Estimator],
-        max_train_rows: int | None = 20_000,
-        max_valid_rows: int | None = 5_000,
+        model: ModelSpec,
+        folds: int = 5,
+        max_rows: int | None = 20_000,
         seed: int = 42,
     ) -> None:
-        if task not in ("classification", "regression"):
-            raise ConfigError(f"task={task!r}; use 'classification' or 'regression'")
         if not partitions:
-            raise InputError("PartitionedEvaluator needs at least one partition")
+            raise InputError("the evaluator needs at least one partition")
         self.target = target
-        self.task = task
+        self.task = model.task
         self.encode = encode
-        self.model_factory = model_factory
+        self.model = model
+        self.k = folds
+        self.seed = seed
         self.fits = 0
-        self._cache: dict[tuple[int, bytes], np.ndarray] = {}
+        self._cache: dict[tuple[int, bytes, bool], np.ndarray] = {}
         self._parts: list[_Part] = []
         keys: set[str] = set()
+        columns: list[str] | None = None
         for p in partitions:
             if p.key in keys:
                 raise InputError(f"partition key {p.key!r} appears twice")
             keys.add(p.key)
-            for name, frame in (("training", p.train), ("validation", p.valid)):
+            fixed = p.fixed if p.fixed is not None else p.rows.iloc[:0]
+            for name, frame in (("scored", p.rows), ("fixed", fixed)):
                 if target not in frame.columns:
                     raise InputError(f"partition {p.key!r} {name} rows lack the target {target!r}")
-            train = _cap(p.train, max_train_rows, seed)
-            valid = _cap(p.valid, max_valid_rows, seed)
-            if len(valid) and not len(train):
-                raise InputError(
-                    f"partition {p.key!r} has validation rows but no training rows; "
-                    f"merge it into another partition or drop its rule"
-                )
+            rows = _cap(p.rows, max_rows, seed).reset_index(drop=True)
+            fixed = _cap(fixed, max_rows, seed).reset_index(drop=True)
+            columns = columns or list(rows.columns)
             self._parts.append(
                 _Part(
                     p.key,
                     p.rule,
-                    train.reset_index(drop=True),
-                    self._x(train),
-                    train[target].to_numpy(),
-                    self._x(valid),
-                    valid[target].to_numpy(),
+                    fixed,
+                    self._x(rows),
+                    rows[target].to_numpy(),
+                    fold_ids(rows, folds, seed)
+                    if folds >= 2 and len(rows) >= 2
+                    else np.zeros(len(rows), int),
+                    (self._x(fixed), fixed[target].to_numpy()) if len(fixed) else None,
                 )
             )
-        self.columns = list(self._parts[0].train.columns)
-        self.weights = np.array([len(p.y_valid) for p in self._parts], dtype=float)
+        self.columns = columns or []
+        self.weights = np.array([len(p.y) for p in self._parts], dtype=float)
         if self.weights.sum() <= 0:
-            raise InputError("no partition has validation rows; nothing can score the arms")
-
-    @classmethod
-    def from_frames(
-        cls,
-        train: pd.DataFrame,
-        valid: pd.DataFrame,
-        rules: Mapping[str, Rule],
-        *,
-        rest: bool = True,
-        **kwargs: Any,
-    ) -> PartitionedEvaluator:
-        """Partition training and validation rows by the first matching rule (in mapping order).
-        With `rest`, rows no rule covers form a last partition scored by a global model trained on
-        all training rows (the paper's protocol); without it they are left out."""
-        parts: list[Partition] = []
-        t_left = np.ones(len(train), dtype=bool)
-        v_left = np.ones(len(valid), dtype=bool)
-        for key, rule in rules.items():
-            tm = rule.mask(train).to_numpy(dtype=bool) & t_left
-            vm = rule.mask(valid).to_numpy(dtype=bool) & v_left
-            t_left &= ~tm
-            v_left &= ~vm
-            parts.append(Partition(key, rule, train[tm], valid[vm]))
-        if rest:
-            parts.append(Partition("_rest", None, train, valid[v_left]))
-        return cls(parts, **kwargs)
+            raise InputError("no partition has rows to score; nothing can score the arms")
 
     @property
     def keys(self) -> list[str]:
         return [p.key for p in self._parts]
+
+    def scored_rows(self, j: int) -> int:
+        return len(self._parts[j].y)
 
     def _x(self, frame: pd.DataFrame) -> np.ndarray:
         feats = frame.drop(columns=[self.target])
@@ -1093,44 +1205,39 @@ class PartitionedEvaluator:
         out[left] = rest
         return out
 
-    def _losses(self, j: int, extra: pd.DataFrame) -> np.ndarray:
-        """Partition j's per-validation-row losses with `extra` (its routed rows); cached."""
-        key = (j, _digest(extra))
+    def placebo(self, j: int, budget: int, seed: int) -> pd.DataFrame:
+        """As many of partition j's own fixed rows (drawn again, seeded) as the budget could add:
+        the refit noise of an arm of that size, for the minimum detectable effect."""
+        p = self._parts[j]
+        pool = p.fixed_rows
+        if len(pool) and p.rule is None:
+            pool = pool[self.route(pool) == j]
+        if pool.empty:
+            return pool
+        n = min(budget, len(pool))
+        return pool.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
+
+    def partition_loss_vector(
+        self, j: int, extra: pd.DataFrame | None, errors: bool = False
+    ) -> np.ndarray:
+        """Partition j's per-row losses with `extra` (rows already routed to it); cached."""
+        extra = extra if extra is not None else pd.DataFrame(columns=self.columns)
+        key = (j, _digest(extra), errors)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         p = self._parts[j]
-        if len(extra):
-            X = np.vstack([p.X_train, self._x(extra)])
-            y = np.concatenate([p.y_train, extra[self.target].to_numpy()])
-        else:
-            X, y = p.X_train, p.y_train
-        if self.task == "classification":
-            labels = pd.unique(y)
-            if len(labels) == 1:  # one class: every model predicts it; many estimators refuse
-                pred = np.full(len(p.y_valid), labels[0], dtype=object)
-            else:
-                pred = self._fit_predict(X, y, p.X_valid)
-            loss = np.asarray(pred != p.y_valid, dtype=float)
-        else:
-            pred = self._fit_predict(X, y.astype(float), p.X_valid)
-            loss = (np.asarray(pred, dtype=float) - p.y_valid.astype(float)) ** 2
+        fixed = p.fixed
+        more = (self._x(extra), extra[self.target].to_numpy()) if len(extra) else None
+        loss = crossfit_losses(
+            self.model, p.X, p.y, p.folds, fixed=fixed, extra=more, errors=errors
+        )
+        self.fits += len(np.unique(p.folds))
         loss.setflags(write=False)  # shared by every caller that hits the cache
         self._cache[key] = loss
         return loss
 
-    def _error(self, j: int, extra: pd.DataFrame) -> float:
-        return float(np.mean(self._losses(j, extra)))
-
-    def _fit_predict(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray) -> np.ndarray:
-        model = self.model_factory()
-        model.fit(X, y)
-        self.fits += 1
-        return np.asarray(model.predict(X_valid))
-
     def _routed(self, extra: pd.DataFrame | None) -> list[tuple[int, pd.DataFrame]]:
-        """(partition index, the extra rows it receives) for each partition with validation
-        rows, in partition order."""
         if extra is None or extra.empty:
             extra = pd.DataFrame(columns=self.columns)
         missing = [c for c in self.columns if c not in extra.columns]
@@ -1145,25 +1252,29 @@ class PartitionedEvaluator:
                 out.append((j, sub.reset_index(drop=True)))
         return out
 
-    def partition_errors(self, extra: pd.DataFrame | None = None) -> dict[str, float]:
-        """Validation error per partition key (partitions without validation rows omitted)."""
-        return {self._parts[j].key: self._error(j, sub) for j, sub in self._routed(extra)}
+    def partition_losses(self, extra: pd.DataFrame | None = None) -> dict[str, float]:
+        """Mean loss per partition key (partitions without scored rows omitted)."""
+        return {
+            self._parts[j].key: float(np.mean(self.partition_loss_vector(j, sub)))
+            for j, sub in self._routed(extra)
+        }
 
     def losses(self, extra: pd.DataFrame | None = None) -> np.ndarray:
-        """Per-validation-row losses with `extra` added (0/1 misclassification or squared error):
-        partitions in `keys` order, each one's validation rows in their given order; always the
-        same rows, so two calls compare row by row. ``score == -losses.mean()`` (up to rounding)."""
-        parts = [self._losses(j, sub) for j, sub in self._routed(extra)]
+        """Per-row losses with `extra` added: partitions in `keys` order, each one's rows in their
+        given order; always the same rows. ``score == -losses.mean()`` (up to rounding)."""
+        parts = [self.partition_loss_vector(j, sub) for j, sub in self._routed(extra)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def errors(self, extra: pd.DataFrame | None = None) -> np.ndarray:
+        """The 0/1 errors (squared errors for regression) of the same rows, beside the loss."""
+        parts = [self.partition_loss_vector(j, sub, True) for j, sub in self._routed(extra)]
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def baseline(self) -> float:
         return self.score(pd.DataFrame(columns=self.columns))
 
     def score(self, extra: pd.DataFrame) -> float:
-        errs = self.partition_errors(extra)
-        w = {p.key: self.weights[j] for j, p in enumerate(self._parts)}
-        total = sum(w[k] * e for k, e in errs.items())
-        return -float(total / self.weights.sum())
+        return -float(np.mean(self.losses(extra)))
 
 
 def _cap(frame: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:

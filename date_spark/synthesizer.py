@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ from pyspark.sql import functions as F
 
 from date_spark import io, output
 from date_spark.config import Config, OutputConfig
-from date_spark.discovery import Discovery, discover, make_model
-from date_spark.errors import DateSparkError
-from date_spark.generation import DGR_COL, GenerationResult, Generator, arms_table
+from date_spark.discovery import Discovery, discover
+from date_spark.errors import ConfigError, DateSparkError
+from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
+from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
 from date_spark.runs import (
     Run,
@@ -37,13 +38,15 @@ from date_spark.runs import (
     input_fingerprint,
     open_run,
     start_run,
+    write_json_atomic,
 )
 from date_spark.schema import TableSchema, column_specs
-from date_spark.selection import Arm, PartitionedEvaluator, Selection, select
+from date_spark.selection import Arm, Confirmation, CrossFitEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker
+from date_spark.utility import Utility
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,9 @@ class DateSynthesizer:
         if not hasattr(self, "data_"):
             self.prepare(df)
         cfg = self.config
-        non_test = self.data_.where(F.col(SPLIT_COL) != TEST)
+        self._named_segments()  # a bad evaluation.segments rule fails before any LLM call
+        # Discovery sees the training split only: the validation split is the confirmation's.
+        train = self.data_.where(F.col(SPLIT_COL) == TRAIN)
 
         with self._timed("discovery"):
             path = run.stage_dir("discovery") / "discovery.json" if run else None
@@ -147,7 +152,7 @@ class DateSynthesizer:
                 log.info("discovery: loaded %d rules from %s", len(self.rules_.dgrs), path)
             else:
                 self.rules_ = discover(
-                    non_test, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
+                    train, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
                 )
                 if run and path:
                     self.rules_.save(path)
@@ -186,6 +191,7 @@ class DateSynthesizer:
         d = self.rules_
         return {
             "rules": len(d.dgrs),
+            "thin_segments": len(d.thin),
             "coverage": round(float(d.coverage), 4),
             "trainings": d.trainings,
             "shared": d.shared,
@@ -219,31 +225,61 @@ class DateSynthesizer:
         self.partition_sample_ = gen.sample_pd
         return result
 
-    def _partitions(self) -> list[SelPartition]:
+    def _evaluators(self, cfg: Config) -> tuple[CrossFitEvaluator, CrossFitEvaluator]:
+        """The screening evaluator (each partition's training rows, cross-fitted) and the
+        confirmation evaluator (its validation rows, cross-fitted with the training rows always
+        in training). Cached per model setting: `select()` reruns reuse their fits."""
+        sel = cfg.selection
+        key = (sel.model, sel.loss, sel.folds, sel.model_max_depth)
+        cache: dict[Any, tuple[CrossFitEvaluator, CrossFitEvaluator]] = self.__dict__.setdefault(
+            "_evaluator_cache", {}
+        )
+        if key in cache:
+            return cache[key]
         sample = getattr(self, "partition_sample_", None)
         if sample is None:
             sample = self._resample()
-        parts = []
+            self.partition_sample_ = sample
+        screen, confirm = [], []
+        split = sample[SPLIT_COL]
         for d in self.rules_.dgrs:
-            g = sample[sample[DGR_COL] == str(d.rule_id)]
-            parts.append(
-                SelPartition(
-                    str(d.rule_id),
-                    d.rule,
-                    g[g[SPLIT_COL] == TRAIN].drop(columns=[DGR_COL, SPLIT_COL]),
-                    g[g[SPLIT_COL] == VALIDATION].drop(columns=[DGR_COL, SPLIT_COL]),
-                )
-            )
-        return parts
+            g = sample[sample[DGR_COL] == str(d.rule_id)].drop(columns=[DGR_COL])
+            train = g[g[SPLIT_COL] == TRAIN].drop(columns=[SPLIT_COL])
+            valid = g[g[SPLIT_COL] == VALIDATION].drop(columns=[SPLIT_COL])
+            screen.append(SelPartition(str(d.rule_id), d.rule, train))
+            confirm.append(SelPartition(str(d.rule_id), d.rule, valid, fixed=train))
+        rest = sample[DGR_COL] == REST
+        if rest.any():
+            # rows no DGR covers: the global model, which every row trains
+            names = self.schema_.names
+            r_train, r_valid = sample[rest & (split == TRAIN)], sample[rest & (split == VALIDATION)]
+            c_train = sample[~rest & (split == TRAIN)]
+            c_valid = sample[~rest & (split == VALIDATION)]
+            screen.append(SelPartition(REST, None, r_train[names], fixed=c_train[names]))
+            fixed = pd.concat([sample[split == TRAIN], c_valid])[names]
+            confirm.append(SelPartition(REST, None, r_valid[names], fixed=fixed))
+        model = ModelSpec.for_table(sel, self.schema_, self.rules_.encoder, seed=cfg.seed)
+        common: dict[str, Any] = {
+            "target": self.schema_.target,
+            "encode": self.rules_.encoder.transform,
+            "model": model,
+            "folds": sel.folds,
+            "seed": cfg.seed,
+        }
+        pair = (CrossFitEvaluator(screen, **common), CrossFitEvaluator(confirm, **common))
+        cache[key] = pair
+        return pair
 
     def _resample(self) -> pd.DataFrame:
         """The capped per-DGR sample, recomputed (on resume after generation)."""
         from date_spark.generation import _partition_sample
 
-        routed = self.data_.where(F.col(SPLIT_COL) != TEST).transform(
-            self.rules_.route(column=DGR_COL)
+        routed = (
+            self.data_.where(F.col(SPLIT_COL) != TEST)
+            .transform(self.rules_.route(column=DGR_COL))
+            .withColumn(DGR_COL, F.coalesce(F.col(DGR_COL), F.lit(REST)))
         )
-        ids = [str(d.rule_id) for d in self.rules_.dgrs]
+        ids = [str(d.rule_id) for d in self.rules_.dgrs] + [REST]
         sample = _partition_sample(
             routed, ids, self.config.generation.partition_sample_rows, self.config.seed
         )
@@ -262,25 +298,13 @@ class DateSynthesizer:
 
     def _select(self, cfg: Config | None = None) -> Selection:
         cfg = cfg or self.config
-        if (
-            not self.rules_.dgrs
-            or not len(self.generation_.arms)
-            or not bool(self.generation_.arms["candidate"].any())
-        ):
-            # Nothing to choose from (no rule, or no group that helped): keep nothing, cleanly.
-            reason = "no rule found" if not self.rules_.dgrs else "no candidate arm"
-            return Selection(
-                [],
-                pd.DataFrame(columns=[*self.schema_.names, "_date_arm"]),
-                [],
-                float("nan"),
-                float("nan"),
-                cfg.selection.strategy,
-                reason,
-            )
+        empty = pd.DataFrame(columns=[*self.schema_.names, "_date_arm"])
+        if not self.rules_.dgrs:
+            return Selection([], empty, [], float("nan"), float("nan"), cfg.selection.strategy,
+                             "no rule found")  # fmt: skip
         rows = self.generation_.rows
         arms_pd = self.generation_.arms
-        cands = arms_pd[arms_pd["candidate"]] if len(arms_pd) else arms_pd
+        cands = arms_pd[arms_pd["candidate"].astype(bool)] if len(arms_pd) else arms_pd
         kinds = self.schema_.kinds
         arms = []
         for rec in cands.to_dict("records"):
@@ -295,44 +319,80 @@ class DateSynthesizer:
                     gain=float(rec["gain"]),
                 )
             )
-        encoder = self.rules_.encoder
-        depth = cfg.discovery.model_max_depth
-        evaluator = PartitionedEvaluator(
-            self._partitions(),
-            target=self.schema_.target,
-            task=self.schema_.task,  # type: ignore[arg-type]
-            encode=encoder.transform,
-            model_factory=lambda: make_model(
-                "decision_tree", self.schema_.task, encoder, max_depth=depth, seed=cfg.seed
-            ),
+        screen, confirm = self._evaluators(cfg)
+        result = select(arms, screen, cfg.selection, kinds=kinds, seed=cfg.seed, confirm=confirm)
+        if not arms:
+            result.stop_reason = "no candidate arm (no generated group lowered the screening loss)"
+        if result.rows.empty:
+            result.rows = empty
+        return result
+
+    def _named_segments(self) -> dict[str, Any]:
+        """`evaluation.segments` parsed against the table's columns."""
+        out = {}
+        for name, text in self.config.evaluation.segments.items():
+            try:
+                out[name] = parse_rule(text, self.schema_.kinds)
+            except DateSparkError as exc:
+                raise ConfigError(
+                    f"evaluation.segments.{name}: {exc}; write it in the rule grammar over the "
+                    f"table's columns, e.g. \"age >= 40 and region in ('east')\""
+                ) from None
+        return out
+
+    def utility(self, selection: Selection | None = None) -> Utility:
+        """The test-split utility of `selection` (default: the fitted one): partition gain and
+        synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
+        test rows are kept, so comparing several selections collects them once."""
+        from date_spark.utility import collect, utility
+
+        if not hasattr(self, "rules_"):
+            raise DateSparkError("utility() needs a fitted synthesizer: call fit() first")
+        cfg = self.config
+        sel = selection if selection is not None else self.selection_
+        if not hasattr(self, "_utility_rows"):
+            self._utility_rows = collect(
+                self.data_, self.schema_, max_rows=cfg.evaluation.max_rows, seed=cfg.seed
+            )
+        train, test = self._utility_rows
+        model = ModelSpec.for_table(
+            cfg.selection, self.schema_, self.rules_.encoder, seed=cfg.seed,
+            kind=cfg.evaluation.model,
+        )  # fmt: skip
+        return utility(
+            train,
+            test,
+            {str(d.rule_id): d.rule for d in self.rules_.dgrs},
+            sel.rows,
+            self.schema_,
+            self.rules_.encoder.transform,
+            model,
+            resamples=cfg.evaluation.bootstrap,
+            confidence=cfg.evaluation.confidence,
             seed=cfg.seed,
+            thin={t.rule_id: t.rule for t in self.rules_.thin},
+            named=self._named_segments(),
         )
-        return select(arms, evaluator, cfg.selection, kinds=kinds, seed=cfg.seed)
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
-        """The paper's utility protocol plus fidelity, privacy and validity of the kept rows;
-        the report goes under the run, beside a path output, and into MLflow."""
-        from date_spark.evaluation import evaluate, paper_utility
+        """The test-split utility plus fidelity, privacy and validity of the kept rows; the
+        report goes under the run, beside a path output, and into MLflow."""
+        from date_spark.evaluation import evaluate
         from date_spark.report import render_report
 
         cfg = self.config
         names = self.schema_.names
-        utility = paper_utility(
-            self.data_,
-            {str(d.rule_id): d.rule for d in self.rules_.dgrs},
-            self.selection_.rows,
-            self.schema_,
-            self.rules_.encoder.transform,
-            seed=cfg.seed,
-        )
-        self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in utility.items()}
+        self.utility_ = self.utility()
+        metrics = self.utility_.metrics()
+        self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in metrics.items()}
         out_dir = run.stage_dir("evaluation")
-        summary: dict[str, Any] = {"utility": utility}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "utility.json", self.utility_.to_dict())
+        summary: dict[str, Any] = {"utility": self.utility_.to_dict()}
         if self.selection_.n_rows == 0:
-            (out_dir).mkdir(parents=True, exist_ok=True)
             (out_dir / "evaluation_summary.md").write_text(
-                "No synthetic row was kept (no arm improved validation error significantly), so "
-                "there is nothing to evaluate for fidelity or privacy.\n"
+                f"{self.utility_.headline()}\n\nNo synthetic row was kept ({self.kept_text()}), "
+                "so there is nothing to evaluate for fidelity or privacy.\n"
             )
             return summary
         split = F.col(SPLIT_COL)
@@ -342,13 +402,14 @@ class DateSynthesizer:
         result = evaluate(
             train, synthetic, self.schema_, holdout=holdout, train=train, rule_column="_date_rule"
         )
-        result.utility = utility
+        result.utility = metrics
         self.evaluation_metrics_.update(result.metrics())
         arms = self.arms_
         errors = {
-            "no partition": utility.get("decision_tree.no_partition", float("nan")),
-            "partition only": utility.get("decision_tree.partition_only", float("nan")),
-            "DATE": utility.get("decision_tree.date", float("nan")),
+            "no partition": self.utility_.losses["no_partition"],
+            "partition only": self.utility_.losses["partition_only"],
+            "DATE": self.utility_.losses["date"],
+            "global + synthetic": self.utility_.losses["global_synthetic"],
         }
         paths = render_report(
             result,
@@ -385,25 +446,72 @@ class DateSynthesizer:
             rejected = gen.summary().get("rejected") or {}
             why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
             return "generation returned no valid row" + (f" (rejected: {why})" if why else "")
-        arms = gen.arms
-        if not len(arms) or not bool(arms["candidate"].any()):
-            return (
-                f"no generated group improved validation error ({len(arms)} groups, none a "
-                f"candidate)"
-            )
-        sel = self.selection_
-        return f"selection ({sel.strategy}) kept no arm: {sel.stop_reason}"
+        # the selection's own account: screen, confirmation and what it could have detected
+        return self.kept_text().removeprefix("kept 0 rows: ")
 
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
-        return {
+        out: dict[str, Any] = {
             "strategy": s.strategy,
+            "screened_arms": len(s.screened),
             "selected_arms": len(s.selected),
             "rows": s.n_rows,
             "baseline": s.baseline,
             "best_score": s.best_score,
             "stop_reason": s.stop_reason,
+            "kept": self.kept_text(),
         }
+        c = s.confirmation
+        if c is not None:
+            out.update(
+                confirmation_z=c.z,
+                confirmation_passed=c.passed,
+                confirmation_rows=c.rows,
+                confirmation_gain=c.gain,
+                mde=c.mde,
+                mde_relative=c.mde_relative,
+                partitions=[asdict(p) for p in c.partitions],
+            )
+        return out
+
+    def _power_metrics(self) -> dict[str, float]:
+        """Per-partition confirmation rows and minimum detectable effects, for MLflow."""
+        c = self.selection_.confirmation
+        if c is None:
+            return {}
+        out: dict[str, float] = {}
+        for p in c.partitions:
+            out[f"{p.key}.confirmation_rows"] = float(p.rows)
+            out[f"{p.key}.mde"] = p.mde
+            out[f"{p.key}.mde_relative"] = p.mde_relative
+        return out
+
+    def kept_text(self) -> str:
+        """One line: what was kept and why, or why nothing was, with what the confirmation rows
+        could have shown."""
+        s = self.selection_
+        c = s.confirmation
+        power = f"; the confirmation could not see gains below: {c.power_text()}" if c else ""
+        if s.n_rows:
+            test = (
+                f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
+                f"{c.min_z:g} on {c.rows} confirmation rows"
+                if c is not None and c.tested and c.baseline_loss > 0
+                else "not confirmed (selection.confirm is off)"
+            )
+            return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
+        if not self.rules_.dgrs:
+            return "kept 0 rows: discovery found no rule"
+        if c is not None and c.tested and not c.passed:
+            why = (
+                f"the searched set ({len(s.screened)} arms) failed confirmation: z={c.z:.2f} <= "
+                f"{c.min_z:g} on {c.rows} rows"
+            )
+        elif not s.screened:
+            why = s.stop_reason or "no arm passed the screen"
+        else:
+            why = s.stop_reason
+        return f"kept 0 rows: {why}{power}"
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
@@ -471,10 +579,11 @@ class DateSynthesizer:
                 tracker.metrics({"rows_in": self.profile_.rows})
                 self.fit(run=run)
                 tracker.metrics(self._discovery_summary(), prefix="discovery_")
-                tracker.metrics(self.generation_.summary(), prefix="generation_")
+                tracker.metrics(self.generation_.metrics(), prefix="generation_")
                 for r in self.generation_.rounds:
                     tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
                 tracker.metrics(self._selection_summary(), prefix="selection_")
+                tracker.metrics(self._power_metrics(), prefix="power.")
                 with self._timed("output"):
                     out = self.sample(run.run_id)
                     if cfg.output.mode == "augmented":
@@ -508,9 +617,17 @@ class DateSynthesizer:
                 f"continue with --resume {run.run_id}{where})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
+        rejected, by_column, clipped = self.generation_.rejects()
+        utility = getattr(self, "utility_", None)
         result.summary = {
+            "headline": utility.headline() if utility is not None else "",
+            "kept": self.kept_text(),
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
+            "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
+            "rejected_rows": rejected,
+            "rejected_by_column": by_column,
+            "clipped": clipped,
             "arms": len(self.arms_),
             "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
             "selected_arms": len(self.selection_.selected),
@@ -534,23 +651,24 @@ def _save_selection(sel: Selection, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     sel.rows.to_parquet(directory / "rows.parquet", index=False)
     sel.trace_frame().to_parquet(directory / "trace.parquet", index=False)
-    (directory / "selection.json").write_text(
-        json.dumps(
-            {
-                "selected": sel.selected,
-                "best_score": sel.best_score,
-                "baseline": sel.baseline,
-                "strategy": sel.strategy,
-                "stop_reason": sel.stop_reason,
-                "evaluations": sel.evaluations,
-            },
-            indent=2,
-        )
+    write_json_atomic(
+        directory / "selection.json",
+        {
+            "selected": sel.selected,
+            "screened": sel.screened,
+            "best_score": sel.best_score,
+            "baseline": sel.baseline,
+            "strategy": sel.strategy,
+            "stop_reason": sel.stop_reason,
+            "evaluations": sel.evaluations,
+            "confirmation": sel.confirmation.to_dict() if sel.confirmation else None,
+        },
     )
 
 
 def _load_selection(directory: Path) -> Selection:
     meta = json.loads((directory / "selection.json").read_text())
+    conf = meta.get("confirmation")
     return Selection(
         selected=meta["selected"],
         rows=pd.read_parquet(directory / "rows.parquet"),
@@ -560,4 +678,6 @@ def _load_selection(directory: Path) -> Selection:
         strategy=meta["strategy"],
         stop_reason=meta["stop_reason"],
         evaluations=meta["evaluations"],
+        screened=list(meta.get("screened", meta["selected"])),
+        confirmation=Confirmation.from_dict(conf) if conf else None,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +18,14 @@ from date_spark.config import Config
 log = logging.getLogger(__name__)
 
 MLFLOW_PARAM_MAX = 6000
+MLFLOW_KEY_MAX = 250
+_KEY_UNSAFE = re.compile(r"[^\w\-./ ]", re.ASCII)
+
+
+def metric_key(name: str) -> str:
+    """A name MLflow accepts as a metric key (letters, digits, `_-./` and spaces): input column
+    names can hold anything, so every other character becomes `_`."""
+    return _KEY_UNSAFE.sub("_", name.replace(" ", "_"))[:MLFLOW_KEY_MAX]
 
 
 def default_uri(runs_dir: str) -> str:
@@ -71,7 +80,7 @@ class Tracker:
             if isinstance(v, bool):
                 v = float(v)
             if isinstance(v, (int, float)) and math.isfinite(float(v)):
-                clean[(prefix + k).replace(" ", "_")] = float(v)
+                clean[metric_key(prefix + k)] = float(v)
         if clean:
             mlflow.log_metrics(clean)
 

@@ -72,8 +72,12 @@ def job_args(table: Path, tmp: Path, url: str, *extra: str) -> list[str]:
 def test_job_end_to_end_rerun_and_resume(
     table: Path, tmp_path: Path, spark: Any, capsys: Any
 ) -> None:
+    """The job's plumbing under the paper's acceptance rule (`min_z: 0`, no confirmation), so
+    that rows are kept and every check on them is about something; the default rule's effect is
+    tested in tests/test_value.py."""
+    paper = ("--set", "selection.min_z=0", "--set", "selection.confirm=false")
     with StubServer(row_factory=planted_rows(harmful_regimes=HARMFUL_REGIMES)) as url:
-        assert main(["run", *job_args(table, tmp_path, url)]) == 0
+        assert main(["run", *job_args(table, tmp_path, url, *paper)]) == 0
         printed = capsys.readouterr().out
         assert "mlflow:" in printed and str(tmp_path / "out") in printed
         runs = sorted((tmp_path / "runs").glob("2*/manifest.json"))
@@ -88,18 +92,22 @@ def test_job_end_to_end_rerun_and_resume(
         allrows = out.toPandas()
         assert (~allrows["_date_synthetic"]).sum() == inp.count()  # augmented: every input row
         rows = allrows[allrows["_date_synthetic"]]
-        assert len(rows) <= Config().selection.budget_rows
+        assert 0 < len(rows) <= Config().selection.budget_rows
         for rule_text, g in rows.groupby("_date_rule"):
             assert parse_rule(rule_text).mask(g).all(), rule_text
-        # no harmful (label-flipped) row is kept, and that was tested, not vacuous: harmful arms
-        # were tried by the bandit and rejected
-        assert not mislabelled(rows).any()
+        # harmful (label-flipped) rows were generated; the label check set most of them apart
+        # and the screen kept the rest out (their arms lower the screening score)
         run_dir = runs[0].parent
         trace = pd.read_parquet(run_dir / "selection" / "trace.parquet")
         gen_rows = pd.read_parquet(run_dir / "generation" / "rows.parquet")
-        flipped = mislabelled(gen_rows).groupby(gen_rows["_date_arm"]).mean() > 0.5
-        harmful_tried = trace[trace["arm_id"].map(flipped).fillna(False).astype(bool)]
-        assert len(harmful_tried) > 0 and not harmful_tried["accepted"].any()
+        flipped = mislabelled(gen_rows)
+        assert flipped.sum() > 50
+        set_apart = gen_rows["_date_arm"].str.endswith(".rejected")
+        assert set_apart[flipped].mean() > 0.8 and set_apart[~flipped].mean() < 0.2
+        assert not mislabelled(rows).any()
+        tried = trace[trace["arm_id"].map(flipped.groupby(gen_rows["_date_arm"]).mean() > 0.5)
+                      .fillna(False).astype(bool)]  # fmt: skip
+        assert not tried["accepted"].any()
 
         # MLflow: params without secrets, metrics, artifacts
         mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -112,7 +120,7 @@ def test_job_end_to_end_rerun_and_resume(
         assert {"discovery", "generation", "selection"} <= arts
 
         # rerun of the same date: the same rows, no duplicates
-        assert main(["run", *job_args(table, tmp_path, url)]) == 0
+        assert main(["run", *job_args(table, tmp_path, url, *paper)]) == 0
         again = spark.read.parquet(str(tmp_path / "out")).toPandas()
         again = again[again["_date_synthetic"]]
         cols = [c for c in inp.columns]
@@ -131,7 +139,9 @@ def test_job_end_to_end_rerun_and_resume(
         code = main(
             [
                 "run",
-                *job_args(table, tmp_path, url2, "--set", f"llm.cache_path={tmp_path / 'cache2'}"),
+                *job_args(
+                    table, tmp_path, url2, *paper, "--set", f"llm.cache_path={tmp_path / 'cache2'}"
+                ),
                 "--resume",
                 rid,
             ]
@@ -169,8 +179,8 @@ def test_dead_endpoint_exits_3_and_says_what_finished(
 
 @pytest.mark.usefixtures("spark")
 def test_job_evaluates_and_reports(tmp_path: Path) -> None:
-    """No-LLM generator on a small table (thin partitions) with the unchecked top-k strategy, so
-    rows are kept and evaluated."""
+    """No-LLM generator on a small table (thin partitions) with the top-k strategy and no
+    confirmation (the paper's protocol), so rows are kept and evaluated."""
     table = tmp_path / "small.parquet"
     planted_regimes(1500, n_features=8, seed=5).drop(columns=["regime"]).to_parquet(
         table, index=False
@@ -179,24 +189,30 @@ def test_job_evaluates_and_reports(tmp_path: Path) -> None:
         "--set", f"input.path={table}", "--set", "input.target=y",
         "--set", f"output.path={tmp_path / 'out'}", "--set", f"output.runs_dir={tmp_path / 'runs'}",
         "--set", "generation.generator=interpolation", "--set", "generation.iterations=1",
-        "--set", "selection.strategy=topk",
+        "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
         "--set", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]  # fmt: skip
     assert main(["run", *args]) == 0
     manifest = json.loads(next((tmp_path / "runs").glob("2*/manifest.json")).read_text())
     ev = manifest["stages"]["evaluation"]
     util = ev["utility"]
-    for key in ("no_partition", "partition_only", "date"):
-        assert 0 <= util[f"decision_tree.{key}"] <= 1
-        assert 0 <= util[f"hist_gradient_boosting.{key}"] <= 1
     assert util["synthetic_rows"] > 0 and ev["fidelity"] is not None
+    assert util["model"] == "hist_gradient_boosting" and util["loss"] == "brier"
+    for key in ("no_partition", "partition_only", "date", "global_synthetic"):
+        assert 0 <= util["losses"][key] <= 2 and 0 <= util["errors"][key] <= 1
+    gains = {g["name"]: g for g in util["gains"]}
+    assert set(gains) == {"partition gain", "synthetic gain (partitioned)",
+                          "synthetic gain (global)"}  # fmt: skip
+    for g in gains.values():
+        assert g["low"] <= g["gain"] <= g["high"] and g["rows"] == util["test_rows"]
+    assert util["headline"].startswith(f"utility on {util['test_rows']} test rows")
     report = Path(ev["html"])
     assert report.exists() and "<img" in report.read_text()
     beside = tmp_path / "out_report" / manifest["config"]["output"]["run_date"]
     assert (beside / report.name).exists()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = mlflow.get_run(manifest["mlflow_run_id"])
-    assert "utility.decision_tree.date" in run.data.metrics
+    assert "utility.loss.date" in run.data.metrics
     assert "fidelity.overall" in run.data.metrics
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert "evaluation" in arts
@@ -221,9 +237,10 @@ def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: A
     synth.fit(df)
     fitted = synth.selection_
     rows_before = len(synth.generation_.rows)
-    topk = synth.select(strategy="topk", top_k=2)
+    topk = synth.select(strategy="topk", top_k=2, confirm=False)
     forward = synth.select(strategy="forward", min_z=0)
     candidates = int(synth.arms_["candidate"].sum())
+    assert candidates > 0
     assert topk.strategy == "topk" and len(topk.selected) == min(2, candidates)
     assert forward.strategy == "forward"
     assert synth.selection_ is fitted and fitted.strategy == "bandit"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +141,45 @@ def test_prompts_stay_within_budget_as_history_grows() -> None:
     assert "Propose 2 improved rules" in msgs[-1]["content"]
 
 
-def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
-    """R2's diagonal boundary (x3 + x4 > 1) needs many rows for a tree: with 60 training rows,
-    correctly labelled extra rows help on validation and the same rows with flipped labels hurt."""
+def test_the_questions_own_partition_comes_first_with_its_rows_and_last_rounds_feedback() -> None:
+    """The own block is shown first and keeps `min_own_rows` rows while other blocks, their rows
+    and the feedback shrink to fit; the previous round's tree-path feedback is in the prompt."""
+    pdf = planted_regimes(400, n_features=8, seed=1).drop(columns=["regime"])
+    r1, r2 = parse_rule(PLANTED_RULES["R1"]), parse_rule(PLANTED_RULES["R2"])
+    own = ExampleBlock(r2, 120, 0.2, pdf.head(8))
+    others = [ExampleBlock(r1, 100, 0.1, pdf.tail(30)) for _ in range(6)]
+    fb = [HistoryItem(r2.and_(parse_rule("x3 < 0.5")), 0, 0.0123, pdf.head(3))]
+    rows_of = lambda text: text.count('{"x0"')  # noqa: E731
+    roomy = generation_messages(
+        head="H", columns=list(pdf.columns), blocks=others, target=r2, n_rows=10, budget=20_000,
+        own=own, feedback=fb,
+    )[-1]["content"]  # fmt: skip
+    assert roomy.index("This partition: rule: " + r2.to_text()) < roomy.index("Example 2")
+    assert "loss change when added: +0.0123" in roomy and "Feedback from the previous" in roomy
+    tight = generation_messages(
+        head="H", columns=list(pdf.columns), blocks=others, target=r2, n_rows=10, budget=900,
+        own=own, feedback=fb,
+    )  # fmt: skip
+    text = tight[-1]["content"]
+    assert estimate_tokens(tight) <= 900 and "ALL of this rule" in text
+    assert text.startswith("H\n\nThis partition:")
+    own_part = text.split("\n\n")[1]
+    assert rows_of(own_part) == 8 and rows_of(text) < rows_of(roomy)  # the others shrank
+    tiny = generation_messages(
+        head="H", columns=list(pdf.columns), blocks=others, target=r2, n_rows=10, budget=300,
+        own=own, feedback=fb,
+    )  # fmt: skip
+    assert estimate_tokens(tiny) <= 300  # the budget is a limit: own rows go last, but go
+    assert rows_of(tiny[-1]["content"].split("\n\n")[1]) < 8
+
+
+def _r2_case(
+    label_check: str = "off",
+) -> tuple[pd.DataFrame, ScoringSpec, pd.DataFrame, Any]:
+    """R2 with 60 training rows (and validation rows, which scoring must ignore), a spec scoring
+    with a decision tree, and 150 fresh noise-free R2 rows."""
     from date_spark.features import FeatureEncoder
+    from date_spark.models import ModelSpec
     from date_spark.schema import ColumnSpec, Kind, TableSchema
 
     r2 = parse_rule(PLANTED_RULES["R2"])
@@ -158,20 +194,26 @@ def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
         for c in pdf.columns
     )
     schema = TableSchema(cols, "y", "classification", (0, 1))
-    spec = ScoringSpec(
-        FeatureEncoder.from_pandas(schema, pdf),
-        "y",
-        "classification",
-        tuple(pdf.columns),
-        (),
-        4,
-        6,
-        0,
-        "llm",
-        Masker(),
+    enc = FeatureEncoder.from_pandas(schema, pdf)
+    model = ModelSpec(
+        "decision_tree", "classification", classes=(0, 1), categorical=(1,), n_features=len(enc)
     )
+    spec = ScoringSpec(
+        encoder=enc, target="y", task="classification", columns=tuple(pdf.columns),
+        sensitive=(), tree_max_depth=4, min_arm_rows=5, label_check=label_check,
+        label_check_confidence=0.95, model=model, folds=5, seed=0, generator="llm",
+        masker=Masker(),
+    )  # fmt: skip
     fresh = planted_regimes(6000, n_features=8, noise=0.0, seed=9).drop(columns=["regime"])
     good = fresh[r2.mask(fresh)].head(150).reset_index(drop=True)
+    return part, spec, good, r2
+
+
+def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
+    """R2's diagonal boundary (x3 + x4 > 1) needs many rows for a tree: with 60 training rows,
+    correctly labelled extra rows lower the cross-fitted loss of the training rows and the same
+    rows with flipped labels raise it."""
+    part, spec, good, r2 = _r2_case()
     bad = good.assign(y=1 - good["y"])
 
     def weighted_gain(rows: pd.DataFrame, q: str) -> tuple[float, int]:
@@ -191,6 +233,54 @@ def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
     bad_gain, bad_cands = weighted_gain(bad, "q2")
     assert good_gain > 0 > bad_gain
     assert good_cands > bad_cands
+    # the validation split is the confirmation's: scoring never reads it
+    part2 = part.copy()
+    part2.loc[part2[SPLIT_COL] == VALIDATION, "y"] = (
+        1 - part2.loc[part2[SPLIT_COL] == VALIDATION, "y"]
+    )
+    gen = good.assign(
+        **{
+            DGR_COL: "R2",
+            "_date_round": 1,
+            "_date_request": "R2|r1|q1|s0",
+            "_date_qrule": r2.dumps(),
+        }
+    )
+    pd.testing.assert_frame_equal(score_groups(gen, part, spec), score_groups(gen, part2, spec))
+
+
+def _asked(rows: pd.DataFrame, rule: Any) -> pd.DataFrame:
+    meta = {DGR_COL: "R2", "_date_round": 1, "_date_request": "R2|r1|q1|s0"}
+    return rows.assign(**meta, _date_qrule=rule.dumps())
+
+
+def test_the_label_check_sets_contradicted_rows_apart() -> None:
+    """A teacher trained on the partition flags rows whose label it contradicts with 95%
+    confidence: most label-flipped rows, few correct ones. They come back as a non-candidate
+    `.rejected` arm (counted), or relabelled by the teacher."""
+    part, spec, good, r2 = _r2_case("filter")
+    rows = pd.concat([good, good.assign(y=1 - good["y"])], ignore_index=True)
+    flipped = np.r_[np.zeros(len(good), bool), np.ones(len(good), bool)]
+    gen = rows.assign(
+        **{
+            DGR_COL: "R2",
+            "_date_round": 1,
+            "_date_request": "R2|r1|q1|s0",
+            "_date_qrule": r2.dumps(),
+        }
+    )
+    out = score_groups(gen, part, spec)
+    assert len(out) == len(rows)  # nothing is lost: rejected rows are returned, marked
+    rejected = out[ARM_COL].str.endswith(".rejected")
+    assert rejected.any() and not out.loc[rejected, "_date_candidate"].any()
+    # rejected rows are mostly the flipped ones
+    key = ["x0", "x3", "x4", "y"]
+    marked = out.loc[rejected, key].merge(rows.assign(flipped=flipped), on=key)["flipped"]
+    assert marked.mean() > 0.8 and marked.sum() > len(good) / 3
+    relabel = replace(spec, label_check="relabel")
+    fixed = score_groups(gen, part, relabel)
+    assert not fixed[ARM_COL].str.endswith(".rejected").any() and len(fixed) == len(rows)
+    assert (fixed["y"].to_numpy() != rows.sort_index()["y"].to_numpy()).any()
 
 
 def test_interpolation_generator_classification_and_regression(spark: Any, tmp_path: Path) -> None:

@@ -53,6 +53,13 @@ def test_long_values_are_cut_and_injection_text_stays_escaped() -> None:
     assert "HACKED" in text  # shown, as data
     assert sum(ln.startswith("Question:") for ln in text.splitlines()) == 1
     hist = [HistoryItem(rule, 1, 0.1, rows)]
+    # the question's own partition and last round's feedback are cut the same way
+    own = generation_messages(
+        head=head, columns=schema.names, blocks=[block], target=rule, n_rows=5, budget=1500,
+        own=block, feedback=hist, max_value_chars=200,
+    )[-1]["content"]  # fmt: skip
+    assert "This partition:" in own and "Feedback from the previous round" in own
+    assert "L" * 201 not in own and own.count("[99800 more characters]") >= 2
     refine = refinement_messages(
         head=head,
         columns=schema.names,

@@ -86,8 +86,11 @@ def test_fault_through_spark(
     assert st.prompt_tokens > 0 and st.completion_tokens > 0
     if fault == "truncated":
         assert st.truncated == N_REQ
-    if fault in ("truncated", "slow", "violate_rule"):
-        # run() summarises on the driver; the one-aggregation Spark version must agree.
+    if fault == "out_of_domain":
+        # the stub breaks the first column of each bad row: the per-column table says which
+        assert st.rejected_by_column == {"age": {"out_of_domain": 8}}
+    if fault in ("truncated", "slow", "violate_rule", "out_of_domain"):
+        # run() summarises on the driver; the Spark aggregations must agree.
         assert summarize(out.result) == st
 
 

@@ -14,7 +14,6 @@ which one test uses to show how first-improvement acceptance can lock in a weake
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +22,10 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 from date_spark.datasets import CATEGORIES, planted_regimes
+from date_spark.models import ModelSpec
 from date_spark.rules import CategorySet, Interval, Rule, View, parse_rule
 from date_spark.schema import Kind
-from date_spark.selection import Arm, PartitionedEvaluator
+from date_spark.selection import Arm, CrossFitEvaluator, Partition
 
 NF = 10
 FEATURES = [f"x{i}" for i in range(NF)]
@@ -82,17 +82,47 @@ class Planted:
     def arms(self) -> list[Arm]:
         return [*self.helpful, *self.harmful]
 
-    def evaluator(self, holdout: pd.DataFrame | None = None) -> PartitionedEvaluator:
+    def evaluator(self, holdout: pd.DataFrame | None = None) -> CrossFitEvaluator:
         """Validation evaluator; `holdout` swaps in other rows to *measure* (tests only)."""
         return make_evaluator(self.train, self.valid if holdout is None else holdout)
 
 
-def make_evaluator(train: pd.DataFrame, valid: pd.DataFrame) -> PartitionedEvaluator:
-    factory: Callable[[], DecisionTreeClassifier] = lambda: DecisionTreeClassifier(random_state=0)  # noqa: E731
-    return PartitionedEvaluator.from_frames(
-        train, valid, RULES, target="y", task="classification", encode=encode,
-        model_factory=factory,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class FullTree(ModelSpec):
+    """A fully grown tree (pure leaves): its Brier score is twice its 0/1 error, so the strategy
+    tests below count validation rows that became right or wrong."""
+
+    def make(self) -> DecisionTreeClassifier:
+        return DecisionTreeClassifier(random_state=self.seed)
+
+
+TREE = FullTree("decision_tree", "classification", classes=(0, 1), n_features=NF + 1, seed=0)
+
+
+def partitions(train: pd.DataFrame, valid: pd.DataFrame) -> list[Partition]:
+    """Rows scored = `valid`, trained on = `train`, split by the first matching planted rule; the
+    rest partition (rows no rule covers) is served by the global model."""
+    parts: list[Partition] = []
+    t_left = np.ones(len(train), dtype=bool)
+    v_left = np.ones(len(valid), dtype=bool)
+    for key, rule in RULES.items():
+        tm = rule.mask(train).to_numpy(dtype=bool) & t_left
+        vm = rule.mask(valid).to_numpy(dtype=bool) & v_left
+        t_left &= ~tm
+        v_left &= ~vm
+        parts.append(Partition(key, rule, valid[vm], fixed=train[tm]))
+    parts.append(Partition("_rest", None, valid[v_left], fixed=train))
+    return parts
+
+
+def make_evaluator(
+    train: pd.DataFrame, valid: pd.DataFrame, model: ModelSpec = TREE, folds: int = 1
+) -> CrossFitEvaluator:
+    """A holdout evaluator (train on `train`, score `valid`) with a decision tree: the strategy
+    tests below were measured with it."""
+    return CrossFitEvaluator(
+        partitions(train, valid), target="y", encode=encode, model=model, folds=folds
+    )
 
 
 @pytest.fixture(scope="session")

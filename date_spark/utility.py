@@ -1,0 +1,378 @@
+"""Did the model get better, and can the number be trusted: utility on the test split.
+
+The paper reports one figure, DATE vs a single unpartitioned model, which mixes two effects. A user
+needs them apart, with an interval each, on rows no stage ever saw (the test split):
+
+- **partition gain**: one model per DGR ("partition only") vs one global model ("no partition");
+- **synthetic gain (partitioned)**: the partitioned model trained with the kept synthetic rows added
+  to their DGR ("DATE") vs partition only;
+- **synthetic gain (global)**: what a user of the output gets: one global model trained on the
+  input plus the kept rows vs on the input alone.
+
+Every model is the one model of `date_spark.models` (``evaluation.model``, default
+``selection.model``), trained on the non-test rows; test rows are routed to their DGR's model by
+the first matching rule, the rest to the global model (the paper's protocol). Each gain is the mean
+over test rows of the per-row loss difference (Brier score or squared error), with a paired
+bootstrap interval over test rows (`scipy.stats.bootstrap`, percentile); relative figures divide by
+the baseline's mean loss. The 0/1 error is reported beside the loss. Per segment (DGR), the same
+for the synthetic gain: a thin segment's own test rows say whether its rows helped it. And for the
+segments a user names (``evaluation.segments``: rule text per name), the global synthetic gain on
+that segment's own test rows: "did my model get better on the segments I care about".
+
+Train and test rows are collected as seeded samples capped at ``evaluation.max_rows`` each (drawn
+by a hash of each row, so the same rows however the table is partitioned).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from date_spark.models import ModelSpec
+from date_spark.rules import Rule
+from date_spark.schema import TableSchema
+from date_spark.spark import to_pandas
+from date_spark.split import SPLIT_COL, TEST, row_uniform
+
+__all__ = ["Gain", "SegmentGain", "Utility", "bootstrap_interval", "utility"]
+
+VARIANTS = ("no_partition", "partition_only", "date", "global_synthetic")
+
+
+def bootstrap_interval(
+    d: np.ndarray, *, resamples: int = 2000, confidence: float = 0.95, seed: int = 42
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of paired differences `d`."""
+    d = np.asarray(d, dtype=float)
+    if len(d) == 0:
+        return math.nan, math.nan
+    if len(d) == 1 or np.all(d == d[0]):
+        return float(d[0]), float(d[0])
+    from scipy.stats import bootstrap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bootstrap(
+            (d,),
+            np.mean,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            vectorized=True,
+            random_state=np.random.default_rng(seed),
+        )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@dataclass(frozen=True)
+class Gain:
+    """A loss reduction (positive = better) of `after` vs `before` on the same test rows."""
+
+    name: str
+    rows: int
+    before: float  # mean loss
+    after: float
+    low: float  # interval of the mean reduction
+    high: float
+    error_before: float  # mean 0/1 error (MSE for regression)
+    error_after: float
+
+    @property
+    def gain(self) -> float:
+        return self.before - self.after
+
+    @property
+    def relative(self) -> float:
+        return self.gain / self.before if self.before > 0 else math.nan
+
+    @property
+    def significant(self) -> int:
+        """+1 significantly better, -1 significantly worse, 0 the interval holds zero."""
+        if self.low > 0:
+            return 1
+        if self.high < 0:
+            return -1
+        return 0
+
+    def verdict(self) -> str:
+        return {1: "better", -1: "WORSE", 0: "no significant change"}[self.significant]
+
+    def text(self, loss_name: str) -> str:
+        if not self.rows:
+            return f"{self.name}: no test rows"
+        rel = self.relative
+        pct = (
+            f"{-100 * rel:+.1f}% ({self.before:.4g} -> {self.after:.4g})"
+            if math.isfinite(rel)
+            else f"{self.before:.4g} -> {self.after:.4g}"
+        )
+        scale = self.before if self.before > 0 else 1.0
+        ci = f"[{-100 * self.high / scale:+.1f}%, {-100 * self.low / scale:+.1f}%]"
+        return f"{self.name}: {loss_name} {pct}, 95% CI {ci}: {self.verdict()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(gain=self.gain, relative=self.relative, significant=self.significant)
+        return d
+
+
+@dataclass(frozen=True)
+class SegmentGain:
+    """The synthetic gain on one DGR's own test rows, and how many synthetic rows it received."""
+
+    segment: str
+    rule: str
+    synthetic_rows: int
+    gain: Gain
+
+
+@dataclass
+class Utility:
+    loss: str  # "brier", "log_loss" or "squared_error"
+    loss_name: str
+    model: str
+    test_rows: int
+    train_rows: int
+    synthetic_rows: int
+    losses: dict[str, float]  # mean loss per variant
+    errors: dict[str, float]  # mean 0/1 error (or squared error) per variant
+    partition_gain: Gain
+    synthetic_gain: Gain
+    global_gain: Gain
+    segments: list[SegmentGain] = field(default_factory=list)
+    named: list[SegmentGain] = field(default_factory=list)  # evaluation.segments, global model
+
+    def gains(self) -> list[Gain]:
+        return [self.global_gain, self.synthetic_gain, self.partition_gain]
+
+    def headline(self) -> str:
+        """The run summary's first line: which effects are significant."""
+        if not self.test_rows:
+            return "utility: no test rows to measure on"
+        parts = []
+        for g in (self.global_gain, self.synthetic_gain):
+            if self.synthetic_rows == 0:
+                break
+            parts.append(g.text(self.loss_name))
+        if self.synthetic_rows == 0:
+            parts.append("synthetic rows: none kept, nothing to measure")
+        parts.append(self.partition_gain.text(self.loss_name))
+        if self.synthetic_rows:
+            parts += [f"segment {s.segment}: " + s.gain.text(self.loss_name) for s in self.named]
+        return f"utility on {self.test_rows} test rows ({self.model}): " + "; ".join(parts)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers for MLflow and the manifest."""
+        out: dict[str, float] = {
+            "test_rows": float(self.test_rows),
+            "train_rows": float(self.train_rows),
+            "synthetic_rows": float(self.synthetic_rows),
+        }
+        for k, v in self.losses.items():
+            out[f"loss.{k}"] = v
+        for k, v in self.errors.items():
+            out[f"error.{k}"] = v
+        for g in self.gains():
+            key = g.name.replace(" ", "_").replace("(", "").replace(")", "")
+            out[f"{key}.gain"] = g.gain
+            out[f"{key}.relative"] = g.relative
+            out[f"{key}.low"] = g.low
+            out[f"{key}.high"] = g.high
+            out[f"{key}.significant"] = float(g.significant)
+        for sg in self.named:
+            g, name = sg.gain, re.sub(r"[^\w.\-/ ]", "_", sg.segment)  # MLflow's key alphabet
+            for k, v in (("relative", g.relative), ("low", g.low), ("high", g.high)):
+                out[f"segment.{name}.{k}"] = v
+            out[f"segment.{name}.rows"] = float(g.rows)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "loss_name": self.loss_name,
+            "model": self.model,
+            "test_rows": self.test_rows,
+            "train_rows": self.train_rows,
+            "synthetic_rows": self.synthetic_rows,
+            "losses": dict(self.losses),
+            "errors": dict(self.errors),
+            "gains": [g.to_dict() for g in self.gains()],
+            "segments": [
+                {
+                    "segment": s.segment,
+                    "rule": s.rule,
+                    "synthetic_rows": s.synthetic_rows,
+                    **s.gain.to_dict(),
+                }
+                for s in self.segments
+            ],
+            "named_segments": [
+                {
+                    "segment": s.segment,
+                    "rule": s.rule,
+                    "synthetic_rows": s.synthetic_rows,
+                    **s.gain.to_dict(),
+                }
+                for s in self.named
+            ],
+            "headline": self.headline(),
+        }
+
+
+def _route(frame: pd.DataFrame, rules: Mapping[str, Rule]) -> np.ndarray:
+    out = np.full(len(frame), "", dtype=object)
+    free = np.ones(len(frame), dtype=bool)
+    for rid, rule in rules.items():
+        m = rule.mask(frame).to_numpy(dtype=bool) & free
+        out[m] = str(rid)
+        free &= ~m
+    return out
+
+
+def collect(
+    data: DataFrame, schema: TableSchema, *, max_rows: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(non-test rows, test rows) as pandas, each a seeded sample capped at `max_rows`."""
+    counts = {r[0]: int(r[1]) for r in data.groupBy(SPLIT_COL).count().collect()}
+    n_test = counts.get(TEST, 0)
+    n_train = sum(v for k, v in counts.items() if k != TEST)
+    cols = [F.col("`" + c.replace("`", "``") + "`") for c in schema.names]
+
+    def sample(cond: Any, n: int, salt: int) -> pd.DataFrame:
+        frac = min(1.0, max_rows / max(1, n))
+        df = data.where(cond)
+        if frac < 1.0:
+            df = df.where(row_uniform(schema.names, seed + salt) < frac)
+        return to_pandas(df.select(*cols))
+
+    return sample(F.col(SPLIT_COL) != TEST, n_train, 1), sample(F.col(SPLIT_COL) == TEST, n_test, 2)
+
+
+def utility(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    rules: Mapping[str, Rule],
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    encode: Callable[[pd.DataFrame], np.ndarray],
+    model: ModelSpec,
+    *,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 42,
+    thin: Mapping[str, Rule] | None = None,
+    named: Mapping[str, Rule] | None = None,
+) -> Utility:
+    """The three gains of the module doc on `test`, models trained on `train` (non-test rows).
+    `thin` segments (regions no DGR covers, served by the global model) are reported per segment
+    like the DGRs; `named` segments (the user's) get the global synthetic gain on their rows."""
+    target = schema.target
+    synth = synthetic[[c for c in schema.names]] if len(synthetic) else train.iloc[:0]
+    x_test, y_test = encode(test), test[target].to_numpy()
+    test_part, train_part = _route(test, rules), _route(train, rules)
+    synth_part = _route(synth, rules)
+
+    def fit(frame: pd.DataFrame) -> Any:
+        return model.fit(encode(frame), frame[target].to_numpy())
+
+    n = len(test)
+    loss = {v: np.zeros(n) for v in VARIANTS}
+    err = {v: np.zeros(n) for v in VARIANTS}
+
+    def put(variant: str, m: Any, mask: np.ndarray) -> None:
+        if mask.any():
+            loss[variant][mask] = m.losses(x_test[mask], y_test[mask])
+            err[variant][mask] = m.errors(x_test[mask], y_test[mask])
+
+    everything = np.ones(n, dtype=bool)
+    glob = fit(train)
+    put("no_partition", glob, everything)
+    put("partition_only", glob, everything)
+    put("date", glob, everything)
+    put("global_synthetic", fit(pd.concat([train, synth], ignore_index=True)), everything)
+    for rid in rules:
+        tm = test_part == rid
+        if not tm.any():
+            continue
+        own = train[train_part == rid]
+        if own.empty:
+            continue
+        m = fit(own)
+        put("partition_only", m, tm)
+        extra = synth[synth_part == rid]
+        put("date", fit(pd.concat([own, extra], ignore_index=True)) if len(extra) else m, tm)
+    # rows no rule covers: the global model, trained with the synthetic rows no rule covers
+    rest = test_part == ""
+    extra_rest = synth[synth_part == ""]
+    if rest.any() and len(extra_rest):
+        put("date", fit(pd.concat([train, extra_rest], ignore_index=True)), rest)
+
+    def gain(name: str, before: str, after: str, mask: np.ndarray | None = None) -> Gain:
+        m = everything if mask is None else mask
+        d = loss[before][m] - loss[after][m]
+        lo, hi = bootstrap_interval(d, resamples=resamples, confidence=confidence, seed=seed)
+        return Gain(
+            name,
+            int(m.sum()),
+            float(np.mean(loss[before][m])) if m.any() else math.nan,
+            float(np.mean(loss[after][m])) if m.any() else math.nan,
+            lo,
+            hi,
+            float(np.mean(err[before][m])) if m.any() else math.nan,
+            float(np.mean(err[after][m])) if m.any() else math.nan,
+        )
+
+    segments = []
+    synth_seg = synth_part.copy()
+    test_seg = test_part.copy()
+    for rid, rule in (thin or {}).items():
+        for part, frame in ((test_seg, test), (synth_seg, synth)):
+            if len(frame):
+                part[(part == "") & rule.mask(frame).to_numpy(dtype=bool)] = str(rid)
+    for rid, rule in [*rules.items(), *(thin or {}).items()]:
+        tm = test_seg == rid
+        if tm.any():
+            segments.append(
+                SegmentGain(
+                    str(rid),
+                    rule.to_text(),
+                    int((synth_seg == rid).sum()),
+                    gain("synthetic gain", "partition_only", "date", tm),
+                )
+            )
+    named_gains = []
+    for name, rule in (named or {}).items():
+        tm = rule.mask(test).to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
+        rows = int(rule.mask(synth).to_numpy(dtype=bool).sum()) if len(synth) else 0
+        named_gains.append(
+            SegmentGain(
+                str(name),
+                rule.to_text(),
+                rows,
+                gain("synthetic gain (global)", "no_partition", "global_synthetic", tm),
+            )
+        )
+    return Utility(
+        loss=model.loss,
+        loss_name=model.loss_name,
+        model=model.kind,
+        test_rows=n,
+        train_rows=len(train),
+        synthetic_rows=len(synth),
+        losses={v: float(np.mean(loss[v])) if n else math.nan for v in VARIANTS},
+        errors={v: float(np.mean(err[v])) if n else math.nan for v in VARIANTS},
+        partition_gain=gain("partition gain", "no_partition", "partition_only"),
+        synthetic_gain=gain("synthetic gain (partitioned)", "partition_only", "date"),
+        global_gain=gain("synthetic gain (global)", "no_partition", "global_synthetic"),
+        segments=segments,
+        named=named_gains,
+    )
