@@ -62,8 +62,13 @@ def hostile_run(spark: Any, tmp_path_factory: Any) -> dict[str, Any]:
     srv = StubServer(row_factory=planted_rows())
     url = srv.start()
     try:
-        # top-k keeps candidate arms without a significance test, so some rows are kept
-        code = main(job_args(table, tmp, url, "--set", "selection.strategy=topk"))
+        # top-k without the confirmation keeps candidate arms untested, so some rows are kept
+        code = main(
+            job_args(
+                table, tmp, url, "--set", "selection.strategy=topk",
+                "--set", "selection.confirm=false",
+            )
+        )  # fmt: skip
         bodies = srv.bodies
     finally:
         srv.stop()
