@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(run)
     run.add_argument(
-        "--resume", metavar="RUN_ID", help="continue a run from its last finished stage"
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a run from its last finished stage, with its saved config",
     )
     disc = sub.add_parser(
         "discover", help="discover rules only; write them as JSON and a table", parents=[opts]
@@ -121,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--target", metavar="COL", help="label column (a discrete label is compared as a category)"
     )
-    ev.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    ev.add_argument(
+        "--format",
+        choices=("parquet", "csv"),
+        help="format of every table (default: from each path's extension, else parquet)",
+    )
+    ev.add_argument("--real-format", choices=("parquet", "csv"), help="format of --real")
+    ev.add_argument("--synthetic-format", choices=("parquet", "csv"), help="format of --synthetic")
     ev.add_argument(
         "--out", metavar="DIR", help="report directory (default: <synthetic>_evaluation)"
     )
@@ -185,11 +193,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from date_spark.preflight import check_run
 
     t0 = time.monotonic()
-    cfg = _config(args)
-    if not args.resume or cfg.input.path or cfg.input.table:
-        # before Spark starts: paths, header, schema, key, local model (a bare `--resume ID`
-        # takes its input from the run it continues)
-        check_run(cfg)
+    if args.resume:
+        from date_spark.runs import resume_config
+
+        # the saved run's config, with what this command line states again on top
+        cfg = resume_config(args.config, args.overrides, args.resume)
+    else:
+        cfg = _config(args)
+    # before Spark starts: paths, header, schema, key, local model
+    check_run(cfg)
     log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
         from date_spark.generation import reject_table
@@ -228,6 +240,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"  mlflow:    run {result.mlflow_run_id} in experiment {cfg.tracking.experiment!r}; "
             f"browse with: {ui_command(cfg)}"
         )
+    if s.get("nothing_kept"):
+        print(f"  note:      no synthetic row kept: {s['nothing_kept']}")
     if s.get("budget_exhausted"):
         print("  note:      the LLM budget ran out; the output holds what was generated before")
     return 0
@@ -266,8 +280,8 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from date_spark.config import InputConfig
     from date_spark.errors import ConfigError, InputError
-    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema
-    from date_spark.io import read_input
+    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema, only_synthetic
+    from date_spark.io import read_input, table_format
     from date_spark.report import log_report, render_report
     from date_spark.spark import session
 
@@ -278,16 +292,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out = args.synthetic.removeprefix("file://").rstrip("/") + "_evaluation"
     spark = session()
 
-    def load(flag: str, path: str | None) -> Any:
+    def load(flag: str, path: str | None, fmt: str | None = None) -> Any:
         if path is None:
             return None
+        chosen = fmt or args.format or table_format(path)
         try:
-            return read_input(spark, InputConfig(path=path, format=args.format))
+            return read_input(spark, InputConfig(path=path, format=chosen), flag=flag)
         except InputError as err:
             raise InputError(f"{flag}: {err}") from None
 
-    real = load("--real", args.real)
-    synthetic = load("--synthetic", args.synthetic)
+    real = load("--real", args.real, args.real_format)
+    synthetic = only_synthetic(load("--synthetic", args.synthetic, args.synthetic_format))
     train, holdout = load("--train", args.train), load("--holdout", args.holdout)
     rule_column = args.rule_column or (RULE_COLUMN if RULE_COLUMN in synthetic.columns else None)
     schema = infer_schema(real, args.target)

@@ -149,6 +149,9 @@ class GenerationConfig(_Section):
     example_rows: int = Field(default=8, ge=0)
     own_rows: int = Field(default=8, ge=0)
     prompt_token_budget: int = Field(default=4000, ge=256)
+    # Longest cell value a prompt shows (longer ones are cut, with a marker); a categorical column
+    # holding longer values or line breaks is free text and never used in rules.
+    max_value_chars: int = Field(default=200, ge=16)
     temperature: float = Field(default=0.7, ge=0, le=2)
     mask_categoricals: bool = False
     sensitive_columns: tuple[str, ...] = ()
@@ -455,17 +458,21 @@ def load_config(
     paths: Sequence[str | Path] = (),
     overrides: Iterable[str] = (),
     environ: Mapping[str, str] | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Resolve the job's config; raises ConfigError with one line naming the key and the fix."""
-    data: dict[str, Any] = {}
+    """Resolve the job's config; raises ConfigError with one line naming the key and the fix.
+    `base` (a saved config, for `--resume`) replaces the embedded defaults as the lowest layer,
+    so only what the user states again on top of it can differ from the saved run."""
+    data: dict[str, Any] = dict(base or {})
     for p in paths:
         data = _deep_merge(data, read_yaml(p))
-    base = _validate(data, source=", ".join(str(p) for p in paths) or "defaults")
+    base_cfg = _validate(data, source=", ".join(str(p) for p in paths) or "defaults")
     layered: dict[str, Any] = dict(env_overrides(environ))
     for item in overrides:
         key, value = parse_override(item)
         layered[key] = value
-    return base.with_overrides(layered) if layered else base
+    return base_cfg.with_overrides(layered) if layered else base_cfg
 
 
 def dump_yaml(config: Config) -> str:

@@ -191,6 +191,15 @@ def fit_model(
     return model
 
 
+def _no_empty_columns(X: np.ndarray) -> np.ndarray:
+    """X with columns missing in every row set to 0: scikit-learn's histogram binning fails on a
+    column with no value at all (a column almost always null can be empty in a sample)."""
+    if X.dtype.kind != "f" or not X.size:
+        return X
+    empty = np.isnan(X).all(axis=0)
+    return np.where(empty[None, :], 0.0, X) if empty.any() else X
+
+
 def _floor_model(task: str, encoder: FeatureEncoder, seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -842,7 +851,7 @@ def _root_extras(
         if task != "regression" and len(np.unique(y[~val])) < 2:
             floor = math.inf
         else:
-            fm = _floor_model(task, enc, seed).fit(X[~val], y[~val])
+            fm = _floor_model(task, enc, seed).fit(_no_empty_columns(X[~val]), y[~val])
             floor = error(fm, X[val], y[val], task)
     if task == "regression":
         yv = np.asarray(y, dtype=np.float64)

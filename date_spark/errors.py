@@ -27,6 +27,11 @@ class RuleError(DateSparkError, ValueError):
     exit_code = 2
 
 
+class PromptBudgetError(ConfigError):
+    """Even the smallest prompt is over `generation.prompt_token_budget`: the budget is a hard
+    limit, so the request is never sent."""
+
+
 class OutputError(DateSparkError):
     """The output location is unsafe or the write could not be committed."""
 

@@ -546,6 +546,21 @@ def _typed_domains(
     return domains, ranges
 
 
+def free_text_in(sample: pd.DataFrame, schema: TableSchema, max_chars: int) -> set[str]:
+    """Categorical feature columns of `sample` with a value longer than `max_chars` or holding a
+    control character (a line break): free text (see `io.free_text_columns`)."""
+    out = set()
+    for c in schema.features:
+        if c.kind is not Kind.CATEGORICAL or c.name not in sample:
+            continue
+        text = sample[c.name].dropna().astype(str)
+        if len(text) and (
+            int(text.str.len().max()) > max_chars or bool(text.str.contains(r"[\x00-\x1f]").any())
+        ):
+            out.add(c.name)
+    return out
+
+
 def _partition_sample(routed: DataFrame, dgr_ids: Sequence[str], cap: int, seed: int) -> DataFrame:
     """Up to about `cap` training + validation rows per DGR, drawn in one pass."""
     counts = {
@@ -684,6 +699,10 @@ class Generator:
         self.domains, self.ranges = _typed_domains(
             self.spark.createDataFrame(train, schema=self.sample_sdf.schema), self.schema
         )
+        # Free text is no category list: enumerating it would put every long value into each
+        # prompt and request schema, and the LLM could never reproduce one exactly.
+        self.free_text = free_text_in(self.sample_pd, self.schema, self.gcfg.max_value_chars)
+        self.domains = {c: v for c, v in self.domains.items() if c not in self.free_text}
         self.examples = _stratified_examples(
             self._with_thin(self.sample_pd),
             self.schema.target,
@@ -703,7 +722,13 @@ class Generator:
         shown_domains = {
             c: [self.masker.value(c, v) for v in vals] for c, vals in self.domains.items()
         }
-        self.head = header(self.schema, self.prompt_columns, shown_domains, self.ranges)
+        self.head = header(
+            self.schema,
+            self.prompt_columns,
+            shown_domains,
+            self.ranges,
+            self.gcfg.max_value_chars,
+        )
         self.spec = ScoringSpec(
             encoder=self.discovery.encoder,
             target=self.schema.target,
@@ -869,6 +894,7 @@ class Generator:
                 own=self._block(q.dgr_id, self.gcfg.own_rows),
                 feedback=self.feedback.get(q.dgr_id, []),
                 min_own_rows=self.gcfg.own_rows,
+                max_value_chars=self.gcfg.max_value_chars,
             )
             schema = self._row_schema(q.rule)
             for rep in range(self.requests.get(q.dgr_id, self.gcfg.requests_per_rule)):
@@ -1056,6 +1082,7 @@ class Generator:
                 class_counts=counts,
                 n_rules=self.gcfg.refined_rules_per_rule,
                 budget=self.prompt_budget,
+                max_value_chars=self.gcfg.max_value_chars,
             )
             items.append((f"{dgr_id}|r{rnd}|refine", messages, rule_schema))
             dgr_ids.append(dgr_id)
@@ -1086,6 +1113,9 @@ class Generator:
                     continue
                 if rule.columns() & set(self.sensitive):
                     dropped["sensitive_column"] += 1
+                    continue
+                if rule.columns() & self.free_text:
+                    dropped["free_text_column"] += 1
                     continue
                 if not self._in_domain(rule):
                     dropped["out_of_domain"] += 1

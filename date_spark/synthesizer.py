@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from date_spark import io, output
-from date_spark.config import Config
+from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery, discover
 from date_spark.errors import ConfigError, DateSparkError, Interrupted
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
@@ -32,7 +32,15 @@ from date_spark.io import Profile
 from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
-from date_spark.runs import Run, open_run, start_run, write_json_atomic
+from date_spark.runs import (
+    Run,
+    check_resume_config,
+    check_resume_input,
+    input_fingerprint,
+    open_run,
+    start_run,
+    write_json_atomic,
+)
 from date_spark.schema import TableSchema, column_specs
 from date_spark.selection import Arm, Confirmation, CrossFitEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
@@ -88,8 +96,12 @@ class DateSynthesizer:
         log.info("stage %s: done in %.1fs", name, secs)
 
     def _discovery_schema(self, schema: TableSchema) -> TableSchema:
-        # Sensitive columns never shape rules, so their values never reach a prompt.
-        hidden = set(self.config.generation.sensitive_columns)
+        # Sensitive columns never shape rules, so their values never reach a prompt; free-text
+        # columns (long values or line breaks) would make rules, prompts and `_date_rule`
+        # unbounded, so rules never use them either.
+        hidden = set(self.config.generation.sensitive_columns) | set(
+            getattr(self, "free_text_", ())
+        )
         cols = tuple(c for c in schema.columns if c.name not in hidden)
         return TableSchema(cols, schema.target, schema.task, schema.classes)
 
@@ -101,7 +113,7 @@ class DateSynthesizer:
         with self._timed("prepare"):  # starts Spark when no session is active
             spark = self._session()
             raw = io.read_input(spark, cfg.input) if df is None else df
-            selected = io.normalize(io.select_columns(raw, cfg.input))
+            selected = io.normalize(io.select_columns(raw, cfg.input), cfg.input.target)
             output.check_input_columns(raw.schema)
             data, schema, profile = io.validate_and_profile(
                 selected, column_specs(selected.schema), cfg.input
@@ -114,6 +126,17 @@ class DateSynthesizer:
         )
         self.schema_: TableSchema = schema
         self.profile_: Profile = profile
+        cap = cfg.generation.max_value_chars
+        self.free_text_: list[str] = io.free_text_columns(profile, cap)
+        if self.free_text_:
+            log.warning(
+                "column(s) %s hold values longer than generation.max_value_chars=%d characters or "
+                "line breaks: rules never use them, and prompts show their values cut to %d "
+                "characters",
+                ", ".join(map(repr, self.free_text_)),
+                cap,
+                cap,
+            )
         return self
 
     def fit(self, df: DataFrame | None = None, *, run: Run | None = None) -> DateSynthesizer:
@@ -446,6 +469,18 @@ class DateSynthesizer:
             summary["fidelity"] = result.metrics().get("fidelity.overall")
         return summary
 
+    def _nothing_kept_reason(self) -> str:
+        """Why a run kept no synthetic row, in the stage's own terms."""
+        if not self.rules_.dgrs:
+            return "discovery found no rule within rho, so nothing was generated"
+        gen = self.generation_
+        if not len(gen.rows):
+            rejected = gen.summary().get("rejected") or {}
+            why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
+            return "generation returned no valid row" + (f" (rejected: {why})" if why else "")
+        # the selection's own account: screen, confirmation and what it could have detected
+        return self.kept_text().removeprefix("kept 0 rows: ")
+
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
         out: dict[str, Any] = {
@@ -541,6 +576,10 @@ class DateSynthesizer:
         cfg = self.config
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
+        # A resume is checked before any work: a config that changes a finished stage is refused
+        # by name, a changed input once it is read; neither writes anything.
+        resumed = open_run(cfg.output.runs_dir, resume) if resume else None
+        changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
         try:
             self.prepare(df)
@@ -549,9 +588,33 @@ class DateSynthesizer:
                 "interrupted while reading the input, before the run started; nothing was "
                 "written; run the same command again"
             ) from None
-        run = open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
-        run.update(run_id=run.run_id, config=cfg.redacted(), input_schema=self.schema_.to_json())
-        run.finish_stage("prepare", {"profile": self.profile_.to_dict()})
+        source: dict[str, Any] = (
+            {"path": cfg.input.path, "format": cfg.input.format}
+            if df is None and cfg.input.path
+            else {"table": cfg.input.table}
+            if df is None
+            else {"dataframe": True}
+        )
+        fingerprint = input_fingerprint(self.raw_, source, self.profile_.rows)
+        if resumed is not None:
+            check_resume_input(resumed, fingerprint)
+            run = resumed
+            m = run.manifest()
+            history = [*m.get("resumes", []), {"at": _now(), "changed": changed}]
+            run.update(config=cfg.redacted(), resumes=history)
+            if "input_fingerprint" not in m:
+                run.update(input_fingerprint=fingerprint)
+        else:
+            run = start_run(cfg.output.runs_dir)
+            run.update(
+                run_id=run.run_id,
+                config=cfg.redacted(),
+                input_schema=self.schema_.to_json(),
+                input_fingerprint=fingerprint,
+            )
+        run.finish_stage(
+            "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}
+        )
         result = RunResult(run.run_id, str(run.root), ["prepare"])
         try:
             with Tracker(cfg, run.run_id) as tracker:
@@ -595,9 +658,14 @@ class DateSynthesizer:
             ) from None
         except DateSparkError as err:
             done = [s for s in STAGES if run.is_done(s)]
+            where = (
+                ""
+                if cfg.output.runs_dir == OutputConfig().runs_dir
+                else f" --set output.runs_dir={cfg.output.runs_dir}"
+            )
             raise type(err)(
                 f"{err} (run {run.run_id} finished: {', '.join(done)}; "
-                f"continue with --resume {run.run_id})"
+                f"continue with --resume {run.run_id}{where})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
         rejected, by_column, clipped = self.generation_.rejects()
@@ -618,8 +686,16 @@ class DateSynthesizer:
             "budget_exhausted": self.generation_.budget_exhausted,
             "seconds": dict(self.seconds_),
         }
+        if not self.selection_.n_rows:
+            result.summary["nothing_kept"] = self._nothing_kept_reason()
         run.update(summary=result.summary, mlflow_run_id=result.mlflow_run_id)
         return result
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
 def _save_selection(sel: Selection, directory: Path) -> None:
