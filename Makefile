@@ -14,7 +14,7 @@ STAMP := $(VENV)/.date-spark-installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: run test test-fast lint typecheck bench clean env
+.PHONY: run test test-fast lint typecheck bench bench-full bench-readme clean env browser
 
 env: $(STAMP)
 
@@ -34,8 +34,16 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(PY) -m date_spark.cli run --config conf/demo.yaml
 
-test: $(STAMP)
+test: $(STAMP) browser
 	DATE_SPARK_NO_SKIP=1 $(PY) -m pytest -q -p no:cacheprovider
+
+# The report test looks at the page in headless Chromium (Debian's package; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+		echo "installing Debian's chromium for the report screenshot test"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			chromium >/dev/null || echo "could not install chromium; as root: apt-get install chromium"; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -45,11 +53,32 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check date_spark jobs tests benchmarks
 	$(VENV)/bin/mypy date_spark
 
+# Benchmarks write benchmarks/results/<name>.json; the README's figures are rendered from them.
+# `bench`: the quick ones (minutes); `bench-full`: all, up to 1e7 rows and the local model (hours).
+BENCH_DATA ?= .bench-data
+# The quick runs write <name>-quick.json; the README block shows the full runs (bench-full).
 bench: $(STAMP)
-	$(PY) benchmarks/assign_rules.py
+	$(PY) benchmarks/assign_rules.py --repeats 1 --name assign_rules-quick --data-dir $(BENCH_DATA)
+	$(PY) benchmarks/llm_gateway.py --name llm_gateway-quick
+	$(PY) benchmarks/discovery.py --sizes 1e5,1e6 --name discovery-quick --data-dir $(BENCH_DATA)
+	$(PY) benchmarks/generation.py --skip-local --name generation-quick
+	$(PY) benchmarks/prompt_budget.py --name prompt_budget-quick
+
+bench-full: $(STAMP)
+	$(PY) benchmarks/assign_rules.py --data-dir $(BENCH_DATA)
+	$(PY) benchmarks/llm_gateway.py
+	$(PY) benchmarks/discovery.py --sizes 1e5,1e6,1e7 --data-dir $(BENCH_DATA)
+	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/paper_protocol.py
+	$(PY) benchmarks/prompt_budget.py
+	$(PY) benchmarks/local_timeout.py
+	$(PY) benchmarks/readme_table.py --write
+
+bench-readme: $(STAMP)
+	$(PY) benchmarks/readme_table.py --write
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info date_spark_runs output spark-warehouse
+	rm -rf $(VENV) build dist *.egg-info date_spark_runs output spark-warehouse $(BENCH_DATA)
 
 # --- where to run it (README "Where to run it") ---------------------------------------------------
 .PHONY: dist test-surfaces

@@ -1,10 +1,12 @@
 """Tag a table with many rules in one pass vs one filter job per rule.
 
     .venv/bin/python benchmarks/assign_rules.py [--rows 1000000] [--rules 50] [--repeats 3]
+        [--data-dir DIR] [--name assign_rules]
 
 Prints wall-clock medians, the number of Spark jobs each approach ran, and the ratio against the
 baseline (one `filter().count()` per rule) measured in the same run. The job counter uses the
-SparkContext status tracker: fine in a benchmark, never in the library.
+SparkContext status tracker: fine in a benchmark, never in the library. Writes
+benchmarks/results/<name>.json.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from pathlib import Path
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from recording import environment, write_result
 
 from date_spark.datasets import planted_regimes_spark
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
@@ -58,6 +63,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--rules", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--name", default="assign_rules", help="results file: results/<name>.json")
+    ap.add_argument("--data-dir", default=tempfile.gettempdir(), help="where the table is kept")
     args = ap.parse_args()
 
     spark = (
@@ -69,9 +76,13 @@ def main() -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    data = Path(tempfile.gettempdir()) / f"date_spark_bench_{args.rows}.parquet"
-    if not data.exists():
-        planted_regimes_spark(spark, args.rows, n_features=20, seed=1).write.parquet(str(data))
+    env = environment(spark)
+    data = Path(args.data_dir) / f"date_spark_bench_{args.rows}.parquet"
+    if not (data / "_SUCCESS").exists():
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+        planted_regimes_spark(spark, args.rows, n_features=20, seed=1).write.mode(
+            "overwrite"
+        ).parquet(str(data))
     df = spark.read.parquet(str(data))
     rules = random_rules(args.rules, 20, seed=7)
 
@@ -94,27 +105,38 @@ def main() -> None:
         return [df.where(r.to_column()).count() for r in rules]
 
     cases = [
-        (f"{args.rules} x filter().count() (baseline)", per_rule),
-        ("assign_rules(first) + groupBy count", one_pass_first),
-        ("assign_rules(all) + sum of sizes", one_pass_all),
-        ("count_rules: one agg of count(when)", one_agg),
+        ("per_rule", f"{args.rules} x filter().count() (baseline)", per_rule),
+        ("assign_first", "assign_rules(first) + groupBy count", one_pass_first),
+        ("assign_all", "assign_rules(all) + sum of sizes", one_pass_all),
+        ("count_rules", "count_rules: one agg of count(when)", one_agg),
     ]
     jobs_of(spark, lambda: df.count())  # warm up the JVM and file listing
     results = []
-    for name, fn in cases:
+    for key, name, fn in cases:
         times, jobs = [], 0
         for _ in range(args.repeats):
             t, jobs = jobs_of(spark, fn)
             times.append(t)
-        results.append((name, statistics.median(times), jobs))
-    base = results[0][1]
+        results.append((key, name, statistics.median(times), jobs))
+    base = results[0][2]
     print(
         f"\n{args.rows:,} rows x 20 float columns (Parquet), {args.rules} rules, local[2], "
         f"median of {args.repeats}"
     )
     print(f"{'approach':<42} {'seconds':>8} {'jobs':>5} {'vs baseline':>12}")
-    for name, t, jobs in results:
+    for _, name, t, jobs in results:
         print(f"{name:<42} {t:8.2f} {jobs:5d} {base / t:11.1f}x")
+    write_result(
+        args.name,
+        {"rows": args.rows, "rules": args.rules, "features": 20, "repeats": args.repeats},
+        {
+            "approaches": {
+                key: {"approach": name, "seconds": t, "jobs": jobs, "speedup_vs_baseline": base / t}
+                for key, name, t, jobs in results
+            }
+        },
+        env,
+    )
     spark.stop()
 
 

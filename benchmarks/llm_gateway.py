@@ -10,6 +10,7 @@ Everything runs through Spark (`mapInPandas`, local[2]) against the in-process s
   server-cap  the stub itself allows fewer requests/s than configured (a shared quota): 429s, AIMD
               and Retry-After must still finish the job near the server's rate
   cache       ResponseCache hits per second (one thread), against the baseline's calls per second
+Writes benchmarks/results/<name>.json.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from recording import environment, write_result  # noqa: E402
 
 from date_spark.config import LlmConfig  # noqa: E402
 from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key  # noqa: E402
@@ -55,6 +59,10 @@ SCHEMA = RowSchema.from_table(
     ranges={"age": (18, 90), "income": (0.0, 100_000.0)},
     n_rows=10,
 )
+STORM_RATE = 10.0  # the storm's configured requests/s over all tasks
+STORM_REQUESTS = 120
+SERVER_CAP = 5.0  # requests/s the stub itself allows in the server-cap scenario
+CAP_REQUESTS = 60
 
 
 @dataclass
@@ -147,8 +155,11 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--tasks", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--name", default="llm_gateway", help="results file: results/<name>.json")
     a = ap.parse_args()
     spark = spark_session()
+    env = environment(spark)
+    summary: dict[str, Any] = {}
     table: list[Row] = []
     tmp = tempfile.mkdtemp(prefix="bench-llm-")
     lat, T, C = a.latency, a.tasks, a.concurrency
@@ -176,6 +187,8 @@ def main() -> None:
         assert out.stats.ok == a.requests, out.stats
         rate, _ = server_rate(stub.arrivals)
         ideal = T * C / lat
+        summary.update(throughput_calls_per_s=rate, ideal_calls_per_s=ideal)
+        summary["throughput_vs_ideal"] = rate / ideal
         table.append(
             Row(
                 "throughput",
@@ -202,8 +215,8 @@ def main() -> None:
         table.append(Row("throughput", "call latency p95 (s)", p95, lat, "stub latency", None))
 
         # Storm: the first attempts are rate limited; the client must stay within its rate.
-        configured = 10.0  # requests/s over all tasks
-        n_storm = 120
+        configured = STORM_RATE  # requests/s over all tasks
+        n_storm = STORM_REQUESTS
         stub.set(latency_s=lat, fault="rate_limit", fault_for_s=3.0, retry_after_s=0.5)
         cfg = cfg_for(
             url,
@@ -215,6 +228,14 @@ def main() -> None:
         rate, peak = server_rate(stub.arrivals)
         assert out.stats.ok == n_storm, out.stats
         burst = T * min(configured / T, C)
+        summary.update(
+            storm_requests=n_storm,
+            storm_finished=out.stats.ok,
+            storm_attempts_per_s=rate,
+            storm_peak_attempts_in_1s=peak,
+            storm_configured_per_s=configured,
+            storm_allowed_peak=configured + burst,
+        )
         table.append(
             Row("storm", "attempts/s (incl. 429s)", rate, configured, "configured rate", None)
         )
@@ -243,8 +264,8 @@ def main() -> None:
         )
 
         # Server cap below the configured rate: 429s come from the server's own quota.
-        cap = 5.0
-        n_cap = 60
+        cap = SERVER_CAP
+        n_cap = CAP_REQUESTS
         stub.set(latency_s=lat, max_rps=cap)
         cfg = cfg_for(
             url, os.path.join(tmp, "c3"), concurrency_per_task=C, requests_per_minute=20 * 60
@@ -252,8 +273,16 @@ def main() -> None:
         out, wall = timed_run(spark, stub, n_cap, "cap", cfg, T)
         assert out.stats.ok == n_cap, out.stats
         ok_rate = n_cap / wall
+        summary.update(server_cap_per_s=cap, server_cap_successes_per_s=ok_rate)
         table.append(
-            Row("server-cap", "successes/s (server allows 5/s)", ok_rate, cap, "server cap", None)
+            Row(
+                "server-cap",
+                f"successes/s (server allows {cap:g}/s)",
+                ok_rate,
+                cap,
+                "server cap",
+                None,
+            )
         )
         table.append(
             Row("server-cap", "429s per success", stub.responses["429"] / n_cap, None, "-", None)
@@ -315,6 +344,22 @@ def main() -> None:
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in table:
         print(r.fmt())
+    summary["cache_hits_per_s"] = hits
+    write_result(
+        a.name,
+        {
+            "requests": a.requests,
+            "latency_s": lat,
+            "tasks": T,
+            "concurrency": C,
+            "storm_requests": STORM_REQUESTS,
+            "storm_rate_per_s": STORM_RATE,
+            "server_cap_per_s": SERVER_CAP,
+            "server_cap_requests": CAP_REQUESTS,
+        },
+        {"summary": summary, "rows": [vars(r) for r in table]},
+        env,
+    )
     spark.stop()
 
 

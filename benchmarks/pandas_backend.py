@@ -59,3 +59,7 @@ class PandasBackend:
 
     def release(self, sample: Any) -> None:
         return None
+
+    def passes(self) -> float | None:
+        """Not measured: every count is one mask per conjunction, not one pass."""
+        return None

@@ -1,7 +1,7 @@
 """The paper's evaluation protocol on bundled tables, printed like its tables.
 
     .venv/bin/python benchmarks/paper_protocol.py [--generators interpolation,stub,local]
-        [--tables breast_cancer,wine,diabetes,planted,demo] [--json out.json]
+        [--tables breast_cancer,wine,diabetes,planted,demo] [--name paper_protocol]
 
 Protocol (METHOD.md): 80/20 train/test split with seed 42, 75/25 train/validation inside each
 partition, rho / I = 3 / alpha = 0.8 / n = 100 rows at their defaults. For each table and
@@ -14,8 +14,12 @@ rows ("no partition"), of the partitioned model (test rows routed to their DGR's
 tree for uncovered rows), and of the partitioned model trained with the rows each strategy kept:
 DATE (the bandit), forward greedy, backward greedy, Top-5. "DATE vs none" is the relative error
 reduction of DATE against no partition, the paper's headline figure; the baseline is measured in
-the same run. Two acceptance rules are shown: the paper's (accept any validation improvement,
-min_z 0) and date-spark's default (a significant improvement, corrected for the number of arms).
+the same run. The figures come from `date_spark.utility.utility` (what `DateSynthesizer.utility`
+computes), with the decision tree as the evaluation model; the results file also keeps its
+partition and synthetic gains in loss with bootstrap intervals, and, for the default rule, the
+same figures with the gradient-boosted model selection itself uses. Two acceptance rules are
+shown: the paper's (any improvement, no confirmation: `selection.min_z 0`, `selection.confirm
+false`) and date-spark's default (screened, then confirmed significant on validation rows).
 
 Generators: the no-LLM interpolation generator (rule-bounded SMOTE); the stub server (rows drawn
 uniformly inside the rule with random labels: a noise generator that selection must refuse); on
@@ -23,12 +27,13 @@ the planted table only, `stub-planted` (the stub's rows labelled by the planted 
 regimes 0-2, so helpful, and flipped in regimes 3-4, so harmful: the selection issue's scenario);
 and the embedded SmolLM2-135M, sized as in `conf/demo.yaml` (4 rules, one request of 6 rows per
 rule and round) because the default sizing takes about an hour per table on 2 cores.
+
+Writes benchmarks/results/<name>.json (one record per table and generator).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -44,8 +49,15 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recording import environment, write_result
+
 STRATEGIES = (("DATE", "bandit"), ("FGS", "forward"), ("BGS", "backward"), ("Top-5", "topk"))
-RULES = (("paper rule (min_z 0)", {"min_z": 0.0}), ("date-spark default", {}))
+RULES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("paper rule (min_z 0, no confirmation)", {"min_z": 0.0, "confirm": False}),
+    ("date-spark default", {}),
+)
+PAPER_MODEL, STRONG_MODEL = "decision_tree", "hist_gradient_boosting"
 HARMFUL_REGIMES = frozenset({3, 4})
 LOCAL_SIZING = {
     "generation.max_rules": 4,
@@ -79,6 +91,37 @@ def tables() -> dict[str, Callable[[], tuple[pd.DataFrame, str, str]]]:
     }
 
 
+def measure(
+    synth: Any, train: pd.DataFrame, test: pd.DataFrame, rows: pd.DataFrame, kind: str
+) -> Any:
+    """`DateSynthesizer.utility` with evaluation model `kind`, on rows collected once per fit."""
+    from date_spark.models import ModelSpec
+    from date_spark.utility import utility
+
+    cfg = synth.config
+    spec = ModelSpec.for_table(
+        cfg.selection, synth.schema_, synth.rules_.encoder, seed=cfg.seed, kind=kind
+    )
+    return utility(
+        train,
+        test,
+        {str(d.rule_id): d.rule for d in synth.rules_.dgrs},
+        rows,
+        synth.schema_,
+        synth.rules_.encoder.transform,
+        spec,
+        resamples=cfg.evaluation.bootstrap,
+        confidence=cfg.evaluation.confidence,
+        seed=cfg.seed,
+        thin={t.rule_id: t.rule for t in synth.rules_.thin},
+    )
+
+
+def interval(g: Any) -> dict[str, Any]:
+    """A gain's relative size and bootstrap interval (of the loss reduction) for the record."""
+    return {"relative": g.relative, "low": g.low, "high": g.high, "significant": g.significant}
+
+
 def rare_segment() -> pd.DataFrame:
     """22,000 planted rows with regime R2 (y = x3 + x4 > 1, a diagonal) cut to a tenth (19,121
     rows left): the thin segment the tool is for, with a test split large enough (about 3,800
@@ -95,17 +138,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--generators", default="interpolation,stub,stub-planted,local")
     ap.add_argument("--tables", default="breast_cancer,wine,diabetes,planted,planted_rare,demo")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--name", default="paper_protocol", help="results file: results/<name>.json")
     args = ap.parse_args()
 
     from date_spark.config import Config, SparkConfig
-    from date_spark.evaluation import UTILITY_MODELS, paper_utility
     from date_spark.llm.local import LocalModelServer
     from date_spark.llm.stub import StubServer, planted_rows
     from date_spark.spark import session
     from date_spark.synthesizer import DateSynthesizer
+    from date_spark.utility import collect
 
     spark = session(SparkConfig(app_name="date-spark-paper-protocol"))
+    env = environment(spark)
     tmp = Path(tempfile.mkdtemp(prefix="date-spark-protocol-"))
     known = tables()
     wanted = [t for t in args.tables.split(",") if t]
@@ -151,37 +195,39 @@ def main() -> None:
                 synth = DateSynthesizer(cfg, spark).fit(spark.createDataFrame(frame))
                 fit_s = time.perf_counter() - t0
                 rules = {str(d.rule_id): d.rule for d in synth.rules_.dgrs}
-                arms = synth.arms_
+                thin = {t.rule_id: t.rule for t in synth.rules_.thin}
+                arms = synth.generation_.arms
+                train, test = collect(
+                    synth.data_, synth.schema_, max_rows=cfg.evaluation.max_rows, seed=cfg.seed
+                )
+
                 rec: dict[str, Any] = {
                     "table": name,
                     "generator": gen,
                     "task": task,
                     "rows": len(frame),
                     "dgrs": len(rules),
+                    "thin": len(thin),
                     "arms": int(arms["candidate"].sum()) if len(arms) else 0,
                     "fit_s": round(fit_s, 1),
                 }
                 for label, extra in RULES:
                     for col, strategy in STRATEGIES:
                         sel = synth.select(strategy=strategy, **extra)
-                        util = paper_utility(
-                            synth.data_,
-                            rules,
-                            sel.rows,
-                            synth.schema_,
-                            synth.rules_.encoder.transform,
-                            seed=cfg.seed,
-                            # the stronger model is reported for the default rule only
-                            models=UTILITY_MODELS if extra == {} else ("decision_tree",),
-                        )
-                        rec["test_rows"] = int(util.get("test_rows", 0))
-                        rec["no_partition"] = util.get("decision_tree.no_partition")
-                        rec["partition_only"] = util.get("decision_tree.partition_only")
-                        rec[f"{label}|{col}"] = util.get("decision_tree.date")
+                        u = measure(synth, train, test, sel.rows, PAPER_MODEL)
+                        rec["test_rows"] = u.test_rows
+                        rec["no_partition"] = u.errors["no_partition"]
+                        rec["partition_only"] = u.errors["partition_only"]
+                        rec["partition_gain"] = interval(u.partition_gain)
+                        rec[f"{label}|{col}"] = u.errors["date"]
                         rec[f"{label}|{col}|rows"] = sel.n_rows
-                        if "hist_gradient_boosting.date" in util:
-                            rec[f"{label}|{col}|hgb"] = util["hist_gradient_boosting.date"]
-                            rec["hgb_no_partition"] = util["hist_gradient_boosting.no_partition"]
+                        rec[f"{label}|{col}|evaluations"] = sel.evaluations
+                        rec[f"{label}|{col}|synthetic_gain"] = interval(u.synthetic_gain)
+                        if not extra:  # the model selection screened with, default rule only
+                            h = measure(synth, train, test, sel.rows, STRONG_MODEL)
+                            rec[f"{label}|{col}|hgb"] = h.errors["date"]
+                            rec["hgb_no_partition"] = h.errors["no_partition"]
+                            rec["hgb_partition_only"] = h.errors["partition_only"]
                 results.append(rec)
                 print(
                     f"  {gen:<13} {name:<14} {len(rules)} DGRs, {rec['arms']} candidate arms, "
@@ -193,8 +239,22 @@ def main() -> None:
                 server.stop()
     spark.stop()
     report(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_result(
+        args.name,
+        {
+            "generators": generators,
+            "tables": wanted,
+            "split": "80/20 test, 75/25 validation, seed 42",
+            "strategies": dict(STRATEGIES),
+            "rules": {label: extra for label, extra in RULES},
+            "local_sizing": LOCAL_SIZING,
+            "evaluation_model": PAPER_MODEL,
+            "strong_model": STRONG_MODEL,
+            "selection_model": Config().selection.model,
+        },
+        {"results": results},
+        env,
+    )
 
 
 def _fmt(v: float | None, task: str) -> str:

@@ -7,12 +7,13 @@ For each table: the row prompt of one question (the header with every column, th
 gateway's token estimate (3 characters per token, deliberately high). Printed: the smallest budget
 that keeps 8 own rows, and what the default `generation.prompt_token_budget` then still shows (own
 rows, other blocks) for a question with 10 context blocks of 8 rows. Baseline in the same run: the
-demo table. Figures go to benchmarks/results/prompt_budget.json.
+demo table. Writes benchmarks/results/<name>.json (`--name`, default prompt_budget) with the
+commit, machine and parameters (`benchmarks/recording.py`).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recording import environment, write_result
 
 from date_spark.config import Config
 from date_spark.llm.engine import estimate_tokens
@@ -133,7 +137,12 @@ def measure(
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", default="prompt_budget", help="results file: results/<name>.json")
+    args = ap.parse_args()
     from date_spark.datasets import demo_credit, planted_regimes
+
+    env = environment()
 
     demo = demo_credit()
     demo["account_opened"] = demo["account_opened"].astype(str)
@@ -159,10 +168,19 @@ def main() -> None:
             f"{r['budget_for_8_own_rows']:22d} {r['budget_for_8_own_rows'] / base:7.2f} "
             f"{r['own_rows_at_default']:18d} {r['other_blocks_at_default']:22d}"
         )
-    out = Path(__file__).resolve().parent / "results" / "prompt_budget.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "prompt_budget", "figures": rows}, indent=2) + "\n")
-    print(f"-> {out}")
+    write_result(
+        args.name,
+        {
+            "own_rows": OWN,
+            "default_budget": Config().generation.prompt_token_budget,
+            "rows_per_request": Config().generation.rows_per_request,
+            "context_blocks": 10,
+            "tables": [r["table"] for r in rows],
+            "tokens": "estimate_tokens (3 characters per token)",
+        },
+        {"tables": rows},
+        env,
+    )
 
 
 if __name__ == "__main__":

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from date_spark import __version__
+from date_spark import __version__, logs
 from date_spark.config import Config, dump_yaml, load_config
-from date_spark.errors import DateSparkError
+from date_spark.errors import ConfigError, DateSparkError, Interrupted
 
 log = logging.getLogger("date_spark")
 
@@ -35,33 +40,96 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_options(defaults: bool) -> argparse.ArgumentParser:
+    # Accepted before and after the subcommand; the subcommand's copy must not reset the other.
+    p = argparse.ArgumentParser(add_help=False)
+    kw: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only", **kw)
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="full log lines, Spark's and py4j's logs on the terminal, tracebacks",
+        **kw,
+    )
+    return p
+
+
+def _table_shortcuts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "input",
+        nargs="?",
+        metavar="INPUT",
+        help="the input table: a .csv or .parquet file or directory (sets input.path and, from "
+        "the extension, input.format)",
+    )
+    p.add_argument("--target", metavar="COL", help="the label column (input.target)")
+    p.add_argument(
+        "--format",
+        choices=("parquet", "csv"),
+        dest="input_format",
+        help="input format when the extension does not tell (input.format)",
+    )
+    p.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        help="override task detection (input.task)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="date-spark",
         description="Diversity-aware synthetic rows for heterogeneous tables (DATE) on Spark.",
+        parents=[_log_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"date-spark {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the job: read, discover, generate, select, write")
+    opts = _log_options(defaults=False)
+    run = sub.add_parser(
+        "run",
+        help="run the job: read, discover, generate, select, write",
+        description="Run the whole job. Shortest form: date-spark run data.csv --target y --out "
+        "out/ (everything else from the defaults).",
+        parents=[opts],
+    )
+    _table_shortcuts(run)
+    run.add_argument(
+        "--out", metavar="PATH", dest="output_path", help="where the rows go (output.path)"
+    )
     _common(run)
     run.add_argument(
-        "--resume", metavar="RUN_ID", help="continue a run from its last finished stage"
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a run from its last finished stage, with its saved config",
     )
-    disc = sub.add_parser("discover", help="discover rules only; write them as JSON and a table")
+    disc = sub.add_parser(
+        "discover", help="discover rules only; write them as JSON and a table", parents=[opts]
+    )
+    _table_shortcuts(disc)
     _common(disc)
     disc.add_argument("--out", metavar="DIR", help="where to write rules.json and rules/ (Parquet)")
-    val = sub.add_parser("validate-config", help="print the resolved config (no secrets) and exit")
+    val = sub.add_parser(
+        "validate-config", help="print the resolved config (no secrets) and exit", parents=[opts]
+    )
     _common(val)
     ev = sub.add_parser(
-        "evaluate", help="fidelity, privacy and validity of a synthetic table; writes a report"
+        "evaluate",
+        help="fidelity, privacy and validity of a synthetic table; writes a report",
+        parents=[opts],
     )
     ev.add_argument("--real", required=True, metavar="PATH", help="the real (training) rows")
     ev.add_argument("--synthetic", required=True, metavar="PATH", help="the synthetic rows")
     ev.add_argument(
         "--target", metavar="COL", help="label column (a discrete label is compared as a category)"
     )
-    ev.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    ev.add_argument(
+        "--format",
+        choices=("parquet", "csv"),
+        help="format of every table (default: from each path's extension, else parquet)",
+    )
+    ev.add_argument("--real-format", choices=("parquet", "csv"), help="format of --real")
+    ev.add_argument("--synthetic-format", choices=("parquet", "csv"), help="format of --synthetic")
     ev.add_argument(
         "--out", metavar="DIR", help="report directory (default: <synthetic>_evaluation)"
     )
@@ -77,8 +145,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shortcut_overrides(args: argparse.Namespace) -> list[str]:
+    """`date-spark run data.csv --target y --out out/` as `--set` overrides (applied last)."""
+    from date_spark.preflight import format_of
+
+    out: list[str] = []
+    path = getattr(args, "input", None)
+    if path:
+        fmt = getattr(args, "input_format", None) or format_of(path)
+        if fmt is None:
+            raise ConfigError(
+                f"cannot tell the format of {path!r} from its name; pass --format parquet or "
+                f"--format csv"
+            )
+        # set as YAML strings, whatever the characters in the path
+        out += [f"input.path={_yaml_str(path)}", "input.table=null", f"input.format={fmt}"]
+    elif getattr(args, "input_format", None):
+        out.append(f"input.format={args.input_format}")
+    if getattr(args, "target", None):
+        out.append(f"input.target={_yaml_str(args.target)}")
+    if getattr(args, "task", None):
+        out.append(f"input.task={args.task}")
+    if getattr(args, "output_path", None):
+        out += [f"output.path={_yaml_str(args.output_path)}", "output.table=null"]
+    return out
+
+
+def _yaml_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config, args.overrides)
+    return load_config(args.config, [*args.overrides, *_shortcut_overrides(args)])
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -92,37 +190,78 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from date_spark.synthesizer import DateSynthesizer
+    from date_spark.preflight import check_run
 
-    cfg = _config(args)
+    t0 = time.monotonic()
+    if args.resume:
+        from date_spark.runs import resume_config
+
+        # the saved run's config, with what this command line states again on top
+        cfg = resume_config(args.config, args.overrides, args.resume)
+    else:
+        cfg = _config(args)
+    # before Spark starts: paths, header, schema, key, local model
+    check_run(cfg)
+    log.info("date-spark %s: config and input checked; starting the job", __version__)
+    with logs.Heartbeat("start-up", what="loading Spark and the models"):
+        from date_spark.generation import reject_table
+        from date_spark.synthesizer import DateSynthesizer
+        from date_spark.tracking import ui_command
+
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
     if s.get("headline"):
         print(s["headline"])
     print(s.get("kept", ""))
-    print(f"run {result.run_id} done: {result.run_dir}")
+    print(f"run {result.run_id} done: {result.run_dir} ({_duration(time.monotonic() - t0)})")
     print(f"  input:     {s.get('profile', '')}")
     print(
-        f"  rules:     {s.get('rules')} DGRs; arms: {s.get('arms')} groups, "
-        f"{s.get('candidate_arms')} candidates, {s.get('selected_arms')} selected"
+        f"  rules:     {_n(s.get('rules'), 'DGR')}; arms: {_n(s.get('arms'), 'group')} of "
+        f"generated rows, {s.get('candidate_arms')} candidate, {s.get('selected_arms')} selected"
     )
+    rejected = s.get("rejected_rows") or {}
+    print(
+        f"  generated: {s.get('valid_rows', 0)} valid rows, {sum(rejected.values())} rejected"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ")" if rejected else "")
+    )
+    table = reject_table(s.get("rejected_by_column") or {}, s.get("clipped") or {})
+    if table:
+        print("  rejects by column (a row counts under every column that failed):")
+        for line in table:
+            print(f"    {line}")
     print(
         f"  output:    {result.output.get('rows')} rows ({result.output.get('synthetic_rows')} "
         f"synthetic) -> {result.output.get('location')}"
     )
+    if result.output.get("report"):
+        print(f"  report:    {result.output['report']}")
     if result.mlflow_run_id:
-        print(f"  mlflow:    run {result.mlflow_run_id} (experiment {cfg.tracking.experiment!r})")
+        print(
+            f"  mlflow:    run {result.mlflow_run_id} in experiment {cfg.tracking.experiment!r}; "
+            f"browse with: {ui_command(cfg)}"
+        )
+    if s.get("nothing_kept"):
+        print(f"  note:      no synthetic row kept: {s['nothing_kept']}")
     if s.get("budget_exhausted"):
         print("  note:      the LLM budget ran out; the output holds what was generated before")
     return 0
 
 
-def _cmd_discover(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _n(count: Any, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
+
+def _duration(secs: float) -> str:
+    m, s = divmod(round(secs), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from date_spark.preflight import check_input
     from date_spark.synthesizer import DateSynthesizer
 
     cfg = _config(args)
+    check_input(cfg.input)
     synth = DateSynthesizer(cfg).prepare()
     from date_spark.discovery import discover
     from date_spark.split import SPLIT_COL, TEST
@@ -141,8 +280,8 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from date_spark.config import InputConfig
     from date_spark.errors import ConfigError, InputError
-    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema
-    from date_spark.io import read_input
+    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema, only_synthetic
+    from date_spark.io import read_input, table_format
     from date_spark.report import log_report, render_report
     from date_spark.spark import session
 
@@ -153,16 +292,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out = args.synthetic.removeprefix("file://").rstrip("/") + "_evaluation"
     spark = session()
 
-    def load(flag: str, path: str | None) -> Any:
+    def load(flag: str, path: str | None, fmt: str | None = None) -> Any:
         if path is None:
             return None
+        chosen = fmt or args.format or table_format(path)
         try:
-            return read_input(spark, InputConfig(path=path, format=args.format))
+            return read_input(spark, InputConfig(path=path, format=chosen), flag=flag)
         except InputError as err:
             raise InputError(f"{flag}: {err}") from None
 
-    real = load("--real", args.real)
-    synthetic = load("--synthetic", args.synthetic)
+    real = load("--real", args.real, args.real_format)
+    synthetic = only_synthetic(load("--synthetic", args.synthetic, args.synthetic_format))
     train, holdout = load("--train", args.train), load("--holdout", args.holdout)
     rule_column = args.rule_column or (RULE_COLUMN if RULE_COLUMN in synthetic.columns else None)
     schema = infer_schema(real, args.target)
@@ -186,25 +326,69 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crash_report(exc: BaseException) -> Path | None:
+    """The traceback of an unexpected error, in a file the one-line message names."""
+    try:
+        fd, name = tempfile.mkstemp(prefix="date-spark-crash-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+            if logs.STATE.spark_log is not None:
+                fh.write(f"\nSpark's log: {logs.STATE.spark_log}\n")
+        return Path(name)
+    except OSError:
+        return None
+
+
+def _resume_command(words: list[str], run_id: str) -> str:
+    """The command that was run, with `--resume RUN_ID` in place of any earlier one."""
+    kept: list[str] = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        if w == "--resume":
+            skip = True
+            continue
+        if w.startswith("--resume="):
+            continue
+        kept.append(w)
+    return shlex.join(["date-spark", *kept, "--resume", run_id])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("py4j", "urllib3", "httpx", "httpx2", "openai", "mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    verbose = bool(getattr(args, "verbose", False))
+    logs.configure(verbose=verbose, quiet=bool(getattr(args, "quiet", False)))
     handlers = {"run": _cmd_run, "discover": _cmd_discover, "validate-config": _cmd_validate}
     handlers["evaluate"] = _cmd_evaluate
     try:
         return handlers[args.command](args)
+    except Interrupted as err:
+        print(f"date-spark: {err}", file=sys.stderr)
+        if err.run_id:
+            words = list(sys.argv[1:] if argv is None else argv)
+            print(f"to continue: {_resume_command(words, err.run_id)}", file=sys.stderr)
+        return err.exit_code
     except DateSparkError as err:
         print(f"date-spark: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("date-spark: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        where = _crash_report(exc)
+        saved = f"; traceback in {where}" if where else ""
+        print(
+            f"date-spark: unexpected error: {type(exc).__name__}: {first}{saved}; rerun with "
+            f"--verbose for Spark's logs, and report it if it persists",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

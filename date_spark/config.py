@@ -126,6 +126,18 @@ class GenerationConfig(_Section):
     label_check: a teacher (the selection model trained on the partition) sets apart ("filter",
       counted as a `.rejected` arm) or relabels ("relabel") generated rows whose label it
       contradicts with probability `label_check_confidence`; "off" keeps them.
+    domain_margin: how far past the training rows' observed [min, max] a generated numeric, date
+      or timestamp value may fall and still be accepted, as a fraction of that range's width on
+      each side (0.1: a column seen from 20 to 70 accepts 15 to 75). Prompts and the JSON schema
+      still ask for the observed range. The margin never makes a column that was never negative
+      accept negative values (nor the mirror case), and integral columns keep whole-number
+      bounds (5.0 is accepted as 5 anywhere). 0 is the strict observed range. Categorical and
+      boolean columns get no margin: an unseen category breaks the schema.
+    out_of_range: what happens to a value past the margin. "reject" (default): the row is
+      rejected as `out_of_domain`, counted under that column. "clip": the value is moved to the
+      nearest accepted bound and the row goes on (it must still satisfy its rule); clipped values
+      are counted per column. Every run reports rejects per column and reason (run summary,
+      the generation stage in the manifest, MLflow `generation_rejected_by_column.*`).
     """
 
     generator: Literal["llm", "interpolation"] = "llm"
@@ -137,6 +149,9 @@ class GenerationConfig(_Section):
     example_rows: int = Field(default=8, ge=0)
     own_rows: int = Field(default=8, ge=0)
     prompt_token_budget: int = Field(default=4000, ge=256)
+    # Longest cell value a prompt shows (longer ones are cut, with a marker); a categorical column
+    # holding longer values or line breaks is free text and never used in rules.
+    max_value_chars: int = Field(default=200, ge=16)
     temperature: float = Field(default=0.7, ge=0, le=2)
     mask_categoricals: bool = False
     sensitive_columns: tuple[str, ...] = ()
@@ -147,6 +162,8 @@ class GenerationConfig(_Section):
     label_check: Literal["filter", "relabel", "off"] = "filter"
     label_check_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     history_items: int = Field(default=6, ge=0)
+    domain_margin: float = Field(default=0.1, ge=0, le=10, allow_inf_nan=False)
+    out_of_range: Literal["reject", "clip"] = "reject"
 
 
 ModelName = Literal["hist_gradient_boosting", "decision_tree", "linear", "logistic"]
@@ -196,12 +213,16 @@ class EvaluationConfig(_Section):
     bootstrap: paired bootstrap resamples of the test rows for each gain's interval.
     confidence: the intervals' level.
     max_rows: cap on the training and test rows collected (seeded samples above it).
+    segments: the segments you care about, name -> rule text (the rule grammar, e.g.
+        `"age >= 60 and plan in ('basic')"`): each gets the global model's loss on its own test
+        rows trained with vs without the kept rows, with its interval, in the summary and report.
     """
 
     model: ModelName | None = None
     bootstrap: int = Field(default=2000, ge=100)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     max_rows: int = Field(default=50_000, ge=100)
+    segments: dict[str, str] = Field(default_factory=dict)
 
 
 class LocalModelConfig(_Section):
@@ -227,7 +248,11 @@ class LlmConfig(_Section):
     api_version: str | None = None
     structured_output: Literal["auto", "json_schema", "json_object", "vllm", "none"] = "auto"
     max_tokens: int = Field(default=1024, ge=16)
-    timeout_s: float = Field(default=120.0, gt=0)
+    # Seconds one request may take. The embedded SmolLM2 took up to 130 s for one request on a
+    # busy 2-core machine (benchmarks/local_timeout.py); 390 s covers that three times over. On
+    # the local provider a timeout is not retried (see llm/engine.py): raise this for a bigger
+    # model rather than counting on retries.
+    timeout_s: float = Field(default=390.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
@@ -433,17 +458,21 @@ def load_config(
     paths: Sequence[str | Path] = (),
     overrides: Iterable[str] = (),
     environ: Mapping[str, str] | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Resolve the job's config; raises ConfigError with one line naming the key and the fix."""
-    data: dict[str, Any] = {}
+    """Resolve the job's config; raises ConfigError with one line naming the key and the fix.
+    `base` (a saved config, for `--resume`) replaces the embedded defaults as the lowest layer,
+    so only what the user states again on top of it can differ from the saved run."""
+    data: dict[str, Any] = dict(base or {})
     for p in paths:
         data = _deep_merge(data, read_yaml(p))
-    base = _validate(data, source=", ".join(str(p) for p in paths) or "defaults")
+    base_cfg = _validate(data, source=", ".join(str(p) for p in paths) or "defaults")
     layered: dict[str, Any] = dict(env_overrides(environ))
     for item in overrides:
         key, value = parse_override(item)
         layered[key] = value
-    return base.with_overrides(layered) if layered else base
+    return base_cfg.with_overrides(layered) if layered else base_cfg
 
 
 def dump_yaml(config: Config) -> str:

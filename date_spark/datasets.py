@@ -117,6 +117,19 @@ def planted_regimes(
     return df
 
 
+def planted_regime() -> Column:
+    """The planted regime (0-4) of each row of a planted table, from its x0, c0 and x5 columns:
+    the ground truth that benchmarks score discovered rules against, without storing it."""
+    x0, x5, c0 = F.col("x0"), F.col("x5"), F.col("c0")
+    return (
+        F.when(x0 < 0.3, 0)
+        .when((x0 < 0.6) & c0.isin("a", "b"), 1)
+        .when(x0 < 0.6, 2)
+        .when(x5 < 0.5, 3)
+        .otherwise(4)
+    )
+
+
 def planted_regimes_spark(
     spark: SparkSession,
     n_rows: int,
@@ -137,14 +150,7 @@ def planted_regimes_spark(
     )
     df = df.withColumn("c0", c0)
     x = [F.col(f"x{i}") for i in range(n_features)]
-    regime: Column = (
-        F.when(x[0] < 0.3, 0)
-        .when((x[0] < 0.6) & F.col("c0").isin("a", "b"), 1)
-        .when(x[0] < 0.6, 2)
-        .when(x[5] < 0.5, 3)
-        .otherwise(4)
-    )
-    df = df.withColumn("regime", regime)
+    df = df.withColumn("regime", planted_regime())
     r = F.col("regime")
     y = (
         F.when(r == 0, x[1] > 0.5)
@@ -207,3 +213,46 @@ def demo_credit(n_rows: int = 4000, seed: int = 7) -> pd.DataFrame:
     df["region"] = df["region"].astype(object)
     df.loc[rng.random(n_rows) < 0.01, "region"] = None
     return df
+
+
+# Thresholds of "a planted regime was recovered" (benchmarks/discovery.py, README).
+RECOVERY_PURITY = 0.9  # the DGR's rows are at least this share one regime
+RECOVERY_SHARE = 0.8  # and the DGR holds at least this share of that regime's rows
+
+
+def regime_recovery(counts: pd.DataFrame) -> dict[str, object]:
+    """Score discovered rules against the planted regimes.
+
+    `counts` has one row per (rule, regime) with columns `rule` (None/NaN: covered by no rule),
+    `regime` and `n` (rows). A regime is recovered when some rule's rows are >= 90% that regime
+    and the rule holds >= 80% of the regime's rows. Purity is row-weighted over covered rows: the
+    share of covered rows that belong to their rule's majority regime."""
+    if counts.empty or int(counts["n"].sum()) == 0:
+        raise ValueError("regime_recovery needs at least one counted row")
+    totals = counts.groupby("regime")["n"].sum()
+    covered = counts[counts["rule"].notna()]
+    recovered: set[int] = set()
+    rules: list[dict[str, object]] = []
+    majority_rows = 0
+    for rule, part in covered.groupby("rule", sort=True):
+        size = int(part["n"].sum())
+        top = part.sort_values("n", ascending=False).iloc[0]
+        regime, rows = int(top["regime"]), int(top["n"])
+        purity = rows / size if size else 0.0
+        share = rows / int(totals[top["regime"]])
+        majority_rows += rows
+        if purity >= RECOVERY_PURITY and share >= RECOVERY_SHARE:
+            recovered.add(regime)
+        rules.append(
+            {"rule": str(rule), "rows": size, "regime": regime, "purity": purity, "share": share}
+        )
+    covered_rows = int(covered["n"].sum())
+    return {
+        "regimes": len(totals),
+        "recovered": len(recovered),
+        "recovered_regimes": sorted(recovered),
+        "purity": majority_rows / covered_rows if covered_rows else 0.0,
+        "covered_rows": covered_rows,
+        "rows": int(totals.sum()),
+        "rules": rules,
+    }

@@ -70,7 +70,7 @@ every "measured" below is on `datasets.planted_regimes` (5 regimes, 5% label noi
   earlier model that fits it. A shared DGR's `val_error` is the support-weighted mean of its
   conjunctions' errors (own 25% holdout for the trained one, the whole sample for shared ones).
 
-Spark shape (per level: at most 2 full scans; the driver holds rules, models and counts only):
+Spark shape (per level, by design 2 full passes; the driver holds rules, models and counts only):
 1. one aggregation counts every candidate's rows (`rules.count_rules`, one `count(when)` each);
 2. one pass draws a sample capped per candidate: a per-candidate fraction min(1, cap / count),
    one projected ``when`` per candidate into an array of matching candidate ids, kept only for rows
@@ -78,9 +78,12 @@ Spark shape (per level: at most 2 full scans; the driver holds rules, models and
    ``groupBy(candidate).applyInPandas``, which runs the sharing check (existing models pickled into
    the function's closure), trains + validates the new model and, if rejected, returns the split
    predicates. The in-level sharing check reads the cached sample again; then it is unpersisted.
-Level 1 scans twice too (statistics, root sample). DataFrame API only, within Spark 3.5, so it
-runs on Spark Connect. Native thread pools are pinned to one thread
-inside UDFs (Spark already runs a task per core; oversubscription made a fit 40x slower here).
+Level 1 scans twice too (statistics, root sample). The passes are measured, not declared: every
+query on the table carries an observed row counter (`date_spark.scans`), and each level's log line
+and `LevelStats.scans` give rows read / table rows ("not measured" where the session does not
+report observed metrics). DataFrame API only, within Spark 3.5, so it runs on Spark Connect. Native
+thread pools are pinned to one thread inside UDFs (Spark already runs a task per core;
+oversubscription made a fit 40x slower here).
 Determinism: samples are drawn from a hash of each row and the seed (`split.row_uniform`, so
 they do not depend on partitioning), rows are sorted by a hash of their values inside each group,
 and every model seed derives from the run seed and the candidate's text.
@@ -112,6 +115,7 @@ from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
 from date_spark.models import estimator
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
+from date_spark.scans import ScanMeter, format_passes
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas
 from date_spark.split import holdout_mask, row_uniform
@@ -187,6 +191,15 @@ def fit_model(
     return model
 
 
+def _no_empty_columns(X: np.ndarray) -> np.ndarray:
+    """X with columns missing in every row set to 0: scikit-learn's histogram binning fails on a
+    column with no value at all (a column almost always null can be empty in a sample)."""
+    if X.dtype.kind != "f" or not X.size:
+        return X
+    empty = np.isnan(X).all(axis=0)
+    return np.where(empty[None, :], 0.0, X) if empty.any() else X
+
+
 def _floor_model(task: str, encoder: FeatureEncoder, seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -240,7 +253,7 @@ class LevelStats:
     trainings: int
     covered_rows: int
     coverage: float
-    scans: int  # full passes over the table
+    scans: float | None  # full passes over the table, measured (None: not measured)
     seconds: float
 
 
@@ -838,7 +851,7 @@ def _root_extras(
         if task != "regression" and len(np.unique(y[~val])) < 2:
             floor = math.inf
         else:
-            fm = _floor_model(task, enc, seed).fit(X[~val], y[~val])
+            fm = _floor_model(task, enc, seed).fit(_no_empty_columns(X[~val]), y[~val])
             floor = error(fm, X[val], y[val], task)
     if task == "regression":
         yv = np.asarray(y, dtype=np.float64)
@@ -937,6 +950,10 @@ class SearchBackend(Protocol):
 
     def release(self, sample: Any) -> None: ...
 
+    def passes(self) -> float | None:
+        """Full passes over the table so far, measured; None where it cannot be measured."""
+        ...
+
 
 def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
@@ -964,6 +981,8 @@ class SparkBackend:
         self.schema = schema
         self.cols = cols
         self.seed = seed
+        self.meter = ScanMeter()  # every query on self.df goes through meter.observe
+        self.n_rows = 0
 
     def stats(self) -> TableStats:
         feats = [f.name for f in self.schema.features]
@@ -972,8 +991,9 @@ class SparkBackend:
         aggs += [
             F.count(F.when(F.col(_q(c)).isNull(), 1)).alias(f"null{i}") for i, c in enumerate(feats)
         ]
-        row = self.df.agg(*aggs).first()
+        row = self.meter.observe(self.df).agg(*aggs).first()
         assert row is not None
+        self.n_rows = int(row["n"])
         return TableStats(
             int(row["n"]),
             {c: int(row[f"null{i}"]) for i, c in enumerate(feats)},
@@ -982,7 +1002,7 @@ class SparkBackend:
         )
 
     def count(self, conjunctions: Sequence[Conjunction]) -> list[int]:
-        got = count_rules(self.df, [Rule((c,)) for c in conjunctions])
+        got = count_rules(self.meter.observe(self.df), [Rule((c,)) for c in conjunctions])
         return [got[i] for i in range(len(conjunctions))]
 
     def draw(
@@ -990,7 +1010,7 @@ class SparkBackend:
     ) -> DataFrame:
         r = F.col(_RAND_COL)
         draw = row_uniform(self.cols, self.seed * 1_000_003 + level)  # layout-independent
-        tagged = self.df.withColumn(_RAND_COL, draw)
+        tagged = self.meter.observe(self.df).withColumn(_RAND_COL, draw)
         top = max(fractions)
         if top < 1.0:
             tagged = tagged.filter(r < F.lit(float(top)))  # cheap: most rows stop here
@@ -1019,6 +1039,9 @@ class SparkBackend:
 
     def release(self, sample: DataFrame) -> None:
         sample.unpersist()
+
+    def passes(self) -> float | None:
+        return self.meter.passes(self.n_rows)
 
 
 # ================================================================================================
@@ -1161,6 +1184,7 @@ class _Search:
         self.records: list[dict[str, Any]] = []
         self.model_bytes: dict[int, bytes] = {}
         self.levels: list[LevelStats] = []
+        self.passes_before: float | None = 0.0  # at the level's start (level 1: the statistics)
         self.trainings = 0
         self.incomplete = False
         self.stop_reason = ""
@@ -1363,7 +1387,7 @@ class _Search:
             )
         else:
             self._children(root, self.n, r["splits"], 0)
-        self._log(1, 1, 1, int(accept_root), 0, int(not accept_root), 0, 0, 1, 2, t)
+        self._log(1, 1, 1, int(accept_root), 0, int(not accept_root), 0, 0, 1, t)
 
     def _log(
         self,
@@ -1376,10 +1400,13 @@ class _Search:
         deferred: int,
         dropped: int,
         trainings: int,
-        scans: int,
         t: float,
     ) -> None:
         covered = sum(r["count"] for r in self.records)
+        now = self.b.passes()  # every query of the level has returned: its passes are counted
+        before = self.passes_before
+        scans = None if now is None or before is None else round(now - before, 4)
+        self.passes_before = now
         s = LevelStats(
             level,
             cands,
@@ -1398,7 +1425,7 @@ class _Search:
         self.levels.append(s)
         logger.info(
             "discovery level %d: %d candidates (%d evaluated, %d too small), %d accepted, "
-            "%d shared, %d rejected, %d deferred; coverage %.1f%% (%d rows); %.1f s",
+            "%d shared, %d rejected, %d deferred; coverage %.1f%% (%d rows); %s; %.1f s",
             level,
             cands,
             evaluated,
@@ -1409,6 +1436,7 @@ class _Search:
             deferred,
             100 * s.coverage,
             covered,
+            format_passes(scans),
             s.seconds,
         )
 
@@ -1418,7 +1446,7 @@ class _Search:
         level_start = len(self.accepted)
         batch = self._pop()
         if not batch:
-            self._log(level, 0, 0, 0, 0, 0, 0, 0, 0, 0, t)
+            self._log(level, 0, 0, 0, 0, 0, 0, 0, 0, t)
             return
         counts = self.b.count([c.conj for c in batch])
         live: list[tuple[_Cand, int]] = []
@@ -1430,7 +1458,7 @@ class _Search:
                 self.thin.append((c.conj, n))
         dropped = len(batch) - len(live)
         if not live:
-            self._log(level, len(batch), 0, 0, 0, 0, 0, dropped, 0, 1, t)
+            self._log(level, len(batch), 0, 0, 0, 0, 0, dropped, 0, t)
             return
         conjs = [c.conj for c, _ in live]
         fracs = [min(1.0, cfg.sample_per_candidate / n) for _, n in live]
@@ -1457,7 +1485,6 @@ class _Search:
             deferred,
             dropped,
             trained,
-            2,
             t,
         )
 

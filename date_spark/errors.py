@@ -27,6 +27,11 @@ class RuleError(DateSparkError, ValueError):
     exit_code = 2
 
 
+class PromptBudgetError(ConfigError):
+    """Even the smallest prompt is over `generation.prompt_token_budget`: the budget is a hard
+    limit, so the request is never sent."""
+
+
 class OutputError(DateSparkError):
     """The output location is unsafe or the write could not be committed."""
 
@@ -49,3 +54,13 @@ class BudgetExhausted(DateSparkError):
     """The configured token or cost budget is spent; no further LLM calls are made."""
 
     exit_code = 3
+
+
+class Interrupted(DateSparkError):
+    """The user stopped the run (Ctrl-C / SIGINT); the message names the run and how to resume."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id

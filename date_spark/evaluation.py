@@ -100,6 +100,7 @@ class EvaluationSettings:
     contingency_bins: int = 10
     pair_sample_rows: int = 100_000
     pair_sample_cells: int = 20_000_000  # rows x pairs exploded per side, at most
+    max_pairs: int = 2_000  # column pairs scored for pair trends (a seeded sample beyond)
     dcr_reference_rows: int = 20_000
     dcr_query_rows: int = 1_000
     max_rules: int = 1_000
@@ -109,6 +110,8 @@ class EvaluationSettings:
         if self.ks_grid_levels < 2 or self.plot_bins < 1 or self.contingency_bins < 1:
             raise ValueError("ks_grid_levels >= 2, plot_bins >= 1 and contingency_bins >= 1")
         if min(self.pair_sample_rows, self.dcr_reference_rows, self.dcr_query_rows) < 1:
+            raise ValueError("sample caps must be positive")
+        if self.max_pairs < 1:
             raise ValueError("sample caps must be positive")
 
 
@@ -161,6 +164,7 @@ class Fidelity:
     column_pair_trends_score: float | None
     overall: float | None
     contingency_sample_rows: dict[str, int]
+    pairs_total: int = 0  # column pairs of the table; more than `len(pair_trends)` when sampled
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,16 @@ def _json_safe(v: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
+def only_synthetic(df: DataFrame) -> DataFrame:
+    """The synthetic rows of a job's output: an `augmented` output also holds the input rows
+    (`_date_synthetic = false`), which must not count as synthetic; its partition column
+    `run_date` is provenance, not data."""
+    if "_date_synthetic" not in df.columns:
+        return df
+    out = df.where(F.col("_date_synthetic"))
+    return out.drop("run_date") if "run_date" in df.columns else out
+
+
 def infer_schema(real: DataFrame, target: str | None = None) -> TableSchema:
     """The schema `evaluate` needs when no job supplied one. The target (optional) only decides
     whether a numeric label counts as discrete: it does when every value is whole and there are at
@@ -418,6 +432,7 @@ def _stats(
     cont: Sequence[ColumnSpec],
     disc: Sequence[ColumnSpec],
     st: EvaluationSettings,
+    corr_pairs: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[_Stats, _Stats]:
     """Both sides in one aggregation over their union (each aggregate sees one side's rows).
     Correlations ride along up to `_CORR_PAIRS_PER_JOB` pairs; a wide table's remaining pairs go
@@ -429,7 +444,11 @@ def _stats(
     both = real.select(F.lit(0).alias("_side"), *[_col(n) for n in names]).unionByName(
         syn.select(F.lit(1).alias("_side"), *[_col(n) for n in names])
     )
-    pairs = [(i, j) for i in range(len(cont)) for j in range(i + 1, len(cont))]
+    pairs = (
+        list(corr_pairs)
+        if corr_pairs is not None
+        else [(i, j) for i in range(len(cont)) for j in range(i + 1, len(cont))]
+    )
     chunks = [pairs[i : i + _CORR_PAIRS_PER_JOB] for i in range(0, len(pairs), _CORR_PAIRS_PER_JOB)]
 
     def side(c: Column, k: int) -> Column:
@@ -739,6 +758,26 @@ def _bin_expr(spec: ColumnSpec, lo: float | None, hi: float | None, bins: int) -
     return F.when(x.isNotNull(), b)
 
 
+def choose_pairs(
+    shared: Sequence[ColumnSpec], st: EvaluationSettings
+) -> tuple[list[tuple[ColumnSpec, ColumnSpec]], int]:
+    """The column pairs pair trends score, in table order, and how many pairs the table has.
+    Pairs grow with the square of the columns (44,850 at 300): beyond `max_pairs`, a seeded
+    uniform sample of them, so the mean score is estimated without bias and the jobs and plans
+    stay bounded."""
+    n = len(shared)
+    total = n * (n - 1) // 2
+    if total <= st.max_pairs:
+        return [(shared[i], shared[j]) for i in range(n) for j in range(i + 1, n)], total
+    rng = np.random.default_rng(st.seed + 31)
+    flat = np.sort(rng.choice(total, size=st.max_pairs, replace=False))
+    # flat index k -> (i, j), i < j, in the row-major order of the upper triangle
+    starts = np.array([i * n - i * (i + 1) // 2 for i in range(n)])
+    rows = np.searchsorted(starts, flat, side="right") - 1
+    cols = flat - starts[rows] + rows + 1
+    return [(shared[int(i)], shared[int(j)]) for i, j in zip(rows, cols, strict=True)], total
+
+
 def _pair_trends(
     real: DataFrame,
     syn: DataFrame,
@@ -747,16 +786,18 @@ def _pair_trends(
     rs: _Stats,
     ss: _Stats,
     st: EvaluationSettings,
+    chosen: Sequence[tuple[ColumnSpec, ColumnSpec]] | None = None,
 ) -> tuple[list[PairTrend], dict[str, int]]:
     discrete = {s.name: _is_discrete(s, schema) for s in shared}
     out: dict[tuple[str, str], PairTrend] = {}
     corr_pairs, contingency_pairs = [], []
-    for i, a in enumerate(shared):
-        for b in shared[i + 1 :]:
-            if discrete[a.name] or discrete[b.name]:
-                contingency_pairs.append((a, b))
-            else:
-                corr_pairs.append((a, b))
+    if chosen is None:
+        chosen = [(a, b) for i, a in enumerate(shared) for b in shared[i + 1 :]]
+    for a, b in chosen:
+        if discrete[a.name] or discrete[b.name]:
+            contingency_pairs.append((a, b))
+        else:
+            corr_pairs.append((a, b))
     for a, b in corr_pairs:
         constant = any(
             st_.lo[c.name] is None or st_.lo[c.name] == st_.hi[c.name]
@@ -779,8 +820,9 @@ def _pair_trends(
             return _bin_expr(spec, rs.lo[spec.name], rs.hi[spec.name], st.contingency_bins)
 
         def exploded(df: DataFrame, side: int) -> DataFrame:
-            keyed = df.select(*[key(s).alias(f"k{i}") for i, s in enumerate(shared)])
-            pos = {s.name: i for i, s in enumerate(shared)}
+            used = [s for s in shared if any(s in p for p in contingency_pairs)]
+            keyed = df.select(*[key(s).alias(f"k{i}") for i, s in enumerate(used)])
+            pos = {s.name: i for i, s in enumerate(used)}
             arr = F.array(
                 *[
                     F.struct(
@@ -831,20 +873,17 @@ def _pair_trends(
             score = 1.0 - float(r["tvd"]) if ok else None
             out[(a.name, b.name)] = PairTrend(a.name, b.name, "ContingencySimilarity", score)
             sample_rows = {"real": int(r["nr"]), "synthetic": int(r["ns"])}
-    ordered = []
-    for i, a in enumerate(shared):
-        for b in shared[i + 1 :]:
-            ordered.append(
-                out.get((a.name, b.name))
-                or PairTrend(
-                    a.name,
-                    b.name,
-                    "ContingencySimilarity"
-                    if (a, b) in contingency_pairs
-                    else "CorrelationSimilarity",
-                    None,
-                )
-            )
+    contingency = set(contingency_pairs)
+    ordered = [
+        out.get((a.name, b.name))
+        or PairTrend(
+            a.name,
+            b.name,
+            "ContingencySimilarity" if (a, b) in contingency else "CorrelationSimilarity",
+            None,
+        )
+        for a, b in chosen
+    ]
     return ordered, sample_rows
 
 
@@ -976,35 +1015,47 @@ def _validity(
 # ----------------------------------------------------------------------------------------------
 
 
-def _exact_copies(
+def _packed(df: DataFrame, names: Sequence[str]) -> Column:
+    """The row as one struct value: a join or a distinct keyed on it compares every column
+    (null equal to null) through one expression, whatever the column count."""
+    return F.struct(*[_col(n).alias(f"c{i}") for i, n in enumerate(names)])
+
+
+def exact_copies_frame(
     queries: Sequence[DataFrame], reference: DataFrame, names: Sequence[str]
-) -> list[tuple[int, int]]:
-    """(rows, rows equal to some reference row on every column, null equal to null) for each
-    query table, in one join of their union against the distinct reference rows."""
+) -> DataFrame:
+    """`_tag, n, hits` per query table: its rows, and those equal to some reference row on every
+    column (null equal to null). One join of the queries' union against the distinct reference
+    rows, keyed on the packed row: Spark hashes it to place rows and compares the structs of a
+    bucket to verify, so the plan holds one join key however wide the table is. (A condition of
+    one `eqNullSafe` term per column made Catalyst's constraint inference grow with the
+    columns: a 20-column evaluation ran the driver out of heap.)"""
     q = reduce(
         DataFrame.unionByName,
         [
-            df.select(
-                F.lit(t).alias("_tag"), *[_col(n).alias(f"q{i}") for i, n in enumerate(names)]
-            )
+            df.select(F.lit(t).alias("_tag"), _packed(df, names).alias("_row"))
             for t, df in enumerate(queries)
         ],
     )
     r = (
-        reference.select(*[_col(n).alias(f"r{i}") for i, n in enumerate(names)])
+        reference.select(_packed(reference, names).alias("_ref"))
         .distinct()
         .withColumn("_hit", F.lit(1))
     )
-    cond = reduce(
-        lambda a, b: a & b,
-        [F.col(f"q{i}").eqNullSafe(F.col(f"r{i}")) for i in range(len(names))],
-    )
-    got = {
-        int(row["_tag"]): (int(row["n"]), int(row["hits"]))
-        for row in q.join(r, cond, "left")
+    return (
+        q.join(r, q["_row"].eqNullSafe(r["_ref"]), "left")
         .groupBy("_tag")
         .agg(F.count(F.lit(1)).alias("n"), F.count("_hit").alias("hits"))
-        .collect()
+    )
+
+
+def _exact_copies(
+    queries: Sequence[DataFrame], reference: DataFrame, names: Sequence[str]
+) -> list[tuple[int, int]]:
+    """(rows, exact copies of a reference row) for each query table, in one job."""
+    got = {
+        int(row["_tag"]): (int(row["n"]), int(row["hits"]))
+        for row in exact_copies_frame(queries, reference, names).collect()
     }
     return [got.get(t, (0, 0)) for t in range(len(queries))]
 
@@ -1013,27 +1064,23 @@ def _samples(
     frames: Sequence[tuple[DataFrame, int, int]], cols: Sequence[Column], seed: int
 ) -> list[pd.DataFrame]:
     """At most `cap` random rows of each (frame, rows, cap), collected in one job: a Bernoulli
-    pre-sample of about 1.2 x cap rows, then a random order cut at the cap."""
+    pre-sample of about 1.2 x cap rows of each (small by construction), cut at the cap on the
+    driver. No window and no filter over the union: a filter there (`row_number <= cap`) made
+    Catalyst's constraint inference multiply the split's hash condition by every normalised
+    column, and a 20-column evaluation ran the driver out of heap."""
     parts = []
     for t, (df, rows, cap) in enumerate(frames):
         part = _sample(df, rows, int(cap * 1.2) + 10, seed + t)
-        parts.append(
-            part.select(F.lit(t).alias("_tag"), F.lit(cap).alias("_cap"), *cols).withColumn(
-                "_r", F.rand(seed + 100 + t)
-            )
-        )
-    both = reduce(DataFrame.unionByName, parts)
-    w = Window.partitionBy("_tag").orderBy("_r")
-    capped = (
-        both.withColumn("_rn", F.row_number().over(w))
-        .where(F.col("_rn") <= F.col("_cap"))
-        .drop("_r", "_rn", "_cap")
-    )
-    pdf = to_pandas(capped)
-    return [
-        pdf[pdf["_tag"] == t].drop(columns="_tag").reset_index(drop=True)
-        for t in range(len(frames))
-    ]
+        parts.append(part.select(F.lit(t).alias("_tag"), *cols))
+    pdf = to_pandas(reduce(DataFrame.unionByName, parts))
+    rng = np.random.default_rng(seed + 100)
+    out = []
+    for t, (_, _, cap) in enumerate(frames):
+        got = pdf[pdf["_tag"] == t].drop(columns="_tag")
+        if len(got) > cap:
+            got = got.iloc[np.sort(rng.choice(len(got), size=cap, replace=False))]
+        out.append(got.reset_index(drop=True))
+    return out
 
 
 @dataclass(frozen=True)
@@ -1229,7 +1276,18 @@ def evaluate(
     cont = [s for s in shared if not _is_discrete(s, schema)]
     disc = [s for s in shared if _is_discrete(s, schema)]
 
-    rs, ss = _stats(real_a, syn_a, cont, disc, st)
+    chosen, pairs_total = choose_pairs(shared, st)
+    if len(chosen) < pairs_total:
+        log.info(
+            "evaluation: pair trends on %d of %d column pairs (a seeded sample; max_pairs)",
+            len(chosen),
+            pairs_total,
+        )
+    cpos = {s.name: i for i, s in enumerate(cont)}
+    corr_pairs = [
+        (cpos[a.name], cpos[b.name]) for a, b in chosen if a.name in cpos and b.name in cpos
+    ]
+    rs, ss = _stats(real_a, syn_a, cont, disc, st, corr_pairs)
     if rs.rows == 0:
         raise InputError("the real table has no rows; point --real at the table the generator saw")
     if ss.rows == 0:
@@ -1240,11 +1298,11 @@ def evaluate(
     order = {s.name: i for i, s in enumerate(shared)}
     shapes = sorted(cshapes + dshapes, key=lambda c: order[c.column])
     dists = sorted(cdists + ddists, key=lambda d: order[d.column])
-    pairs, sample_rows = _pair_trends(real_a, syn_a, sub, shared, rs, ss, st)
+    pairs, sample_rows = _pair_trends(real_a, syn_a, sub, shared, rs, ss, st, chosen)
     shape_score = _mean([s.score for s in shapes])
     pair_score = _mean([p.score for p in pairs])
     overall = _mean([shape_score, pair_score])
-    fidelity = Fidelity(shapes, pairs, shape_score, pair_score, overall, sample_rows)
+    fidelity = Fidelity(shapes, pairs, shape_score, pair_score, overall, sample_rows, pairs_total)
 
     validity = _validity(synthetic, schema, align, shared, cont, rs, rule_column, cat_adherence, st)
     train_a, train_rows = real_a, rs.rows
@@ -1303,6 +1361,8 @@ __all__ = [
     "RuleCheck",
     "Validity",
     "evaluate",
+    "exact_copies_frame",
     "infer_schema",
     "nearest_distances",
+    "only_synthetic",
 ]

@@ -14,7 +14,10 @@ Per round (one Spark stage of LLM calls, one of scoring):
    is). A row prompt shows the question's own partition first (its rule and `own_rows` real
    rows), then last round's tree-path feedback for it, then other partitions as context.
 2. The requests DataFrame goes through the LLM gateway (`llm.gateway.run`): rows come back
-   validated against the question's rule, the data's domains and the label's values.
+   validated against the question's rule, the data's domains (ordered ranges widened by
+   `generation.domain_margin`) and the label's values. Rejected rows are counted per reason and
+   per column (`RoundStats.rejected`, `.rejected_by_column`), so a run shows which column kills
+   rows.
 3. Decision-tree reasoning, per partition in a cogrouped pandas UDF: a label check (a teacher
    model) sets apart rows whose label it contradicts with high confidence; a tree fitted on the
    partition's training rows routes the generated rows; rows are grouped by (question,
@@ -64,7 +67,7 @@ from date_spark.errors import ConfigError, RuleError
 from date_spark.features import FeatureEncoder
 from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
-from date_spark.llm.rows import RowColumn, RowSchema
+from date_spark.llm.rows import REASONS, RowColumn, RowSchema
 from date_spark.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.prompts import ExampleBlock, HistoryItem, Masker, generation_messages, header
 from date_spark.prompts import refinement_messages as build_refinement
@@ -130,7 +133,10 @@ class RoundStats:
     questions: int = 0
     requests: int = 0
     valid_rows: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # generated rows, one reason each
+    # column -> reason -> rejected rows that failed on that column (a row may fail on several)
+    rejected_by_column: dict[str, dict[str, int]] = field(default_factory=dict)
+    clipped: dict[str, int] = field(default_factory=dict)  # column -> values clipped in kept rows
     groups: int = 0
     candidate_arms: int = 0
     rows_in_candidates: int = 0
@@ -156,21 +162,48 @@ class GenerationResult:
     def candidate_arms(self) -> pd.DataFrame:
         return self.arms[self.arms["candidate"]]
 
-    def summary(self) -> dict[str, Any]:
+    def rejects(self) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
+        """Over all rounds: rejected rows by reason, the per-column table, clipped values."""
         rejected: Counter[str] = Counter()
+        table: dict[str, Counter[str]] = {}
+        clipped: Counter[str] = Counter()
         for r in self.rounds:
             rejected.update(r.rejected)
+            for col, reasons in r.rejected_by_column.items():
+                table.setdefault(col, Counter()).update(reasons)
+            clipped.update(r.clipped)
+        return dict(rejected), _ordered_table(table), dict(sorted(clipped.items()))
+
+    def summary(self) -> dict[str, Any]:
+        rejected, by_column, clipped = self.rejects()
         return {
             "generator": self.generator,
             "rounds": len(self.rounds),
             "generated_rows": len(self.rows),
+            "valid_rows": sum(r.valid_rows for r in self.rounds),
             "groups": len(self.arms),
             "candidate_arms": int(self.arms["candidate"].sum()) if len(self.arms) else 0,
-            "rejected": dict(rejected),
+            "rejected": rejected,
+            "rejected_by_column": by_column,
+            "clipped": clipped,
             "refined_rules_used": sum(r.refined_rules_used for r in self.rounds),
             "label_rejected": sum(r.label_rejected for r in self.rounds),
             "budget_exhausted": self.budget_exhausted,
         }
+
+    def metrics(self) -> dict[str, float]:
+        """The summary flattened for MLflow: `rejected_<reason>`,
+        `rejected_by_column.<column>.<reason>` and `clipped.<column>` besides the counts."""
+        s = self.summary()
+        out = {k: float(v) for k, v in s.items() if isinstance(v, (int, float))}
+        for reason, n in s["rejected"].items():
+            out[f"rejected_{reason}"] = float(n)
+        for col, reasons in s["rejected_by_column"].items():
+            for reason, n in reasons.items():
+                out[f"rejected_by_column.{col}.{reason}"] = float(n)
+        for col, n in s["clipped"].items():
+            out[f"clipped.{col}"] = float(n)
+        return out
 
     def save(self, directory: str | Path) -> None:
         d = Path(directory)
@@ -513,6 +546,21 @@ def _typed_domains(
     return domains, ranges
 
 
+def free_text_in(sample: pd.DataFrame, schema: TableSchema, max_chars: int) -> set[str]:
+    """Categorical feature columns of `sample` with a value longer than `max_chars` or holding a
+    control character (a line break): free text (see `io.free_text_columns`)."""
+    out = set()
+    for c in schema.features:
+        if c.kind is not Kind.CATEGORICAL or c.name not in sample:
+            continue
+        text = sample[c.name].dropna().astype(str)
+        if len(text) and (
+            int(text.str.len().max()) > max_chars or bool(text.str.contains(r"[\x00-\x1f]").any())
+        ):
+            out.add(c.name)
+    return out
+
+
 def _partition_sample(routed: DataFrame, dgr_ids: Sequence[str], cap: int, seed: int) -> DataFrame:
     """Up to about `cap` training + validation rows per DGR, drawn in one pass."""
     counts = {
@@ -651,6 +699,10 @@ class Generator:
         self.domains, self.ranges = _typed_domains(
             self.spark.createDataFrame(train, schema=self.sample_sdf.schema), self.schema
         )
+        # Free text is no category list: enumerating it would put every long value into each
+        # prompt and request schema, and the LLM could never reproduce one exactly.
+        self.free_text = free_text_in(self.sample_pd, self.schema, self.gcfg.max_value_chars)
+        self.domains = {c: v for c, v in self.domains.items() if c not in self.free_text}
         self.examples = _stratified_examples(
             self._with_thin(self.sample_pd),
             self.schema.target,
@@ -670,7 +722,13 @@ class Generator:
         shown_domains = {
             c: [self.masker.value(c, v) for v in vals] for c, vals in self.domains.items()
         }
-        self.head = header(self.schema, self.prompt_columns, shown_domains, self.ranges)
+        self.head = header(
+            self.schema,
+            self.prompt_columns,
+            shown_domains,
+            self.ranges,
+            self.gcfg.max_value_chars,
+        )
         self.spec = ScoringSpec(
             encoder=self.discovery.encoder,
             target=self.schema.target,
@@ -775,7 +833,7 @@ class Generator:
         frame["requests"] = frame[DGR_COL].map(self.requests).fillna(0).astype(int)
         self.benefits = frame
         log.info(
-            "generation: %d of %d DGRs prompted, by expected benefit: %s",
+            "generation: %d of %d partitions (DGRs, thin segments) prompted, by benefit: %s",
             len(top),
             len(by_id),
             ", ".join(
@@ -817,6 +875,8 @@ class Generator:
             ranges=self.ranges,
             n_rows=self.gcfg.rows_per_request,
             columns=self.prompt_columns,
+            margin=self.gcfg.domain_margin,
+            out_of_range=self.gcfg.out_of_range,
         )
 
     # -- one round ------------------------------------------------------------------------------
@@ -834,6 +894,7 @@ class Generator:
                 own=self._block(q.dgr_id, self.gcfg.own_rows),
                 feedback=self.feedback.get(q.dgr_id, []),
                 min_own_rows=self.gcfg.own_rows,
+                max_value_chars=self.gcfg.max_value_chars,
             )
             schema = self._row_schema(q.rule)
             for rep in range(self.requests.get(q.dgr_id, self.gcfg.requests_per_rule)):
@@ -899,16 +960,30 @@ class Generator:
                 len(self.prompt_columns),
             )
 
-    def _absorb(self, gstats: Any, stats: RoundStats) -> None:
+    def _absorb(self, gstats: Any, stats: RoundStats, *, rows: bool = True) -> None:
+        """Add one gateway stage's stats to the round. Rejects of a row stage go to the row
+        tables; those of a refinement stage (its replies carry rules, not rows) to
+        `refined_dropped` as `reply_<reason>`."""
         for k, v in gstats.as_metrics(prefix="").items():
-            if k.startswith("rejected_"):
+            if k.startswith(("rejected_", "clipped.")):
                 continue
             if "latency" in k or k == "budget_exhausted":
                 stats.llm[k] = max(stats.llm.get(k, 0.0), float(v))
             else:
                 stats.llm[k] = stats.llm.get(k, 0.0) + float(v)
-        for k, n in gstats.rejected.items():
-            stats.rejected[k] = stats.rejected.get(k, 0) + int(n)
+        if rows:
+            for k, n in gstats.rejected.items():
+                stats.rejected[k] = stats.rejected.get(k, 0) + int(n)
+            for col, reasons in gstats.rejected_by_column.items():
+                mine = stats.rejected_by_column.setdefault(col, {})
+                for k, n in reasons.items():
+                    mine[k] = mine.get(k, 0) + int(n)
+            for col, n in gstats.clipped.items():
+                stats.clipped[col] = stats.clipped.get(col, 0) + int(n)
+        else:
+            for k, n in gstats.rejected.items():
+                key = f"reply_{k}"
+                stats.refined_dropped[key] = stats.refined_dropped.get(key, 0) + int(n)
         if gstats.budget_exhausted:
             self.budget_exhausted = True
 
@@ -1007,6 +1082,7 @@ class Generator:
                 class_counts=counts,
                 n_rules=self.gcfg.refined_rules_per_rule,
                 budget=self.prompt_budget,
+                max_value_chars=self.gcfg.max_value_chars,
             )
             items.append((f"{dgr_id}|r{rnd}|refine", messages, rule_schema))
             dgr_ids.append(dgr_id)
@@ -1022,8 +1098,8 @@ class Generator:
         out = gateway.run(
             req, self.cfg.llm, base_url=self.base_url, budget=self.budget, keep_columns=[DGR_COL]
         )
-        self._absorb(out.stats, stats)
-        dropped: Counter[str] = Counter()
+        self._absorb(out.stats, stats, rows=False)
+        dropped: Counter[str] = Counter(stats.refined_dropped)
         proposals: list[tuple[str, Rule]] = []
         for rec in out.pandas.to_dict("records"):
             dgr_id = rec[DGR_COL]
@@ -1037,6 +1113,9 @@ class Generator:
                     continue
                 if rule.columns() & set(self.sensitive):
                     dropped["sensitive_column"] += 1
+                    continue
+                if rule.columns() & self.free_text:
+                    dropped["free_text_column"] += 1
                     continue
                 if not self._in_domain(rule):
                     dropped["out_of_domain"] += 1
@@ -1084,6 +1163,13 @@ class Generator:
         for rnd in range(1, self.gcfg.iterations + 1):
             t0 = time.monotonic()
             stats = RoundStats(round=rnd, questions=len(questions))
+            log.info(
+                "generation round %d of %d: %s rows for %d rules",
+                rnd,
+                self.gcfg.iterations,
+                "asking the LLM for" if self.gcfg.generator == "llm" else "interpolating",
+                len(questions),
+            )
             if self.gcfg.generator == "llm":
                 generated = self._llm_rows(questions, rnd, stats)
             else:
@@ -1123,11 +1209,14 @@ class Generator:
             stats.seconds = round(time.monotonic() - t0, 3)
             rounds.append(stats)
             log.info(
-                "generation round %d: %d questions, %d requests, %d valid rows, %d groups, "
-                "%d candidate arms, %d refined rules next, %.1fs",
-                rnd, stats.questions, stats.requests, stats.valid_rows, stats.groups,
-                stats.candidate_arms, sum(1 for q in next_q if q.index > 0), stats.seconds,
+                "generation round %d: %d questions, %d requests, %d valid rows, %d rejected, "
+                "%d groups, %d candidate arms, %d refined rules next, %.1fs",
+                rnd, stats.questions, stats.requests, stats.valid_rows,
+                sum(stats.rejected.values()), stats.groups, stats.candidate_arms,
+                sum(1 for q in next_q if q.index > 0), stats.seconds,
             )  # fmt: skip
+            for line in reject_table(stats.rejected_by_column, stats.clipped):
+                log.info("generation round %d rejects: %s", rnd, line)
             questions = next_q
             if self.budget_exhausted:
                 log.warning("LLM budget exhausted after round %d; finishing with what we have", rnd)
@@ -1146,6 +1235,39 @@ class Generator:
             prompts=list(self.prompts),
             benefits=self.benefits,
         )
+
+
+def _ordered_table(table: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+    """Columns by rows rejected (most first, then name), reasons in validation order."""
+    order = {r: i for i, r in enumerate(REASONS)}
+    out: dict[str, dict[str, int]] = {}
+    for col in sorted(table, key=lambda c: (-sum(table[c].values()), c)):
+        reasons = {r: int(n) for r, n in table[col].items() if n}
+        if reasons:
+            out[col] = dict(sorted(reasons.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return out
+
+
+def reject_table(
+    by_column: dict[str, dict[str, int]], clipped: dict[str, int] | None = None
+) -> list[str]:
+    """The per-column reject table as aligned text lines (empty when nothing was rejected or
+    clipped): one line per column, one count per reason, then the clipped values."""
+    clipped = clipped or {}
+    cols = list(_ordered_table({c: Counter(r) for c, r in by_column.items()}))
+    cols += sorted(c for c in clipped if c not in by_column)
+    if not cols:
+        return []
+    reasons = [r for r in REASONS if any(r in by_column.get(c, {}) for c in cols)]
+    heads = [*reasons, "clipped"] if clipped else reasons
+    width = max(len("column"), *(len(c) for c in cols))
+    lines = ["column".ljust(width) + "".join(f"  {h:>13}" for h in heads)]
+    for c in cols:
+        counts = [by_column.get(c, {}).get(r, 0) for r in reasons]
+        if clipped:
+            counts.append(clipped.get(c, 0))
+        lines.append(c.ljust(width) + "".join(f"  {n if n else '-':>13}" for n in counts))
+    return lines
 
 
 def prompt_budget(cfg: Config) -> int:

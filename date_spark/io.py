@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from pyspark.errors import AnalysisException
+from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.config import RESERVED_PREFIX, Config, InputConfig, OutputConfig
+from date_spark.config import Config, InputConfig, OutputConfig
 from date_spark.errors import ConfigError, InputError, OutputError
 from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
 
@@ -31,14 +31,17 @@ log = logging.getLogger(__name__)
 
 AUTO_CLASSIFICATION_MAX_DISTINCT = 20
 DOMAIN_MAX_VALUES = 50
+_CSV_HEADER_OPTS = {"header", "inferschema", "enforceschema", "samplingratio"}
+_INF = float("inf")
 
 
 def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def read_input(spark: SparkSession, cfg: InputConfig) -> DataFrame:
-    """The raw input table; a missing path or table is an InputError naming it."""
+def read_input(spark: SparkSession, cfg: InputConfig, *, flag: str = "input.path") -> DataFrame:
+    """The raw input table; a missing path or table is an InputError naming it. `flag` is what
+    the messages tell the user to fix (`input.path` for the job, `--real` for `evaluate`)."""
     if not cfg.path and not cfg.table:
         raise ConfigError("no input: set input.path (with input.format) or input.table")
     try:
@@ -48,7 +51,10 @@ def read_input(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         reader = spark.read.format(cfg.format)
         if cfg.format == "csv":
             reader = reader.options(**cfg.csv_options)
-        return reader.load(cfg.path)
+        df = reader.load(cfg.path)
+        if cfg.format == "csv":
+            _check_csv_header(spark, cfg, df.columns)
+        return df
     except AnalysisException as err:
         text = str(err)
         if cfg.table:
@@ -57,7 +63,7 @@ def read_input(spark: SparkSession, cfg: InputConfig) -> DataFrame:
                 f"(catalog.schema.table) and that this session can see it"
             ) from None
         if "PATH_NOT_FOUND" in text or "does not exist" in text.lower():
-            raise InputError(f"input path {cfg.path!r} does not exist; check input.path") from None
+            raise InputError(f"input path {cfg.path!r} does not exist; check {flag}") from None
         if "COLUMN_ALREADY_EXISTS" in text or "duplicate column" in text.lower():
             m = re.search(r"column `([^`]+)`", text)
             name = f" {m.group(1)!r}" if m else ""
@@ -68,69 +74,97 @@ def read_input(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         if "UNABLE_TO_INFER_SCHEMA" in text:
             raise InputError(
                 f"input path {cfg.path!r} holds no readable {cfg.format} files; "
-                f"check input.path and input.format"
+                f"check {flag} and its format"
             ) from None
         raise InputError(
-            f"cannot read input {cfg.path!r} as {cfg.format}: {text.splitlines()[0]}"
+            f"cannot read input {cfg.path!r} as {cfg.format}: {_first_line(text)}"
+        ) from None
+    except PySparkException as err:
+        # e.g. a CSV file read as Parquet fails on its footer: a Spark error, not an analysis one
+        raise InputError(
+            f"cannot read {cfg.path or cfg.table!r} as {cfg.format}: {_first_line(str(err))}; "
+            f"check {flag} and its format"
         ) from None
 
 
+def table_format(path: str) -> str:
+    """`csv` or `parquet` from a path's extension; a local directory by the files in it (Spark
+    writes `part-*.csv` or `part-*.parquet`); parquet when nothing tells."""
+    name = path.rstrip("/").lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    parsed = urlparse(path)
+    local = parsed.path if parsed.scheme == "file" else path
+    if parsed.scheme in ("", "file") and os.path.isdir(local):
+        for _root, _dirs, files in os.walk(local):
+            for f in files:
+                low = f.lower()
+                if low.endswith((".csv", ".csv.gz")):
+                    return "csv"
+                if low.endswith(".parquet"):
+                    return "parquet"
+    return "parquet"
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line[:300]
+
+
+def _check_csv_header(spark: SparkSession, cfg: InputConfig, columns: list[str]) -> None:
+    """Spark renames CSV header names that collide case-insensitively (`age`, `Age` become
+    `age0`, `Age8`) instead of failing; read the header as data (one line, no inference) and
+    refuse the duplicates like any other input's. Only a name ending in its own position can be
+    such a rename, so other tables cost no extra read."""
+    if not any(c.endswith(str(i)) for i, c in enumerate(columns)):
+        return
+    opts = {k: v for k, v in cfg.csv_options.items() if k.lower() not in _CSV_HEADER_OPTS}
+    if str(cfg.csv_options.get("header", "false")).lower() != "true":
+        return
+    assert cfg.path is not None
+    first = (
+        spark.read.options(**opts)
+        .option("header", "false")
+        .option("inferSchema", "false")
+        .csv(cfg.path)
+        .limit(1)
+        .collect()
+    )
+    if not first:
+        return
+    seen: dict[str, str] = {}
+    for name in first[0]:
+        if name is None:
+            continue
+        key = str(name).strip().lower()
+        if key in seen:
+            raise InputError(
+                f"duplicate column name {str(name).strip()!r} (also {seen[key]!r}) in "
+                f"{cfg.path!r} (names are case-insensitive); rename one of them before running"
+            )
+        seen[key] = str(name).strip()
+
+
 def select_columns(df: DataFrame, cfg: InputConfig) -> DataFrame:
-    """Apply the include/exclude lists and check names, without reading data."""
-    names = df.columns
-    lowered: dict[str, str] = {}
-    for n in names:
-        key = n.lower()  # Spark resolves names case-insensitively by default
-        if key in lowered:
-            raise InputError(
-                f"duplicate column name {n!r} (also {lowered[key]!r}); rename one of them "
-                f"before running"
-            )
-        lowered[key] = n
-    clash = [n for n in names if n.lower().startswith(RESERVED_PREFIX)]
-    if clash:
-        raise InputError(
-            f"input column {clash[0]!r} uses the reserved prefix {RESERVED_PREFIX!r} of the "
-            f"output's provenance columns; rename it or drop it with input.exclude"
-        )
-    if not cfg.target:
-        raise ConfigError(
-            "input.target is not set; name the label column, e.g. --set input.target=y"
-        )
-    if cfg.target not in names:
-        raise InputError(
-            f"target column {cfg.target!r} is not in the input; columns are: "
-            f"{', '.join(names)}; fix input.target"
-        )
-    for key, listed in (("input.columns", cfg.columns or ()), ("input.exclude", cfg.exclude)):
-        unknown = [c for c in listed if c not in names]
-        if unknown:
-            raise InputError(
-                f"{key} names {unknown[0]!r}, which is not an input column; columns are: "
-                f"{', '.join(names)}"
-            )
-    if cfg.target in cfg.exclude:
-        raise InputError(
-            f"input.exclude removes the target {cfg.target!r}; remove it from the list"
-        )
-    keep = list(cfg.columns) if cfg.columns else list(names)
-    if cfg.target not in keep:
-        keep.append(cfg.target)
-    keep = [c for c in names if c in keep and c not in cfg.exclude]
-    if len(keep) < 2:
-        raise InputError(
-            "no feature columns left after input.columns/input.exclude; keep at least one"
-        )
-    return df.select(*[_q(c) for c in keep])
+    """Apply the include/exclude lists and check names, without reading data (the checks live in
+    `preflight.check_names`, which the command line also runs on a file's header before Spark)."""
+    from date_spark.preflight import check_names
+
+    return df.select(*[_q(c) for c in check_names(df.columns, cfg)])
 
 
-def normalize(df: DataFrame) -> DataFrame:
-    """NaN becomes null in float columns, so every engine sees one notion of missing."""
+def normalize(df: DataFrame, target: str | None = None) -> DataFrame:
+    """NaN becomes null in float columns, so every engine sees one notion of missing; so does an
+    infinite feature value (no model, range or prompt can use it). An infinite target is kept,
+    so that `validate_and_profile` refuses it by name instead of learning from it."""
     out = []
     for f in df.schema.fields:
         if isinstance(f.dataType, (T.FloatType, T.DoubleType)):
             c = F.col(_q(f.name))
-            out.append(F.when(F.isnan(c), F.lit(None)).otherwise(c).alias(f.name))
+            missing = F.isnan(c) if f.name == target else F.isnan(c) | (F.abs(c) == F.lit(_INF))
+            out.append(F.when(missing, F.lit(None)).otherwise(c).alias(f.name))
         else:
             out.append(F.col(_q(f.name)))
     return df.select(*out)
@@ -147,6 +181,8 @@ class ColumnProfile:
     min: Any = None
     max: Any = None
     domain: list[Any] | None = None  # categorical/boolean values when few enough
+    max_length: int | None = None  # categorical: the longest value, in characters
+    control_chars: int = 0  # categorical: values holding a line break or other control character
 
 
 @dataclass(frozen=True)
@@ -159,6 +195,7 @@ class Profile:
     classes: dict[str, int] = field(default_factory=dict)
     target_mean: float | None = None
     target_std: float | None = None
+    empty_columns: list[str] = field(default_factory=list)  # null in every row: left out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,10 +217,28 @@ class Profile:
         else:
             tgt = f"mean {self.target_mean:.4g}, std {self.target_std:.4g}"
         worst = max(self.columns, key=lambda c: c.null_rate)
+        left_out = (
+            f"; left out, null in every row: {', '.join(map(repr, self.empty_columns))}"
+            if self.empty_columns
+            else ""
+        )
         return (
             f"{self.rows} rows, {len(self.columns)} columns ({kind_text}); target {self.target!r} "
             f"({self.task}): {tgt}; highest null rate {worst.name!r} {worst.null_rate:.1%}"
+            f"{left_out}"
         )
+
+
+def free_text_columns(profile: Profile, max_chars: int) -> list[str]:
+    """Categorical columns with a value longer than `max_chars` or a line break: free text, not
+    categories. Rules never use them (a 100 KB value would become a 100 KB rule and prompt)."""
+    return [
+        c.name
+        for c in profile.columns
+        if c.name != profile.target
+        and c.kind == Kind.CATEGORICAL.value
+        and ((c.max_length or 0) > max_chars or c.control_chars)
+    ]
 
 
 def _jsonable(v: Any) -> Any:
@@ -196,7 +251,7 @@ def prepare(spark: SparkSession, cfg: Config) -> tuple[DataFrame, TableSchema, P
     """Read, check and profile the input. Returns the table restricted to the chosen columns
     (rows with a null target removed), its schema and its profile."""
     raw = read_input(spark, cfg.input)
-    df = normalize(select_columns(raw, cfg.input))
+    df = normalize(select_columns(raw, cfg.input), cfg.input.target)
     specs = column_specs(df.schema)
     return validate_and_profile(df, specs, cfg.input)
 
@@ -216,12 +271,26 @@ def validate_and_profile(
         if s.kind in (Kind.NUMERIC, Kind.DATE, Kind.TIMESTAMP):
             aggs.append(F.min(c).alias(f"min::{s.name}"))
             aggs.append(F.max(c).alias(f"max::{s.name}"))
+        if s.kind is Kind.CATEGORICAL:
+            aggs.append(F.max(F.length(c)).alias(f"len::{s.name}"))
+            aggs.append(F.count(F.when(c.rlike("[\\x00-\\x1f]"), 1)).alias(f"ctl::{s.name}"))
     if tspec.kind is Kind.NUMERIC:
         yd = y.cast("double")
+        finite = F.when(F.abs(yd) < F.lit(_INF), yd)  # floor(inf) overflows under ANSI
         aggs += [
-            F.count(F.when(yd != F.floor(yd), 1)).alias("__fractional"),
-            F.mean(yd).alias("__mean"),
-            F.stddev_pop(yd).alias("__std"),
+            F.count(F.when(F.abs(yd) == F.lit(_INF), 1)).alias("__inf"),
+            F.count(F.when(finite != F.floor(finite), 1)).alias("__fractional"),
+            F.mean(finite).alias("__mean"),
+            F.stddev_pop(finite).alias("__std"),
+        ]
+    elif tspec.kind is Kind.CATEGORICAL:
+        # numbers written as text (a CSV column holding `inf` or `nan` is inferred as a string)
+        as_num = F.expr(f"try_cast({_q(target)} AS double)")
+        aggs += [
+            F.count(as_num).alias("__numeric_text"),
+            F.count(F.when(F.isnan(as_num) | (F.abs(as_num) == F.lit(_INF)), 1)).alias(
+                "__nonfinite_text"
+            ),
         ]
     stats = df.agg(*aggs).first()
     assert stats is not None
@@ -236,6 +305,41 @@ def validate_and_profile(
             f"the input has {present} rows with a target; date-spark needs at least "
             f"{cfg.min_rows} to split train/validation/test (input.min_rows)"
         )
+
+    if tspec.kind is Kind.NUMERIC and int(stats["__inf"]):
+        raise InputError(
+            f"target column {target!r} has {int(stats['__inf'])} non-finite values (inf or -inf) "
+            f"in {present} rows; a model cannot learn them: remove those rows or make the "
+            f"target null there (rows with a null target are dropped)"
+        )
+    if (
+        tspec.kind is Kind.CATEGORICAL
+        and int(stats["__numeric_text"]) == present
+        and int(stats["__nonfinite_text"])
+    ):
+        raise InputError(
+            f"target column {target!r} has {int(stats['__nonfinite_text'])} non-finite values "
+            f"(inf, -inf or nan) in {present} rows, so the numbers in it were read as text; "
+            f"remove those rows or leave the target empty there (rows with a null target are "
+            f"dropped)"
+        )
+    empty = [s.name for s in specs if s.name != target and int(stats[f"n::{s.name}"]) == 0]
+    if len(empty) == len(specs) - 1:
+        raise InputError(
+            f"every feature column is null in every row ({', '.join(map(repr, empty))}); "
+            f"there is nothing to learn from: check the input"
+        )
+    if empty:
+        # A column with no value carries nothing a rule, a model or a prompt can use, and no
+        # generated value could be checked against its (empty) domain: it is left out of the
+        # run and null in synthetic rows, as an excluded column is.
+        log.warning(
+            "column(s) %s hold no value in any row: left out of the run, null in synthetic rows "
+            "(add them to input.exclude to silence this)",
+            ", ".join(map(repr, empty)),
+        )
+        specs = tuple(s for s in specs if s.name not in empty)
+        df = df.select(*[_q(s.name) for s in specs])
 
     task = cfg.task
     if task == "auto":
@@ -300,6 +404,7 @@ def validate_and_profile(
     for s in specs:
         nonnull = int(stats[f"n::{s.name}"])
         has_range = s.kind in (Kind.NUMERIC, Kind.DATE, Kind.TIMESTAMP)
+        categorical = s.kind is Kind.CATEGORICAL
         profiles.append(
             ColumnProfile(
                 name=s.name,
@@ -311,6 +416,8 @@ def validate_and_profile(
                 min=_jsonable(stats[f"min::{s.name}"]) if has_range else None,
                 max=_jsonable(stats[f"max::{s.name}"]) if has_range else None,
                 domain=[_jsonable(v) for v in domains[s.name]] if s.name in domains else None,
+                max_length=int(stats[f"len::{s.name}"] or 0) if categorical else None,
+                control_chars=int(stats[f"ctl::{s.name}"]) if categorical else 0,
             )
         )
     class_values: tuple[Any, ...] = ()
@@ -326,6 +433,7 @@ def validate_and_profile(
         classes=classes,
         target_mean=mean,
         target_std=std,
+        empty_columns=empty,
     )
     if rows - present:
         log.warning("dropping %d rows whose target %r is null", rows - present, target)
@@ -361,8 +469,21 @@ def check_output(input_cfg: InputConfig, output_cfg: OutputConfig) -> None:
         )
     if input_cfg.path and output_cfg.path:
         a, b = _norm_location(input_cfg.path), _norm_location(output_cfg.path)
-        if a == b or b.startswith(a + "/") or a.startswith(b + "/"):
+        if _overlap(a, b):
             raise OutputError(
                 f"output.path {output_cfg.path!r} overlaps the input {input_cfg.path!r}; "
                 f"choose a separate output location so the input is never touched"
             )
+    # The run directory holds stage results and staging files: inside the input (or the output)
+    # directory, readers of that directory would see them as data.
+    runs = _norm_location(output_cfg.runs_dir)
+    for key, where in (("the input", input_cfg.path), ("output.path", output_cfg.path)):
+        if where and _overlap(_norm_location(where), runs):
+            raise OutputError(
+                f"output.runs_dir {output_cfg.runs_dir!r} overlaps {key} {where!r}; choose a "
+                f"runs directory outside it, so its readers never see run files"
+            )
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or b.startswith(a + "/") or a.startswith(b + "/")

@@ -166,6 +166,22 @@ def _clear_date(spark: SparkSession, cfg: OutputConfig) -> str:
     return "nothing to clear"
 
 
+def _write_empty(staged: DataFrame, cfg: OutputConfig) -> str:
+    """An empty `run_date=<date>` partition (a schema-only Parquet file) at a path, or the table
+    created empty when it does not exist yet."""
+    part = f"{RUN_DATE_COL}={cfg.run_date.isoformat()}"
+    if cfg.path:
+        target = f"{cfg.path.rstrip('/')}/{part}"
+        staged.drop(RUN_DATE_COL).write.mode("overwrite").parquet(target)
+        return f"empty partition with the full schema written to {target}"
+    assert cfg.table is not None
+    spark = staged.sparkSession
+    if _table_exists(spark, cfg.table):
+        return f"table {cfg.table} keeps its schema, with no rows for {part}"
+    staged.write.partitionBy(RUN_DATE_COL).format("parquet").saveAsTable(cfg.table)
+    return f"table {cfg.table} created empty, with the full schema"
+
+
 def write(
     out: DataFrame,
     cfg: OutputConfig,
@@ -184,10 +200,17 @@ def write(
     synthetic = staged.where(F.col("_date_synthetic")).count()
     if rows == 0:
         # Dynamic overwrite of zero rows replaces nothing: clear the date explicitly, so a rerun
-        # that keeps no row does not leave the previous run's rows for that date.
+        # that keeps no row does not leave the previous run's rows for that date; then write the
+        # date's partition empty, with the full schema, so a consumer reading it finds a table.
         cleared = _clear_date(spark, cfg)
-        log.warning("output: no rows kept for run_date=%s; %s", cfg.run_date, cleared)
-        return {"location": cfg.path or cfg.table, "rows": 0, "synthetic_rows": 0, "note": cleared}
+        where = _write_empty(staged, cfg)
+        log.warning("output: no rows kept for run_date=%s; %s; %s", cfg.run_date, cleared, where)
+        return {
+            "location": cfg.path or cfg.table,
+            "rows": 0,
+            "synthetic_rows": 0,
+            "note": f"{cleared}; {where}",
+        }
     prior = spark.conf.get("spark.sql.sources.partitionOverwriteMode", "static") or "static"
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     try:

@@ -3,7 +3,15 @@
 Every prompt is built to fit `generation.prompt_token_budget`: the parts that can shrink (example
 rows, example blocks, history entries) are dropped from the least useful end until the estimate
 fits, so prompts stay bounded however long the history grows. Token counts are estimated with the
-gateway's deliberately high estimate (3 characters per token), so the real count is lower.
+gateway's deliberately high estimate (3 characters per token), so the real count is lower. The
+budget is a hard limit: when even the smallest prompt (header and question, no rows) is over it,
+`PromptBudgetError` says by how much, before any request is sent.
+
+Cell values are data, never instructions: each one reaches a prompt as a JSON string (examples,
+history rows, the domains in the header) or as a quoted literal of a rule, and is cut to
+`generation.max_value_chars` characters with a marker saying how much was left out, so one long
+cell cannot take over a prompt. Columns holding longer values or line breaks never appear in
+rules (see `io.free_text_columns`).
 
 Categorical masking (`generation.mask_categoricals`): each categorical value is replaced by a
 stable token (`<column-initial><6 hex>` from a hash of the seed, column and value) in examples,
@@ -21,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from date_spark.errors import PromptBudgetError
 from date_spark.llm.engine import estimate_tokens
 from date_spark.rules import Conjunction, Predicate, Rule
 from date_spark.schema import Kind, TableSchema
@@ -31,6 +40,14 @@ SYSTEM = (
     "You generate realistic rows for a data table. You follow the given rules exactly and answer "
     "only with JSON."
 )
+MAX_VALUE_CHARS = 200  # generation.max_value_chars' default
+
+
+def cut(v: Any, max_chars: int = MAX_VALUE_CHARS) -> Any:
+    """A string value cut to `max_chars` characters, with a marker of what was left out."""
+    if isinstance(v, str) and len(v) > max_chars:
+        return f"{v[:max_chars]}...[{len(v) - max_chars} more characters]"
+    return v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,10 +148,15 @@ class HistoryItem:
 
 
 def _describe_column(
-    name: str, kind: Kind, integral: bool, domain: Sequence[Any] | None, rng: tuple[Any, Any] | None
+    name: str,
+    kind: Kind,
+    integral: bool,
+    domain: Sequence[Any] | None,
+    rng: tuple[Any, Any] | None,
+    max_chars: int = MAX_VALUE_CHARS,
 ) -> str:
     if domain is not None and kind in (Kind.CATEGORICAL, Kind.BOOLEAN):
-        shown = ", ".join(json.dumps(v, default=str) for v in list(domain)[:30])
+        shown = ", ".join(json.dumps(cut(v, max_chars), default=str) for v in list(domain)[:30])
         more = " ..." if len(domain) > 30 else ""
         return f"- {name}: one of [{shown}{more}]"
     if kind is Kind.NUMERIC:
@@ -156,6 +178,7 @@ def header(
     columns: Sequence[str],
     domains: Mapping[str, Sequence[Any]],
     ranges: Mapping[str, tuple[Any, Any]],
+    max_value_chars: int = MAX_VALUE_CHARS,
 ) -> str:
     lines = [
         "Task: generate new rows for a table, for training a model that predicts "
@@ -166,7 +189,14 @@ def header(
     for name in ordered:
         spec = schema.column(name)
         lines.append(
-            _describe_column(name, spec.kind, spec.integral, domains.get(name), ranges.get(name))
+            _describe_column(
+                name,
+                spec.kind,
+                spec.integral,
+                domains.get(name),
+                ranges.get(name),
+                max_value_chars,
+            )
         )
     return "\n".join(lines)
 
@@ -178,13 +208,17 @@ def _short(v: Any) -> Any:
     return v
 
 
-def _rows_json(pdf: pd.DataFrame, columns: Sequence[str]) -> str:
+def _rows_json(pdf: pd.DataFrame, columns: Sequence[str], max_chars: int) -> str:
     recs = pdf[list(columns)].to_dict(orient="records")
-    return "\n".join(json.dumps({k: _short(v) for k, v in r.items()}, default=str) for r in recs)
+    return "\n".join(
+        json.dumps({k: cut(_short(v), max_chars) for k, v in r.items()}, default=str) for r in recs
+    )
 
 
-def _block_text(i: int, b: ExampleBlock, columns: Sequence[str], n_rows: int) -> str:
-    body = _rows_json(b.rows.head(n_rows), columns) if n_rows else ""
+def _block_text(
+    i: int, b: ExampleBlock, columns: Sequence[str], n_rows: int, max_chars: int
+) -> str:
+    body = _rows_json(b.rows.head(n_rows), columns, max_chars) if n_rows else ""
     score = (
         f"validation error of its model: {b.val_error:.3f}"
         if math.isfinite(b.val_error)
@@ -194,17 +228,27 @@ def _block_text(i: int, b: ExampleBlock, columns: Sequence[str], n_rows: int) ->
     return text + ("\nrows:\n" + body if body else "")
 
 
-def _fit(build: Any, budget: int, shrink_steps: Sequence[Any]) -> list[Message]:
-    """Call `build(step)` with ever smaller settings until the messages fit the budget."""
+def _fit(build: Any, budget: int, shrink_steps: Sequence[Any], what: str) -> list[Message]:
+    """Call `build(step)` with ever smaller settings until the messages fit the budget; refuse
+    when even the smallest does not."""
     messages: list[Message] = build(shrink_steps[0])
     for step in shrink_steps[1:]:
         if estimate_tokens(messages) <= budget:
             break
         messages = build(step)
+    need = estimate_tokens(messages)
+    if need > budget:
+        raise PromptBudgetError(
+            f"the smallest {what} (column list and question, no example rows) needs about {need} "
+            f"tokens, over generation.prompt_token_budget={budget}; raise the budget to at "
+            f"least {need}, or leave columns out with input.exclude"
+        )
     return messages
 
 
-def _feedback_text(items: Sequence[HistoryItem], columns: Sequence[str], rows: int) -> str:
+def _feedback_text(
+    items: Sequence[HistoryItem], columns: Sequence[str], rows: int, max_chars: int
+) -> str:
     """Last round's groups of this partition: path, predicted label, loss change, a few rows."""
     lines = [
         "Feedback from the previous round (groups of generated rows, the decision-tree path they "
@@ -218,7 +262,7 @@ def _feedback_text(items: Sequence[HistoryItem], columns: Sequence[str], rows: i
             f"loss change when added: {h.gain:+.4f}"
         )
         if rows:
-            t += "\n" + _rows_json(h.rows.head(rows), columns)
+            t += "\n" + _rows_json(h.rows.head(rows), columns, max_chars)
         lines.append(t)
     return "\n".join(lines)
 
@@ -234,6 +278,7 @@ def generation_messages(
     own: ExampleBlock | None = None,
     feedback: Sequence[HistoryItem] = (),
     min_own_rows: int = 8,
+    max_value_chars: int = MAX_VALUE_CHARS,
 ) -> list[Message]:
     """The row prompt for one question: header, the question's own partition first (its rule,
     scores and real rows), the previous round's tree-path feedback for it, other partitions as
@@ -265,18 +310,20 @@ def generation_messages(
         r_own, k, r, f_items, f_rows = step
         parts = [head]
         if own is not None:
-            text = _block_text(1, own, columns, r_own).replace("Example 1:", "This partition:", 1)
-            parts.append(text)
+            text = _block_text(1, own, columns, r_own, max_value_chars)
+            parts.append(text.replace("Example 1:", "This partition:", 1))
         if f_items:
-            parts.append(_feedback_text(feedback[:f_items], columns, f_rows))
-        parts += [_block_text(i + 2, b, columns, r) for i, b in enumerate(others[:k])]
+            parts.append(_feedback_text(feedback[:f_items], columns, f_rows, max_value_chars))
+        parts += [
+            _block_text(i + 2, b, columns, r, max_value_chars) for i, b in enumerate(others[:k])
+        ]
         parts.append(question)
         return [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": "\n\n".join(parts)},
         ]
 
-    return _fit(build, budget, steps)
+    return _fit(build, budget, steps, f"prompt for rule {target.to_text()[:80]!r}")
 
 
 def refinement_messages(
@@ -289,6 +336,7 @@ def refinement_messages(
     n_rules: int,
     budget: int,
     rows_per_item: int = 3,
+    max_value_chars: int = MAX_VALUE_CHARS,
 ) -> list[Message]:
     """The reflective prompt of rounds 2..I: show which generated groups helped and which hurt,
     and ask for better rules inside the DGR, in the rule grammar."""
@@ -307,7 +355,8 @@ def refinement_messages(
             f"rule: {h.rule.to_text()}\npredicted label on this path: {h.predicted}\n"
             f"validation change when added: {h.gain:+.4f}"
         )
-        return t + ("\nrows:\n" + _rows_json(h.rows.head(r), columns) if r else "")
+        rows = _rows_json(h.rows.head(r), columns, max_value_chars) if r else ""
+        return t + ("\nrows:\n" + rows if rows else "")
 
     def pick(k: int) -> list[HistoryItem]:
         # the k/2 best and the k/2 worst, best first
@@ -333,4 +382,4 @@ def refinement_messages(
             {"role": "user", "content": "\n\n".join(parts)},
         ]
 
-    return _fit(build, budget, steps or [(0, 0)])
+    return _fit(build, budget, steps or [(0, 0)], f"refinement prompt for {dgr.to_text()[:80]!r}")

@@ -1,18 +1,36 @@
 """Run directories: each stage's result is saved under the run, so a run can be inspected and
-resumed. Files are written atomically (temp file + rename): a crash never leaves half a manifest."""
+resumed. Files are written atomically (temp file + rename): a crash never leaves half a manifest.
+
+A run remembers what it was made from: the resolved config and a fingerprint of the input (the
+source, its schema, its row count, and its files' sizes and modification times, or a table's
+version where the catalog keeps one). `--resume RUN_ID` alone restores the config; a resume is
+refused, with what changed, when the input differs or when a changed key shapes a stage that
+already finished (see `STAGE_KEYS`). Keys that only say how to reach the endpoint, how fast to
+go, where to track, or how Spark runs (`NEUTRAL_KEYS`) may change freely, and so may keys of
+stages still to run: a run stopped in generation by a too-small prompt budget resumes with a
+larger one.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
-from date_spark.errors import ConfigError
+from date_spark.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from date_spark.config import Config
 
 STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
 
@@ -85,3 +103,245 @@ def open_run(runs_dir: str | Path, run_id: str) -> Run:
             f"check --resume and output.runs_dir"
         )
     return Run(run_id, root)
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run was made from
+# ----------------------------------------------------------------------------------------------
+
+# Config keys (prefixes) that shape each stage's result; a key shapes its stage and every later
+# one. Everything not listed under a stage and not neutral counts as shaping `prepare`.
+STAGE_KEYS: Mapping[str, tuple[str, ...]] = {
+    "prepare": ("seed", "input.", "split."),
+    "discovery": ("discovery.",),
+    "generation": (
+        "generation.",
+        "llm.provider",
+        "llm.model",
+        "llm.api_version",
+        "llm.structured_output",
+        "llm.max_tokens",
+        "llm.seed",
+        "llm.local.model_path",
+        "llm.local.model_alias",
+        "llm.local.n_ctx",
+        # the one model every stage trains to decide: generation's gain uses it already
+        "selection.model",
+        "selection.model_max_depth",
+        "selection.loss",
+        "selection.folds",
+    ),
+    "selection": ("selection.",),
+    "output": ("output.",),
+    "evaluation": ("evaluation.",),
+}
+# Keys that never change a result: how to reach the endpoint and how fast, the response cache,
+# tracking, the Spark session, and where runs live.
+NEUTRAL_KEYS: tuple[str, ...] = (
+    "llm.base_url",
+    "llm.api_key_env",
+    "llm.timeout_s",
+    "llm.max_retries",
+    "llm.backoff_base_s",
+    "llm.backoff_max_s",
+    "llm.concurrency_per_task",
+    "llm.max_tasks",
+    "llm.requests_per_minute",
+    "llm.tokens_per_minute",
+    "llm.max_total_tokens",
+    "llm.max_cost",
+    "llm.prices",
+    "llm.cache_path",
+    "llm.local.port",
+    "llm.local.n_threads",
+    "llm.local.startup_timeout_s",
+    "tracking.",
+    "spark.",
+    "output.runs_dir",
+)
+
+
+def _matches(key: str, prefixes: Sequence[str]) -> bool:
+    return any(
+        key == p or (p.endswith(".") and key.startswith(p)) or key.startswith(p + ".")
+        for p in prefixes
+    )
+
+
+def stage_of(key: str) -> str | None:
+    """The first stage whose result `key` shapes; None for a neutral key."""
+    if _matches(key, NEUTRAL_KEYS):
+        return None
+    for stage in STAGES:
+        if _matches(key, STAGE_KEYS.get(stage, ())):
+            return stage
+    return "prepare"
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, saved value, new value) for every leaf that differs."""
+    a, b = _flat(dict(saved)), _flat(dict(now))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_resume_config(run: Run, cfg: Config) -> list[str]:
+    """Refuse a resume whose config changes a finished stage's result; return the keys that did
+    change (neutral ones, or ones of stages still to run)."""
+    m = run.manifest()
+    saved = m.get("config")
+    if not isinstance(saved, dict):
+        return []
+    done = {s for s in STAGES if run.is_done(s)}
+    blocking = []
+    changed = []
+    for key, old, new in config_changes(saved, cfg.redacted()):
+        stage = stage_of(key)
+        changed.append(key)
+        if stage is not None and _reached(stage, done):
+            was, now = json.dumps(old, default=str), json.dumps(new, default=str)
+            blocking.append(f"{key} {was} -> {now}")
+    if blocking:
+        raise ConfigError(
+            f"run {run.run_id} cannot resume with a different config: {'; '.join(blocking)} "
+            f"(these shape stages it already finished); drop those overrides to resume, or start "
+            f"a new run without --resume"
+        )
+    return changed
+
+
+def _reached(stage: str, done: set[str]) -> bool:
+    """True when `stage` or a later one finished: its result already depends on the key."""
+    later = STAGES[STAGES.index(stage) :]
+    return any(s in done for s in later)
+
+
+def resume_config(
+    paths: Sequence[str | Path],
+    overrides: Sequence[str],
+    run_id: str,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The config of run `run_id` (under `output.runs_dir` as these layers resolve it), with what
+    the user states again (files, environment, `--set`) on top."""
+    from date_spark.config import load_config
+
+    probe = load_config(paths, overrides, environ)
+    run = open_run(probe.output.runs_dir, run_id)
+    saved = run.manifest().get("config")
+    if not isinstance(saved, dict):
+        raise ConfigError(
+            f"run {run_id!r} under {probe.output.runs_dir!r} has no saved config to resume from; "
+            f"start a new run"
+        )
+    return load_config(paths, overrides, environ, base=saved)
+
+
+def input_fingerprint(raw: DataFrame, source: Mapping[str, Any], rows: int) -> dict[str, Any]:
+    """What identifies the input of a run: its source, schema, row count and, for file sources,
+    its files (count, bytes, latest modification and a digest of every path, size and time). A
+    Delta table's version is taken when the catalog has one."""
+    fp: dict[str, Any] = {**source, "schema": raw.schema.simpleString(), "rows": int(rows)}
+    files = _file_stats(raw)
+    if files:
+        fp["files"] = len(files)
+        fp["bytes"] = sum(size for _, size, _ in files)
+        fp["latest_modification"] = max(t for _, _, t in files)
+        digest = hashlib.sha256()
+        for path, size, mtime in sorted(files):
+            digest.update(f"{path}|{size}|{mtime}\n".encode())
+        fp["files_digest"] = digest.hexdigest()
+    table = source.get("table")
+    if table:
+        version = _table_version(raw, str(table))
+        if version is not None:
+            fp["version"] = version
+    return fp
+
+
+def _file_stats(raw: DataFrame) -> list[tuple[str, int, str]]:
+    """(path, bytes, modification time) of the files behind `raw`: from the file system when they
+    are local (no Spark job), else from Spark's `_metadata` column (one pass, no data columns)."""
+    try:
+        paths = list(raw.inputFiles())
+    except Exception:  # not a file source
+        return []
+    if not paths:
+        return []
+    local = [urlparse(p) for p in paths]
+    if all(u.scheme in ("", "file") for u in local):
+        out = []
+        for p, u in zip(paths, local, strict=True):
+            try:
+                st = os.stat(u.path if u.scheme else p)
+            except OSError:
+                return []
+            stamp = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc).isoformat()
+            out.append((p, int(st.st_size), stamp))
+        return out
+    try:
+        from pyspark.sql import functions as F
+
+        meta = (
+            raw.select(
+                F.col("_metadata.file_path").alias("p"),
+                F.col("_metadata.file_size").alias("s"),
+                F.col("_metadata.file_modification_time").alias("t"),
+            )
+            .distinct()
+            .collect()
+        )
+    except Exception:  # a source without file metadata
+        return []
+    return [(str(r["p"]), int(r["s"]), str(r["t"])) for r in meta]
+
+
+def _table_version(raw: DataFrame, table: str) -> int | None:
+    try:
+        row = raw.sparkSession.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first()
+    except Exception:  # not a versioned (Delta) table
+        return None
+    return int(row["version"]) if row is not None and "version" in row else None
+
+
+def fingerprint_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs between two fingerprints, in words."""
+    out = []
+    names = {
+        "path": "path",
+        "table": "table",
+        "format": "format",
+        "rows": "row count",
+        "files": "file count",
+        "bytes": "size in bytes",
+        "latest_modification": "latest file modification",
+        "version": "table version",
+    }
+    for key, label in names.items():
+        if key in saved and saved.get(key) != now.get(key):
+            out.append(f"{label} {saved.get(key)} -> {now.get(key)}")
+    if saved.get("schema") != now.get("schema"):
+        out.append("schema changed")
+    if not out and saved.get("files_digest") not in (None, now.get("files_digest")):
+        out.append("files changed (same count, size and latest time)")
+    return out
+
+
+def check_resume_input(run: Run, now: Mapping[str, Any]) -> None:
+    saved = run.manifest().get("input_fingerprint")
+    if not isinstance(saved, dict):
+        return
+    changes = fingerprint_changes(saved, now)
+    if changes:
+        raise InputError(
+            f"run {run.run_id} was made from a different input: {'; '.join(changes)}; restore "
+            f"that input to resume, or start a new run without --resume"
+        )

@@ -43,8 +43,14 @@ candidate filter and the test):
   number of arms; what guards the output is the confirmation.
 - *Confirm.* The final kept set is tested once, on the confirmation rows (the validation split,
   which discovery, generation and the screen never see), cross-fitted with the screening rows
-  always in training: kept when its paired z there exceeds ``min_z`` (1.645, a one-sided 5%
-  test), otherwise nothing is kept. One hypothesis, so the level is what it says.
+  always in training: one paired z test per partition the set adds rows to (that partition's
+  confirmation rows, with vs without its arms), Holm's step-down at the level of ``min_z``
+  (1.645, one-sided 5%): with one partition it is exactly ``z > min_z``; with m, the smallest
+  p-value must pass at 5%/m, the next at 5%/(m-1), and so on. The arms of the partitions that
+  pass are kept, the others dropped. Measured why not one pooled test: on a 5,000-row table
+  with a thin segment, the segment's rows cut its test loss by 74% while the pooled test over
+  976 confirmation rows, diluted by a noisy arm elsewhere, gave z = -1.0 and kept nothing. The
+  familywise level stays at 5% (``min_z <= 0``, the paper's rule, tests each at ``min_z``).
 - ``min_z: 0`` restores the paper's rule (accept any strict improvement, in the search and at
   confirmation); ``confirm: false`` keeps the searched set untested, as the paper does.
 - *Power.* For every partition, the confirmation reports its *minimum detectable effect*: the
@@ -962,8 +968,30 @@ class PartitionPower:
 
 
 @dataclass(frozen=True)
+class PartitionTest:
+    """The confirmation of one partition's screened arms (Holm's step `threshold` in z)."""
+
+    key: str
+    arms: tuple[str, ...]
+    rows: int
+    baseline_loss: float
+    loss: float
+    z: float
+    threshold: float
+    passed: bool
+
+    def text(self) -> str:
+        verdict = "kept" if self.passed else "dropped"
+        rel = (self.baseline_loss - self.loss) / self.baseline_loss if self.baseline_loss else 0.0
+        return (
+            f"{self.key}: loss {-100 * rel:+.1f}% on {self.rows} rows, z={self.z:.2f} vs "
+            f"{self.threshold:.2f}: {verdict}"
+        )
+
+
+@dataclass(frozen=True)
 class Confirmation:
-    """The one test of the searched set on the confirmation rows, and the power of those rows."""
+    """The test of the searched set on the confirmation rows, and the power of those rows."""
 
     tested: bool  # False when there was nothing to confirm, or `confirm: false`
     passed: bool
@@ -975,6 +1003,7 @@ class Confirmation:
     mde: float  # over every confirmation row (loss units)
     mde_relative: float
     partitions: tuple[PartitionPower, ...] = ()
+    tests: tuple[PartitionTest, ...] = ()
 
     @property
     def gain(self) -> float:
@@ -989,7 +1018,8 @@ class Confirmation:
     def from_dict(d: Mapping[str, Any]) -> Confirmation:
         d = {k: v for k, v in d.items() if k != "gain"}
         parts = tuple(PartitionPower(**p) for p in d.pop("partitions", ()))
-        return Confirmation(**d, partitions=parts)
+        tests = tuple(PartitionTest(**{**t, "arms": tuple(t["arms"])}) for t in d.pop("tests", ()))
+        return Confirmation(**d, partitions=parts, tests=tests)
 
     def power_text(self, limit: int = 6) -> str:
         """One line: which partitions could not show a gain of what size."""
@@ -1059,22 +1089,72 @@ def confirm_selection(
             mde_rel, parts,
         )  # fmt: skip
         return searched
+    tests = _holm(searched, evaluator, cfg)
+    keep = {a for t in tests if t.passed for a in t.arms}
+    dropped = [t for t in tests if not t.passed]
+    if keep:
+        searched.selected = [a for a in searched.selected if a in keep]
+        searched.rows = searched.rows[searched.rows[ARM_COLUMN].isin(keep)]
+        rows = searched.rows.drop(columns=[ARM_COLUMN], errors="ignore")
     after = evaluator.losses(rows)
     z = paired_z(base, after)
     loss = float(np.mean(after))
-    passed = base_loss - loss > _EPS and z > cfg.min_z
     searched.confirmation = Confirmation(
-        True, passed, len(base), base_loss, loss, z, cfg.min_z, mde, mde_rel, parts
-    )
-    if passed:
+        True, bool(keep), len(base), base_loss, loss, z, cfg.min_z, mde, mde_rel, parts,
+        tests,
+    )  # fmt: skip
+    if keep:
+        if dropped:
+            searched.stop_reason = f"{searched.stop_reason}; confirmation dropped " + "; ".join(
+                t.text() for t in dropped
+            )
         return searched
     searched.stop_reason = (
         f"{searched.stop_reason}; confirmation failed: z={z:.2f} <= min_z {cfg.min_z:g} on "
-        f"{len(base)} confirmation rows, nothing kept"
+        f"{len(base)} confirmation rows (" + "; ".join(t.text() for t in tests) + "), nothing kept"
     )
     searched.selected = []
     searched.rows = searched.rows.iloc[:0]
     return searched
+
+
+def _holm(
+    searched: Selection, evaluator: CrossFitEvaluator, cfg: SelectionConfig
+) -> tuple[PartitionTest, ...]:
+    """One paired test per partition the searched rows fall in, Holm's step-down (module doc)."""
+    rows = searched.rows
+    arm_ids = rows[ARM_COLUMN].to_numpy() if ARM_COLUMN in rows else np.zeros(len(rows))
+    plain = rows.drop(columns=[ARM_COLUMN], errors="ignore").reset_index(drop=True)
+    where = evaluator.route(plain) if len(plain) else np.zeros(0, dtype=int)
+    found = []
+    for j, key in enumerate(evaluator.keys):
+        mine = where == j
+        if not mine.any() or evaluator.scored_rows(j) == 0:
+            continue
+        before = evaluator.partition_loss_vector(j, None)
+        after = evaluator.partition_loss_vector(j, plain[mine].reset_index(drop=True))
+        arms = tuple(sorted({str(a) for a in arm_ids[mine]}))
+        found.append((key, arms, before, after, paired_z(before, after)))
+    m = len(found)
+    alpha = 1.0 - NormalDist().cdf(cfg.min_z)
+    out: list[PartitionTest] = []
+    failed = False
+    for step, (key, arms, before, after, z) in enumerate(sorted(found, key=lambda f: -f[4])):
+        threshold = (
+            cfg.min_z if cfg.min_z <= 0 or m == 1
+            else NormalDist().inv_cdf(1.0 - alpha / (m - step))
+        )  # fmt: skip
+        b, a = float(np.mean(before)), float(np.mean(after))
+        ok = not failed and b - a > _EPS and z > threshold
+        failed = failed or (not ok and cfg.min_z > 0)
+        out.append(PartitionTest(key, arms, len(before), b, a, z, threshold, ok))
+    # an arm whose rows straddle partitions is kept only when every partition it touches passed
+    bad = {a for t in out if not t.passed for a in t.arms}
+    return tuple(
+        PartitionTest(t.key, t.arms, t.rows, t.baseline_loss, t.loss, t.z, t.threshold,
+                      t.passed and not (set(t.arms) & bad))
+        for t in out
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
+from date_spark import logs
 from date_spark.config import SparkConfig
 
 # Defaults for sessions this package builds itself. Large CASE/WHEN expressions over many rules are
@@ -58,4 +59,6 @@ def session(cfg: SparkConfig | None = None) -> SparkSession:
     )
     for k, v in conf.items():
         builder = builder.config(k, v)
-    return builder.getOrCreate()
+    # From the command line, the JVM's log4j output and warnings go to a file, not the terminal.
+    with logs.spark_stderr():
+        return builder.getOrCreate()

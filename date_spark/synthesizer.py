@@ -24,14 +24,23 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from date_spark import io, output
-from date_spark.config import Config
+from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery, discover
-from date_spark.errors import DateSparkError
+from date_spark.errors import ConfigError, DateSparkError, Interrupted
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
+from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
-from date_spark.runs import Run, open_run, start_run, write_json_atomic
+from date_spark.runs import (
+    Run,
+    check_resume_config,
+    check_resume_input,
+    input_fingerprint,
+    open_run,
+    start_run,
+    write_json_atomic,
+)
 from date_spark.schema import TableSchema, column_specs
 from date_spark.selection import Arm, Confirmation, CrossFitEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
@@ -75,29 +84,36 @@ class DateSynthesizer:
 
     @contextlib.contextmanager
     def _timed(self, name: str) -> Iterator[None]:
-        _tag(self._session(), name)
+        self.stage_: str | None = name
         log.info("stage %s: start", name)
         t0 = time.monotonic()
-        yield
+        with Heartbeat(name):  # a line at least every 20 s while the stage runs
+            _tag(self._session(), name)  # the first stage starts Spark: also a silent wait
+            yield
+        self.stage_ = None
         secs = time.monotonic() - t0
         self.seconds_[name] = round(secs, 3)
         log.info("stage %s: done in %.1fs", name, secs)
 
     def _discovery_schema(self, schema: TableSchema) -> TableSchema:
-        # Sensitive columns never shape rules, so their values never reach a prompt.
-        hidden = set(self.config.generation.sensitive_columns)
+        # Sensitive columns never shape rules, so their values never reach a prompt; free-text
+        # columns (long values or line breaks) would make rules, prompts and `_date_rule`
+        # unbounded, so rules never use them either.
+        hidden = set(self.config.generation.sensitive_columns) | set(
+            getattr(self, "free_text_", ())
+        )
         cols = tuple(c for c in schema.columns if c.name not in hidden)
         return TableSchema(cols, schema.target, schema.task, schema.classes)
 
     # -- fit ------------------------------------------------------------------------------------
     def prepare(self, df: DataFrame | None = None) -> DateSynthesizer:
         """Read (or take `df`), check and profile the input; nothing is written."""
-        spark = self._session()
         cfg = self.config
         self.seconds_: dict[str, float] = getattr(self, "seconds_", {})
-        with self._timed("prepare"):
+        with self._timed("prepare"):  # starts Spark when no session is active
+            spark = self._session()
             raw = io.read_input(spark, cfg.input) if df is None else df
-            selected = io.normalize(io.select_columns(raw, cfg.input))
+            selected = io.normalize(io.select_columns(raw, cfg.input), cfg.input.target)
             output.check_input_columns(raw.schema)
             data, schema, profile = io.validate_and_profile(
                 selected, column_specs(selected.schema), cfg.input
@@ -110,6 +126,17 @@ class DateSynthesizer:
         )
         self.schema_: TableSchema = schema
         self.profile_: Profile = profile
+        cap = cfg.generation.max_value_chars
+        self.free_text_: list[str] = io.free_text_columns(profile, cap)
+        if self.free_text_:
+            log.warning(
+                "column(s) %s hold values longer than generation.max_value_chars=%d characters or "
+                "line breaks: rules never use them, and prompts show their values cut to %d "
+                "characters",
+                ", ".join(map(repr, self.free_text_)),
+                cap,
+                cap,
+            )
         return self
 
     def fit(self, df: DataFrame | None = None, *, run: Run | None = None) -> DateSynthesizer:
@@ -118,6 +145,7 @@ class DateSynthesizer:
         if not hasattr(self, "data_"):
             self.prepare(df)
         cfg = self.config
+        self._named_segments()  # a bad evaluation.segments rule fails before any LLM call
         # Discovery sees the training split only: the validation split is the confirmation's.
         train = self.data_.where(F.col(SPLIT_COL) == TRAIN)
 
@@ -193,6 +221,7 @@ class DateSynthesizer:
             if use_local:
                 from date_spark.llm.local import LocalModelServer
 
+                log.info("generation: starting the embedded model (%s)", cfg.llm.local.model_alias)
                 base_url = stack.enter_context(LocalModelServer(cfg.llm.local))
             gen = Generator(
                 self.data_, self.rules_, self.schema_, cfg, route=route, base_url=base_url
@@ -303,6 +332,19 @@ class DateSynthesizer:
             result.rows = empty
         return result
 
+    def _named_segments(self) -> dict[str, Any]:
+        """`evaluation.segments` parsed against the table's columns."""
+        out = {}
+        for name, text in self.config.evaluation.segments.items():
+            try:
+                out[name] = parse_rule(text, self.schema_.kinds)
+            except DateSparkError as exc:
+                raise ConfigError(
+                    f"evaluation.segments.{name}: {exc}; write it in the rule grammar over the "
+                    f"table's columns, e.g. \"age >= 40 and region in ('east')\""
+                ) from None
+        return out
+
     def utility(self, selection: Selection | None = None) -> Utility:
         """The test-split utility of `selection` (default: the fitted one): partition gain and
         synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
@@ -334,16 +376,24 @@ class DateSynthesizer:
             confidence=cfg.evaluation.confidence,
             seed=cfg.seed,
             thin={t.rule_id: t.rule for t in self.rules_.thin},
+            named=self._named_segments(),
         )
 
     def _evaluate(self, run: Run, written: dict[str, Any]) -> dict[str, Any]:
         """The test-split utility plus fidelity, privacy and validity of the kept rows; the
-        report goes under the run, beside a path output, and into MLflow."""
+        report goes under the run, beside a path output, and into MLflow. With no kept row the
+        report still exists and says why."""
         from date_spark.evaluation import evaluate
         from date_spark.report import render_report
 
         cfg = self.config
         names = self.schema_.names
+        kept = self.selection_.n_rows
+        log.info(
+            "evaluation: test-split loss without partitions, with a model per rule, and with the "
+            "%d kept rows (bootstrap intervals)",
+            kept,
+        )
         self.utility_ = self.utility()
         metrics = self.utility_.metrics()
         self.evaluation_metrics_: dict[str, float] = {f"utility.{k}": v for k, v in metrics.items()}
@@ -351,21 +401,30 @@ class DateSynthesizer:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "utility.json", self.utility_.to_dict())
         summary: dict[str, Any] = {"utility": self.utility_.to_dict()}
-        if self.selection_.n_rows == 0:
-            (out_dir / "evaluation_summary.md").write_text(
-                f"{self.utility_.headline()}\n\nNo synthetic row was kept ({self.kept_text()}), "
-                "so there is nothing to evaluate for fidelity or privacy.\n"
+        result = None
+        if kept:
+            split = F.col(SPLIT_COL)
+            train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
+            holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
+            synthetic = self.sample(run.run_id).select(
+                *[F.col(f"`{c}`") for c in names], "_date_rule"
             )
-            return summary
-        split = F.col(SPLIT_COL)
-        train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
-        holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
-        synthetic = self.sample(run.run_id).select(*[F.col(f"`{c}`") for c in names], "_date_rule")
-        result = evaluate(
-            train, synthetic, self.schema_, holdout=holdout, train=train, rule_column="_date_rule"
-        )
-        result.utility = metrics
-        self.evaluation_metrics_.update(result.metrics())
+            log.info(
+                "evaluation: fidelity, privacy and validity of %d synthetic rows against the "
+                "training rows",
+                kept,
+            )
+            result = evaluate(
+                train,
+                synthetic,
+                self.schema_,
+                holdout=holdout,
+                train=train,
+                rule_column="_date_rule",
+            )
+            result.utility = metrics
+            self.evaluation_metrics_.update(result.metrics())
+        log.info("evaluation: writing the report")
         arms = self.arms_
         errors = {
             "no partition": self.utility_.losses["no_partition"],
@@ -377,7 +436,7 @@ class DateSynthesizer:
             result,
             out_dir,
             title=f"date-spark run {run.run_id}",
-            coverage={d.rule.to_text(): float(d.support) for d in self.rules_.dgrs},
+            coverage={d.rule.to_text(): d.support for d in self.rules_.dgrs},
             arm_gains=dict(zip(arms["arm_id"], arms["gain"].astype(float), strict=True))
             if len(arms)
             else None,
@@ -388,16 +447,39 @@ class DateSynthesizer:
             if self.selection_.trace
             else None,
             errors=errors,
+            error_label=f"{self.utility_.loss_name} ({self.utility_.model})",
+            gains=[g.to_dict() for g in self.utility_.gains()],
+            headline=self.utility_.headline(),
+            utility=metrics,
+            nothing_kept=None
+            if kept
+            else self.kept_text(power=False).removeprefix("kept 0 rows: "),
+            task=self.schema_.task,
+            power=None
+            if self.selection_.confirmation is None
+            else {**self.selection_.confirmation.to_dict(), "power": cfg.selection.power},
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
             beside.mkdir(parents=True, exist_ok=True)
             for p in (paths.html, paths.markdown, paths.json):
                 (beside / p.name).write_bytes(p.read_bytes())
-        summary.update(
-            {"html": str(paths.html), "fidelity": result.metrics().get("fidelity.overall")}
-        )
+        summary["html"] = str(paths.html.resolve())
+        if result is not None:
+            summary["fidelity"] = result.metrics().get("fidelity.overall")
         return summary
+
+    def _nothing_kept_reason(self) -> str:
+        """Why a run kept no synthetic row, in the stage's own terms."""
+        if not self.rules_.dgrs:
+            return "discovery found no rule within rho, so nothing was generated"
+        gen = self.generation_
+        if not len(gen.rows):
+            rejected = gen.summary().get("rejected") or {}
+            why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
+            return "generation returned no valid row" + (f" (rejected: {why})" if why else "")
+        # the selection's own account: screen, confirmation and what it could have detected
+        return self.kept_text().removeprefix("kept 0 rows: ")
 
     def _selection_summary(self) -> dict[str, Any]:
         s = self.selection_
@@ -421,6 +503,7 @@ class DateSynthesizer:
                 mde=c.mde,
                 mde_relative=c.mde_relative,
                 partitions=[asdict(p) for p in c.partitions],
+                confirmation_tests=[asdict(t) for t in c.tests],
             )
         return out
 
@@ -436,12 +519,14 @@ class DateSynthesizer:
             out[f"{p.key}.mde_relative"] = p.mde_relative
         return out
 
-    def kept_text(self) -> str:
+    def kept_text(self, power: bool = True) -> str:
         """One line: what was kept and why, or why nothing was, with what the confirmation rows
-        could have shown."""
+        could have shown (`power`; the report shows that as a table instead)."""
         s = self.selection_
         c = s.confirmation
-        power = f"; the confirmation could not see gains below: {c.power_text()}" if c else ""
+        power_text = (
+            f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
+        )
         if s.n_rows:
             test = (
                 f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
@@ -449,6 +534,8 @@ class DateSynthesizer:
                 if c is not None and c.tested and c.baseline_loss > 0
                 else "not confirmed (selection.confirm is off)"
             )
+            if c is not None and c.tested and any(not t.passed for t in c.tests):
+                test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
             return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
         if not self.rules_.dgrs:
             return "kept 0 rows: discovery found no rule"
@@ -461,7 +548,7 @@ class DateSynthesizer:
             why = s.stop_reason or "no arm passed the screen"
         else:
             why = s.stop_reason
-        return f"kept 0 rows: {why}{power}"
+        return f"kept 0 rows: {why}{power_text}"
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
@@ -489,11 +576,45 @@ class DateSynthesizer:
         cfg = self.config
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
+        # A resume is checked before any work: a config that changes a finished stage is refused
+        # by name, a changed input once it is read; neither writes anything.
+        resumed = open_run(cfg.output.runs_dir, resume) if resume else None
+        changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
-        self.prepare(df)
-        run = open_run(cfg.output.runs_dir, resume) if resume else start_run(cfg.output.runs_dir)
-        run.update(run_id=run.run_id, config=cfg.redacted(), input_schema=self.schema_.to_json())
-        run.finish_stage("prepare", {"profile": self.profile_.to_dict()})
+        try:
+            self.prepare(df)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "interrupted while reading the input, before the run started; nothing was "
+                "written; run the same command again"
+            ) from None
+        source: dict[str, Any] = (
+            {"path": cfg.input.path, "format": cfg.input.format}
+            if df is None and cfg.input.path
+            else {"table": cfg.input.table}
+            if df is None
+            else {"dataframe": True}
+        )
+        fingerprint = input_fingerprint(self.raw_, source, self.profile_.rows)
+        if resumed is not None:
+            check_resume_input(resumed, fingerprint)
+            run = resumed
+            m = run.manifest()
+            history = [*m.get("resumes", []), {"at": _now(), "changed": changed}]
+            run.update(config=cfg.redacted(), resumes=history)
+            if "input_fingerprint" not in m:
+                run.update(input_fingerprint=fingerprint)
+        else:
+            run = start_run(cfg.output.runs_dir)
+            run.update(
+                run_id=run.run_id,
+                config=cfg.redacted(),
+                input_schema=self.schema_.to_json(),
+                input_fingerprint=fingerprint,
+            )
+        run.finish_stage(
+            "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}
+        )
         result = RunResult(run.run_id, str(run.root), ["prepare"])
         try:
             with Tracker(cfg, run.run_id) as tracker:
@@ -501,7 +622,7 @@ class DateSynthesizer:
                 tracker.metrics({"rows_in": self.profile_.rows})
                 self.fit(run=run)
                 tracker.metrics(self._discovery_summary(), prefix="discovery_")
-                tracker.metrics(self.generation_.summary(), prefix="generation_")
+                tracker.metrics(self.generation_.metrics(), prefix="generation_")
                 for r in self.generation_.rounds:
                     tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
                 tracker.metrics(self._selection_summary(), prefix="selection_")
@@ -527,19 +648,37 @@ class DateSynthesizer:
                 for stage in ("discovery", "generation", "selection", "evaluation"):
                     tracker.artifact(run.stage_dir(stage), stage)
                 tracker.artifact(run.manifest_path)
+        except KeyboardInterrupt:
+            done = [s for s in STAGES if run.is_done(s)]
+            during = getattr(self, "stage_", None)
+            raise Interrupted(
+                f"interrupted{f' during {during}' if during else ''}; run {run.run_id} "
+                f"finished: {', '.join(done)}; continue with --resume {run.run_id}",
+                run_id=run.run_id,
+            ) from None
         except DateSparkError as err:
             done = [s for s in STAGES if run.is_done(s)]
+            where = (
+                ""
+                if cfg.output.runs_dir == OutputConfig().runs_dir
+                else f" --set output.runs_dir={cfg.output.runs_dir}"
+            )
             raise type(err)(
                 f"{err} (run {run.run_id} finished: {', '.join(done)}; "
-                f"continue with --resume {run.run_id})"
+                f"continue with --resume {run.run_id}{where})"
             ) from err
         result.stages_done = [s for s in STAGES if run.is_done(s)]
+        rejected, by_column, clipped = self.generation_.rejects()
         utility = getattr(self, "utility_", None)
         result.summary = {
             "headline": utility.headline() if utility is not None else "",
             "kept": self.kept_text(),
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
+            "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
+            "rejected_rows": rejected,
+            "rejected_by_column": by_column,
+            "clipped": clipped,
             "arms": len(self.arms_),
             "candidate_arms": int(self.arms_["candidate"].sum()) if len(self.arms_) else 0,
             "selected_arms": len(self.selection_.selected),
@@ -547,8 +686,16 @@ class DateSynthesizer:
             "budget_exhausted": self.generation_.budget_exhausted,
             "seconds": dict(self.seconds_),
         }
+        if not self.selection_.n_rows:
+            result.summary["nothing_kept"] = self._nothing_kept_reason()
         run.update(summary=result.summary, mlflow_run_id=result.mlflow_run_id)
         return result
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
 def _save_selection(sel: Selection, directory: Path) -> None:

@@ -1,26 +1,68 @@
 """MLflow tracking: one run per job with the flattened config (no secrets: config holds none), the
 stage metrics and the artifacts. With no URI configured, a sqlite store under the runs directory;
-with `tracking.enabled: false`, nothing is logged."""
+with `tracking.enabled: false`, nothing is logged.
+
+Artifacts of a local store live beside its database (`<runs_dir>/mlartifacts` by default), never in
+`./mlruns` of whatever directory the job was started from: MLflow's default artifact root is
+relative to the working directory, so the experiment is created with an explicit one."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from date_spark.config import Config
+from date_spark.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
 MLFLOW_PARAM_MAX = 6000
+MLFLOW_KEY_MAX = 250
+_KEY_UNSAFE = re.compile(r"[^\w\-./ ]", re.ASCII)
+
+
+def metric_key(name: str) -> str:
+    """A name MLflow accepts as a metric key (letters, digits, `_-./` and spaces): input column
+    names can hold anything, so every other character becomes `_`."""
+    return _KEY_UNSAFE.sub("_", name.replace(" ", "_"))[:MLFLOW_KEY_MAX]
+
+
+ARTIFACTS_DIR = "mlartifacts"
 
 
 def default_uri(runs_dir: str) -> str:
     return "sqlite:///" + str(Path(runs_dir).resolve() / "mlflow.db")
+
+
+def tracking_uri(cfg: Config) -> str:
+    """The store this job logs to; a relative sqlite path made absolute (it is printed)."""
+    uri = cfg.tracking.uri or default_uri(cfg.output.runs_dir)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    return uri
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment of a local sqlite store keeps artifacts: beside the database.
+    None for servers and other stores, which decide themselves."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///") :]).resolve()
+    return (db.parent / ARTIFACTS_DIR).as_uri()
+
+
+def ui_command(cfg: Config) -> str:
+    """How a person opens this job's runs."""
+    uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://", "databricks")):
+        return uri
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 class Tracker:
@@ -38,13 +80,30 @@ class Tracker:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         import mlflow
 
-        uri = self.cfg.tracking.uri or default_uri(self.cfg.output.runs_dir)
+        uri = tracking_uri(self.cfg)
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(self.cfg.tracking.experiment)
+        name = self.cfg.tracking.experiment
+        exp = mlflow.get_experiment_by_name(name)
+        wanted = artifact_location(uri)
+        if exp is None:
+            exp_id = mlflow.create_experiment(name, artifact_location=wanted)
+        else:
+            exp_id = exp.experiment_id
+            if wanted and exp.artifact_location.rstrip("/") != wanted.rstrip("/"):
+                log.warning(
+                    "MLflow experiment %r keeps its artifacts at %s (set when it was created); "
+                    "set tracking.experiment to a new name to keep them under %s",
+                    name,
+                    exp.artifact_location,
+                    wanted,
+                )
+        mlflow.set_experiment(experiment_id=exp_id)
+        self.artifact_uri: str | None = None
         run = mlflow.start_run(run_name=self.run_id, tags={"date_spark.run_id": self.run_id})
         self.mlflow_run_id = run.info.run_id
+        self.artifact_uri = run.info.artifact_uri
         params = {k: v[:MLFLOW_PARAM_MAX] for k, v in self.cfg.flat().items()}
         mlflow.log_params(params)
         return self
@@ -59,7 +118,13 @@ class Tracker:
             return
         import mlflow
 
-        mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, (KeyboardInterrupt, Interrupted)):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        mlflow.end_run(status=status)
 
     def metrics(self, values: Mapping[str, Any], prefix: str = "") -> None:
         if not self.enabled:
@@ -71,7 +136,7 @@ class Tracker:
             if isinstance(v, bool):
                 v = float(v)
             if isinstance(v, (int, float)) and math.isfinite(float(v)):
-                clean[(prefix + k).replace(" ", "_")] = float(v)
+                clean[metric_key(prefix + k)] = float(v)
         if clean:
             mlflow.log_metrics(clean)
 

@@ -15,7 +15,9 @@ the first matching rule, the rest to the global model (the paper's protocol). Ea
 over test rows of the per-row loss difference (Brier score or squared error), with a paired
 bootstrap interval over test rows (`scipy.stats.bootstrap`, percentile); relative figures divide by
 the baseline's mean loss. The 0/1 error is reported beside the loss. Per segment (DGR), the same
-for the synthetic gain: a thin segment's own test rows say whether its rows helped it.
+for the synthetic gain: a thin segment's own test rows say whether its rows helped it. And for the
+segments a user names (``evaluation.segments``: rule text per name), the global synthetic gain on
+that segment's own test rows: "did my model get better on the segments I care about".
 
 Train and test rows are collected as seeded samples capped at ``evaluation.max_rows`` each (drawn
 by a hash of each row, so the same rows however the table is partitioned).
@@ -24,6 +26,7 @@ by a hash of each row, so the same rows however the table is partitioned).
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -146,6 +149,7 @@ class Utility:
     synthetic_gain: Gain
     global_gain: Gain
     segments: list[SegmentGain] = field(default_factory=list)
+    named: list[SegmentGain] = field(default_factory=list)  # evaluation.segments, global model
 
     def gains(self) -> list[Gain]:
         return [self.global_gain, self.synthetic_gain, self.partition_gain]
@@ -162,6 +166,8 @@ class Utility:
         if self.synthetic_rows == 0:
             parts.append("synthetic rows: none kept, nothing to measure")
         parts.append(self.partition_gain.text(self.loss_name))
+        if self.synthetic_rows:
+            parts += [f"segment {s.segment}: " + s.gain.text(self.loss_name) for s in self.named]
         return f"utility on {self.test_rows} test rows ({self.model}): " + "; ".join(parts)
 
     def metrics(self) -> dict[str, float]:
@@ -182,6 +188,11 @@ class Utility:
             out[f"{key}.low"] = g.low
             out[f"{key}.high"] = g.high
             out[f"{key}.significant"] = float(g.significant)
+        for sg in self.named:
+            g, name = sg.gain, re.sub(r"[^\w.\-/ ]", "_", sg.segment)  # MLflow's key alphabet
+            for k, v in (("relative", g.relative), ("low", g.low), ("high", g.high)):
+                out[f"segment.{name}.{k}"] = v
+            out[f"segment.{name}.rows"] = float(g.rows)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +214,15 @@ class Utility:
                     **s.gain.to_dict(),
                 }
                 for s in self.segments
+            ],
+            "named_segments": [
+                {
+                    "segment": s.segment,
+                    "rule": s.rule,
+                    "synthetic_rows": s.synthetic_rows,
+                    **s.gain.to_dict(),
+                }
+                for s in self.named
             ],
             "headline": self.headline(),
         }
@@ -250,10 +270,11 @@ def utility(
     confidence: float = 0.95,
     seed: int = 42,
     thin: Mapping[str, Rule] | None = None,
+    named: Mapping[str, Rule] | None = None,
 ) -> Utility:
     """The three gains of the module doc on `test`, models trained on `train` (non-test rows).
     `thin` segments (regions no DGR covers, served by the global model) are reported per segment
-    like the DGRs."""
+    like the DGRs; `named` segments (the user's) get the global synthetic gain on their rows."""
     target = schema.target
     synth = synthetic[[c for c in schema.names]] if len(synthetic) else train.iloc[:0]
     x_test, y_test = encode(test), test[target].to_numpy()
@@ -328,6 +349,18 @@ def utility(
                     gain("synthetic gain", "partition_only", "date", tm),
                 )
             )
+    named_gains = []
+    for name, rule in (named or {}).items():
+        tm = rule.mask(test).to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
+        rows = int(rule.mask(synth).to_numpy(dtype=bool).sum()) if len(synth) else 0
+        named_gains.append(
+            SegmentGain(
+                str(name),
+                rule.to_text(),
+                rows,
+                gain("synthetic gain (global)", "no_partition", "global_synthetic", tm),
+            )
+        )
     return Utility(
         loss=model.loss,
         loss_name=model.loss_name,
@@ -341,4 +374,5 @@ def utility(
         synthetic_gain=gain("synthetic gain (partitioned)", "partition_only", "date"),
         global_gain=gain("synthetic gain (global)", "no_partition", "global_synthetic"),
         segments=segments,
+        named=named_gains,
     )

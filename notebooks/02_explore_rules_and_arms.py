@@ -7,7 +7,8 @@
 # MAGIC * **Rules (DGRs)**: the parts of the table one model fits within the error threshold `rho`;
 # MAGIC   each is a condition such as `age >= 40 and region in ('east', 'north')`.
 # MAGIC * **Arms**: groups of generated rows (one rule, one round, one tree path); `gain` is
-# MAGIC   the drop in cross-fitted loss measured when they were generated; `candidate`: it was positive.
+# MAGIC   the drop in cross-fitted loss measured when they were generated; `candidate`: it was
+# MAGIC   positive.
 # MAGIC * **Selection**: which arms were kept, step by step, and the rows they contribute.
 # MAGIC
 # MAGIC Change `discovery.rho` (or any other setting) in the `overrides` widget and run again to

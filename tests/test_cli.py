@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -174,6 +175,53 @@ class TestBadInput:
         pq.write_table(t, p)
         code, err = run_cli(tmp_path, p, capsys)
         assert_one_line_error(code, err, "duplicate column")
+
+    def test_duplicate_column_names_in_csv(self, tmp_path: Path, capsys: Any) -> None:
+        """Spark's CSV reader renames `age`, `Age` to `age0`, `Age8` instead of failing; before,
+        the run went on with the renamed columns."""
+        p = tmp_path / "t.csv"
+        df = demo_credit(100)
+        df["Age"] = df["age"]
+        df.to_csv(p, index=False)
+        code, err = run_cli(tmp_path, p, capsys, "--set", "input.format=csv")
+        assert_one_line_error(code, err, "duplicate column name 'Age' (also 'age')")
+
+    @pytest.mark.parametrize("fmt", ["parquet", "csv"])
+    def test_infinite_target(self, tmp_path: Path, capsys: Any, fmt: str) -> None:
+        """Before: Parquet gave an ARITHMETIC_OVERFLOW traceback; CSV (where `inf` makes the
+        column text) gave task advice that contradicted itself."""
+        df = demo_credit(200)
+        df["y"] = np.linspace(0.0, 1.0, len(df))
+        df.loc[df.index[:3], "y"] = np.inf
+        df.loc[df.index[3], "y"] = -np.inf
+        p = tmp_path / f"t.{fmt}"
+        df.to_parquet(p, index=False) if fmt == "parquet" else df.to_csv(p, index=False)
+        code, err = run_cli(tmp_path, p, capsys, "--set", f"input.format={fmt}", target="y")
+        assert_one_line_error(code, err, "target column 'y' has 4 non-finite values")
+        assert "classification" not in err and "regression" not in err
+
+    def test_constant_regression_target(self, tmp_path: Path, capsys: Any) -> None:
+        p = tmp_path / "t.parquet"
+        demo_credit(100).assign(y=2.5).to_parquet(p, index=False)
+        code, err = run_cli(tmp_path, p, capsys, target="y")
+        assert_one_line_error(code, err, "target 'y' is constant (2.5)")
+
+    def test_runs_dir_inside_the_input(self, tmp_path: Path, capsys: Any) -> None:
+        src = tmp_path / "data"
+        src.mkdir()
+        demo_credit(100).to_parquet(src / "part-0.parquet", index=False)
+        before = digest(src)
+        code = main(
+            [
+                "run",
+                "--set", f"input.path={src}", "--set", "input.target=default",
+                "--set", f"output.path={tmp_path / 'out'}",
+                "--set", f"output.runs_dir={src / 'runs'}",
+            ]
+        )  # fmt: skip
+        assert_one_line_error(code, capsys.readouterr().err, "output.runs_dir")
+        assert digest(src) == before and not (src / "runs").exists()
+        assert not (tmp_path / "out").exists()
 
     def test_reserved_prefix(self, tmp_path: Path, capsys: Any) -> None:
         p = tmp_path / "t.parquet"

@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes
+from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes, regime_recovery
 from date_spark.rules import parse_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ def test_planted_rules_describe_the_regimes() -> None:
     pdf = planted_regimes(3000, seed=4)
     for i, text in enumerate(PLANTED_RULES.values()):
         mask = parse_rule(text).mask(pdf)
-        assert (pdf.loc[mask, "regime"] == i).all()
+        assert mask.any() and (pdf.loc[mask, "regime"] == i).all()
     assert pdf["regime"].nunique() == 5
 
 
@@ -29,8 +30,10 @@ def test_spark_generator_matches_the_formulas(spark: object) -> None:
 
     df = planted_regimes_spark(spark, 4000, n_features=8, noise=0.0, with_regime=True).toPandas()  # type: ignore[arg-type]
     for i, text in enumerate(PLANTED_RULES.values()):
-        assert (df.loc[parse_rule(text).mask(df), "regime"] == i).all()
+        mask = parse_rule(text).mask(df)
+        assert mask.any() and (df.loc[mask, "regime"] == i).all()
     r0 = df[df["regime"] == 0]
+    assert len(r0) > 0
     assert ((r0["x1"] > 0.5).astype(int) == r0["y"]).all()
 
 
@@ -43,3 +46,25 @@ def test_planted_truth_recovers_regime_and_noise_free_label() -> None:
     noisy = planted_regimes(2000, n_features=8, noise=0.2, seed=4)
     wrong = (planted_truth(noisy)["label"] != noisy["y"]).mean()
     assert 0.15 < wrong < 0.25
+
+
+def test_regime_recovery_needs_a_pure_rule_holding_most_of_the_regime() -> None:
+    counts = pd.DataFrame(
+        [
+            ("A", 0, 95),  # 95% pure, holds 95/100 of regime 0: recovered
+            ("A", 1, 5),
+            ("B", 1, 30),  # 60% pure: regime 1 is not recovered
+            ("B", 2, 20),
+            (None, 2, 20),
+            (None, 0, 5),
+            ("C", 3, 70),  # pure, but holds 70/100 of regime 3: not recovered
+            ("D", 3, 30),
+        ],
+        columns=["rule", "regime", "n"],
+    )
+    rec = regime_recovery(counts)
+    assert rec["regimes"] == 4 and rec["rows"] == 275 and rec["covered_rows"] == 250
+    assert rec["recovered_regimes"] == [0] and rec["recovered"] == 1
+    assert rec["purity"] == pytest.approx((95 + 30 + 70 + 30) / 250)
+    with pytest.raises(ValueError):
+        regime_recovery(counts.iloc[0:0])

@@ -237,9 +237,10 @@ def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: A
     synth.fit(df)
     fitted = synth.selection_
     rows_before = len(synth.generation_.rows)
-    topk = synth.select(strategy="topk", top_k=2)
+    topk = synth.select(strategy="topk", top_k=2, confirm=False)
     forward = synth.select(strategy="forward", min_z=0)
     candidates = int(synth.arms_["candidate"].sum())
+    assert candidates > 0
     assert topk.strategy == "topk" and len(topk.selected) == min(2, candidates)
     assert forward.strategy == "forward"
     assert synth.selection_ is fitted and fitted.strategy == "bandit"

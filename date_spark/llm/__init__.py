@@ -5,7 +5,7 @@ Public surface (what generation calls):
     requests_frame(spark, items, seed=[...])      build the requests DataFrame (gateway.py)
     run(requests_df, cfg, ...) -> GatewayRun      materialised result + GatewayStats + budget charge
     complete(requests_df, cfg, ...) -> DataFrame  the lazy mapInPandas stage itself
-    summarize(result_df) -> GatewayStats          one Spark aggregation
+    summarize(result_df) -> GatewayStats          two Spark aggregations (totals, per column)
     Budget.from_config(cfg)                       job-wide token/cost ledger (budget.py)
     LocalModelServer(cfg.local)                   embedded llama.cpp server (local.py)
     StubServer(...)                               deterministic fake endpoint with faults (stub.py)

@@ -27,12 +27,14 @@ an executor without it fails its requests with an error naming the variable (no 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import openai
 
 from date_spark.config import LlmConfig
 from date_spark.errors import ConfigError
+
+if TYPE_CHECKING:
+    import openai
 
 NO_KEY = "sk-no-key-required"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -110,6 +112,8 @@ def resolve_dialect(cfg: LlmConfig, base_url: str | None = None) -> str:
 def make_client(cfg: LlmConfig, base_url: str | None = None) -> openai.OpenAI:
     """An SDK client with its own retries off (the gateway's loop counts retries and honours
     Retry-After) and the configured timeout. Call it where the requests are sent (executors)."""
+    import openai  # here, not at the top: the command line checks keys before paying for it
+
     url = effective_base_url(cfg, base_url)
     key = read_api_key(cfg)
     if cfg.provider == "azure":

@@ -7,6 +7,14 @@ back off (Retry-After honoured, jittered exponential otherwise) and retry up to 
 -> store the reply in the cache -> validate every row. Replies with unusable content are not
 retried: they were billed, they are cached, and their rows are counted as rejected.
 
+A one-slot endpoint (the embedded llama.cpp server, `TaskPlan.one_slot`) keeps computing a reply
+after the client gave up on it, and queues whatever comes next behind it. So a timeout there is
+not retried (with a fixed seed the same request takes as long again, and each retry would only
+queue behind the abandoned one), and before the next request the task waits until the server is
+idle: llama-cpp-python's server answers `GET /models` only between completions (both hold the
+model lock). A server still busy `_IDLE_WAIT_TIMEOUTS` timeouts later, or two timeouts before any
+reply, fails the task's remaining requests at once with a message that names `llm.timeout_s`.
+
 A task whose every attempt so far failed to connect declares the endpoint dead after the first
 request exhausts its retries, and fails the rest at once, so a wrong URL costs seconds, not
 minutes. Error texts name the URL and are scrubbed of the API key.
@@ -40,6 +48,10 @@ from date_spark.llm.rows import RowSchema
 log = logging.getLogger("date_spark.llm")
 
 STATUSES = ("ok", "failed", "budget_exhausted", "invalid_request")
+# After a timeout on a one-slot server, how many more `llm.timeout_s` to wait for it to go idle.
+_IDLE_WAIT_TIMEOUTS = 2.0
+# Timeouts on a one-slot server, before any reply, after which the task stops sending.
+_TIMEOUTS_BEFORE_GIVING_UP = 2
 _RETRY_STATUS = {408, 409, 425, 429}
 _ABOUT_FORMAT = re.compile(r"(?i)response_format|json_schema|structured|grammar|schema")
 _KEYLIKE = re.compile(r"(?i)(bearer\s+|api[-_]?key[\"'=:\s]+)[A-Za-z0-9._\-]{6,}")
@@ -61,6 +73,8 @@ class LlmResult:
     status: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
+    rejected_by_column: dict[str, dict[str, int]] = field(default_factory=dict)
+    clipped: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     retries: int = 0
     cache_hit: bool = False
@@ -89,6 +103,7 @@ class TaskPlan:
     token_share: float | None = None
     cost_share: float | None = None
     concurrency: int | None = None
+    one_slot: bool = False  # the server computes one reply at a time and finishes abandoned ones
 
     @property
     def max_concurrency(self) -> int:
@@ -103,12 +118,14 @@ class _Retryable(Exception):
         overload: bool = False,
         retry_after: float | None = None,
         connection: bool = False,
+        slot_timeout: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.overload = overload
         self.retry_after = retry_after
         self.connection = connection
+        self.slot_timeout = slot_timeout  # timed out on a one-slot server: never retried
 
 
 class _Fallback(Exception):
@@ -150,6 +167,7 @@ class TaskEngine:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._successes = 0
+        self._slot_timeouts = 0
         self._dead: str | None = None
         self.url = plan.base_url or "https://api.openai.com/v1"
 
@@ -297,6 +315,9 @@ class TaskEngine:
             try:
                 return self._call(params, est_total, res)
             except _Retryable as r:
+                if r.slot_timeout:
+                    self._give_up_on_slot(r, res)
+                    return None
                 if attempt >= self.cfg.max_retries:
                     res.status, res.error = (
                         "failed",
@@ -359,17 +380,62 @@ class TaskEngine:
                 res.status, res.error = "failed", self.redact(f.message)
                 return None
 
+    def _give_up_on_slot(self, r: _Retryable, res: LlmResult) -> None:
+        """A timeout on a one-slot server: this request fails, not retried."""
+        res.status = "failed"
+        res.error = self.redact(
+            f"{r.message}; not retried: the local model serves one request at a time and would "
+            f"take as long again; raise llm.timeout_s (or lower llm.max_tokens)"
+        )
+
+    def _after_slot_timeout(self) -> None:
+        """Called holding the call slot: wait until the server is idle, and stop the task when
+        it stays busy or nothing has come back after repeated timeouts."""
+        t = self.cfg.timeout_s
+        idle = self._wait_idle()
+        with self._lock:
+            self._slot_timeouts += 1
+            n, ok = self._slot_timeouts, self._successes
+        if not idle:
+            self._dead = self.redact(
+                f"the local model server at {self.url} was still busy "
+                f"{_IDLE_WAIT_TIMEOUTS * t:g}s after a request timed out (llm.timeout_s={t:g}); "
+                f"raise llm.timeout_s (or lower llm.max_tokens)"
+            )
+        elif ok == 0 and n >= _TIMEOUTS_BEFORE_GIVING_UP:
+            self._dead = self.redact(
+                f"{n} requests in a row timed out after {t:g}s at the local model server "
+                f"{self.url} and none was answered; raise llm.timeout_s (or lower llm.max_tokens)"
+            )
+
+    def _wait_idle(self) -> bool:
+        """After a timeout on a one-slot server, block until it finished the abandoned reply:
+        llama-cpp-python's server answers `GET /models` only between completions. True when it
+        answered (or cannot tell: no such route, or it is gone), False when still busy."""
+        wait = _IDLE_WAIT_TIMEOUTS * self.cfg.timeout_s
+        try:
+            self.client.with_options(timeout=wait, max_retries=0).models.list()
+        except openai.APITimeoutError:
+            return False
+        except openai.APIError:
+            return True
+        return True
+
     def _finish(self, req: LlmRequest, res: LlmResult, reply: CachedResponse) -> None:
         v = req.schema.validate(reply.content)
         res.status = "ok"
         res.error = None
         res.rows = v.rows
         res.rejected = v.rejected
+        res.rejected_by_column = v.by_column_json()
+        res.clipped = {c: int(n) for c, n in sorted(v.clipped.items()) if n}
         res.finish_reason = reply.finish_reason
 
     def _call(self, params: dict[str, Any], est_total: float, res: LlmResult) -> CachedResponse:
         self.concurrency.acquire()
         try:
+            if self._dead is not None:  # decided while this request waited for the slot
+                raise _Fatal(self._dead)
             self.limiter.acquire(est_total)
             res.calls += 1
             if res.first_call_at is None:
@@ -377,10 +443,13 @@ class TaskEngine:
             try:
                 comp = self.client.chat.completions.create(**params)
             except openai.APITimeoutError:
-                raise _Retryable(
-                    f"timed out after {self.cfg.timeout_s:g}s waiting for {self.url} "
-                    f"(llm.timeout_s)"
-                ) from None
+                t = self.cfg.timeout_s
+                msg = f"timed out after {t:g}s waiting for {self.url} (llm.timeout_s)"
+                if self.plan.one_slot:
+                    # Still holding this task's call slot: nothing else is sent meanwhile.
+                    self._after_slot_timeout()
+                    raise _Retryable(msg, slot_timeout=True) from None
+                raise _Retryable(msg) from None
             except openai.APIConnectionError as err:
                 cause = err.__cause__ or err.__context__
                 detail = f"{type(cause).__name__}: {cause}" if cause else str(err)

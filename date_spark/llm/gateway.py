@@ -55,6 +55,8 @@ OUTPUT_SCHEMA = T.StructType(
         T.StructField("rows", T.StringType()),
         T.StructField("n_valid", T.IntegerType()),
         T.StructField("rejected", T.StringType()),
+        T.StructField("rejected_by_column", T.StringType()),
+        T.StructField("clipped", T.StringType()),
         T.StructField("calls", T.IntegerType()),
         T.StructField("retries", T.IntegerType()),
         T.StructField("cache_hit", T.BooleanType()),
@@ -81,6 +83,8 @@ def _result_record(r: LlmResult) -> dict[str, Any]:
         "rows": json.dumps(r.rows, default=str),
         "n_valid": r.n_valid,
         "rejected": json.dumps(dict(sorted(r.rejected.items()))),
+        "rejected_by_column": json.dumps(r.rejected_by_column, sort_keys=True),
+        "clipped": json.dumps(r.clipped, sort_keys=True),
         "calls": r.calls,
         "retries": r.retries,
         "cache_hit": r.cache_hit,
@@ -261,6 +265,7 @@ def plan_stage(
         token_share=tokens,
         cost_share=cost,
         concurrency=1 if cfg.provider == "local" else None,
+        one_slot=cfg.provider == "local",
     )
 
 
@@ -324,6 +329,9 @@ class GatewayStats:
     n_valid: int = 0
     truncated: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    # column -> reason -> rejected rows that failed on that column (a row may fail on several)
+    rejected_by_column: dict[str, dict[str, int]] = field(default_factory=dict)
+    clipped: dict[str, int] = field(default_factory=dict)  # column -> values clipped, kept rows
     first_error: str | None = None
 
     @property
@@ -343,10 +351,17 @@ class GatewayStats:
         if not self.all_failed:
             return
         where = f" at {base_url}" if base_url else ""
+        first = self.first_error or ""
+        # A timeout on the local server already names its fix; that server is up (it was
+        # busy), so the URL and key hint would only mislead.
+        fix = (
+            ""
+            if "raise llm.timeout_s" in first
+            else "; check that the server is running and llm.base_url / llm.provider / "
+            "llm.api_key_env are right"
+        )
         raise EndpointError(
-            f"all {self.failed} LLM requests to the endpoint{where} failed: {self.first_error}; "
-            f"check that the server is running and llm.base_url / llm.provider / llm.api_key_env "
-            f"are right"
+            f"all {self.failed} LLM requests to the endpoint{where} failed: {first}{fix}"
         )
 
     def as_metrics(self, prefix: str = "llm_") -> dict[str, float]:
@@ -357,6 +372,11 @@ class GatewayStats:
                 out[prefix + k] = float(v)
         for reason, n in self.rejected.items():
             out[f"{prefix}rejected_{reason}"] = float(n)
+        for col, reasons in self.rejected_by_column.items():
+            for reason, n in reasons.items():
+                out[f"{prefix}rejected_by_column.{col}.{reason}"] = float(n)
+        for col, n in self.clipped.items():
+            out[f"{prefix}clipped.{col}"] = float(n)
         out[prefix + "budget_exhausted"] = float(self.budget_exhausted)
         return out
 
@@ -376,6 +396,16 @@ def summarize_pandas(pdf: pd.DataFrame) -> GatewayStats:
     for text in pdf["rejected"]:
         for k, v in json.loads(text or "{}").items():
             rej[k] = rej.get(k, 0) + int(v)
+    by_col: dict[str, dict[str, int]] = {}
+    for text in pdf["rejected_by_column"]:
+        for col, reasons in json.loads(text or "{}").items():
+            mine = by_col.setdefault(col, {})
+            for k, v in reasons.items():
+                mine[k] = mine.get(k, 0) + int(v)
+    clipped: dict[str, int] = {}
+    for text in pdf["clipped"]:
+        for col, v in json.loads(text or "{}").items():
+            clipped[col] = clipped.get(col, 0) + int(v)
     failed_errors = sorted(e for e in pdf.loc[status == "failed", "error"] if isinstance(e, str))
 
     def pct(q: float) -> float | None:
@@ -399,12 +429,28 @@ def summarize_pandas(pdf: pd.DataFrame) -> GatewayStats:
         n_valid=int(pdf["n_valid"].sum()),
         truncated=int((pdf["finish_reason"] == "length").sum()),
         rejected={r: rej[r] for r in REASONS if rej.get(r)},
+        rejected_by_column=_sorted_table(by_col),
+        clipped=dict(sorted(clipped.items())),
         first_error=failed_errors[0] if failed_errors else None,
     )
 
 
+def _sorted_table(table: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Columns in name order, reasons in `REASONS` order; zero counts dropped."""
+    order = {r: i for i, r in enumerate(REASONS)}
+    out = {}
+    for col in sorted(table):
+        reasons = {
+            r: n for r, n in sorted(table[col].items(), key=lambda kv: order.get(kv[0], 99)) if n
+        }
+        if reasons:
+            out[col] = reasons
+    return out
+
+
 def summarize(result: DataFrame) -> GatewayStats:
-    """Stats of a gateway result in one Spark aggregation. Summarise a materialised result (the
+    """Stats of a gateway result in two Spark aggregations (the totals, then the per-column
+    rejects and clips, whose keys are not known in advance). Summarise a materialised result (the
     DataFrame `run()` returns, or one you persisted/wrote): summarising the lazy `complete()`
     output re-runs the tasks, which then report cache hits instead of the calls they made."""
     rejected = F.from_json(F.col("rejected"), T.MapType(T.StringType(), T.IntegerType()))
@@ -438,6 +484,7 @@ def summarize(result: DataFrame) -> GatewayStats:
     d = row.asDict()
     lat = d.pop("lat") or [None, None]
     rej = {r: int(d.pop(f"rej_{r}") or 0) for r in REASONS}
+    by_col, clipped = _column_counts(result)
     return GatewayStats(
         requests=int(d["requests"] or 0),
         ok=int(d["ok"] or 0),
@@ -456,8 +503,34 @@ def summarize(result: DataFrame) -> GatewayStats:
         n_valid=int(d["n_valid"] or 0),
         truncated=int(d["truncated"] or 0),
         rejected={k: v for k, v in rej.items() if v},
+        rejected_by_column=by_col,
+        clipped=clipped,
         first_error=d["first_error"],
     )
+
+
+def _column_counts(result: DataFrame) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Per-column rejects and clips summed over requests: one aggregation over the exploded
+    maps (a few entries per request; the result is columns x reasons, small)."""
+    by_col_t = T.MapType(T.StringType(), T.MapType(T.StringType(), T.LongType()))
+    clip_t = T.MapType(T.StringType(), T.LongType())
+    rejects = (
+        result.select(F.explode(F.from_json(F.col("rejected_by_column"), by_col_t)))
+        .select(F.col("key").alias("column"), F.explode(F.col("value")))
+        .select("column", F.col("key").alias("reason"), F.col("value").alias("n"))
+    )
+    clips = result.select(F.explode(F.from_json(F.col("clipped"), clip_t))).select(
+        F.col("key").alias("column"), F.lit("clipped").alias("reason"), F.col("value").alias("n")
+    )
+    table: dict[str, dict[str, int]] = {}
+    clipped: dict[str, int] = {}
+    for row in rejects.unionByName(clips).groupBy("column", "reason").agg(F.sum("n")).collect():
+        col, reason, n = row[0], row[1], int(row[2] or 0)
+        if reason == "clipped":
+            clipped[col] = n
+        else:
+            table.setdefault(col, {})[reason] = n
+    return _sorted_table(table), {c: n for c, n in sorted(clipped.items()) if n}
 
 
 @dataclass
@@ -503,6 +576,13 @@ def run(
         )  # fmt: skip
     if check_endpoint:
         stats.raise_if_dead(effective_base_url(cfg, base_url))
+    if stats.failed and not stats.all_failed:
+        # Some requests failed, the stage goes on with the others: say so, once, with the fix.
+        log.warning(
+            "%d of %d LLM requests failed; the stage continues with the other replies. First "
+            "error: %s",
+            stats.failed, stats.requests, stats.first_error,
+        )  # fmt: skip
     return GatewayRun(result, stats, pdf)
 
 

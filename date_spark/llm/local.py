@@ -9,7 +9,8 @@ Linux delivers the parent-death signal when the starting thread exits.
 The server binds to loopback, so it serves a local master only; on a cluster point
 `llm.provider: openai` + `llm.base_url` at a served model. llama.cpp handles one request at a
 time, so the gateway sends to it from one task, one call at a time (more would only queue up and
-hit the timeout).
+hit the timeout). It also finishes a reply the client stopped waiting for, so a timed-out request
+is not retried and the next one waits until the server is idle (`llm/engine.py`).
 """
 
 from __future__ import annotations

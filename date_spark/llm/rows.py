@@ -9,8 +9,24 @@ without structured output wrap JSON in prose, fences, or run out of tokens mid-a
 Each rejected row is counted under exactly one reason, checked in this order: `missing_field`,
 `extra_field`, `wrong_type`, `invalid_label`, `out_of_domain`, `violates_rule`. A response (or its
 truncated tail) that cannot be read counts once as `parse_error`. `out_of_domain` is measured
-against the data's own domain (categories seen, numeric range); `violates_rule` is the DGR's pandas
+against the data's own domain (categories seen, ordered ranges); `violates_rule` is the DGR's pandas
 mask on the coerced rows, so a row inside the data's range but outside the rule is told apart.
+
+Rejects are also counted per column (`ValidationResult.by_column`, column -> reason -> rows), so a
+user sees which column kills rows: a rejected row counts once under every column that failed, with
+that column's reason (a row can fail on several columns; the per-reason count takes it once).
+`violates_rule` goes to the columns of the failing predicates of the rule's nearest conjunction
+(the one with the fewest failing columns). Failures that belong to no column are counted under
+`(reply)` (parse errors), `(row)` (an item that is not an object) and `(extra)` (fields the schema
+does not have).
+
+Ordered ranges may carry a margin (`RowColumn.margin`, a fraction of the observed range added on
+both sides; `generation.domain_margin`): a model that writes a value slightly past the largest
+value seen is not refused for it. A numeric column observed without negative (positive) values
+never admits them through the margin, and an integral column's widened bounds stay whole numbers.
+Past the margin a value is rejected (`out_of_domain`), or with `RowColumn.clip` moved to the
+nearest accepted bound and counted in `ValidationResult.clipped`. Categories never get a margin:
+an unseen category is a schema violation, not an extrapolation.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from date_spark.errors import RuleError
@@ -43,6 +60,12 @@ REASONS: tuple[str, ...] = (
     "violates_rule",
 )
 _PRECEDENCE = {r: i for i, r in enumerate(REASONS)}
+# Per-column counts of failures that belong to no column of the schema.
+REPLY_COLUMN = "(reply)"
+ROW_COLUMN = "(row)"
+EXTRA_COLUMN = "(extra)"
+RULE_COLUMN = "(rule)"
+OUT_OF_RANGE: tuple[str, ...] = ("reject", "clip")
 RULE_MARKER = "Every row must satisfy:"
 SCHEMA_NAME = "synthetic_rows"
 
@@ -138,6 +161,8 @@ class RowColumn:
     low: Any = None
     high: Any = None
     nullable: bool = False
+    margin: float = 0.0
+    clip: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +173,8 @@ class RowColumn:
             "low": _to_json_value(self.low),
             "high": _to_json_value(self.high),
             "nullable": self.nullable,
+            "margin": self.margin,
+            "clip": self.clip,
         }
 
     @staticmethod
@@ -162,7 +189,31 @@ class RowColumn:
             low=_from_stored(d.get("low"), kind),
             high=_from_stored(d.get("high"), kind),
             nullable=bool(d.get("nullable", False)),
+            margin=float(d.get("margin", 0.0)),
+            clip=bool(d.get("clip", False)),
         )
+
+    @cached_property
+    def accepted(self) -> tuple[Any, Any]:
+        """The inclusive bounds a value may take: the observed range widened by `margin`."""
+        lo, hi = self.low, self.high
+        if not self.margin or lo is None or hi is None or not self.kind.ordered:
+            return lo, hi
+        if self.kind is Kind.NUMERIC:
+            flo, fhi = float(lo), float(hi)
+            pad = self.margin * (fhi - flo)
+            new_lo, new_hi = flo - pad, fhi + pad
+            if flo >= 0:  # never seen negative: the margin does not invent a sign
+                new_lo = max(new_lo, 0.0)
+            if fhi <= 0:
+                new_hi = min(new_hi, 0.0)
+            if self.integral:
+                return math.ceil(new_lo), math.floor(new_hi)
+            return new_lo, new_hi
+        pad_t = (hi - lo) * self.margin
+        if self.kind is Kind.DATE:
+            pad_t = dt.timedelta(days=pad_t.days)
+        return lo - pad_t, hi + pad_t
 
     # -- validation -----------------------------------------------------------------------------
     def coerce(self, v: Any) -> Any:
@@ -211,36 +262,65 @@ class RowColumn:
 
     def in_domain(self, v: Any) -> Any:
         """The canonical in-domain value, or `_Bad("out_of_domain")`."""
+        return self.domain_value(v)[0]
+
+    def domain_value(self, v: Any) -> tuple[Any, bool]:
+        """(canonical in-domain value, whether it was clipped), or `_Bad("out_of_domain")`."""
         if self.values is not None:
             if v in self.values:
-                return v
+                return v, False
             if isinstance(v, str):
                 # Tolerate case and surrounding spaces when that names exactly one category.
                 folded = v.strip().casefold()
                 hits = [c for c in self.values if isinstance(c, str) and c.casefold() == folded]
                 if len(hits) == 1:
-                    return hits[0]
+                    return hits[0], False
             raise _Bad("out_of_domain")
+        lo, hi = self.accepted
         try:
-            if self.low is not None and v < self.low:
-                raise _Bad("out_of_domain")
-            if self.high is not None and v > self.high:
-                raise _Bad("out_of_domain")
+            if lo is not None and v < lo:
+                if not self.clip:
+                    raise _Bad("out_of_domain")
+                return self._typed_bound(lo), True
+            if hi is not None and v > hi:
+                if not self.clip:
+                    raise _Bad("out_of_domain")
+                return self._typed_bound(hi), True
         except TypeError:
             raise _Bad("wrong_type") from None
-        return v
+        return v, False
+
+    def _typed_bound(self, b: Any) -> Any:
+        if self.kind is Kind.NUMERIC:
+            return int(b) if self.integral else float(b)
+        return b
 
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Rows that passed every check (JSON-ready, in schema column order) and rejects by reason."""
+    """Rows that passed every check (JSON-ready, in schema column order), rejected rows by reason,
+    the same failures by column (column -> reason -> rows) and values clipped per column (kept
+    rows only)."""
 
     rows: list[dict[str, Any]]
     rejected: Counter[str] = field(default_factory=Counter)
+    by_column: dict[str, Counter[str]] = field(default_factory=dict)
+    clipped: Counter[str] = field(default_factory=Counter)
 
     @property
     def n_valid(self) -> int:
         return len(self.rows)
+
+    def count(self, column: str, reason: str, n: int = 1) -> None:
+        self.by_column.setdefault(column, Counter())[reason] += n
+
+    def by_column_json(self) -> dict[str, dict[str, int]]:
+        """Plain, sorted `{column: {reason: rows}}` (what the gateway ships back)."""
+        return {
+            c: {r: int(n) for r, n in sorted(reasons.items()) if n}
+            for c, reasons in sorted(self.by_column.items())
+            if any(reasons.values())
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,9 +467,18 @@ class RowSchema:
         ranges: Mapping[str, tuple[Any, Any]] | None = None,
         n_rows: int | None = None,
         columns: Sequence[str] | None = None,
+        margin: float = 0.0,
+        out_of_range: str = "reject",
     ) -> RowSchema:
         """Build from the table schema plus the data's categorical `domains` and ordered `ranges`
-        (min, max). The label's classes come from `table.classes` (or its domain)."""
+        (min, max). The label's classes come from `table.classes` (or its domain). `margin` widens
+        every ordered range by that fraction of its width on both sides when rows are validated
+        (the JSON schema still asks for the observed range); past it a value is rejected, or
+        clipped to the widened bound with `out_of_range="clip"`."""
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        if out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"out_of_range must be one of {OUT_OF_RANGE}, got {out_of_range!r}")
         domains = domains or {}
         ranges = ranges or {}
         wanted = list(columns) if columns is not None else table.names
@@ -407,7 +496,19 @@ class RowSchema:
                 values = tuple(sorted(set(domains[spec.name]), key=lambda x: (str(type(x)), x)))
             if spec.kind.ordered and spec.name in ranges:
                 low, high = ranges[spec.name]
-            cols.append(RowColumn(spec.name, spec.kind, spec.integral, values, low, high))
+            ordered = spec.kind.ordered and values is None
+            cols.append(
+                RowColumn(
+                    spec.name,
+                    spec.kind,
+                    spec.integral,
+                    values,
+                    low,
+                    high,
+                    margin=margin if ordered else 0.0,
+                    clip=ordered and out_of_range == "clip",
+                )
+            )
         if isinstance(rule, str):
             rule = parse_rule(rule, table.kinds)
         label_values = None
@@ -613,49 +714,53 @@ class RowSchema:
         res = self.validate_rows(rows)
         if parse_errors:
             res.rejected["parse_error"] += parse_errors
+            res.count(REPLY_COLUMN, "parse_error", parse_errors)
         return res
 
     def validate_rows(self, rows: Sequence[Any]) -> ValidationResult:
-        rejected: Counter[str] = Counter()
+        res = ValidationResult([])
         names = self.names
         nameset = set(names)
         candidates: list[dict[str, Any]] = []
+        clips: list[list[str]] = []
         for raw in rows:
             if not isinstance(raw, dict):
-                rejected["wrong_type"] += 1
+                res.rejected["wrong_type"] += 1
+                res.count(ROW_COLUMN, "wrong_type")
                 continue
-            keys = set(raw)
-            missing = [
-                c.name
-                for c in self.columns
-                if c.name not in keys or (raw[c.name] is None and not c.nullable)
-            ]
-            if missing:
-                rejected["missing_field"] += 1
-                continue
-            if keys - nameset:
-                rejected["extra_field"] += 1
-                continue
-            reasons: list[str] = []
+            failures: list[tuple[str, str]] = []
             out: dict[str, Any] = {}
+            clipped: list[str] = []
             for c in self.columns:
-                v = raw[c.name]
+                v = raw.get(c.name)
+                if c.name not in raw or (v is None and not c.nullable):
+                    failures.append((c.name, "missing_field"))
+                    continue
                 if v is None:
                     out[c.name] = None
                     continue
                 try:
-                    out[c.name] = self._check(c, v)
+                    out[c.name], was_clipped = self._check(c, v)
                 except _Bad as bad:
-                    reasons.append(bad.reason)
-            if reasons:
-                rejected[min(reasons, key=_PRECEDENCE.__getitem__)] += 1
+                    failures.append((c.name, bad.reason))
+                    continue
+                if was_clipped:
+                    clipped.append(c.name)
+            if set(raw) - nameset:
+                failures.append((EXTRA_COLUMN, "extra_field"))
+            if failures:
+                res.rejected[min((r for _, r in failures), key=_PRECEDENCE.__getitem__)] += 1
+                for col, reason in dict.fromkeys(failures):
+                    res.count(col, reason)
                 continue
             candidates.append(out)
-        kept = self._apply_rule(candidates, rejected)
-        rows_out = [{k: _to_json_value(v) for k, v in r.items()} for r in kept]
-        return ValidationResult(rows_out, rejected)
+            clips.append(clipped)
+        kept = self._apply_rule(candidates, clips, res)
+        res.rows.extend({k: _to_json_value(v) for k, v in r.items()} for r in kept)
+        return res
 
-    def _check(self, c: RowColumn, v: Any) -> Any:
+    def _check(self, c: RowColumn, v: Any) -> tuple[Any, bool]:
+        """(canonical value, clipped) for one present value, or `_Bad(reason)`."""
         if c.name == self.label:
             try:
                 value = c.coerce(v)
@@ -664,26 +769,30 @@ class RowSchema:
             if self.task == "classification" and self.label_values:
                 for allowed in self.label_values:
                     if value == allowed:
-                        return allowed
+                        return allowed, False
                 if isinstance(value, str):
                     folded = value.strip().casefold()
                     hits = [a for a in self.label_values if str(a).casefold() == folded]
                     if len(hits) == 1:
-                        return hits[0]
+                        return hits[0], False
                 raise _Bad("invalid_label")
             try:
-                return c.in_domain(value)
+                return c.domain_value(value)
             except _Bad:
                 raise _Bad("invalid_label") from None
-        return c.in_domain(c.coerce(v))
+        return c.domain_value(c.coerce(v))
 
     def _apply_rule(
-        self, candidates: list[dict[str, Any]], rejected: Counter[str]
+        self, candidates: list[dict[str, Any]], clips: list[list[str]], res: ValidationResult
     ) -> list[dict[str, Any]]:
+        """Rows that satisfy the rule; the others are counted as `violates_rule`, by column."""
         if not candidates or self.rule.is_true():
+            for clipped in clips:
+                res.clipped.update(clipped)
             return candidates
+        frame = pd.DataFrame(candidates, columns=self.names)
         try:
-            mask = self.rule.mask(pd.DataFrame(candidates, columns=self.names)).tolist()
+            mask = self.rule.mask(frame).tolist()
         except Exception:
             # A frame the vectorised mask cannot digest (mixed types): decide row by row.
             mask = []
@@ -692,7 +801,41 @@ class RowSchema:
                     mask.append(bool(self.rule.mask(pd.DataFrame([r], columns=self.names)).iloc[0]))
                 except Exception:
                     mask.append(False)
-        kept = [r for r, ok in zip(candidates, mask, strict=True) if ok]
-        if len(kept) < len(candidates):
-            rejected["violates_rule"] += len(candidates) - len(kept)
+        kept = []
+        bad_rows = []
+        for r, clipped, ok in zip(candidates, clips, mask, strict=True):
+            if ok:
+                kept.append(r)
+                res.clipped.update(clipped)
+            else:
+                bad_rows.append(r)
+        if bad_rows:
+            res.rejected["violates_rule"] += len(bad_rows)
+            for blamed in self._rule_blame(bad_rows):
+                for col in blamed:
+                    res.count(col, "violates_rule")
         return kept
+
+    def _rule_blame(self, rows: list[dict[str, Any]]) -> list[list[str]]:
+        """Per row outside the rule, the columns whose predicates fail in the rule's nearest
+        conjunction (fewest failing columns, the first on a tie)."""
+        try:
+            frame = pd.DataFrame(rows, columns=self.names)
+            per_conj: list[dict[str, np.ndarray]] = []
+            for conj in self.rule.conjunctions:
+                fails: dict[str, np.ndarray] = {}
+                for p in conj.predicates:
+                    bad = ~p.mask(frame).to_numpy(dtype=bool)
+                    fails[p.column] = fails[p.column] | bad if p.column in fails else bad
+                per_conj.append(fails)
+        except Exception:
+            return [[RULE_COLUMN] for _ in rows]
+        out: list[list[str]] = []
+        for i in range(len(rows)):
+            best: list[str] | None = None
+            for fails in per_conj:
+                cols = sorted(c for c, f in fails.items() if f[i])
+                if cols and (best is None or len(cols) < len(best)):
+                    best = cols
+            out.append(best or [RULE_COLUMN])
+        return out

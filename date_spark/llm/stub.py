@@ -19,6 +19,11 @@ with `fault_for_s`, only to requests arriving that soon after the first one (a s
 `POST /_control` (a JSON body of StubFaults fields, merged into the current ones); `GET /_stats`
 returns counters, `POST /_reset` forgets them.
 
+`one_slot=True` serves like llama-cpp-python's server: one chat completion at a time (the others
+queue), a reply the client stopped waiting for is still computed to the end, and `GET /models`
+waits for the slot too (llama-cpp-python answers it only between completions).
+`StubServer.finished` holds when each chat request's reply was done.
+
     python -m date_spark.llm.stub --port 8099 --latency 0.2 --fault rate_limit --fault-count 3
 """
 
@@ -301,11 +306,15 @@ def _corrupt(row: dict[str, Any], fault: str, schema: dict[str, Any]) -> dict[st
 
 
 class _State:
-    def __init__(self, faults: StubFaults, row_factory: RowFactory | None) -> None:
+    def __init__(
+        self, faults: StubFaults, row_factory: RowFactory | None, one_slot: bool = False
+    ) -> None:
         self.faults = faults
         self.row_factory = row_factory or default_rows
         self.lock = threading.Lock()
+        self.slot: threading.Lock | None = threading.Lock() if one_slot else None
         self.count = 0
+        self.finished: dict[int, float] = {}
         self.bodies: list[dict[str, Any]] = []
         self.auth: list[str] = []
         self.arrivals: list[float] = []
@@ -345,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         st = self.server.state
         if self.path.split("?", 1)[0].rstrip("/").endswith("/models"):
+            with st.slot or contextlib.nullcontext():
+                pass  # one-slot: answered only once no completion is running
             self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
         elif self.path.startswith("/_stats"):
             with st.lock:
@@ -380,7 +391,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         st = self.server.state
-        now = time.monotonic()
+        arrived = time.monotonic()
+        with st.slot or contextlib.nullcontext():
+            idx = self._serve_chat(body, arrived)
+            with st.lock:
+                st.finished[idx] = time.monotonic()
+
+    def _serve_chat(self, body: dict[str, Any], now: float) -> int:
+        """Answer one chat request (faults included); returns its index."""
+        st = self.server.state
         with st.lock:
             idx = st.count
             st.count += 1
@@ -405,28 +424,29 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(f.latency_s)
         if limited_for is not None:
             self._rate_limited(limited_for, "stub rate limit exceeded (max_rps)")
-            return
+            return idx
         if active == "rate_limit":
             self._rate_limited(f.retry_after_s, "Rate limit reached (stub fault)")
-            return
+            return idx
         if active == "server_error":
             self._count("500")
             self._send(500, {"error": {"message": "internal error (stub fault)", "type": "server"}})
-            return
+            return idx
         if active == "slow":
             time.sleep(f.slow_s)
         if active == "echo_auth":
             self._count("401")
             auth = self.headers.get("Authorization") or self.headers.get("api-key") or ""
             self._send(401, {"error": {"message": f"invalid credentials in header {auth!r}"}})
-            return
+            return idx
         if active == "reject_format" and (
             "response_format" in body or "structured_outputs" in body
         ):
             self._count("400")
             self._send(400, {"error": {"message": "response_format is not supported here"}})
-            return
+            return idx
         self._reply(body, active, f)
+        return idx
 
     def _rate_limited(self, after: float, msg: str) -> None:
         self._count("429")
@@ -502,6 +522,7 @@ class _Server(ThreadingHTTPServer):
             st.arrivals.clear()
             st.responses.clear()
             st.window.clear()
+            st.finished.clear()
             st.first = None
 
 
@@ -514,9 +535,10 @@ class StubServer:
         row_factory: RowFactory | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        one_slot: bool = False,
         **faults: Any,
     ) -> None:
-        self._state = _State(StubFaults(**faults), row_factory)
+        self._state = _State(StubFaults(**faults), row_factory, one_slot)
         self._addr = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -580,6 +602,12 @@ class StubServer:
             return list(self._state.arrivals)
 
     @property
+    def finished(self) -> list[float | None]:
+        """When each chat request's reply was done (by arrival order; None while running)."""
+        with self._state.lock:
+            return [self._state.finished.get(i) for i in range(self._state.count)]
+
+    @property
     def responses(self) -> Counter[str]:
         with self._state.lock:
             return Counter(self._state.responses)
@@ -595,6 +623,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bad-rows", type=int, default=None)
     ap.add_argument("--retry-after", type=float, default=0.2)
     ap.add_argument("--max-rps", type=float, default=None)
+    ap.add_argument(
+        "--one-slot", action="store_true", help="one completion at a time, like llama.cpp"
+    )
     a = ap.parse_args(argv)
     stub = StubServer(
         host=a.host,
@@ -605,6 +636,7 @@ def main(argv: list[str] | None = None) -> None:
         bad_rows=a.bad_rows,
         retry_after_s=a.retry_after,
         max_rps=a.max_rps,
+        one_slot=a.one_slot,
     )
     url = stub.start()
     print(f"stub Chat Completions server at {url} (Ctrl-C to stop)", flush=True)

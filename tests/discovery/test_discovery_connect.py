@@ -37,6 +37,7 @@ print("RESULT " + json.dumps({
     "err": float((pred["p"] != pred["y"]).mean()),
     "same_after_load": bool((again["p"].to_numpy() == pred["p"].to_numpy()).all()),
     "masks_ok": masks_ok, "frame": d.rules_frame(spark).count(),
+    "scans": [s.scans for s in d.levels],
 }))
 spark.stop()
 """
@@ -50,3 +51,5 @@ def test_discovery_on_spark_connect(tmp_path: Path) -> None:
     assert res["dgrs"] >= 4 and res["coverage"] > 0.9
     assert res["routed"] == res["n"] and res["frame"] == res["dgrs"]
     assert res["err"] < 0.12 and res["same_after_load"] and res["masks_ok"]
+    # This Connect client reports observed metrics, so the scans are measured here too.
+    assert len(res["scans"]) >= 2 and res["scans"] == [2.0] * len(res["scans"])

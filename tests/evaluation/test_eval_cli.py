@@ -58,7 +58,8 @@ def test_evaluate_end_to_end(
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--synthetic", "{missing}"], "--synthetic: input path"),
+        (["--synthetic", "{missing}"], "does not exist; check --synthetic"),
+        (["--real", "{missing}"], "does not exist; check --real"),
         (["--target", "nope"], "target column 'nope' is not in the real table"),
         (["--synthetic", "{other}"], "shares no column with the real table"),
     ],
@@ -87,4 +88,51 @@ def test_bad_input_exits_2_with_one_line(
     assert code == 2, err
     lines = [ln for ln in err.splitlines() if ln.startswith("date-spark: error:")]
     assert len(lines) == 1 and needle in lines[0], err
+    assert "input.path" not in lines[0]  # the job's key means nothing to `evaluate`
     assert not out.exists(), "bad input must write no report"
+
+
+def test_real_csv_against_synthetic_parquet(
+    spark: Any, tmp_path: Path, credit: dict[str, pd.DataFrame], capsys: Any
+) -> None:
+    """Each table's format comes from its extension; before, one `--format` for both made this
+    pair impossible (and a py4j trace)."""
+    real = tmp_path / "real.csv"
+    credit["train"].to_csv(real, index=False)
+    syn = tmp_path / "syn.parquet"
+    credit["fresh"].iloc[:100].to_parquet(syn, index=False)
+    code = main(
+        ["evaluate", "--real", str(real), "--synthetic", str(syn), "--out", str(tmp_path / "r")]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    data = json.loads((tmp_path / "r" / JSON_NAME).read_text(encoding="utf-8"))
+    assert data["real_rows"] == 600 and data["synthetic_rows"] == 100
+    # the CSV's inferred types are cast to the real schema: no column went missing
+    assert data["validity"]["missing_columns"] == []
+
+
+def test_augmented_output_counts_only_its_synthetic_rows(
+    spark: Any, tmp_path: Path, credit: dict[str, pd.DataFrame], capsys: Any
+) -> None:
+    """An `augmented` output holds the input rows too (`_date_synthetic = false`); before, they
+    counted as synthetic: "exact copies 2000 of 2002", fidelity 0.999."""
+    real = tmp_path / "real.parquet"
+    credit["train"].to_parquet(real, index=False)
+    inp = credit["train"].assign(_date_synthetic=False, _date_rule=None)
+    kept = credit["fresh"].iloc[:30].assign(_date_synthetic=True, _date_rule="age >= 18")
+    out = tmp_path / "out"
+    (out / "run_date=2026-11-20").mkdir(parents=True)
+    pd.concat([inp, kept], ignore_index=True).to_parquet(
+        out / "run_date=2026-11-20" / "part-0.parquet", index=False
+    )
+    code = main(
+        ["evaluate", "--real", str(real), "--synthetic", str(out), "--out", str(tmp_path / "r")]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "exact copies 0 of 30" in printed
+    data = json.loads((tmp_path / "r" / JSON_NAME).read_text(encoding="utf-8"))
+    assert data["synthetic_rows"] == 30
+    assert data["validity"]["rule_rows"] == 30
+    assert "run_date" not in data["validity"]["extra_columns"]

@@ -74,6 +74,8 @@ def test_metric_kinds_follow_sdmetrics(fresh_result: EvaluationResult) -> None:
     assert {c for c, m in metric.items() if m == "KSComplement"} == set(CONTINUOUS)
     # booleans, strings and the classification label are categories
     assert {c for c, m in metric.items() if m == "TVComplement"} == set(DISCRETE)
+    n = len(CONTINUOUS + DISCRETE)
+    assert len(fresh_result.fidelity.pair_trends) == n * (n - 1) // 2
     for p in fresh_result.fidelity.pair_trends:
         both_continuous = p.column_1 in CONTINUOUS and p.column_2 in CONTINUOUS
         want = "CorrelationSimilarity" if both_continuous else "ContingencySimilarity"
@@ -123,6 +125,7 @@ def test_shuffling_a_column_lowers_pair_trends_not_its_shape(spark: Any) -> None
     rdf, sdf = spark.createDataFrame(real), spark.createDataFrame(syn)
     result = evaluate(rdf, sdf, infer_schema(rdf))
     f = result.fidelity
+    assert {s.column for s in f.column_shapes} == set(real.columns)
     assert all(s.score == pytest.approx(1.0, abs=EXACT) for s in f.column_shapes)
     pairs = {(p.column_1, p.column_2): p for p in f.pair_trends}
     assert v(pairs[("x", "y")].real_correlation) > 0.9
@@ -169,3 +172,21 @@ def test_wide_tables_compute_correlations_in_bounded_jobs(spark: Any) -> None:
     for (a, b), r in rs.corr.items():
         assert r == pytest.approx(want.loc[a, b], abs=EXACT)
         assert ss.corr[(a, b)] == r
+
+
+def test_pair_trends_sample_pairs_beyond_max_pairs() -> None:
+    """300 columns have 44,850 pairs: a seeded uniform sample of `max_pairs` keeps the jobs and
+    plans bounded; below the cap every pair is scored."""
+    from date_spark.evaluation import choose_pairs
+    from date_spark.schema import ColumnSpec, Kind
+
+    cols = [ColumnSpec(f"c{i}", Kind.NUMERIC, "double") for i in range(300)]
+    chosen, total = choose_pairs(cols, EvaluationSettings(max_pairs=500))
+    assert total == 44_850 and len(chosen) == 500
+    idx = [(int(a.name[1:]), int(b.name[1:])) for a, b in chosen]
+    assert len(set(idx)) == 500 and all(0 <= i < j < 300 for i, j in idx)
+    assert idx == sorted(idx)
+    assert min(i for i, _ in idx) < 30 and max(j for _, j in idx) > 270  # the whole table
+    assert choose_pairs(cols, EvaluationSettings(max_pairs=500))[0] == chosen
+    few, total = choose_pairs(cols[:20], EvaluationSettings(max_pairs=500))
+    assert total == 190 and len(few) == 190

@@ -67,23 +67,25 @@ def test_auto_falls_back_to_plain_prompts_when_format_is_rejected(
     stub.set(fault="reject_format")
     cfg = make_cfg(stub.base_url, tmp_path, concurrency_per_task=1)
     results = engine(cfg).run(reqs(make_schema(), 4))
-    assert all(r.status == "ok" and r.n_valid == 5 for r in results)
+    assert len(results) == 4 and all(r.status == "ok" and r.n_valid == 5 for r in results)
     # The first rejection switches the task to plain prompts; only a request already prepared in
     # the old dialect by the second worker thread can still meet a 400.
     n400 = stub.responses["400"]
     assert 1 <= n400 <= 2 and stub.count == 4 + n400
     assert results[0].calls == 2 and results[0].retries == 0
+    assert len(stub.bodies) == stub.count  # every request body was recorded
     assert all("response_format" not in b for b in stub.bodies[n400 + 1 :])
     # A rerun (a new task) is served from the cache: no new 400s, no calls at all.
     again = engine(cfg).run(reqs(make_schema(), 4))
     assert stub.count == 4 + n400
-    assert all(r.cache_hit and r.n_valid == 5 for r in again)
+    assert len(again) == 4 and all(r.cache_hit and r.n_valid == 5 for r in again)
 
 
 def test_explicit_dialect_does_not_fall_back(stub: StubServer, tmp_path: Path) -> None:
     stub.set(fault="reject_format")
     cfg = make_cfg(stub.base_url, tmp_path, structured_output="json_schema")
     results = engine(cfg).run(reqs(make_schema(), 2))
+    assert len(results) == 2
     assert all(r.status == "failed" and "HTTP 400" in (r.error or "") for r in results)
     assert stub.count == 2
 

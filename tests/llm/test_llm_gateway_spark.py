@@ -86,8 +86,11 @@ def test_fault_through_spark(
     assert st.prompt_tokens > 0 and st.completion_tokens > 0
     if fault == "truncated":
         assert st.truncated == N_REQ
-    if fault in ("truncated", "slow", "violate_rule"):
-        # run() summarises on the driver; the one-aggregation Spark version must agree.
+    if fault == "out_of_domain":
+        # the stub breaks the first column of each bad row: the per-column table says which
+        assert st.rejected_by_column == {"age": {"out_of_domain": 8}}
+    if fault in ("truncated", "slow", "violate_rule", "out_of_domain"):
+        # run() summarises on the driver; the Spark aggregations must agree.
         assert summarize(out.result) == st
 
 
@@ -142,6 +145,7 @@ def test_budget_stops_calls_and_holds_across_stages(
     assert st.total_tokens <= 1000
     assert budget.spent_tokens == st.total_tokens
     skipped = first.pandas[first.pandas["status"] == "budget_exhausted"]
+    assert len(skipped) == 8 - st.ok > 0
     assert (skipped["calls"] == 0).all() and (skipped["rows"] == "[]").all()
     # Next stage with the same ledger: nothing new is sent, cached replies are still served.
     calls_before = stub.count

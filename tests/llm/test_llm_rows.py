@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from date_spark.errors import RuleError
@@ -225,8 +225,173 @@ json_values = st.recursive(
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from([*TABLE.names, "zz"]), json_values), max_size=5))
+@example([good_row(), good_row(age="x")])  # random dicts are rarely valid: one that is, for sure
 def test_validate_never_raises_on_rows(rows: list[dict[str, Any]]) -> None:
     res = make_schema().validate(json.dumps({"rows": rows}, default=str))
     assert res.n_valid + sum(res.rejected.values()) == len(rows)
     for r in res.rows:
         assert make_schema().validate_rows([r]).n_valid == 1
+
+
+# -- domains with a margin, per-column rejects -----------------------------------------------
+
+
+def margin_schema(margin: float = 0.1, out_of_range: str = "reject", rule: str = "") -> RowSchema:
+    table = TableSchema(
+        (
+            ColumnSpec("n", Kind.NUMERIC, "bigint", True, True),  # seen 10..60
+            ColumnSpec("x", Kind.NUMERIC, "double"),  # seen 0.0..100.0
+            ColumnSpec("t", Kind.NUMERIC, "double"),  # seen -50.0..-2.0
+            ColumnSpec("d", Kind.DATE, "date"),  # seen 2020-01-01..2020-12-31
+            ColumnSpec("city", Kind.CATEGORICAL, "string"),
+            ColumnSpec("y", Kind.NUMERIC, "double"),  # regression label, seen 0..10
+        ),
+        target="y",
+        task="regression",
+    )
+    return RowSchema.from_table(
+        table,
+        rule or None,
+        domains={"city": ["Oslo", "Rome"]},
+        ranges={
+            "n": (10, 60),
+            "x": (0.0, 100.0),
+            "t": (-50.0, -2.0),
+            "d": (dt.date(2020, 1, 1), dt.date(2020, 12, 31)),
+            "y": (0.0, 10.0),
+        },
+        margin=margin,
+        out_of_range=out_of_range,
+    )
+
+
+def mrow(**over: Any) -> dict[str, Any]:
+    row = {"n": 20, "x": 50.0, "t": -20.0, "d": "2020-06-01", "city": "Oslo", "y": 5.0}
+    row.update(over)
+    return row
+
+
+def test_margin_widens_ordered_ranges_but_not_signs_or_categories() -> None:
+    s = margin_schema(0.1)
+    assert s.column("n").accepted == (5, 65)
+    assert s.column("x").accepted == (0.0, 110.0)  # never seen negative: the margin stops at 0
+    assert s.column("t").accepted == (-54.8, 0.0)  # never seen positive: stops at 0
+    lo, hi = s.column("d").accepted
+    assert (lo, hi) == (dt.date(2019, 11, 26), dt.date(2021, 2, 5))  # 36 whole days each side
+    assert s.column("city").accepted == (None, None) and s.column("city").margin == 0
+    inside = [
+        mrow(n=64),
+        mrow(n=5.0),  # a whole float in an integral column
+        mrow(n="61"),
+        mrow(x=109.9),
+        mrow(t=-54.5),
+        mrow(d="2021-02-04"),
+        mrow(y=10.9),  # the regression label has a range like any number
+    ]
+    res = s.validate_rows(inside)
+    assert res.n_valid == len(inside), res.by_column
+    assert [r["n"] for r in res.rows[:3]] == [64, 5, 61]
+    # the JSON schema still asks for the observed range
+    props = s.json_schema()["properties"]["rows"]["items"]["properties"]
+    assert props["n"] == {"type": "integer", "minimum": 10, "maximum": 60}
+    assert props["x"] == {"type": "number", "minimum": 0.0, "maximum": 100.0}
+
+
+def test_values_past_the_margin_are_counted_per_column() -> None:
+    s = margin_schema(0.1)
+    rows = [
+        mrow(n=66),
+        mrow(x=-0.5),
+        mrow(x=111.0, n=4),  # two columns fail: one row, counted under both
+        mrow(t=0.5),
+        mrow(city="Paris"),  # categories keep their exact domain
+        mrow(y=11.5),
+        mrow(d="2021-03-01"),
+        mrow(n=5.5),  # not whole: a type error, not a range one
+        mrow(),
+    ]
+    res = s.validate_rows(rows)
+    assert res.n_valid == 1
+    assert dict(res.rejected) == {"out_of_domain": 6, "invalid_label": 1, "wrong_type": 1}
+    assert res.by_column_json() == {
+        "city": {"out_of_domain": 1},
+        "d": {"out_of_domain": 1},
+        "n": {"out_of_domain": 2, "wrong_type": 1},
+        "t": {"out_of_domain": 1},
+        "x": {"out_of_domain": 2},
+        "y": {"invalid_label": 1},
+    }
+    assert not res.clipped
+
+
+def test_strict_range_without_a_margin() -> None:
+    res = margin_schema(0.0).validate_rows([mrow(n=61), mrow(x=100.5), mrow(n=60, x=100.0)])
+    assert res.n_valid == 1
+    assert res.by_column_json() == {"n": {"out_of_domain": 1}, "x": {"out_of_domain": 1}}
+
+
+def test_clip_moves_values_to_the_nearest_accepted_bound() -> None:
+    s = margin_schema(0.1, "clip", rule="x < 105.0")
+    res = s.validate_rows(
+        [mrow(n=500, t=-99.0), mrow(x=-3.0), mrow(d="2030-01-01"), mrow(x=1000.0), mrow()]
+    )
+    got = [(r["n"], r["x"], r["t"], r["d"]) for r in res.rows]
+    assert got == [
+        (65, 50.0, -54.8, "2020-06-01"),
+        (20, 0.0, -20.0, "2020-06-01"),
+        (20, 50.0, -20.0, "2021-02-05"),
+        (20, 50.0, -20.0, "2020-06-01"),
+    ]
+    # x = 1000 clips to 110, which is outside the rule: the rule check still applies
+    assert dict(res.rejected) == {"violates_rule": 1}
+    assert res.by_column_json() == {"x": {"violates_rule": 1}}
+    assert dict(res.clipped) == {"n": 1, "t": 1, "x": 1, "d": 1}  # kept rows only
+
+
+def test_row_level_failures_by_column() -> None:
+    s = make_schema()
+    res = s.validate_rows(
+        [
+            {k: v for k, v in good_row(Age=40).items() if k != "age"},  # a renamed key
+            good_row(age=55, city="Oslo"),  # two predicates of the rule fail
+            good_row(income=70000.0),
+            "not a row",
+            good_row(),
+        ]
+    )
+    assert res.n_valid == 1
+    assert dict(res.rejected) == {"missing_field": 1, "violates_rule": 2, "wrong_type": 1}
+    assert res.by_column_json() == {
+        "(extra)": {"extra_field": 1},
+        "(row)": {"wrong_type": 1},
+        "age": {"missing_field": 1, "violates_rule": 1},
+        "city": {"violates_rule": 1},
+        "income": {"violates_rule": 1},
+    }
+    text = json.dumps({"rows": [good_row(), good_row(age=41)]})
+    cut = s.validate(text[:-40])  # cut inside the last row: one parse error, no column
+    assert cut.n_valid == 1 and cut.by_column_json() == {"(reply)": {"parse_error": 1}}
+
+
+def test_rule_blame_uses_the_nearest_conjunction() -> None:
+    s = make_schema("(age < 30 and city = 'Rome') or (age >= 60 and income > 90000.0)")
+    res = s.validate_rows([good_row(age=35, city="Rome"), good_row(age=70, income=10.0)])
+    assert res.n_valid == 0
+    assert res.by_column_json() == {
+        "age": {"violates_rule": 1},
+        "income": {"violates_rule": 1},
+    }
+
+
+def test_margin_and_clip_survive_the_json_roundtrip() -> None:
+    s = margin_schema(0.25, "clip")
+    back = RowSchema.from_json(s.to_json())
+    assert back == s and back.column("n").accepted == (0, 72)
+    assert back.column("x").clip and not back.column("city").clip
+
+
+def test_bad_margin_arguments() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        margin_schema(-0.1)
+    with pytest.raises(ValueError, match="out_of_range"):
+        margin_schema(0.1, "wrap")

@@ -58,8 +58,10 @@ def test_key_never_leaks(
     assert "openai" in log_text and "date_spark.llm" in log_text, "DEBUG logs were not captured"
     assert FAKE_KEY not in log_text
     assert not _files_contain(logs, FAKE_KEY)
+    assert caplog.records, "no driver log record to check"
     assert FAKE_KEY not in caplog.text
     # Cache files.
+    assert any(p.is_file() for p in (tmp_path / "cache").rglob("*")), "no cache file to check"
     assert not _files_contain(tmp_path / "cache", FAKE_KEY)
 
     # MLflow: the run's params (the whole resolved config), metrics and artifacts.

@@ -173,7 +173,7 @@ def test_one_flipped_validation_row_admits_no_arm_at_the_default(strategy: str) 
     # an evaluator without per-row losses keeps the paper's rule, and records no z
     plain = select(ARMS, _ScoreOnly(ev), cfg(strategy), kinds=KINDS, domains=DOMAINS)
     assert plain.selected == paper.selected
-    assert all(math.isnan(s.z) for s in plain.trace)
+    assert plain.trace and all(math.isnan(s.z) for s in plain.trace)
 
 
 def test_forward_greedy_takes_the_best_significant_arm_not_the_best_score() -> None:
@@ -246,7 +246,7 @@ def test_significance_decisions_are_deterministic() -> None:
         a = select(ARMS, ev, cfg(strategy), kinds=KINDS, domains=DOMAINS, seed=3)
         b = select(list(reversed(ARMS)), ev, cfg(strategy), kinds=KINDS, domains=DOMAINS, seed=3)
         assert a.trace == b.trace and a.selected == b.selected
-        assert all(not math.isnan(s.z) for s in a.trace)
+        assert a.trace and all(not math.isnan(s.z) for s in a.trace)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,6 +332,37 @@ def test_the_searched_set_is_kept_only_when_confirmed_once(planted: Planted) -> 
     untested = select(harmful, planted.evaluator(), cfg("topk", confirm=False), confirm=confirm)
     assert untested.selected == forced.screened  # confirm: false keeps the searched set
     assert untested.confirmation is not None and not untested.confirmation.tested
+
+
+def test_confirmation_keeps_the_partitions_that_pass_and_drops_the_others(
+    planted: Planted,
+) -> None:
+    """Helpful arms of R2 and harmful arms of R3 forced through top-k: one test per partition
+    (Holm): R2's arms are kept, R3's dropped, and the stop reason names what was dropped. Pooled,
+    R3's harm would have sunk R2's gain."""
+    confirm = _confirmer(planted)
+    good = [a for a in planted.helpful if a.dgr_id == "R2"]
+    bad = [a for a in planted.harmful if a.dgr_id == "R3"]
+    assert good and bad
+    mixed = [*good, *bad]
+    sel = select(mixed, planted.evaluator(), cfg("topk", top_k=len(mixed)), confirm=confirm)
+    c = sel.confirmation
+    assert c is not None and c.tested and c.passed
+    tests = {t.key: t for t in c.tests}
+    assert set(tests) == {"R2", "R3"}
+    assert tests["R2"].passed and not tests["R3"].passed
+    assert set(tests["R3"].arms) == {a.arm_id for a in bad}
+    assert sel.selected and set(sel.selected) == set(tests["R2"].arms) <= {a.arm_id for a in good}
+    assert set(sel.rows[ARM_COLUMN]) == set(sel.selected)
+    # Holm: the better partition is tested first at 5%/2, the other at 5%
+    first, second = sorted(c.tests, key=lambda t: -t.z)
+    assert first.threshold > DEFAULT_MIN_Z and second.threshold == pytest.approx(DEFAULT_MIN_Z)
+    assert "confirmation dropped R3" in sel.stop_reason
+    # the kept set's pooled numbers are the evaluator's
+    kept = sel.rows.drop(columns=ARM_COLUMN)
+    assert c.z == pytest.approx(paired_z(confirm.losses(), confirm.losses(kept)))
+    again = type(c).from_dict(c.to_dict())
+    assert again == c
 
 
 def test_every_partition_reports_its_minimum_detectable_effect(planted: Planted) -> None:

@@ -45,10 +45,11 @@ SMALL_JOB: tuple[str, ...] = (
     "generation.example_blocks=2",
     "generation.example_rows=4",
     "selection.budget_rows=40",
-    # Top-k keeps the best candidate arms unchecked; whether the bandit keeps an arm is the
-    # selection tests' business, not the surfaces'.
+    # Top-k keeps the best candidate arms unchecked (no confirmation test); whether the bandit
+    # keeps an arm is the selection tests' business, not the surfaces'.
     "selection.strategy=topk",
     "selection.top_k=2",
+    "selection.confirm=false",
     "tracking.enabled=false",
 )
 LOCAL_SPARK_CONF = {

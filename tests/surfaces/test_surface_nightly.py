@@ -63,6 +63,7 @@ def test_databricks_job_definition() -> None:
     assert [p.name for p in job_files] == ["date_spark_nightly.job.yml"]
     job_file = job_files[0]
     assert (BUNDLE / root["artifacts"]["date_spark"]["path"] / "pyproject.toml").exists()
+    assert root["sync"]["paths"]
     for p in root["sync"]["paths"]:
         assert (BUNDLE / p).is_dir(), p
 

@@ -61,9 +61,10 @@ def assert_no_leak(printed: str, *dirs: Path) -> None:
     assert SECRET not in printed
     needle = SECRET.encode()
     for d in dirs:
-        for f in d.rglob("*"):
-            if f.is_file():
-                assert needle not in f.read_bytes(), f"the API key leaked into {f}"
+        files = [f for f in d.rglob("*") if f.is_file()]
+        assert files, f"nothing was written under {d}: no file to check"
+        for f in files:
+            assert needle not in f.read_bytes(), f"the API key leaked into {f}"
 
 
 def common_widgets(stub: StubServer, runs: Path) -> dict[str, str]:

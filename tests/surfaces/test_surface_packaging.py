@@ -34,6 +34,8 @@ def test_wheel_holds_package_data_and_the_one_version(built_dist: dict[str, Path
         "date_spark/llm/stub.py",
         "date_spark/py.typed",
         "date_spark/data/demo_credit.parquet",
+        "date_spark/templates/report.html",
+        "date_spark/templates/report.css",
     ):
         assert needed in names, needed
     assert not any(n.startswith(("tests/", "notebooks/", "benchmarks/")) for n in names)

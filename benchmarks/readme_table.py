@@ -1,0 +1,419 @@
+"""Render the README's benchmark figures from benchmarks/results/*.json.
+
+    .venv/bin/python benchmarks/readme_table.py            # print the rendered block
+    .venv/bin/python benchmarks/readme_table.py --write    # replace the block in README.md
+    .venv/bin/python benchmarks/readme_table.py --check    # exit 1 when README.md differs
+
+The block between the BEGIN and END markers in README.md is this script's output and nothing
+else, so every figure there comes from a results file (`tests/test_benchmark_results.py` checks
+it). A benchmark with no results file yet is shown as "not measured yet", never with a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recording import ROOT, load_results
+
+README = ROOT / "README.md"
+BEGIN = "<!-- benchmarks:begin (rendered by benchmarks/readme_table.py from benchmarks/results) -->"
+END = "<!-- benchmarks:end -->"
+NOT_YET = "not measured yet (`make bench-full`)"
+
+
+def _n(v: float | None, fmt: str = ".1f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _source(r: dict[str, Any]) -> str:
+    """Where a figure was measured, as a footnote line."""
+    commit = (r.get("git_commit") or "?")[:7]
+    dirty = "+local changes" if r.get("git_dirty") else ""
+    load = r.get("load_avg_1m_at_start")
+    load_end = r.get("load_avg_1m_at_end")
+    return (
+        f"`results/{r['name']}.json`: commit {commit}{dirty}, {str(r.get('date', '?'))[:10]}, "
+        f"{r.get('cores')} cores, {r.get('memory_gb')} GB, `{r.get('spark_master')}`, "
+        f"load average {_n(load, '.1f')} at start, {_n(load_end, '.1f')} at end"
+    )
+
+
+def _scans(levels: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"{lv['scans']:.2f}".rstrip("0").rstrip(".") for lv in levels)
+
+
+def assign_rules(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return NOT_YET
+    a = r["figures"]["approaches"]
+    base, first, agg = a["per_rule"], a["assign_first"], a["count_rules"]
+    return (
+        f"one pass: {first['seconds']:.2f} s, {first['jobs']} jobs (`assign_rules` + groupBy); "
+        f"{agg['seconds']:.2f} s, {agg['jobs']} jobs (`count_rules`) vs {base['seconds']:.2f} s, "
+        f"{base['jobs']} jobs per rule ({first['speedup_vs_baseline']:.1f}x, "
+        f"{agg['speedup_vs_baseline']:.1f}x)"
+    )
+
+
+def llm_gateway(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return NOT_YET
+    s, p = r["figures"]["summary"], r["parameters"]
+    return (
+        f"{100 * s['throughput_vs_ideal']:.0f}% of ideal ({p['tasks']} tasks x "
+        f"{p['concurrency']}); storm: {s['storm_finished']}/{s['storm_requests']} finished, "
+        f"at most {s['storm_peak_attempts_in_1s']:.0f} attempts in any second (allowed "
+        f"{s['storm_allowed_peak']:.0f}: {s['storm_configured_per_s']:g}/s + burst)"
+    )
+
+
+def prompt_budget(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return NOT_YET
+    ts, budget = r["figures"]["tables"], r["parameters"]["default_budget"]
+    cells = [
+        f"{t['table']} ({t['columns']} columns): {t['budget_for_8_own_rows']:,} tokens, "
+        f"{t['own_rows_at_default']} own rows at {budget:,}"
+        for t in ts
+    ]
+    return "; ".join(cells)
+
+
+def local_timeout(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:  # a file from before recording.py: no commit, no date
+        return "no results file with its commit and date yet (`benchmarks/local_timeout.py`)"
+    f = r["figures"]
+    return (
+        f"slowest request {f['slowest_s']:.0f} s; {f['headroom']:g}x that: "
+        f"{f['recommended_timeout_s']} s (`llm.timeout_s` default {f['configured_timeout_s']:g})"
+    )
+
+
+def discovery_table(r: dict[str, Any] | None) -> list[str]:
+    head = (
+        "| rows | Spark s | levels | Spark jobs | full scans per level (measured) | regimes "
+        "recovered | purity | pandas + scikit-learn s | pandas recovered | pandas / Spark |"
+    )
+    out = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    if r is None:
+        return [*out, f"| {NOT_YET} | | | | | | | | | |"]
+    for run in r["figures"]["runs"]:
+        s, p = run["spark"], run["pandas"]
+        ptime = f"{p['seconds'] + p['load_seconds']:.1f}" if p else "not run"
+        prec = f"{p['recovered']}/{p['regimes']}" if p else "-"
+        ratio = f"{run['pandas_over_spark']:.2f}" if p else "-"
+        out.append(
+            f"| {run['rows']:,} | {s['seconds']:.1f} | {len(s['levels'])} | {s['jobs']} | "
+            f"{_scans(s['levels'])} | {s['recovered']}/{s['regimes']} | {s['purity']:.3f} | "
+            f"{ptime} | {prec} | {ratio} |"
+        )
+    return out
+
+
+def generation_table(r: dict[str, Any] | None) -> list[str]:
+    head = (
+        "| generator | generation s | LLM calls | tokens | valid rows | candidate rows | kept rows "
+        "(default / paper rule) | s per candidate row | s per kept row (default / paper rule) "
+        "| calls per candidate row | tokens per candidate row |"
+    )
+    out = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    if r is None:
+        return [*out, f"| {NOT_YET} | | | | | | | | | | |"]
+    for g in r["figures"]["generators"]:
+        rows, pc = g["rows"], g["per_candidate_row"]
+        kept = (
+            f"{_n(g['per_kept_row']['seconds'], '.2f')} / "
+            f"{_n(g['per_kept_paper_rule_row']['seconds'], '.2f')}"
+        )
+        out.append(
+            f"| {g['generator']} | {g['seconds']:.1f} | {g['calls']} | {g['tokens']:,} | "
+            f"{g['valid_rows']} | {rows['candidate']} | {rows['kept']} / "
+            f"{rows['kept_paper_rule']} | {_n(pc['seconds'], '.2f')} | {kept} | "
+            f"{_n(pc['calls'], '.2f')} | {_n(pc['tokens'], ',.0f')} |"
+        )
+    return out
+
+
+def _err(v: float | None, task: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if task == "regression" else f"{100 * v:.2f}%"
+
+
+PAPER, DEFAULT = "paper rule (min_z 0, no confirmation)", "date-spark default"
+
+
+def _rel(v: float | None, base: float | None) -> float | None:
+    """Relative error reduction against `base` (positive: lower error)."""
+    if v is None or not base:
+        return None
+    return (base - v) / base
+
+
+def protocol_table(r: dict[str, Any] | None) -> list[str]:
+    head = (
+        "| table | generator | test rows | DGRs | no partition | partition only (reduction) "
+        "| DATE, paper rule (rows kept, evaluations) | forward greedy, paper rule (rows kept, "
+        "evaluations) | DATE, default rule (rows kept) |"
+    )
+    out = [head, "|---|---|---|---|---|---|---|---|---|"]
+    if r is None:
+        return [*out, f"| {NOT_YET} | | | | | | | | |"]
+    for t in r["figures"]["results"]:
+        task = t["task"]
+
+        def cell(rule: str, col: str, evals: bool, task: str = task, t: dict[str, Any] = t) -> str:
+            rows = t.get(f"{rule}|{col}|rows", 0)
+            n = t.get(f"{rule}|{col}|evaluations")
+            extra = f", {n}" if evals and n is not None else ""
+            return f"{_err(t.get(f'{rule}|{col}'), task)} ({rows}{extra})"
+
+        red = _rel(t.get("partition_only"), t.get("no_partition"))
+        out.append(
+            f"| {t['table']} | {t['generator']} | {t.get('test_rows', '-')} | {t['dgrs']} | "
+            f"{_err(t.get('no_partition'), task)} | {_err(t.get('partition_only'), task)} "
+            f"({'-' if red is None else f'{100 * red:+.1f}%'}) | {cell(PAPER, 'DATE', True)} | "
+            f"{cell(PAPER, 'FGS', True)} | {cell(DEFAULT, 'DATE', False)} |"
+        )
+    return out
+
+
+def _span(values: Sequence[float], fmt: str) -> str:
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def protocol_findings(r: dict[str, Any] | None) -> list[str]:
+    """What the protocol measured, computed from its results (never typed in)."""
+    if r is None:
+        return []
+    res = r["figures"]["results"]
+    out: list[str] = []
+    tables: dict[str, dict[str, Any]] = {}
+    for t in res:  # partition only does not depend on the generator: one per table
+        tables.setdefault(t["table"], t)
+    reds = {k: _rel(t.get("partition_only"), t.get("no_partition")) for k, t in tables.items()}
+    known = {k: v for k, v in reds.items() if v is not None}
+    if known:
+        best = max(known, key=lambda k: known[k])
+        lower = sum(1 for v in known.values() if v > 0)
+        higher = sum(1 for v in known.values() if v < 0)
+        line = (
+            f"- Partitioned tree vs one tree: lower test error on {lower} of {len(known)} tables, "
+            f"higher on {higher}, equal on {len(known) - lower - higher}"
+        )
+        if lower:
+            line += (
+                f"; the largest reduction is {100 * known[best]:.1f}% on {best} "
+                f"({tables[best].get('test_rows')} test rows)"
+            )
+        out.append(line + ".")
+    for rule, name in ((PAPER, "the paper's rule"), (DEFAULT, "the default rule")):
+        kept = [t.get(f"{rule}|DATE|rows", 0) for t in res]
+        if not kept:
+            continue
+        same = ahead = behind = 0
+        ratios: list[float] = []
+        for t in res:
+            d, f = t.get(f"{rule}|DATE"), t.get(f"{rule}|FGS")
+            if d is None or f is None:
+                continue
+            if d == f:
+                same += 1
+            elif d < f:
+                ahead += 1
+            else:
+                behind += 1
+            de, fe = t.get(f"{rule}|DATE|evaluations"), t.get(f"{rule}|FGS|evaluations")
+            if de and fe:
+                ratios.append(fe / de)
+        line = (
+            f"- Under {name}, DATE kept {_span(kept, 'd')} rows per run; against forward greedy "
+            f"its test error was equal in {same} of {same + ahead + behind} runs, lower in "
+            f"{ahead}, higher in {behind}"
+        )
+        if ratios:
+            line += f"; forward greedy made {_span(ratios, '.1f')} times its evaluations"
+        out.append(line + ".")
+    return out
+
+
+def _what_assign(r: dict[str, Any] | None) -> str:
+    p = r["parameters"] if r else None
+    size = f"{p['rows']:,} rows with {p['rules']} rules" if p else "a table with many rules"
+    return f"tag {size} in one pass vs one `filter().count()` per rule"
+
+
+def _what_discovery(r: dict[str, Any] | None) -> str:
+    at = ", ".join(f"{n:,}" for n in r["parameters"]["sizes"]) + " rows" if r else "growing sizes"
+    return (
+        f"Algorithm 1 at {at} x 20 columns, Spark vs the same search in pandas + "
+        "scikit-learn on one machine"
+    )
+
+
+def _what_protocol(r: dict[str, Any] | None) -> str:
+    p = r["parameters"] if r else None
+    on = (
+        f"tables {', '.join(p['tables'])} with generators {', '.join(p['generators'])}"
+        if p
+        else "scikit-learn's sets, planted-regime tables and the demo table"
+    )
+    return (
+        f"the paper's protocol on {on}; no partition / partition only / DATE / forward / "
+        "backward / Top-5"
+    )
+
+
+def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
+    return lambda _r: text
+
+
+def _see_below(r: dict[str, Any] | None) -> str:
+    return "see below" if r is not None else NOT_YET
+
+
+Cell = Callable[[dict[str, Any] | None], str]
+ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
+    ("assign_rules", "`benchmarks/assign_rules.py`", _what_assign, assign_rules),
+    ("discovery", "`benchmarks/discovery.py`", _what_discovery, _see_below),
+    (
+        "llm_gateway",
+        "`benchmarks/llm_gateway.py`",
+        _fixed("stub LLM server: calls/s vs ideal; 429 storm; cache"),
+        llm_gateway,
+    ),
+    (
+        "generation",
+        "`benchmarks/generation.py`",
+        _fixed("generation cost per candidate row and per kept row on the demo table"),
+        _see_below,
+    ),
+    (
+        "prompt_budget",
+        "`benchmarks/prompt_budget.py`",
+        _fixed(
+            "prompt tokens to show a question's own partition with 8 real rows, and the own rows "
+            "the default `generation.prompt_token_budget` keeps"
+        ),
+        prompt_budget,
+    ),
+    (
+        "local_timeout",
+        "`benchmarks/local_timeout.py`",
+        _fixed(
+            "seconds per request of the embedded SmolLM2 at the demo and default prompt sizes: "
+            "the basis of `llm.timeout_s`"
+        ),
+        local_timeout,
+    ),
+    (
+        "paper_protocol",
+        "`benchmarks/paper_protocol.py`",
+        _what_protocol,
+        _see_below,
+    ),
+)
+
+
+def _discovery_intro(r: dict[str, Any] | None) -> str:
+    text = (
+        "Discovery: a regime is recovered when a DGR's rows are >= 90% that regime and the DGR "
+        "holds >= 80% of it; purity is row-weighted over covered rows; full scans are the rows "
+        "each level's stages read from the Parquet files over the table's rows (Spark's input "
+        "metrics). pandas time includes reading the file."
+    )
+    if r is None:
+        return text
+    levels = [lv for run in r["figures"]["runs"] for lv in run["spark"]["levels"]]
+    same = sum(
+        1
+        for lv in levels
+        if lv["scans_observed"] is not None
+        and round(lv["scans_observed"], 2) == round(lv["scans"], 2)
+    )
+    return f"{text} The discovery log's own count agrees on {same} of {len(levels)} levels."
+
+
+SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]]] = (
+    ("discovery", _discovery_intro, discovery_table),
+    (
+        "generation",
+        _fixed(
+            "Generation: a candidate row sits in a generated group that lowers its partition's "
+            "cross-fitted training loss (gain > 0); a kept row is one selection kept, under "
+            "date-spark's default rule and under the paper's (`selection.min_z: 0`, "
+            "`selection.confirm: false`). Costs are the generation stage's alone; - where no row "
+            "was kept."
+        ),
+        generation_table,
+    ),
+    (
+        "paper_protocol",
+        _fixed(
+            "Paper protocol: decision-tree test error (MSE for regression), test rows never reach "
+            "discovery, generation or selection; the full tables, backward greedy, Top-5 and "
+            "gradient boosting are in the results file and the script's output."
+        ),
+        protocol_table,
+    ),
+)
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    lines = [BEGIN, "", "| script | what | measured |", "|---|---|---|"]
+    for name, script, what, measured in ROWS:
+        r = results.get(name)
+        lines.append(f"| {script} | {what(r)} | {measured(r)} |")
+    for name, intro, table in SECTIONS:
+        r = results.get(name)
+        lines += ["", intro(r), "", *table(r)]
+    findings = protocol_findings(results.get("paper_protocol"))
+    if findings:
+        lines += ["", "What the protocol measured (computed from its results file):", ""]
+        lines += findings
+    sources = [_source(results[n]) for n, *_ in ROWS if n in results and "figures" in results[n]]
+    if sources:
+        lines += ["", "Measured on:", "", *[f"- {s}" for s in sources]]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def splice(readme: str, block: str) -> str:
+    start, end = readme.find(BEGIN), readme.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md has no benchmark block ({BEGIN} ... {END})")
+    return readme[:start] + block + readme[end + len(END) :]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="replace the block in README.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when README.md differs")
+    args = ap.parse_args()
+    block = render(load_results())
+    readme = README.read_text()
+    if args.write:
+        README.write_text(splice(readme, block))
+        print(f"README.md benchmark block rendered from {len(load_results())} results files")
+    elif args.check:
+        if splice(readme, block) != readme:
+            print(
+                "README.md's benchmark block differs from benchmarks/results: run "
+                "`make bench-readme`",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+    else:
+        print(block)
+
+
+if __name__ == "__main__":
+    main()
