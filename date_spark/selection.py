@@ -125,7 +125,8 @@ ARM_COLUMN = "_date_arm"
 STRATEGIES = ("bandit", "forward", "backward", "topk")
 Oversize = Literal["truncate", "skip"]
 _EPS = 1e-12  # a gain must exceed this to count as an improvement (float noise only)
-_SIG_STOP = " significantly (z > min_z)"
+def _sig_stop(run: _Run) -> str:
+    return f" significantly (z > {run.min_z:g}, the screen)" if run.tested else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -595,7 +596,7 @@ def _bandit(run: _Run, max_tries: int) -> Selection:
     tries = [0] * run.k
     gains: list[list[float]] = [[] for _ in range(run.k)]
     tried_now: set[int] = set()  # arms tried since the selection last changed
-    stop = "no arm improves the score" + _SIG_STOP * run.tested
+    stop = "no arm improves the score" + _sig_stop(run)
     while True:
         remaining = cfg.budget_rows - used
         if remaining <= 0:
@@ -734,7 +735,7 @@ def _forward(run: _Run) -> Selection:
                 reason=reason,
             )
         if win is None:
-            stop = "no arm improves the score" + _SIG_STOP * run.tested
+            stop = "no arm improves the score" + _sig_stop(run)
             break
         order.append(win[0])
         pool.remove(win[0])
@@ -759,7 +760,7 @@ def _backward(run: _Run) -> Selection:
             continue
         members[i] = n
     current = run.score(members)
-    stop = "no removal improves the score" + _SIG_STOP * run.tested
+    stop = "no removal improves the score" + _sig_stop(run)
     for _ in range(cfg.max_steps):
         if not members:
             stop = "every arm removed"

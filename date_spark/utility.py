@@ -73,6 +73,11 @@ def bootstrap_interval(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _pct(share: float) -> float:
+    """Percent rounded to one decimal, without a signed zero ("-0.0%")."""
+    return round(100 * share, 1) + 0.0
+
+
 @dataclass(frozen=True)
 class Gain:
     """A loss reduction (positive = better) of `after` vs `before` on the same test rows."""
@@ -111,12 +116,13 @@ class Gain:
             return f"{self.name}: no test rows"
         rel = self.relative
         pct = (
-            f"{-100 * rel:+.1f}% ({self.before:.4g} -> {self.after:.4g})"
+            f"{_pct(-rel):+.1f}% ({self.before:.4g} -> {self.after:.4g})"
             if math.isfinite(rel)
             else f"{self.before:.4g} -> {self.after:.4g}"
         )
         scale = self.before if self.before > 0 else 1.0
-        ci = f"[{-100 * self.high / scale:+.1f}%, {-100 * self.low / scale:+.1f}%]"
+        lo, hi = _pct(-self.high / scale), _pct(-self.low / scale)
+        ci = f"[{lo:+.1f}%, {hi:+.1f}%]"
         return f"{self.name}: {loss_name} {pct}, 95% CI {ci}: {self.verdict()}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,9 +8,9 @@ What they measured when written (seed 11, these settings):
   the screen lets a label-flipped arm through, and the confirmation drops it. So at default
   settings nothing is kept and the run says which gains it could not see; no harmful row is ever
   written. (The issue asked for a confirmed gain here; this table cannot show one.)
-- A thin segment (211 of 5,000 rows, a diagonal label, labels without noise): the rows the search keeps cut the
-  segment's own test loss by about 74%, interval excluding zero; its 27 confirmation rows cannot
-  confirm it, and the run's line says so.
+- A thin segment (211 of 5,000 rows, a diagonal label, labels without noise): the rows the
+  search keeps cut the segment's own test loss by about 74%, interval excluding zero; its 27
+  confirmation rows cannot confirm it, and the run's line says so.
 """
 
 from __future__ import annotations
