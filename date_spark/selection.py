@@ -125,6 +125,8 @@ ARM_COLUMN = "_date_arm"
 STRATEGIES = ("bandit", "forward", "backward", "topk")
 Oversize = Literal["truncate", "skip"]
 _EPS = 1e-12  # a gain must exceed this to count as an improvement (float noise only)
+
+
 def _sig_stop(run: _Run) -> str:
     return f" significantly (z > {run.min_z:g}, the screen)" if run.tested else ""
 
@@ -950,6 +952,11 @@ def select(
 # ----------------------------------------------------------------------------------------------
 
 
+def _share(x: float) -> str:
+    """A percentage that does not round a small share to 0%."""
+    return f"{x:.0%}" if x >= 0.095 else f"{x:.1%}" if x >= 0.0095 else f"{x:.2%}"
+
+
 @dataclass(frozen=True)
 class PartitionPower:
     """What one partition's confirmation rows can show. `mde` is the smallest mean loss reduction
@@ -965,7 +972,8 @@ class PartitionPower:
     def text(self) -> str:
         if not math.isfinite(self.mde_relative):
             return f"{self.key} ({self.rows} rows): not measurable"
-        return f"{self.key} ({self.rows} rows): a gain below {self.mde_relative:.0%} cannot be seen"
+        below = _share(self.mde_relative)
+        return f"{self.key} ({self.rows} rows): a gain below {below} cannot be seen"
 
 
 @dataclass(frozen=True)
@@ -1028,7 +1036,7 @@ class Confirmation:
         shown = "; ".join(p.text() for p in parts[:limit])
         more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
         whole = (
-            f"all {self.rows} confirmation rows together: below {self.mde_relative:.0%}"
+            f"all {self.rows} confirmation rows together: below {_share(self.mde_relative)}"
             if math.isfinite(self.mde_relative)
             else f"{self.rows} confirmation rows"
         )

@@ -539,7 +539,14 @@ class DateSynthesizer:
             return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
         if not self.rules_.dgrs:
             return "kept 0 rows: discovery found no rule"
-        if c is not None and c.tested and not c.passed:
+        if c is not None and c.tested and not c.passed and c.tests:
+            why = (
+                f"the searched set ({len(s.screened)} arms) failed confirmation in every "
+                "partition it adds rows to ("
+                + ", ".join(f"{t.key}: z={t.z:.2f} <= {t.threshold:.2f}" for t in c.tests)
+                + ")"
+            )
+        elif c is not None and c.tested and not c.passed:
             why = (
                 f"the searched set ({len(s.screened)} arms) failed confirmation: z={c.z:.2f} <= "
                 f"{c.min_z:g} on {c.rows} rows"
