@@ -580,12 +580,16 @@ class DateSynthesizer:
     # -- run ------------------------------------------------------------------------------------
     def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:
         """The whole job. Input problems raise before anything is written."""
+        from date_spark.preflight import check_llm
+
         cfg = self.config
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
         # A resume is checked before any work: a config that changes a finished stage is refused
         # by name, a changed input once it is read; neither writes anything.
         resumed = open_run(cfg.output.runs_dir, resume) if resume else None
+        if resumed is None or not resumed.is_done("generation"):
+            check_llm(cfg)  # an unset key or a missing local model: refused before any directory
         changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
         try:

@@ -173,6 +173,27 @@ def test_missing_local_model_refused_before_spark(
     assert "llm.local.model_path" in line and "nope.gguf" in line
 
 
+def test_the_library_run_refuses_a_missing_key_before_writing_anything(
+    parquet: Path, tmp_path: Path
+) -> None:
+    """`DateSynthesizer.run()` (notebooks, the nightly job) checks the endpoint's
+    prerequisites before it creates a run directory, as `date-spark run` does."""
+    from date_spark.errors import DateSparkError
+    from date_spark.synthesizer import DateSynthesizer
+
+    cfg = load_config(
+        [],
+        [
+            f"input.path={parquet}", "input.target=default", f"output.path={tmp_path / 'o'}",
+            f"output.runs_dir={tmp_path / 'runs'}", "llm.provider=openai",
+            "llm.base_url=http://127.0.0.1:9/v1", "llm.api_key_env=DATE_SPARK_TEST_UNSET_KEY",
+        ],
+    )  # fmt: skip
+    with pytest.raises(DateSparkError, match="DATE_SPARK_TEST_UNSET_KEY"):
+        DateSynthesizer(cfg).run()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "o").exists()
+
+
 def test_interpolation_needs_no_key(parquet: Path, tmp_path: Path) -> None:
     cfg = load_config(
         [],
