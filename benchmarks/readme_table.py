@@ -95,6 +95,35 @@ def local_timeout(r: dict[str, Any] | None) -> str:
     )
 
 
+def refusal(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    s = r["figures"]["summary"]
+
+    def spread(lo: float, hi: float, fmt: str) -> str:
+        a, b = format(lo, fmt), format(hi, fmt)
+        return a if a == b else f"{a} to {b}"
+
+    cells = []
+    for path, label in (("cli", "`date-spark run`"), ("library", "library")):
+        if path not in s:
+            continue
+        p = s[path]
+        cell = (
+            f"{label}: {spread(p['seconds_min'], p['seconds_max'], '.1f')} s"
+            + (
+                f" ({spread(p['vs_cli_min'], p['vs_cli_max'], '.1f')}x)"
+                if "vs_cli_min" in p
+                else ""
+            )
+            + f", exit {'/'.join(str(c) for c in p['exit_codes'])}, "
+            f"{spread(p['stderr_lines_min'], p['stderr_lines_max'], 'd')} lines on stderr, "
+            f"a run directory written in {p['wrote_run_dir']} of {p['cases']} cases"
+        )
+        cells.append(cell)
+    return "; ".join(cells)
+
+
 def real_tables(r: dict[str, Any] | None) -> str:
     if r is None or "figures" not in r:
         return NOT_YET
@@ -290,6 +319,15 @@ def _what_protocol(r: dict[str, Any] | None) -> str:
     )
 
 
+def _what_refusal(r: dict[str, Any] | None) -> str:
+    cases = f" ({', '.join(r['parameters']['cases'])})" if r and "parameters" in r else ""
+    return (
+        f"time to refuse bad input{cases}, each a fresh process: `date-spark run` (checked "
+        "before Spark starts) vs the library's `DateSynthesizer.run()` (the baseline: found once "
+        "Spark runs)"
+    )
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -347,6 +385,12 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
             "interpolation, the noise stub (random labels) and the local model"
         ),
         real_tables,
+    ),
+    (
+        "refusal",
+        "`benchmarks/refusal.py`",
+        _what_refusal,
+        refusal,
     ),
 )
 
