@@ -99,28 +99,20 @@ def refusal(r: dict[str, Any] | None) -> str:
     if r is None or "figures" not in r:
         return NOT_YET
     s = r["figures"]["summary"]
-
-    def spread(lo: float, hi: float, fmt: str) -> str:
-        a, b = format(lo, fmt), format(hi, fmt)
-        return a if a == b else f"{a} to {b}"
-
     cells = []
     for path, label in (("cli", "`date-spark run`"), ("library", "library")):
         if path not in s:
             continue
         p = s[path]
-        cell = (
-            f"{label}: {spread(p['seconds_min'], p['seconds_max'], '.1f')} s"
-            + (
-                f" ({spread(p['vs_cli_min'], p['vs_cli_max'], '.1f')}x)"
-                if "vs_cli_min" in p
-                else ""
-            )
-            + f", exit {'/'.join(str(c) for c in p['exit_codes'])}, "
-            f"{spread(p['stderr_lines_min'], p['stderr_lines_max'], 'd')} lines on stderr, "
-            f"a run directory written in {p['wrote_run_dir']} of {p['cases']} cases"
+        ratio = ""
+        if "vs_cli_min" in p:
+            ratio = f" ({_span([p['vs_cli_min'], p['vs_cli_max']], '.1f')}x the cli's)"
+        cells.append(
+            f"{label}: {_span([p['seconds_min'], p['seconds_max']], '.1f')} s{ratio}, exit "
+            f"{'/'.join(str(c) for c in p['exit_codes'])}, stderr lines "
+            f"{_span([p['stderr_lines_min'], p['stderr_lines_max']], 'd')}, run directory "
+            f"written in {p['wrote_run_dir']} of {p['cases']} cases"
         )
-        cells.append(cell)
     return "; ".join(cells)
 
 
