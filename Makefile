@@ -72,6 +72,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/paper_protocol.py
 	$(PY) benchmarks/prompt_budget.py
 	$(PY) benchmarks/local_timeout.py
+	$(PY) benchmarks/refusal.py
 	$(PY) benchmarks/readme_table.py --write
 
 bench-readme: $(STAMP)

@@ -95,6 +95,27 @@ def local_timeout(r: dict[str, Any] | None) -> str:
     )
 
 
+def refusal(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    s = r["figures"]["summary"]
+    cells = []
+    for path, label in (("cli", "`date-spark run`"), ("library", "library")):
+        if path not in s:
+            continue
+        p = s[path]
+        ratio = ""
+        if "vs_cli_min" in p:
+            ratio = f" ({_span([p['vs_cli_min'], p['vs_cli_max']], '.1f')}x the cli's)"
+        cells.append(
+            f"{label}: {_span([p['seconds_min'], p['seconds_max']], '.1f')} s{ratio}, exit "
+            f"{'/'.join(str(c) for c in p['exit_codes'])}, stderr lines "
+            f"{_span([p['stderr_lines_min'], p['stderr_lines_max']], 'd')}, run directory "
+            f"written in {p['wrote_run_dir']} of {p['cases']} cases"
+        )
+    return "; ".join(cells)
+
+
 def real_tables(r: dict[str, Any] | None) -> str:
     if r is None or "figures" not in r:
         return NOT_YET
@@ -290,6 +311,15 @@ def _what_protocol(r: dict[str, Any] | None) -> str:
     )
 
 
+def _what_refusal(r: dict[str, Any] | None) -> str:
+    cases = f" ({', '.join(r['parameters']['cases'])})" if r and "parameters" in r else ""
+    return (
+        f"time to refuse bad input{cases}, each a fresh process: `date-spark run` (checked "
+        "before Spark starts) vs the library's `DateSynthesizer.run()` (the baseline: found once "
+        "Spark runs)"
+    )
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -347,6 +377,12 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
             "interpolation, the noise stub (random labels) and the local model"
         ),
         real_tables,
+    ),
+    (
+        "refusal",
+        "`benchmarks/refusal.py`",
+        _what_refusal,
+        refusal,
     ),
 )
 

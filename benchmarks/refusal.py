@@ -8,15 +8,14 @@ file's header and schema are checked before a SparkSession starts); `library` is
 `DateSynthesizer(load_config(...)).run()`, the baseline, where the same problems surface only
 once Spark has started and, for a missing key or model, after discovery. Prints seconds, exit code
 and stderr lines per case and path with the ratio library / cli, and writes
-`benchmarks/results/refusal.json`.
+benchmarks/results/<name>.json (`--name`, default refusal) with the commit, machine and parameters
+(`benchmarks/recording.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,10 +26,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recording import environment, write_result
+
 from date_spark.datasets import demo_credit
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "refusal.json"
+ROWS = 400  # rows of the demo table in each bad input
 
 LIBRARY = """
 import sys
@@ -47,11 +50,11 @@ except DateSparkError as err:
 
 def cases(tmp: Path) -> dict[str, list[str]]:
     good = tmp / "good.parquet"
-    demo_credit(400).to_parquet(good, index=False)
+    demo_credit(ROWS).to_parquet(good, index=False)
     csv = tmp / "good.csv"
-    demo_credit(400).to_csv(csv, index=False)
+    demo_credit(ROWS).to_csv(csv, index=False)
     arr = tmp / "tags.parquet"
-    t = pa.Table.from_pandas(demo_credit(400), preserve_index=False)
+    t = pa.Table.from_pandas(demo_credit(ROWS), preserve_index=False)
     pq.write_table(t.append_column("tags", pa.array([["a"]] * t.num_rows)), arr)
     fast = ["generation.generator=interpolation", "tracking.enabled=false"]
 
@@ -104,13 +107,43 @@ def run_once(path: str, overrides: list[str], tmp: Path, n: int) -> dict[str, ob
     }
 
 
+def summarize(
+    results: dict[str, dict[str, dict[str, object]]], paths: list[str]
+) -> dict[str, dict[str, object]]:
+    """Per path, the spread over the cases (what the README quotes) and the ratio to `cli`."""
+    out: dict[str, dict[str, object]] = {}
+    for p in paths:
+        runs = [per[p] for per in results.values()]
+        secs = [float(str(r["seconds"])) for r in runs]
+        lines = [int(str(r["stderr_lines"])) for r in runs]
+        out[p] = {
+            "cases": len(runs),
+            "seconds_min": min(secs),
+            "seconds_max": max(secs),
+            "stderr_lines_min": min(lines),
+            "stderr_lines_max": max(lines),
+            "exit_codes": sorted({int(str(r["exit_code"])) for r in runs}),
+            "wrote_run_dir": sum(1 for r in runs if r["wrote_run_dir"]),
+        }
+        if p != "cli" and "cli" in paths:
+            ratios = [
+                float(str(per[p]["seconds"])) / float(str(per["cli"]["seconds"]))
+                for per in results.values()
+            ]
+            out[p]["vs_cli_min"] = round(min(ratios), 1)
+            out[p]["vs_cli_max"] = round(max(ratios), 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--paths", default="cli,library")
+    ap.add_argument("--name", default="refusal", help="results file: results/<name>.json")
     args = ap.parse_args()
     paths = args.paths.split(",")
-    results: dict[str, dict[str, object]] = {}
+    env = environment()
+    results: dict[str, dict[str, dict[str, object]]] = {}
     n = 0
     with tempfile.TemporaryDirectory(prefix="date-spark-refusal-") as d:
         tmp = Path(d)
@@ -143,21 +176,12 @@ def main() -> None:
     for name, per in results.items():
         for p in paths:
             print(f"{name} / {p}: {per[p]['message']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "refusal",
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "load_average_at_start": os.getloadavg(),
-                "repeats": args.repeats,
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_result(
+        args.name,
+        {"repeats": args.repeats, "paths": paths, "rows": ROWS, "cases": list(results)},
+        {"summary": summarize(results, paths), "results": results},
+        env,
     )
-    print(f"-> {RESULTS}")
 
 
 if __name__ == "__main__":
