@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -69,6 +71,26 @@ def _tag(spark: SparkSession, stage: str) -> None:
     with contextlib.suppress(Exception):
         spark.clearTags()
         spark.addTag(f"date-spark-{stage}")
+
+
+@contextlib.contextmanager
+def _watch_sigint(synth: Any) -> Iterator[None]:
+    """Remember that Ctrl-C arrived (then interrupt as Python does), so the run can tell an
+    interruption from a crash; only on the main thread, where signals are delivered."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        synth.sigint_ = True
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class DateSynthesizer:
@@ -580,6 +602,24 @@ class DateSynthesizer:
     # -- run ------------------------------------------------------------------------------------
     def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:
         """The whole job. Input problems raise before anything is written."""
+        with _watch_sigint(self):
+            return self._run(df, resume)
+
+    def _interrupted(self, run: Run) -> Interrupted:
+        done = [s for s in STAGES if run.is_done(s)]
+        during = getattr(self, "stage_", None)
+        return Interrupted(
+            f"interrupted{f' during {during}' if during else ''}; run {run.run_id} "
+            f"finished: {', '.join(done)}; continue with --resume {run.run_id}",
+            run_id=run.run_id,
+        )
+
+    def _stopped(self) -> bool:
+        """A Ctrl-C arrived: whatever failed after it (a Python worker killed mid-transfer shows
+        up as a Java error) is the interruption, not a crash."""
+        return bool(getattr(self, "sigint_", False))
+
+    def _run(self, df: DataFrame | None, resume: str | None) -> RunResult:
         from date_spark.preflight import check_llm
 
         cfg = self.config
@@ -594,7 +634,10 @@ class DateSynthesizer:
         self.seconds_ = {}
         try:
             self.prepare(df)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Exception) as exc:
+            crash = isinstance(exc, Exception) and not self._stopped()
+            if crash or isinstance(exc, DateSparkError):
+                raise
             raise Interrupted(
                 "interrupted while reading the input, before the run started; nothing was "
                 "written; run the same command again"
@@ -660,13 +703,7 @@ class DateSynthesizer:
                     tracker.artifact(run.stage_dir(stage), stage)
                 tracker.artifact(run.manifest_path)
         except KeyboardInterrupt:
-            done = [s for s in STAGES if run.is_done(s)]
-            during = getattr(self, "stage_", None)
-            raise Interrupted(
-                f"interrupted{f' during {during}' if during else ''}; run {run.run_id} "
-                f"finished: {', '.join(done)}; continue with --resume {run.run_id}",
-                run_id=run.run_id,
-            ) from None
+            raise self._interrupted(run) from None
         except DateSparkError as err:
             done = [s for s in STAGES if run.is_done(s)]
             where = (
@@ -678,6 +715,10 @@ class DateSynthesizer:
                 f"{err} (run {run.run_id} finished: {', '.join(done)}; "
                 f"continue with --resume {run.run_id}{where})"
             ) from err
+        except Exception:
+            if not self._stopped():
+                raise
+            raise self._interrupted(run) from None
         result.stages_done = [s for s in STAGES if run.is_done(s)]
         rejected, by_column, clipped = self.generation_.rejects()
         utility = getattr(self, "utility_", None)

@@ -98,12 +98,21 @@ arms = synth.arms_.copy()
 arms["selected"] = arms["arm_id"].isin(synth.selection_.selected)
 arm_columns = ["arm_id", "dgr_id", "round", "rule", "n_rows", "gain", "agree", "candidate"]
 display(arms[[*arm_columns, "selected"]].sort_values(["dgr_id", "gain"], ascending=[True, False]))
-per_rule = arms.groupby("dgr_id").agg(
-    arms=("arm_id", "size"),
-    rows=("n_rows", "sum"),
-    candidates=("candidate", "sum"),
-    selected=("selected", "sum"),
-    best_gain=("gain", "max"),
+# Every rule and thin segment, with zeros where generation did not prompt it (only the
+# `generation.max_rules` with the most expected benefit are prompted)
+segments = [str(d.rule_id) for d in synth.rules_.dgrs] + [str(t.rule_id) for t in synth.rules_.thin]
+per_rule = (
+    arms.groupby("dgr_id")
+    .agg(
+        arms=("arm_id", "size"),
+        rows=("n_rows", "sum"),
+        candidates=("candidate", "sum"),
+        selected=("selected", "sum"),
+        best_gain=("gain", "max"),
+    )
+    .reindex(segments)
+    .fillna({"arms": 0, "rows": 0, "candidates": 0, "selected": 0})
+    .rename_axis("dgr_id")
 )
 display(per_rule.reset_index())
 

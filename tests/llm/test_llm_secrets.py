@@ -96,6 +96,7 @@ def test_in_process_debug_logs_hold_no_key(
     caplog.set_level(logging.DEBUG)
     # the CLI quiets "openai" in-process; an earlier CLI test must not hide its records here
     caplog.set_level(logging.DEBUG, logger="openai")
+    caplog.set_level(logging.DEBUG, logger="date_spark")  # and "date_spark" to INFO
     stub.set(fault="server_error", fault_count=1)
     cfg = make_cfg(stub.base_url, tmp_path, api_key_env=FAKE_KEY_ENV)
     e = engine(cfg)
