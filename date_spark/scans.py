@@ -14,8 +14,9 @@ discovery benchmark therefore also reports the input records of the stages each 
 status REST API, classic sessions only) as an independent check.
 
 Only the DataFrame API, no Spark context or JVM handle: this works wherever `DataFrame.observe`
-with an `Observation` does (classic sessions, and Spark Connect clients that report observed metrics). Anywhere the
-metrics cannot be read, `passes()` is None and logs say "not measured" rather than a number.
+with an `Observation` does (classic sessions, and Spark Connect clients that report observed
+metrics). Anywhere the metrics cannot be read, `passes()` is None and logs say "not measured"
+rather than a number.
 """
 
 from __future__ import annotations
