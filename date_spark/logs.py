@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -93,6 +94,10 @@ def configure(*, verbose: bool = False, quiet: bool = False) -> None:
     if not verbose:  # mlflow sets its own level when it is imported, from this variable
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("py4j").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    if not verbose:  # pyspark's note that Arrow failed always precedes the error itself
+        warnings.filterwarnings(
+            "ignore", message="toPandas attempted Arrow optimization", category=UserWarning
+        )
     STATE.configured = True
 
 

@@ -81,16 +81,49 @@ def _watch_sigint(synth: Any) -> Iterator[None]:
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        synth.sigint_ = True
-        signal.default_int_handler(signum, frame)
-
-    signal.signal(signal.SIGINT, handler)
+    _chain_sigint(synth, previous)
+    synth.sigint_watched_ = True
     try:
         yield
     finally:
+        synth.sigint_watched_ = False
         signal.signal(signal.SIGINT, previous)
+
+
+def _chain_sigint(synth: Any, inner: Any) -> None:
+    """Flag the interruption, then hand the signal on (to Spark's handler once a SparkContext
+    has replaced ours: it cancels the running jobs before raising KeyboardInterrupt)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        synth.sigint_ = True
+        (inner if callable(inner) else signal.default_int_handler)(signum, frame)
+
+    handler.date_spark = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGINT, handler)
+
+
+def _rewatch_sigint(synth: Any) -> None:
+    """Starting Spark installs its own SIGINT handler over ours: put ours back in front."""
+    if not getattr(synth, "sigint_watched_", False):
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGINT)
+    if not getattr(current, "date_spark", False):
+        _chain_sigint(synth, current)
+
+
+def _interrupted_by(exc: BaseException) -> bool:
+    """A KeyboardInterrupt anywhere in the chain: pyspark's cleanup after Ctrl-C often raises a
+    Java error (a broken pipe) in place of the interrupt it was handling."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 class DateSynthesizer:
@@ -102,6 +135,7 @@ class DateSynthesizer:
     def _session(self) -> SparkSession:
         if self.spark is None:
             self.spark = session(self.config.spark)
+            _rewatch_sigint(self)
         return self.spark
 
     @contextlib.contextmanager
@@ -614,10 +648,10 @@ class DateSynthesizer:
             run_id=run.run_id,
         )
 
-    def _stopped(self) -> bool:
+    def _stopped(self, exc: BaseException | None = None) -> bool:
         """A Ctrl-C arrived: whatever failed after it (a Python worker killed mid-transfer shows
         up as a Java error) is the interruption, not a crash."""
-        return bool(getattr(self, "sigint_", False))
+        return bool(getattr(self, "sigint_", False)) or (exc is not None and _interrupted_by(exc))
 
     def _run(self, df: DataFrame | None, resume: str | None) -> RunResult:
         from date_spark.preflight import check_llm
@@ -635,7 +669,7 @@ class DateSynthesizer:
         try:
             self.prepare(df)
         except (KeyboardInterrupt, Exception) as exc:
-            crash = isinstance(exc, Exception) and not self._stopped()
+            crash = isinstance(exc, Exception) and not self._stopped(exc)
             if crash or isinstance(exc, DateSparkError):
                 raise
             raise Interrupted(
@@ -715,8 +749,8 @@ class DateSynthesizer:
                 f"{err} (run {run.run_id} finished: {', '.join(done)}; "
                 f"continue with --resume {run.run_id}{where})"
             ) from err
-        except Exception:
-            if not self._stopped():
+        except Exception as exc:
+            if not self._stopped(exc):
                 raise
             raise self._interrupted(run) from None
         result.stages_done = [s for s in STAGES if run.is_done(s)]

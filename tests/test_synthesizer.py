@@ -248,3 +248,21 @@ def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: A
     assert len(synth.generation_.rows) == rows_before
     with pytest.raises(DateSparkError, match="strategy"):
         synth.select(strategy="best")
+
+
+def test_an_error_raised_while_handling_ctrl_c_counts_as_the_interruption() -> None:
+    """pyspark's cleanup after Ctrl-C (closing a half-read Arrow stream) raises a Java broken
+    pipe in place of the KeyboardInterrupt; a plain error is still a crash."""
+    from date_spark.synthesizer import _interrupted_by
+
+    def cleanup_fails_after_ctrl_c() -> None:
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("Broken pipe")
+
+    with pytest.raises(RuntimeError) as after:
+        cleanup_fails_after_ctrl_c()
+    assert _interrupted_by(after.value)
+    assert not _interrupted_by(RuntimeError("Broken pipe"))
+    assert not _interrupted_by(ValueError("x"))
