@@ -86,6 +86,10 @@ class DiscoveryConfig(_Section):
     max_candidates_per_level: int = Field(default=50, ge=2)
     max_levels: int = Field(default=12, ge=1)
     sample_per_candidate: int = Field(default=20000, ge=50)
+    # Cells (rows x columns) one level may draw for all its candidates together: the sample is
+    # cached, so on wide tables it is what bounds the driver's memory. Per-candidate samples
+    # shrink in proportion when a level would exceed it (never below 2 x min_rows).
+    sample_cells: int = Field(default=20_000_000, ge=10_000)
     validation_fraction: float = Field(default=0.25, gt=0, lt=1)
     split_tree_depth: int = Field(default=3, ge=1, le=10)
     split_target: Literal["residual", "label"] = "residual"

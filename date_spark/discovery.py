@@ -1158,6 +1158,20 @@ def run_search(
     return _Search(backend, schema, cfg, seed, clock).run()
 
 
+def level_fractions(counts: Sequence[int], n_cols: int, cfg: DiscoveryConfig) -> list[float]:
+    """Sampling fraction per candidate: `sample_per_candidate` rows each, scaled down together
+    so the level's cached sample stays within `sample_cells` (a 300-column table would otherwise
+    cache 50 candidates x 20,000 rows x 300 cells and exhaust a 1 GB driver)."""
+    rows = [min(n, cfg.sample_per_candidate) for n in counts]
+    total = sum(rows) * max(1, n_cols)
+    scale = min(1.0, cfg.sample_cells / total) if total else 1.0
+    floor = 2 * cfg.min_rows
+    return [
+        min(1.0, max(r * scale, min(r, floor)) / n) if n else 1.0
+        for r, n in zip(rows, counts, strict=True)
+    ]
+
+
 class _Search:
     def __init__(
         self,
@@ -1327,7 +1341,7 @@ class _Search:
         t = self.clock()
         cfg = self.cfg
         root = Conjunction()
-        frac = min(1.0, cfg.sample_per_candidate / self.n)
+        frac = level_fractions([self.n], len(self.schema.features) + 1, cfg)[0]
         seeds = {0: self._seed_for(root)}
         sample = self.b.draw(1, [root], [frac])
         try:
@@ -1461,7 +1475,7 @@ class _Search:
             self._log(level, len(batch), 0, 0, 0, 0, 0, dropped, 0, t)
             return
         conjs = [c.conj for c, _ in live]
-        fracs = [min(1.0, cfg.sample_per_candidate / n) for _, n in live]
+        fracs = level_fractions([n for _, n in live], len(self.schema.features) + 1, cfg)
         seeds = {i: self._seed_for(c) for i, c in enumerate(conjs)}
         models = self.model_bytes if cfg.model_sharing else {}
         spec = self._spec(False, seeds, self.rho, models)

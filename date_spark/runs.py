@@ -203,9 +203,13 @@ def check_resume_config(run: Run, cfg: Config) -> list[str]:
     done = {s for s in STAGES if run.is_done(s)}
     blocking = []
     changed = []
+    had = _flat(dict(saved))
+    defaults = _flat(type(cfg)().redacted())
     for key, old, new in config_changes(saved, cfg.redacted()):
         stage = stage_of(key)
         changed.append(key)
+        if key not in had and key in defaults and defaults[key] == new:
+            continue  # a key newer than the run, left at its default: the upgrade is no change
         if stage is not None and _reached(stage, done):
             was, now = json.dumps(old, default=str), json.dumps(new, default=str)
             blocking.append(f"{key} {was} -> {now}")

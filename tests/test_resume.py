@@ -113,3 +113,23 @@ def test_stage_of_config_keys() -> None:
         "output.runs_dir",
     ):
         assert stage_of(neutral) is None, neutral
+
+
+def test_a_key_newer_than_the_run_at_its_default_does_not_block_the_resume(tmp_path: Path) -> None:
+    """A run saved before a key existed (here `discovery.sample_cells`) resumes after the upgrade
+    while the key keeps its default; set to anything else, it is a change like any other."""
+    from date_spark.config import Config, load_config
+    from date_spark.errors import ConfigError
+    from date_spark.runs import check_resume_config, start_run
+
+    run = start_run(tmp_path / "runs")
+    saved = Config().redacted()
+    del saved["discovery"]["sample_cells"]
+    run.update(config=saved)
+    run.finish_stage("prepare", {})
+    run.finish_stage("discovery", {})
+
+    assert check_resume_config(run, Config()) == ["discovery.sample_cells"]
+    smaller = load_config([], ["discovery.sample_cells=100000"])
+    with pytest.raises(ConfigError, match=r"discovery.sample_cells null -> 100000"):
+        check_resume_config(run, smaller)

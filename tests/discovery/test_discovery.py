@@ -466,3 +466,22 @@ def test_effective_rho_modes() -> None:
     # A table the DGR model already fits at the floor: the threshold is its own error.
     assert effective_rho("relative", 0.25, 0.05, 0.07, 0.5) == pytest.approx(0.05)
     assert effective_rho("relative", 0.25, 0.3, 0.0, 0.5) == pytest.approx(0.075)
+
+
+def test_a_level_sample_stays_within_its_cell_budget() -> None:
+    """Narrow tables keep `sample_per_candidate` rows each; wide ones shrink every candidate in
+    proportion until the level fits `sample_cells`, never below 2 x min_rows."""
+    from date_spark.discovery import level_fractions
+
+    cfg = DiscoveryConfig(sample_per_candidate=20_000, sample_cells=20_000_000, min_rows=50)
+    counts = [50_000, 10_000, 400, 60]
+    narrow = level_fractions(counts, 8, cfg)
+    assert narrow == [0.4, 1.0, 1.0, 1.0]
+
+    wide = level_fractions(counts * 12, 300, cfg)  # 48 candidates, 300 columns
+    rows = [f * n for f, n in zip(wide, counts * 12, strict=True)]
+    floored = sum(r for r in rows if r <= 100)  # the floor may top the budget by these
+    assert 19_000_000 <= (sum(rows) - floored) * 300 <= 20_000_000
+    assert rows[0] / rows[1] == pytest.approx(2.0)  # shrunk together: 20,000 : 10,000
+    assert all(r >= min(n, 100) - 1e-9 for r, n in zip(rows, counts * 12, strict=True))
+    assert rows[3] == pytest.approx(60)  # a candidate under the floor keeps all its rows
