@@ -64,3 +64,16 @@ class Interrupted(DateSparkError):
     def __init__(self, message: str, run_id: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+def interrupted_by(exc: BaseException) -> bool:
+    """A KeyboardInterrupt anywhere in the chain: pyspark's cleanup after Ctrl-C often raises a
+    Java error (a broken pipe) in place of the interrupt it was handling."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False

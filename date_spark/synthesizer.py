@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from date_spark import io, output
 from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery, discover
-from date_spark.errors import ConfigError, DateSparkError, Interrupted
+from date_spark.errors import ConfigError, DateSparkError, Interrupted, interrupted_by
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.logs import Heartbeat
@@ -111,19 +111,6 @@ def _rewatch_sigint(synth: Any) -> None:
     current = signal.getsignal(signal.SIGINT)
     if not getattr(current, "date_spark", False):
         _chain_sigint(synth, current)
-
-
-def _interrupted_by(exc: BaseException) -> bool:
-    """A KeyboardInterrupt anywhere in the chain: pyspark's cleanup after Ctrl-C often raises a
-    Java error (a broken pipe) in place of the interrupt it was handling."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
 
 
 class DateSynthesizer:
@@ -651,7 +638,7 @@ class DateSynthesizer:
     def _stopped(self, exc: BaseException | None = None) -> bool:
         """A Ctrl-C arrived: whatever failed after it (a Python worker killed mid-transfer shows
         up as a Java error) is the interruption, not a crash."""
-        return bool(getattr(self, "sigint_", False)) or (exc is not None and _interrupted_by(exc))
+        return bool(getattr(self, "sigint_", False)) or (exc is not None and interrupted_by(exc))
 
     def _run(self, df: DataFrame | None, resume: str | None) -> RunResult:
         from date_spark.preflight import check_llm
@@ -705,7 +692,7 @@ class DateSynthesizer:
         )
         result = RunResult(run.run_id, str(run.root), ["prepare"])
         try:
-            with Tracker(cfg, run.run_id) as tracker:
+            with Tracker(cfg, run.run_id, stopped=self._stopped) as tracker:
                 result.mlflow_run_id = tracker.mlflow_run_id
                 tracker.metrics({"rows_in": self.profile_.rows})
                 self.fit(run=run)

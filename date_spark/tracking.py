@@ -12,13 +12,13 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from date_spark.config import Config
-from date_spark.errors import Interrupted
+from date_spark.errors import Interrupted, interrupted_by
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,9 @@ def ui_command(cfg: Config) -> str:
 class Tracker:
     """A thin context manager over one MLflow run; every call is a no-op when disabled."""
 
-    def __init__(self, cfg: Config, run_id: str) -> None:
+    def __init__(self, cfg: Config, run_id: str, stopped: Callable[[], bool] | None = None) -> None:
         self.enabled = cfg.tracking.enabled
+        self.stopped = stopped  # True once the user pressed Ctrl-C: what fails next is KILLED
         self.cfg = cfg
         self.run_id = run_id
         self.mlflow_run_id: str | None = None
@@ -120,7 +121,11 @@ class Tracker:
 
         if exc_type is None:
             status = "FINISHED"
-        elif issubclass(exc_type, (KeyboardInterrupt, Interrupted)):
+        elif (
+            issubclass(exc_type, (KeyboardInterrupt, Interrupted))
+            or (exc is not None and interrupted_by(exc))
+            or (self.stopped is not None and self.stopped())
+        ):
             status = "KILLED"
         else:
             status = "FAILED"
