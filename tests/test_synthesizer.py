@@ -64,17 +64,12 @@ def job_args(table: Path, tmp: Path, url: str, *extra: str) -> list[str]:
         "generation.requests_per_rule=2",
         "--set",
         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        # Plumbing, not value: a decision tree fits in 5 ms where the default boosting takes
-        # 200 ms, and selection refits for every arm (a run: 66 s instead of 102 s). The default
-        # model's decisions are tested in tests/test_value.py.
-        "--set",
-        "selection.model=decision_tree",
         *extra,
     ]
 
 
 @pytest.mark.usefixtures("spark")
-def test_job_end_to_end_rerun_and_resume(
+def test_job_end_to_end_then_resume_rewrites_the_same_rows(
     table: Path, tmp_path: Path, spark: Any, capsys: Any
 ) -> None:
     """The job's plumbing under the paper's acceptance rule (`min_z: 0`, no confirmation), so
@@ -125,14 +120,6 @@ def test_job_end_to_end_rerun_and_resume(
         arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
         assert {"discovery", "generation", "selection"} <= arts
 
-        # rerun of the same date: the same rows, no duplicates
-        assert main(["run", *job_args(table, tmp_path, url, *paper)]) == 0
-        again = spark.read.parquet(str(tmp_path / "out")).toPandas()
-        again = again[again["_date_synthetic"]]
-        cols = [c for c in inp.columns]
-        key = lambda df: df[cols].round(12).sort_values(cols).reset_index(drop=True)  # noqa: E731
-        pd.testing.assert_frame_equal(key(again), key(rows))
-
     # resume a run stopped after generation: zero LLM calls (fresh cache, a server that counts)
     rid = runs[0].parent.name
     m = json.loads(runs[0].read_text())
@@ -156,6 +143,13 @@ def test_job_end_to_end_rerun_and_resume(
     assert not (tmp_path / "cache2").exists() or not any((tmp_path / "cache2").rglob("*.json"))
     resumed = json.loads(runs[0].read_text())
     assert "output" in resumed["stages"]
+    # the resumed run rewrote the same date: the same rows, not twice (a full rerun of a date is
+    # tests/surfaces/test_surface_nightly.py's)
+    again = spark.read.parquet(str(tmp_path / "out")).toPandas()
+    again = again[again["_date_synthetic"]]
+    cols = list(inp.columns)
+    key = lambda df: df[cols].round(12).sort_values(cols).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(key(again), key(rows))
 
 
 @pytest.mark.usefixtures("spark")
