@@ -117,7 +117,7 @@ from date_spark.models import estimator
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
 from date_spark.scans import ScanMeter, format_passes
 from date_spark.schema import Kind, TableSchema
-from date_spark.spark import to_pandas
+from date_spark.spark import sql_conf, to_pandas
 from date_spark.split import holdout_mask, row_uniform
 from date_spark.trees import RuleTree, Split, score_order
 
@@ -1142,7 +1142,8 @@ def discover(
     if schema.task not in ("classification", "regression"):
         raise DiscoveryError(f"unknown task {schema.task!r}; use classification or regression")
     _check_config(cfg)
-    return run_search(SparkBackend(df, schema, seed), schema, cfg, seed=seed)
+    with sql_conf(df.sparkSession):
+        return run_search(SparkBackend(df, schema, seed), schema, cfg, seed=seed)
 
 
 def run_search(

@@ -4,9 +4,10 @@ session when none exists."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -33,6 +34,29 @@ def _prepare_local_python() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+# Catalyst's constraint propagation grows with every aliased column under a filter: the job's
+# plans hash and filter on all of a table's columns, and at 300 columns the planner alone ran a
+# 1 GB driver out of memory before a row was read (`benchmarks/wide_tables.py`; discovery at 300
+# columns finished once it was off). Set for each stage, the session's own value put back after.
+STAGE_SQL_CONF: Mapping[str, str] = {"spark.sql.constraintPropagation.enabled": "false"}
+
+
+@contextlib.contextmanager
+def sql_conf(spark: SparkSession, values: Mapping[str, str] = STAGE_SQL_CONF) -> Iterator[None]:
+    """Runtime SQL settings for a block (classic and Spark Connect), then the previous values."""
+    before = {k: spark.conf.get(k, None) for k in values}
+    for k, v in values.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, old in before.items():
+            if old is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, old)
 
 
 def to_pandas(df: DataFrame) -> pd.DataFrame:

@@ -46,7 +46,7 @@ from date_spark.runs import (
 from date_spark.schema import TableSchema, column_specs
 from date_spark.selection import Arm, Confirmation, CrossFitEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
-from date_spark.spark import session, to_pandas
+from date_spark.spark import session, sql_conf, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker
 from date_spark.utility import Utility
@@ -132,7 +132,8 @@ class DateSynthesizer:
         t0 = time.monotonic()
         with Heartbeat(name):  # a line at least every 20 s while the stage runs
             _tag(self._session(), name)  # the first stage starts Spark: also a silent wait
-            yield
+            with sql_conf(self._session()):
+                yield
         self.stage_ = None
         secs = time.monotonic() - t0
         self.seconds_[name] = round(secs, 3)
