@@ -8,8 +8,8 @@ Each width runs in a fresh process (its own Spark driver, default 1 GB heap), so
 of one does not leak into the other. Reported per width: seconds per stage (the job's own stage
 timers), the driver JVM's peak resident memory (VmHWM of the java process) and the Python
 driver's peak (ru_maxrss), with ratios against the 20-column run. Results go to
-`benchmarks/results/wide_tables.json`; a width whose run fails is recorded there as failed (and
-the script exits 1).
+`benchmarks/results/wide_tables.json` (through `recording.py`: commit, machine, load average); a
+width whose run fails is recorded there as failed (and the script exits 1).
 
 The prompt budget is raised for both widths (`generation.prompt_token_budget`): describing 300
 columns takes about 4,000 tokens before any example row, and the budget is a hard limit.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,8 +37,10 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "wide_tables.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recording import environment, write_result
+
 STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
 PROMPT_BUDGET = 16_000
 
@@ -207,6 +208,7 @@ def main() -> None:
         child(args.rows, args.child, args.child_out)
         return
     widths = [int(c) for c in args.cols.split(",")]
+    env = environment()
     records = []
     for n in widths:
         out = Path(tempfile.mkdtemp(prefix="date-spark-wide-res-")) / f"{n}.json"
@@ -236,23 +238,38 @@ def main() -> None:
     finished = [r for r in records if "failed" not in r]
     if finished:
         report(finished)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "wide_tables",
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "baseline_columns": widths[0],
-                "runs": records,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_result(
+        "wide_tables",
+        {"rows": args.rows, "columns": widths, "baseline_columns": widths[0]},
+        {"runs": records, "ratios": ratios(finished)},
+        env,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
     if len(finished) < len(records):
         raise SystemExit(1)
+
+
+def ratios(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Each width's seconds and peaks over the baseline's (the first width), per figure."""
+    if not records:
+        return {}
+    base = records[0]
+
+    def figs(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **{f"{s}_s": r["stage_seconds"].get(s) for s in STAGES},
+            "job_s": r["job_seconds"],
+            "driver_jvm_peak_mb": r["driver_jvm_peak_rss_mb"],
+            "driver_python_peak_mb": r["driver_python_peak_rss_mb"],
+        }
+
+    b = figs(base)
+    return {
+        str(r["columns"]): {
+            k: (round(v / b[k], 2) if v is not None and b.get(k) else None)
+            for k, v in figs(r).items()
+        }
+        for r in records[1:]
+    }
 
 
 def report(records: list[dict[str, Any]]) -> None:
