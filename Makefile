@@ -73,6 +73,8 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/prompt_budget.py
 	$(PY) benchmarks/local_timeout.py
 	$(PY) benchmarks/refusal.py
+	$(PY) benchmarks/real_tables.py
+	$(PY) benchmarks/wide_tables.py
 	$(PY) benchmarks/readme_table.py --write
 
 bench-readme: $(STAMP)

@@ -320,6 +320,28 @@ def _what_refusal(r: dict[str, Any] | None) -> str:
     )
 
 
+def wide_tables(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    runs = r["figures"]["runs"]
+    base = r["parameters"]["baseline_columns"]
+    cells = []
+    for run in runs:
+        where = f"{run['columns']} columns x {run['rows']:,} rows"
+        if "failed" in run:
+            cells.append(f"{where}: did not finish ({run['failed']})")
+            continue
+        ratio = r["figures"]["ratios"].get(str(run["columns"]), {})
+        vs = f" ({ratio['job_s']:.2f}x the {base}-column run)" if ratio.get("job_s") else ""
+        cells.append(
+            f"{where}: {run['job_seconds']:.0f} s{vs}, discovery "
+            f"{run['stage_seconds']['discovery']:.0f} s, evaluation "
+            f"{run['stage_seconds']['evaluation']:.0f} s, driver JVM peak "
+            f"{run['driver_jvm_peak_rss_mb']:,.0f} MB"
+        )
+    return "; ".join(cells)
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -383,6 +405,15 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         "`benchmarks/refusal.py`",
         _what_refusal,
         refusal,
+    ),
+    (
+        "wide_tables",
+        "`benchmarks/wide_tables.py`",
+        _fixed(
+            "the whole job (stub endpoint) on a generated mixed-type table at 20 columns (the "
+            "baseline) and 300, each width in its own driver (1 GB heap)"
+        ),
+        wide_tables,
     ),
 )
 
