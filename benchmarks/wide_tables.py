@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument(
         "--cols", default="20,300", help="comma-separated widths; the first is the baseline"
     )
+    ap.add_argument("--name", default="wide_tables", help="results file: results/<name>.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -208,7 +209,9 @@ def main() -> None:
         child(args.rows, args.child, args.child_out)
         return
     widths = [int(c) for c in args.cols.split(",")]
-    env = environment()
+    from date_spark.config import SparkConfig
+
+    env = {**environment(), "spark_master": SparkConfig().master}  # each child's own session
     records = []
     for n in widths:
         out = Path(tempfile.mkdtemp(prefix="date-spark-wide-res-")) / f"{n}.json"
@@ -239,7 +242,7 @@ def main() -> None:
     if finished:
         report(finished)
     write_result(
-        "wide_tables",
+        args.name,
         {"rows": args.rows, "columns": widths, "baseline_columns": widths[0]},
         {"runs": records, "ratios": ratios(finished)},
         env,
