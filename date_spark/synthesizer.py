@@ -81,6 +81,9 @@ def _watch_sigint(synth: Any) -> Iterator[None]:
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:  # started with Ctrl-C ignored (nohup, some schedulers)
+        yield
+        return
     _chain_sigint(synth, previous)
     synth.sigint_watched_ = True
     try:
