@@ -251,53 +251,52 @@ def main() -> None:
         raise SystemExit(1)
 
 
+def _figures(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{f"{s}_s": r["stage_seconds"].get(s) for s in STAGES},
+        "job_s": r["job_seconds"],
+        "driver_jvm_peak_mb": r["driver_jvm_peak_rss_mb"],
+        "driver_python_peak_mb": r["driver_python_peak_rss_mb"],
+    }
+
+
 def ratios(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Each width's seconds and peaks over the baseline's (the first width), per figure."""
     if not records:
         return {}
-    base = records[0]
-
-    def figs(r: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **{f"{s}_s": r["stage_seconds"].get(s) for s in STAGES},
-            "job_s": r["job_seconds"],
-            "driver_jvm_peak_mb": r["driver_jvm_peak_rss_mb"],
-            "driver_python_peak_mb": r["driver_python_peak_rss_mb"],
-        }
-
-    b = figs(base)
+    b = _figures(records[0])
     return {
         str(r["columns"]): {
             k: (round(v / b[k], 2) if v is not None and b.get(k) else None)
-            for k, v in figs(r).items()
+            for k, v in _figures(r).items()
         }
         for r in records[1:]
     }
 
 
+LABELS = {
+    **{f"{s}_s": f"{s} (s)" for s in STAGES},
+    "job_s": "job (s)",
+    "driver_jvm_peak_mb": "driver JVM peak (MB)",
+    "driver_python_peak_mb": "driver Python peak (MB)",
+}
+
+
 def report(records: list[dict[str, Any]]) -> None:
-    base = records[0]
+    """The table the results file holds: each width, then its ratio to the baseline's."""
+    base, rest = records[0], records[1:]
     head = f"{'':24}" + "".join(f"{str(r['columns']) + ' cols':>14}" for r in records)
-    head += "".join(
-        f"{'x' + str(r['columns']) + '/' + str(base['columns']):>12}" for r in records[1:]
-    )
+    head += "".join(f"{'x' + str(r['columns']) + '/' + str(base['columns']):>12}" for r in rest)
     print(head)
-
-    def line(label: str, get: Any) -> None:
-        vals = [get(r) for r in records]
+    figs, rel = [_figures(r) for r in records], ratios(records)
+    for key, label in LABELS.items():
         text = f"{label:24}" + "".join(
-            f"{v:>14.1f}" if v is not None else f"{'-':>14}" for v in vals
+            f"{f[key]:>14.1f}" if f[key] is not None else f"{'-':>14}" for f in figs
         )
-        for v in vals[1:]:
-            b = vals[0]
-            text += f"{(v / b):>12.2f}" if v is not None and b else f"{'-':>12}"
+        for r in rest:
+            v = rel[str(r["columns"])][key]
+            text += f"{v:>12.2f}" if v is not None else f"{'-':>12}"
         print(text)
-
-    for s in STAGES:
-        line(f"{s} (s)", lambda r, s=s: r["stage_seconds"].get(s))
-    line("job (s)", lambda r: r["job_seconds"])
-    line("driver JVM peak (MB)", lambda r: r["driver_jvm_peak_rss_mb"])
-    line("driver Python peak (MB)", lambda r: r["driver_python_peak_rss_mb"])
     for r in records:
         print(
             f"{r['columns']} cols: {r['rules']} rules, {r['arms']} arms, "

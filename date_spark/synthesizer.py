@@ -639,10 +639,10 @@ class DateSynthesizer:
             run_id=run.run_id,
         )
 
-    def _stopped(self, exc: BaseException | None = None) -> bool:
+    def _stopped(self, exc: BaseException) -> bool:
         """A Ctrl-C arrived: whatever failed after it (a Python worker killed mid-transfer shows
         up as a Java error) is the interruption, not a crash."""
-        return bool(getattr(self, "sigint_", False)) or (exc is not None and interrupted_by(exc))
+        return bool(getattr(self, "sigint_", False)) or interrupted_by(exc)
 
     def _run(self, df: DataFrame | None, resume: str | None) -> RunResult:
         from date_spark.preflight import check_llm

@@ -68,9 +68,14 @@ def ui_command(cfg: Config) -> str:
 class Tracker:
     """A thin context manager over one MLflow run; every call is a no-op when disabled."""
 
-    def __init__(self, cfg: Config, run_id: str, stopped: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        run_id: str,
+        stopped: Callable[[BaseException], bool] = interrupted_by,
+    ) -> None:
         self.enabled = cfg.tracking.enabled
-        self.stopped = stopped  # True once the user pressed Ctrl-C: what fails next is KILLED
+        self.stopped = stopped  # True when the error came of a Ctrl-C: the run is KILLED
         self.cfg = cfg
         self.run_id = run_id
         self.mlflow_run_id: str | None = None
@@ -121,11 +126,7 @@ class Tracker:
 
         if exc_type is None:
             status = "FINISHED"
-        elif (
-            issubclass(exc_type, (KeyboardInterrupt, Interrupted))
-            or (exc is not None and interrupted_by(exc))
-            or (self.stopped is not None and self.stopped())
-        ):
+        elif isinstance(exc, Interrupted) or (exc is not None and self.stopped(exc)):
             status = "KILLED"
         else:
             status = "FAILED"
