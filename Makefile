@@ -74,6 +74,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/local_timeout.py
 	$(PY) benchmarks/refusal.py
 	$(PY) benchmarks/real_tables.py
+	$(PY) benchmarks/headroom.py
 	$(PY) benchmarks/wide_tables.py
 	$(PY) benchmarks/readme_table.py --write
 

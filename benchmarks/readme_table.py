@@ -342,6 +342,26 @@ def wide_tables(r: dict[str, Any] | None) -> str:
     return "; ".join(cells)
 
 
+def headroom(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    draws = r["parameters"]["draws"]
+    cells = []
+    for budget, c in sorted(r["figures"]["summary"].items(), key=lambda kv: int(kv[0])):
+        mine = [
+            x for x in r["figures"]["results"] if str(x["budget"]) == budget and "skipped" not in x
+        ]
+        better = sum(x["significantly_better"] for x in mine)
+        worse = sum(x["significantly_worse"] for x in mine)
+        where = "on " + ", ".join(c["measurable"]) if c["measurable"] else "on no table"
+        cells.append(
+            f"{budget} perfect rows: median gain {100 * c['median_relative_gain']:+.1f}%; test "
+            f"interval above zero in {better} of {draws * len(mine)} draws ({worse} below); "
+            f"measurable in most draws {where}"
+        )
+    return "; ".join(cells)
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -399,6 +419,16 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
             "interpolation, the noise stub (random labels) and the local model"
         ),
         real_tables,
+    ),
+    (
+        "headroom",
+        "`benchmarks/headroom.py`",
+        _fixed(
+            "the ceiling: the real tables and the planted one, the downstream model trained with "
+            "and without B *real* rows it never saw (the best any generator can write), scored on "
+            "the job's test split, 5 seeded draws per table x size x B"
+        ),
+        headroom,
     ),
     (
         "refusal",

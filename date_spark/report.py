@@ -714,7 +714,10 @@ def _power_section(inp: ReportInputs) -> Section | None:
         f"partition's confirmation rows would detect with {at} power at the confirmation's "
         "z threshold, in loss units and as a share of the partition's loss. A gain smaller than "
         'that cannot be told from noise on these rows, so "nothing kept" there means "too '
-        'few rows to see it", not "no effect". Partitions with most rows first.</p>'
+        'few rows to see it", not "no effect". "What its last real rows bought" is the '
+        "ceiling: the loss reduction the partition's last real rows (as many as the budget, "
+        "at most half) bought on the same rows; new rows of the real distribution, the best "
+        "a generator can write, buy about that much or less. Partitions with most rows first.</p>"
     )
     parts = sorted(c.get("partitions") or (), key=lambda p: -_num(p.get("rows")))
     tests = {str(t.get("key")): t for t in c.get("tests") or ()}
@@ -725,6 +728,7 @@ def _power_section(inp: ReportInputs) -> Section | None:
             _fmt(p.get("loss")),
             _fmt(p.get("mde")),
             _fmt(p.get("mde_relative"), pct=True),
+            _ceiling(p),
             _partition_test(tests.get(str(p.get("key")))),
         )
         for p in parts[:_MAX_TABLE_ROWS]
@@ -737,9 +741,17 @@ def _power_section(inp: ReportInputs) -> Section | None:
             _fmt(c.get("mde")),
             _fmt(c.get("mde_relative"), pct=True),
             "",
+            "",
         )
     )
-    headers = ["partition", "confirmation rows", "loss", "detectable reduction", "as share of loss"]
+    headers = [
+        "partition",
+        "confirmation rows",
+        "loss",
+        "detectable reduction",
+        "as share of loss",
+        "what its last real rows bought",
+    ]
     if tests:  # per-partition tests (Holm's step-down): which partitions' arms were kept
         headers.append("test of its arms")
     body += _table(
@@ -1211,6 +1223,14 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _ceiling(p: Mapping[str, Any]) -> str:
+    """The partition's ceiling cell: what its last n real rows did to its loss (a reduction)."""
+    n, rel = p.get("ceiling_rows") or 0, _num(p.get("ceiling_relative"))
+    if not n or not math.isfinite(rel):
+        return ""
+    return f"{_fmt(rel, pct=True)} ({_count(n)} rows)"
+
+
 def _power_lines(power: Mapping[str, Any] | None, limit: int = 6) -> list[str]:
     if not power:
         return []
@@ -1222,6 +1242,7 @@ def _power_lines(power: Mapping[str, Any] | None, limit: int = 6) -> list[str]:
     out += [
         f"  - `{p.get('key')}` ({_count(p.get('rows'))} rows): "
         f"{_fmt(p.get('mde_relative'), pct=True)}"
+        + (f"; its last real rows bought {_ceiling(p)}" if _ceiling(p) else "")
         for p in parts[:limit]
     ]
     if len(parts) > limit:

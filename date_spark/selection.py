@@ -968,12 +968,28 @@ class PartitionPower:
     loss: float
     mde: float
     mde_relative: float
+    # The ceiling: the loss reduction the partition's last `ceiling_rows` real rows bought on
+    # these rows (its model without them vs with them); new rows of the real distribution, the
+    # best a generator can write, buy about this much or less (NaN when it has too few rows).
+    ceiling_rows: int = 0
+    ceiling_relative: float = math.nan
+
+    def ceiling_text(self) -> str:
+        if not self.ceiling_rows or not math.isfinite(self.ceiling_relative):
+            return ""
+        what = "lowered" if self.ceiling_relative >= 0 else "raised"
+        return (
+            f"its last {self.ceiling_rows} real rows {what} its loss by "
+            f"{_share(abs(self.ceiling_relative))}"
+        )
 
     def text(self) -> str:
+        ceiling = self.ceiling_text()
+        tail = f" ({ceiling})" if ceiling else ""
         if not math.isfinite(self.mde_relative):
-            return f"{self.key} ({self.rows} rows): not measurable"
+            return f"{self.key} ({self.rows} rows): not measurable{tail}"
         below = _share(self.mde_relative)
-        return f"{self.key} ({self.rows} rows): a gain below {below} cannot be seen"
+        return f"{self.key} ({self.rows} rows): a gain below {below} cannot be seen{tail}"
 
 
 @dataclass(frozen=True)
@@ -1064,7 +1080,15 @@ def partition_power(
         plac = evaluator.partition_loss_vector(j, placebo) if len(placebo) else base
         base_all.append(base)
         plac_all.append(plac)
-        out.append(PartitionPower(key, n, float(np.mean(base)), *_mde(base, plac, k)))
+        held, without = evaluator.ceiling(j, cfg.budget_rows, seed)
+        ceiling = (
+            float(np.mean(without) - np.mean(base)) / float(np.mean(without))
+            if held and float(np.mean(without)) > 0
+            else math.nan
+        )
+        out.append(
+            PartitionPower(key, n, float(np.mean(base)), *_mde(base, plac, k), held, ceiling)
+        )
     if not base_all:
         return (), math.nan, math.nan
     mde, rel = _mde(np.concatenate(base_all), np.concatenate(plac_all), k)
@@ -1305,6 +1329,27 @@ class CrossFitEvaluator:
             return pool
         n = min(budget, len(pool))
         return pool.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
+
+    def ceiling(self, j: int, budget: int, seed: int) -> tuple[int, np.ndarray]:
+        """Partition j's losses from models trained without n of its own fixed rows (n = the
+        budget, at most half of them; seeded): compared with `partition_loss_vector(j, None)`, what
+        its last n real rows bought, the most n new rows of the real distribution could buy.
+        Returns (n, losses); n = 0 when the partition has fewer than 2 fixed rows of its own."""
+        p = self._parts[j]
+        own = np.ones(len(p.fixed_rows), dtype=bool)
+        if len(p.fixed_rows) and p.rule is None:
+            own = self.route(p.fixed_rows) == j
+        n = min(budget, int(own.sum()) // 2)
+        if n < 1 or p.fixed is None:
+            return 0, np.zeros(0)
+        rng = np.random.default_rng(seed)
+        drop = rng.choice(np.flatnonzero(own), size=n, replace=False)
+        keep = np.ones(len(own), dtype=bool)
+        keep[drop] = False
+        fx, fy = p.fixed
+        loss = crossfit_losses(self.model, p.X, p.y, p.folds, fixed=(fx[keep], fy[keep]))
+        self.fits += len(np.unique(p.folds))
+        return n, loss
 
     def partition_loss_vector(
         self, j: int, extra: pd.DataFrame | None, errors: bool = False

@@ -564,6 +564,8 @@ class DateSynthesizer:
             out[f"{p.key}.confirmation_rows"] = float(p.rows)
             out[f"{p.key}.mde"] = p.mde
             out[f"{p.key}.mde_relative"] = p.mde_relative
+            if p.ceiling_rows:
+                out[f"{p.key}.ceiling_relative"] = p.ceiling_relative
         return out
 
     def kept_text(self, power: bool = True) -> str:

@@ -284,7 +284,7 @@ def confirmation_failed() -> dict[str, Any]:
 
     parts = (
         PartitionPower("rule 0: age < 30", 40, 0.25, 0.05, 0.20),
-        PartitionPower("rule 1: region = 'south'", 120, 0.20, 0.02, 0.10),
+        PartitionPower("rule 1: region = 'south'", 120, 0.20, 0.02, 0.10, 100, 0.031),
         PartitionPower("rest", 3, 0.0, float("nan"), float("nan")),
     )
     c = Confirmation(True, False, 163, 0.21, 0.212, -0.4, 1.645, 0.015, 0.0714, parts)
@@ -306,6 +306,7 @@ def test_nothing_kept_shows_the_minimum_detectable_effect_per_partition(tmp_path
     assert "Minimum detectable effect" in parse(paths.html).h2
     assert "power" in page.ids
     header = ["partition", "confirmation rows", "loss", "detectable reduction", "as share of loss"]
+    header.append("what its last real rows bought")  # the ceiling, where the partition has one
     assert header in page.headers
     html_text = paths.html.read_text(encoding="utf-8")
     body = html_text.split("<section id='power'>")[1].split("</section>")[0]
@@ -313,13 +314,14 @@ def test_nothing_kept_shows_the_minimum_detectable_effect_per_partition(tmp_path
     order = [body.index(k) for k in ("region = &#x27;south&#x27;", "age &lt; 30", ">rest<")]
     assert order == sorted(order) and body.index("all confirmation rows") > order[-1]
     assert "<td class='num'>120</td>" in body and "<td class='num'>10.0%</td>" in body
+    assert "3.1% (100 rows)" in body  # region's last 100 real rows lowered its loss by 3.1%
     assert "<td class='num'>n/a</td>" in body and "with 80% power" in body
     assert "failed" in body and "+1.0%" in body  # 0.21 -> 0.212 on the confirmation rows
     assert page.cards["smallest gain the confirmation could see"] == "n/a"
     assert "7.1%" in "".join(page.text) and "href='#power'" in html_text
     md = paths.markdown.read_text(encoding="utf-8")
     assert "smallest detectable loss reduction: 7.1% over all 163 confirmation rows" in md
-    assert "`rule 1: region = 'south'` (120 rows): 10.0%" in md
+    assert "`rule 1: region = 'south'` (120 rows): 10.0%; its last real rows bought 3.1%" in md
     saved = json.loads(paths.json.read_text(encoding="utf-8"))["confirmation"]
     assert saved["partitions"][0]["rows"] == 40 and saved["passed"] is False
 

@@ -387,3 +387,22 @@ def test_every_partition_reports_its_minimum_detectable_effect(planted: Planted)
     strict = select([], planted.evaluator(), cfg(min_z=3.0), confirm=confirm).confirmation
     assert strict is not None and strict.mde > c.mde
     assert "confirmation rows together" in c.power_text()
+
+
+def test_every_partition_reports_what_its_last_real_rows_bought(planted: Planted) -> None:
+    """The ceiling beside the MDE: R3 kept 14 training rows, so losing 7 of them (half, below
+    the 100-row budget) costs its model far more than losing 100 of R0's ~1,200 costs R0's."""
+    confirm = _confirmer(planted)  # a holdout: R3's model sees its 14 rows only
+    c = select([], planted.evaluator(), cfg(), kinds=KINDS, confirm=confirm).confirmation
+    assert c is not None and c.partitions
+    parts = {p.key: p for p in c.partitions}
+    assert parts["R3"].ceiling_rows == 7 and parts["R0"].ceiling_rows == 100
+    assert parts["R3"].ceiling_relative > max(parts["R0"].ceiling_relative, 0.0)
+    assert "its last 7 real rows lowered its loss by" in parts["R3"].text()
+    # the figure is the evaluator's own: the model without those rows vs with them
+    j = confirm.keys.index("R3")
+    n, without = confirm.ceiling(j, 100, 42)
+    base = confirm.partition_loss_vector(j, None)
+    assert n == 7 and len(without) == len(base) > 0
+    assert parts["R3"].ceiling_relative == pytest.approx(1 - base.mean() / without.mean())
+    assert type(c).from_dict(c.to_dict()) == c
