@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from date_spark.errors import ConfigError
 
 ENV_PREFIX = "DATE_SPARK__"
-RESERVED_PREFIX = "_date_"
 _SECRET_KEYS = {"api_key", "apikey", "key", "secret", "token", "password", "azure_api_key"}
 
 

@@ -110,6 +110,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from date_spark.columns import named_col
 from date_spark.config import DiscoveryConfig
 from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
@@ -955,10 +956,6 @@ class SearchBackend(Protocol):
         ...
 
 
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 class SparkBackend:
     """The table stays in Spark: one aggregation per count, one pass per sample."""
 
@@ -972,12 +969,12 @@ class SparkBackend:
         types = {f.name: f.dataType for f in df.schema.fields}
         proj = []
         for c in cols:
-            col = F.col(_q(c))
+            col = named_col(c)
             if isinstance(types[c], (T.FloatType, T.DoubleType)):
                 # NaN counts as null, as in rules.mask: the Spark filter and the pandas mask agree.
                 col = F.when(F.isnan(col), F.lit(None)).otherwise(col)
             proj.append(col.alias(c))
-        self.df = df.select(*proj).filter(F.col(_q(schema.target)).isNotNull())
+        self.df = df.select(*proj).filter(named_col(schema.target).isNotNull())
         self.schema = schema
         self.cols = cols
         self.seed = seed
@@ -986,10 +983,10 @@ class SparkBackend:
 
     def stats(self) -> TableStats:
         feats = [f.name for f in self.schema.features]
-        tgt = F.col(_q(self.schema.target))
+        tgt = named_col(self.schema.target)
         aggs = [F.count(F.lit(1)).alias("n"), F.min(tgt).alias("tmin"), F.max(tgt).alias("tmax")]
         aggs += [
-            F.count(F.when(F.col(_q(c)).isNull(), 1)).alias(f"null{i}") for i, c in enumerate(feats)
+            F.count(F.when(named_col(c).isNull(), 1)).alias(f"null{i}") for i, c in enumerate(feats)
         ]
         row = self.meter.observe(self.df).agg(*aggs).first()
         assert row is not None
@@ -1022,8 +1019,8 @@ class SparkBackend:
         )
         sample = tagged.select(
             F.explode(F.filter(ids, lambda x: x.isNotNull())).alias(CAND_COL),
-            F.xxhash64(*[F.col(_q(c)) for c in self.cols]).alias(KEY_COL),
-            *[F.col(_q(c)) for c in self.cols],
+            F.xxhash64(*[named_col(c) for c in self.cols]).alias(KEY_COL),
+            *[named_col(c) for c in self.cols],
         )
         return sample.cache()
 

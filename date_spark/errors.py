@@ -32,6 +32,11 @@ class PromptBudgetError(ConfigError):
     limit, so the request is never sent."""
 
 
+class NotFittedError(DateSparkError, AttributeError):
+    """A method that reads learned state (`rules_`, `arms_`, `selection_`) ran before `fit`.
+    An AttributeError too, as scikit-learn's is, so `hasattr` checks keep working."""
+
+
 class OutputError(DateSparkError):
     """The output location is unsafe or the write could not be committed."""
 

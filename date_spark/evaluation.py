@@ -58,7 +58,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from date_spark.config import RESERVED_PREFIX
+from date_spark.columns import RESERVED_PREFIX, RULE, SYNTHETIC, named_col, quoted
 from date_spark.errors import InputError, RuleError
 from date_spark.io import AUTO_CLASSIFICATION_MAX_DISTINCT
 from date_spark.rules import Rule, parse_rule
@@ -67,7 +67,7 @@ from date_spark.spark import to_pandas
 
 log = logging.getLogger(__name__)
 
-RULE_COLUMN = "_date_rule"
+RULE_COLUMN = RULE
 FLAG_RULE = (
     "too_close = tail OR copies. tail: q = 5th percentile of DCR(holdout sample -> training "
     "sample); a = share of synthetic sample rows with DCR <= q, b = the same share for the holdout "
@@ -79,14 +79,6 @@ _RAW_PREFIX = RESERVED_PREFIX + "eval_raw_"
 _FLAG_FLOOR = 0.05
 _CORR_PAIRS_PER_JOB = 60
 _FLAG_Z = 3.0
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _col(name: str) -> Column:
-    return F.col(_q(name))
 
 
 @dataclass(frozen=True)
@@ -299,9 +291,9 @@ def only_synthetic(df: DataFrame) -> DataFrame:
     """The synthetic rows of a job's output: an `augmented` output also holds the input rows
     (`_date_synthetic = false`), which must not count as synthetic; its partition column
     `run_date` is provenance, not data."""
-    if "_date_synthetic" not in df.columns:
+    if SYNTHETIC not in df.columns:
         return df
-    out = df.where(F.col("_date_synthetic"))
+    out = df.where(F.col(SYNTHETIC))
     return out.drop("run_date") if "run_date" in df.columns else out
 
 
@@ -322,7 +314,7 @@ def infer_schema(real: DataFrame, target: str | None = None) -> TableSchema:
         return TableSchema(specs, target, "classification")
     if spec.kind is not Kind.NUMERIC:
         return TableSchema(specs, target, "regression")
-    y = _col(target).cast("double")
+    y = named_col(target).cast("double")
     row = real.agg(
         F.approx_count_distinct(y).alias("d"),
         F.count(F.when(y != F.floor(y), 1)).alias("frac"),
@@ -348,7 +340,7 @@ def _unit(spec: ColumnSpec) -> str:
 
 def _num(spec: ColumnSpec) -> Column:
     """An ordered column as a double (dates as days, timestamps as seconds since the epoch)."""
-    c = _col(spec.name)
+    c = named_col(spec.name)
     if spec.kind is Kind.DATE:
         return F.unix_date(c).cast("double")
     if spec.kind is Kind.TIMESTAMP:
@@ -359,7 +351,7 @@ def _num(spec: ColumnSpec) -> Column:
 
 
 def _disc(spec: ColumnSpec) -> Column:
-    return _col(spec.name).cast("string")
+    return named_col(spec.name).cast("string")
 
 
 @dataclass(frozen=True)
@@ -372,13 +364,13 @@ class _Alignment:
 
 def _try_cast(name: str, spark_type: str) -> Column:
     # try_cast: a value that does not fit becomes null instead of failing the job (ANSI mode).
-    return F.expr(f"try_cast({_q(name)} AS {spark_type})")
+    return F.expr(f"try_cast({quoted(name)} AS {spark_type})")
 
 
 def _cast_to(spec: ColumnSpec, have: str, source: str | None = None) -> Column:
     """Column `source` (default: the spec's own name) as the spec's type, NaN as null."""
     name = source or spec.name
-    c = _col(name) if have == spec.spark_type else _try_cast(name, spec.spark_type)
+    c = named_col(name) if have == spec.spark_type else _try_cast(name, spec.spark_type)
     if spec.spark_type in ("double", "float"):
         c = F.when(F.isnan(c), F.lit(None)).otherwise(c)
     return c
@@ -407,7 +399,7 @@ def _align(df: DataFrame, schema: TableSchema, what: str, keep: Sequence[str] = 
             f"the {what} table shares no column with the real table; real columns are: "
             f"{', '.join(schema.names)}"
         )
-    extras = [_col(k).alias(k) for k in keep if k in fields]
+    extras = [named_col(k).alias(k) for k in keep if k in fields]
     return _Alignment(df.select(*cols, *extras), missing, extra, mismatches)
 
 
@@ -441,8 +433,8 @@ def _stats(
     # level, and 10 columns x 1001 levels of nodes cost seconds of analysis.
     levels = F.lit(np.linspace(0.0, 1.0, st.ks_grid_levels, dtype=np.float64))
     names = [s.name for s in (*cont, *disc)]
-    both = real.select(F.lit(0).alias("_side"), *[_col(n) for n in names]).unionByName(
-        syn.select(F.lit(1).alias("_side"), *[_col(n) for n in names])
+    both = real.select(F.lit(0).alias("_side"), *[named_col(n) for n in names]).unionByName(
+        syn.select(F.lit(1).alias("_side"), *[named_col(n) for n in names])
     )
     pairs = (
         list(corr_pairs)
@@ -473,7 +465,7 @@ def _stats(
                 F.percentile_approx(x, levels, st.quantile_accuracy).alias(f"q{i}_{k}"),
             ]
         for i, s in enumerate(disc):
-            aggs.append(F.count(side(_col(s.name), k)).alias(f"d{i}_{k}"))
+            aggs.append(F.count(side(named_col(s.name), k)).alias(f"d{i}_{k}"))
     row = both.agg(*aggs, *(corr_aggs(chunks[0]) if chunks else [])).first()
     assert row is not None
     corr_rows = [row] if chunks else []
@@ -917,13 +909,13 @@ def _validity(
     fields = {f.name: f.dataType.simpleString() for f in synthetic.schema.fields}
     raw = [f"{_RAW_PREFIX}{i}" for i in range(len(shared))]
     staged = synthetic.select(
-        *[_col(s.name).alias(raw[i]) for i, s in enumerate(shared)],
-        *([_col(rule_column).cast("string").alias(rule_column)] if rule_column else []),
+        *[named_col(s.name).alias(raw[i]) for i, s in enumerate(shared)],
+        *([named_col(rule_column).cast("string").alias(rule_column)] if rule_column else []),
     )
     frame = staged.select(
         *[_cast_to(s, fields[s.name], raw[i]).alias(s.name) for i, s in enumerate(shared)],
         *[F.col(r) for r in raw],
-        *([_col(rule_column)] if rule_column else []),
+        *([named_col(rule_column)] if rule_column else []),
     )
 
     kinds = {s.name: s.kind for s in shared}
@@ -931,7 +923,7 @@ def _validity(
     rows_without_rule = 0
     truncated = False
     if rule_column:
-        rc = _col(rule_column)
+        rc = named_col(rule_column)
         grouped = (
             frame.groupBy(rc.alias("rule"))
             .count()
@@ -970,7 +962,7 @@ def _validity(
         aggs += [F.count(x).alias(f"bn{i}"), F.count(F.when(inside, 1)).alias(f"bi{i}")]
     for k, (text, _, rule, _) in enumerate(parsed):
         if rule is not None:
-            hit = (_col(str(rule_column)) == F.lit(text)) & rule.to_column()
+            hit = (named_col(str(rule_column)) == F.lit(text)) & rule.to_column()
             aggs.append(F.count(F.when(hit, 1)).alias(f"r{k}"))
     row = frame.agg(*aggs).first()
     assert row is not None
@@ -1018,7 +1010,7 @@ def _validity(
 def _packed(df: DataFrame, names: Sequence[str]) -> Column:
     """The row as one struct value: a join or a distinct keyed on it compares every column
     (null equal to null) through one expression, whatever the column count."""
-    return F.struct(*[_col(n).alias(f"c{i}") for i, n in enumerate(names)])
+    return F.struct(*[named_col(n).alias(f"c{i}") for i, n in enumerate(names)])
 
 
 def exact_copies_frame(
@@ -1271,8 +1263,8 @@ def evaluate(
     align = _align(synthetic, schema, "synthetic", keep=[rule_column] if rule_column else [])
     shared = [s for s in schema.columns if s.name not in align.missing]
     sub = TableSchema(tuple(shared), schema.target, schema.task, schema.classes)
-    syn_a = align.frame.select(*[_col(s.name) for s in shared])
-    real_a = real_a.select(*[_col(s.name) for s in shared])
+    syn_a = align.frame.select(*[named_col(s.name) for s in shared])
+    real_a = real_a.select(*[named_col(s.name) for s in shared])
     cont = [s for s in shared if not _is_discrete(s, schema)]
     disc = [s for s in shared if _is_discrete(s, schema)]
 

@@ -62,6 +62,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from date_spark.columns import ARM, GENERATOR, ROUND, RULE, named_col
 from date_spark.config import Config
 from date_spark.errors import ConfigError, RuleError
 from date_spark.features import FeatureEncoder
@@ -80,11 +81,11 @@ from date_spark.trees import RuleTree
 log = logging.getLogger(__name__)
 
 DGR_COL = "_date_dgr"
-ROUND_COL = "_date_round"
+ROUND_COL = ROUND
 REQUEST_COL = "_date_request"
 QRULE_COL = "_date_qrule"
-ARM_COL = "_date_arm"
-RULE_COL = "_date_rule"
+ARM_COL = ARM
+RULE_COL = RULE
 GAIN_COL = "_date_gain"
 AGREE_COL = "_date_agree"
 CANDIDATE_COL = "_date_candidate"
@@ -94,7 +95,7 @@ _POOLED = -2  # the leaf id of pooled small paths
 REST = "_rest"  # the partition of rows no DGR covers (the global model's)
 GROUP_COL = "_date_group"  # the scoring partition of a generated row: its DGR, or REST
 FIXED_COL = "_date_fixed"  # sample rows trained on but never scored (the rest's covered rows)
-GENERATOR_COL = "_date_generator"
+GENERATOR_COL = GENERATOR
 META_FIELDS = [
     T.StructField(DGR_COL, T.StringType()),
     T.StructField(ROUND_COL, T.IntegerType()),
@@ -527,7 +528,7 @@ def _typed_domains(
     (one aggregation job)."""
     aggs = []
     for c in schema.columns:
-        col = F.col(f"`{c.name}`")
+        col = named_col(c.name)
         if c.kind.ordered:
             aggs += [F.min(col).alias(f"min::{c.name}"), F.max(col).alias(f"max::{c.name}")]
         elif c.kind in (Kind.CATEGORICAL, Kind.BOOLEAN):
@@ -682,9 +683,7 @@ class Generator:
         sample = _partition_sample(
             self.routed, [*ids, REST], self.gcfg.partition_sample_rows, self.cfg.seed
         )
-        self.sample_sdf = sample.select(
-            *[F.col(f"`{c}`") for c in self.columns], DGR_COL, SPLIT_COL
-        )
+        self.sample_sdf = sample.select(*[named_col(c) for c in self.columns], DGR_COL, SPLIT_COL)
         # capped per DGR: small by construction; in a fixed row order, whatever the partitioning
         keyed = self.sample_sdf.withColumn(_ORDER_COL, F.xxhash64(*self.sample_sdf.columns))
         self.sample_pd = (

@@ -23,9 +23,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.config import Config, InputConfig, OutputConfig
+from date_spark.columns import named_col, quoted
+from date_spark.config import InputConfig, OutputConfig
 from date_spark.errors import ConfigError, InputError, OutputError
-from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
+from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ AUTO_CLASSIFICATION_MAX_DISTINCT = 20
 DOMAIN_MAX_VALUES = 50
 _CSV_HEADER_OPTS = {"header", "inferschema", "enforceschema", "samplingratio"}
 _INF = float("inf")
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def read_input(spark: SparkSession, cfg: InputConfig, *, flag: str = "input.path") -> DataFrame:
@@ -152,7 +149,7 @@ def select_columns(df: DataFrame, cfg: InputConfig) -> DataFrame:
     `preflight.check_names`, which the command line also runs on a file's header before Spark)."""
     from date_spark.preflight import check_names
 
-    return df.select(*[_q(c) for c in check_names(df.columns, cfg)])
+    return df.select(*[quoted(c) for c in check_names(df.columns, cfg)])
 
 
 def normalize(df: DataFrame, target: str | None = None) -> DataFrame:
@@ -162,11 +159,11 @@ def normalize(df: DataFrame, target: str | None = None) -> DataFrame:
     out = []
     for f in df.schema.fields:
         if isinstance(f.dataType, (T.FloatType, T.DoubleType)):
-            c = F.col(_q(f.name))
+            c = named_col(f.name)
             missing = F.isnan(c) if f.name == target else F.isnan(c) | (F.abs(c) == F.lit(_INF))
             out.append(F.when(missing, F.lit(None)).otherwise(c).alias(f.name))
         else:
-            out.append(F.col(_q(f.name)))
+            out.append(named_col(f.name))
     return df.select(*out)
 
 
@@ -247,25 +244,16 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def prepare(spark: SparkSession, cfg: Config) -> tuple[DataFrame, TableSchema, Profile]:
-    """Read, check and profile the input. Returns the table restricted to the chosen columns
-    (rows with a null target removed), its schema and its profile."""
-    raw = read_input(spark, cfg.input)
-    df = normalize(select_columns(raw, cfg.input), cfg.input.target)
-    specs = column_specs(df.schema)
-    return validate_and_profile(df, specs, cfg.input)
-
-
 def validate_and_profile(
     df: DataFrame, specs: tuple[ColumnSpec, ...], cfg: InputConfig
 ) -> tuple[DataFrame, TableSchema, Profile]:
     target = cfg.target
     assert target is not None
     tspec = next(s for s in specs if s.name == target)
-    y = F.col(_q(target))
+    y = named_col(target)
     aggs = [F.count(F.lit(1)).alias("__rows"), F.count(y).alias("__target_present")]
     for s in specs:
-        c = F.col(_q(s.name))
+        c = named_col(s.name)
         aggs.append(F.count(c).alias(f"n::{s.name}"))
         aggs.append(F.approx_count_distinct(c).alias(f"d::{s.name}"))
         if s.kind in (Kind.NUMERIC, Kind.DATE, Kind.TIMESTAMP):
@@ -285,7 +273,7 @@ def validate_and_profile(
         ]
     elif tspec.kind is Kind.CATEGORICAL:
         # numbers written as text (a CSV column holding `inf` or `nan` is inferred as a string)
-        as_num = F.expr(f"try_cast({_q(target)} AS double)")
+        as_num = F.expr(f"try_cast({quoted(target)} AS double)")
         aggs += [
             F.count(as_num).alias("__numeric_text"),
             F.count(F.when(F.isnan(as_num) | (F.abs(as_num) == F.lit(_INF)), 1)).alias(
@@ -339,7 +327,7 @@ def validate_and_profile(
             ", ".join(map(repr, empty)),
         )
         specs = tuple(s for s in specs if s.name not in empty)
-        df = df.select(*[_q(s.name) for s in specs])
+        df = df.select(*[quoted(s.name) for s in specs])
 
     task = cfg.task
     if task == "auto":
@@ -368,7 +356,7 @@ def validate_and_profile(
     ]
     domains: dict[str, list[Any]] = {}
     if small:
-        drow = df.agg(*[F.collect_set(F.col(_q(s.name))).alias(s.name) for s in small]).first()
+        drow = df.agg(*[F.collect_set(named_col(s.name)).alias(s.name) for s in small]).first()
         assert drow is not None
         for s in small:
             domains[s.name] = sorted(drow[s.name], key=lambda v: (str(type(v)), v))

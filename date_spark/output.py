@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from date_spark.columns import ARM, GENERATOR, ROUND, RULE, RUN_ID, SYNTHETIC, named_col
 from date_spark.config import OutputConfig
 from date_spark.errors import OutputError
 
@@ -36,19 +37,15 @@ log = logging.getLogger(__name__)
 RUN_DATE_COL = "run_date"
 PROVENANCE = T.StructType(
     [
-        T.StructField("_date_synthetic", T.BooleanType(), False),
-        T.StructField("_date_arm", T.StringType()),
-        T.StructField("_date_rule", T.StringType()),
-        T.StructField("_date_round", T.IntegerType()),
-        T.StructField("_date_run_id", T.StringType()),
-        T.StructField("_date_generator", T.StringType()),
+        T.StructField(SYNTHETIC, T.BooleanType(), False),
+        T.StructField(ARM, T.StringType()),
+        T.StructField(RULE, T.StringType()),
+        T.StructField(ROUND, T.IntegerType()),
+        T.StructField(RUN_ID, T.StringType()),
+        T.StructField(GENERATOR, T.StringType()),
     ]
 )
 PROVENANCE_COLS = [f.name for f in PROVENANCE.fields]
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def synthetic_frame(
@@ -72,19 +69,17 @@ def synthetic_frame(
         else:
             arrow_safe[f.name] = None
             staged_fields.append(T.StructField(f.name, f.dataType))
-        cols.append(F.col(_q(f.name)).cast(f.dataType).alias(f.name))
-    for name in ("_date_arm", "_date_rule", "_date_generator"):
+        cols.append(named_col(f.name).cast(f.dataType).alias(f.name))
+    for name in (ARM, RULE, GENERATOR):
         arrow_safe[name] = arrow_safe[name].astype(object) if name in arrow_safe else None
-    arrow_safe["_date_round"] = (
-        pd.to_numeric(arrow_safe["_date_round"]).astype("Int32")
-        if "_date_round" in arrow_safe
-        else None
+    arrow_safe[ROUND] = (
+        pd.to_numeric(arrow_safe[ROUND]).astype("Int32") if ROUND in arrow_safe else None
     )
     staged_fields += [
-        PROVENANCE["_date_arm"],
-        PROVENANCE["_date_rule"],
-        PROVENANCE["_date_round"],
-        PROVENANCE["_date_generator"],
+        PROVENANCE[ARM],
+        PROVENANCE[RULE],
+        PROVENANCE[ROUND],
+        PROVENANCE[GENERATOR],
     ]
     names = [f.name for f in staged_fields]
     for f in input_schema.fields:
@@ -93,12 +88,12 @@ def synthetic_frame(
     staged = spark.createDataFrame(arrow_safe[names], schema=T.StructType(staged_fields))
     return staged.select(
         *cols,
-        F.lit(True).alias("_date_synthetic"),
-        F.col("_date_arm"),
-        F.col("_date_rule"),
-        F.col("_date_round"),
-        F.lit(run_id).alias("_date_run_id"),
-        F.col("_date_generator"),
+        F.lit(True).alias(SYNTHETIC),
+        F.col(ARM),
+        F.col(RULE),
+        F.col(ROUND),
+        F.lit(run_id).alias(RUN_ID),
+        F.col(GENERATOR),
         F.lit(run_date).alias(RUN_DATE_COL),
     )
 
@@ -112,13 +107,13 @@ def _needs_text(f: T.StructField) -> bool:
 def input_frame(df: DataFrame, *, run_id: str, run_date: dt.date) -> DataFrame:
     """Input rows for `augmented` mode, untouched, with `_date_synthetic = false`."""
     return df.select(
-        *[F.col(_q(c)) for c in df.columns],
-        F.lit(False).alias("_date_synthetic"),
-        F.lit(None).cast("string").alias("_date_arm"),
-        F.lit(None).cast("string").alias("_date_rule"),
-        F.lit(None).cast("int").alias("_date_round"),
-        F.lit(run_id).alias("_date_run_id"),
-        F.lit(None).cast("string").alias("_date_generator"),
+        *[named_col(c) for c in df.columns],
+        F.lit(False).alias(SYNTHETIC),
+        F.lit(None).cast("string").alias(ARM),
+        F.lit(None).cast("string").alias(RULE),
+        F.lit(None).cast("int").alias(ROUND),
+        F.lit(run_id).alias(RUN_ID),
+        F.lit(None).cast("string").alias(GENERATOR),
         F.lit(run_date).alias(RUN_DATE_COL),
     )
 
@@ -197,7 +192,7 @@ def write(
     if staged.columns != expected:
         raise OutputError(f"staged output has columns {staged.columns}, expected {expected}")
     rows = staged.count()
-    synthetic = staged.where(F.col("_date_synthetic")).count()
+    synthetic = staged.where(F.col(SYNTHETIC)).count()
     if rows == 0:
         # Dynamic overwrite of zero rows replaces nothing: clear the date explicitly, so a rerun
         # that keeps no row does not leave the previous run's rows for that date; then write the

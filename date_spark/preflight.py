@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from date_spark.config import RESERVED_PREFIX, Config, InputConfig
+from date_spark.columns import RESERVED_PREFIX
+from date_spark.config import Config, InputConfig
 from date_spark.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)

@@ -115,13 +115,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from date_spark.columns import ARM
 from date_spark.config import SelectionConfig
 from date_spark.errors import ConfigError, InputError
 from date_spark.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.rules import CategorySet, Interval, Rule, View
 from date_spark.schema import Kind
 
-ARM_COLUMN = "_date_arm"
+ARM_COLUMN = ARM
 STRATEGIES = ("bandit", "forward", "backward", "topk")
 Oversize = Literal["truncate", "skip"]
 _EPS = 1e-12  # a gain must exceed this to count as an improvement (float noise only)

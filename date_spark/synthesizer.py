@@ -26,15 +26,23 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from date_spark import io, output
+from date_spark.columns import ARM, GENERATOR, ROUND, RULE, named_col
 from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery, discover
-from date_spark.errors import ConfigError, DateSparkError, Interrupted, interrupted_by
+from date_spark.errors import (
+    ConfigError,
+    DateSparkError,
+    Interrupted,
+    NotFittedError,
+    interrupted_by,
+)
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.io import Profile
 from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
 from date_spark.runs import (
+    STAGES,
     Run,
     check_resume_config,
     check_resume_input,
@@ -52,8 +60,6 @@ from date_spark.tracking import Tracker
 from date_spark.utility import Utility
 
 log = logging.getLogger(__name__)
-
-STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
 
 
 @dataclass
@@ -336,21 +342,24 @@ class DateSynthesizer:
             routed, ids, self.config.generation.partition_sample_rows, self.config.seed
         )
         return to_pandas(
-            sample.select(*[F.col(f"`{c}`") for c in self.schema_.names], DGR_COL, SPLIT_COL)
+            sample.select(*[named_col(c) for c in self.schema_.names], DGR_COL, SPLIT_COL)
         )
+
+    def _check_fitted(self, what: str, attribute: str) -> None:
+        if attribute not in vars(self):
+            raise NotFittedError(f"{what} needs a fitted synthesizer: call fit() first")
 
     def select(self, **overrides: Any) -> Selection:
         """Stage 3 again on the fitted arms with `selection.*` options overridden (for example
         ``strategy="forward"``, ``min_z=0``): compares strategies without new LLM calls. The
         fitted `selection_` is left as it was."""
-        if not hasattr(self, "generation_"):
-            raise DateSparkError("select() needs a fitted synthesizer: call fit() first")
+        self._check_fitted("select()", "generation_")
         cfg = self.config.with_overrides({f"selection.{k}": v for k, v in overrides.items()})
         return self._select(cfg)
 
     def _select(self, cfg: Config | None = None) -> Selection:
         cfg = cfg or self.config
-        empty = pd.DataFrame(columns=[*self.schema_.names, "_date_arm"])
+        empty = pd.DataFrame(columns=[*self.schema_.names, ARM])
         if not self.rules_.dgrs:
             return Selection([], empty, [], float("nan"), float("nan"), cfg.selection.strategy,
                              "no rule found")  # fmt: skip
@@ -360,7 +369,7 @@ class DateSynthesizer:
         kinds = self.schema_.kinds
         arms = []
         for rec in cands.to_dict("records"):
-            arm_rows = rows[rows["_date_arm"] == rec["arm_id"]][self.schema_.names]
+            arm_rows = rows[rows[ARM] == rec["arm_id"]][self.schema_.names]
             arms.append(
                 Arm(
                     arm_id=rec["arm_id"],
@@ -398,8 +407,7 @@ class DateSynthesizer:
         test rows are kept, so comparing several selections collects them once."""
         from date_spark.utility import collect, utility
 
-        if not hasattr(self, "rules_"):
-            raise DateSparkError("utility() needs a fitted synthesizer: call fit() first")
+        self._check_fitted("utility()", "rules_")
         cfg = self.config
         sel = selection if selection is not None else self.selection_
         if not hasattr(self, "_utility_rows"):
@@ -451,11 +459,9 @@ class DateSynthesizer:
         result = None
         if kept:
             split = F.col(SPLIT_COL)
-            train = self.data_.where(split != TEST).select(*[F.col(f"`{c}`") for c in names])
-            holdout = self.data_.where(split == TEST).select(*[F.col(f"`{c}`") for c in names])
-            synthetic = self.sample(run.run_id).select(
-                *[F.col(f"`{c}`") for c in names], "_date_rule"
-            )
+            train = self.data_.where(split != TEST).select(*[named_col(c) for c in names])
+            holdout = self.data_.where(split == TEST).select(*[named_col(c) for c in names])
+            synthetic = self.sample(run.run_id).select(*[named_col(c) for c in names], RULE)
             log.info(
                 "evaluation: fidelity, privacy and validity of %d synthetic rows against the "
                 "training rows",
@@ -467,7 +473,7 @@ class DateSynthesizer:
                 self.schema_,
                 holdout=holdout,
                 train=train,
-                rule_column="_date_rule",
+                rule_column=RULE,
             )
             result.utility = metrics
             self.evaluation_metrics_.update(result.metrics())
@@ -571,6 +577,7 @@ class DateSynthesizer:
     def kept_text(self, power: bool = True) -> str:
         """One line: what was kept and why, or why nothing was, with what the confirmation rows
         could have shown (`power`; the report shows that as a table instead)."""
+        self._check_fitted("kept_text()", "selection_")
         s = self.selection_
         c = s.confirmation
         power_text = (
@@ -609,14 +616,15 @@ class DateSynthesizer:
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
         """The kept synthetic rows in the input's schema plus provenance (a Spark DataFrame)."""
+        self._check_fitted("sample()", "selection_")
         sel = self.selection_.rows.copy()
         arms = self.arms_.set_index("arm_id") if len(self.arms_) else None
         if len(sel) and arms is not None:
-            sel["_date_rule"] = sel["_date_arm"].map(arms["rule"])
-            sel["_date_round"] = sel["_date_arm"].map(arms["round"])
-            sel["_date_generator"] = sel["_date_arm"].map(arms["generator"])
+            sel[RULE] = sel[ARM].map(arms["rule"])
+            sel[ROUND] = sel[ARM].map(arms["round"])
+            sel[GENERATOR] = sel[ARM].map(arms["generator"])
         else:
-            for c in ("_date_arm", "_date_rule", "_date_round", "_date_generator"):
+            for c in (ARM, RULE, ROUND, GENERATOR):
                 sel[c] = pd.Series(dtype=object)
         return output.synthetic_frame(
             self._session(),

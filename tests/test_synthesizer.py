@@ -265,3 +265,25 @@ def test_an_error_raised_while_handling_ctrl_c_counts_as_the_interruption() -> N
     assert interrupted_by(after.value)
     assert not interrupted_by(RuntimeError("Broken pipe"))
     assert not interrupted_by(ValueError("x"))
+
+
+def test_reading_learned_state_before_fit_names_the_fix() -> None:
+    """No Spark needed: the facade refuses before it touches anything, with one line, and the
+    error is an AttributeError as scikit-learn's NotFittedError is."""
+    from date_spark.errors import NotFittedError
+    from date_spark.synthesizer import DateSynthesizer
+
+    synth = DateSynthesizer(Config())
+    calls = {
+        "select()": synth.select,
+        "utility()": synth.utility,
+        "sample()": synth.sample,
+        "kept_text()": synth.kept_text,
+    }
+    for what, call in calls.items():
+        with pytest.raises(NotFittedError, match=r"call fit\(\) first") as err:
+            call()
+        assert str(err.value).startswith(what) and "\n" not in str(err.value)
+        assert isinstance(err.value, AttributeError) and err.value.exit_code == 1
+    assert synth.spark is None  # nothing was started
+    assert not hasattr(synth, "selection_")

@@ -160,6 +160,23 @@ def _task_log(directory: str | None) -> Iterator[None]:
         handler.close()
 
 
+# Test hook, off the public signatures: within `fail_one_task_attempt(marker)`, gateway jobs built
+# on the driver fail one task attempt after its calls were made and cached (the marker file makes
+# it once), so a test can show that Spark's retry is served from the cache. The marker path is
+# passed to the task as a plain string argument of its body, like every other task input.
+_FAIL_ONCE_MARKER: list[str | None] = [None]
+
+
+@contextlib.contextmanager
+def fail_one_task_attempt(marker: str) -> Iterator[None]:
+    """For tests: gateway jobs built inside fail one task attempt once (see above)."""
+    _FAIL_ONCE_MARKER[0] = marker
+    try:
+        yield
+    finally:
+        _FAIL_ONCE_MARKER[0] = None
+
+
 def _partition_fn(
     plan: TaskPlan,
     keep: Sequence[str],
@@ -278,7 +295,6 @@ def complete(
     budget: Budget | None = None,
     keep_columns: Sequence[str] = (),
     debug_log_dir: str | None = None,
-    _fail_once_marker: str | None = None,
 ) -> DataFrame:
     """Send every request through the gateway; lazy `DataFrame -> DataFrame`.
 
@@ -301,7 +317,7 @@ def complete(
     # in the same task on every attempt.
     staged = requests.select(*cols).repartitionByRange(num_tasks, "request_id")
     schema = T.StructType(OUTPUT_SCHEMA.fields + [requests.schema[c] for c in keep])
-    fn = _partition_fn(plan, keep, debug_log_dir, _fail_once_marker)
+    fn = _partition_fn(plan, keep, debug_log_dir, _FAIL_ONCE_MARKER[0])
     return staged.mapInPandas(fn, schema)
 
 
@@ -550,7 +566,6 @@ def run(
     keep_columns: Sequence[str] = (),
     check_endpoint: bool = True,
     debug_log_dir: str | None = None,
-    _fail_once_marker: str | None = None,
 ) -> GatewayRun:
     """Run the stage once (one Spark job for the calls), then summarise and charge `budget`.
     Raises EndpointError (one line, naming the URL) when every request failed."""
@@ -563,7 +578,6 @@ def run(
         budget=budget,
         keep_columns=keep_columns,
         debug_log_dir=debug_log_dir,
-        _fail_once_marker=_fail_once_marker,
     )
     pdf = to_pandas(lazy)
     result = requests.sparkSession.createDataFrame(pdf, schema=lazy.schema)

@@ -13,7 +13,14 @@ import pytest
 
 from date_spark.errors import ConfigError, EndpointError, InputError
 from date_spark.llm.budget import Budget
-from date_spark.llm.gateway import GatewayRun, complete, requests_frame, run, summarize
+from date_spark.llm.gateway import (
+    GatewayRun,
+    complete,
+    fail_one_task_attempt,
+    requests_frame,
+    run,
+    summarize,
+)
 from date_spark.llm.rows import RowSchema
 from date_spark.llm.stub import StubServer
 
@@ -115,7 +122,8 @@ def test_task_retry_makes_no_duplicate_calls_or_rows(
     schema = make_schema()
     cfg = make_cfg(stub.base_url, tmp_path / "cache")
     marker = tmp_path / "failed-once"
-    out = run(spark_requests(spark, 8, schema), cfg, num_tasks=2, _fail_once_marker=str(marker))
+    with fail_one_task_attempt(str(marker)):
+        out = run(spark_requests(spark, 8, schema), cfg, num_tasks=2)
     assert marker.exists(), "the hook must have failed one task attempt"
     pdf = out.pandas
     assert len(pdf) == 8 and pdf["request_id"].is_unique

@@ -1,0 +1,52 @@
+"""Column names the job reserves, and the one way to name a column in a Spark expression.
+
+Every column the job adds to a frame or writes to the output starts with `RESERVED_PREFIX`, so an
+input column can never collide with one (the preflight refuses input names with that prefix).
+The output's provenance columns are named here once and imported everywhere else. No pyspark
+import at module level: the preflight reads `RESERVED_PREFIX` before Spark starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+
+__all__ = [
+    "ARM",
+    "GENERATOR",
+    "PROVENANCE_NAMES",
+    "RESERVED_PREFIX",
+    "ROUND",
+    "RULE",
+    "RUN_ID",
+    "SYNTHETIC",
+    "named_col",
+    "quoted",
+]
+
+RESERVED_PREFIX = "_date_"
+
+# The output's provenance columns, in the order they are written after the input's columns.
+SYNTHETIC = "_date_synthetic"  # true for a generated row, false for an input row (mode "union")
+ARM = "_date_arm"  # the arm a kept row came from (a DGR, a tree path, a round)
+RULE = "_date_rule"  # the rule text the row was generated for
+ROUND = "_date_round"  # the generation round
+RUN_ID = "_date_run_id"
+GENERATOR = "_date_generator"  # "llm:<model>" or "interpolation"
+PROVENANCE_NAMES = (SYNTHETIC, ARM, RULE, ROUND, RUN_ID, GENERATOR)
+
+
+def quoted(name: str) -> str:
+    """`name` as a Spark SQL identifier: any column name (dots, spaces, backticks) stays one
+    column instead of a struct path or a parse error."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def named_col(name: str) -> Column:
+    """The column `name`, whatever characters it holds. (pyspark is imported here, not above:
+    the preflight imports this module before Spark starts.)"""
+    from pyspark.sql import functions as F
+
+    return F.col(quoted(name))
