@@ -262,15 +262,11 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     check_input(cfg.input)
-    synth = DateSynthesizer(cfg).prepare()
-    from date_spark.discovery import discover
-    from date_spark.split import SPLIT_COL, TEST
-
-    non_test = synth.data_.where(f"{SPLIT_COL} != '{TEST}'")
-    found = discover(non_test, synth._discovery_schema(synth.schema_), cfg.discovery, seed=cfg.seed)
+    synth = DateSynthesizer(cfg)
+    found = synth.discover()
     out = Path(args.out or Path(cfg.output.runs_dir) / "discover")
     found.save(out / "rules.json")
-    found.rules_frame(synth._session()).write.mode("overwrite").parquet(str(out / "rules"))
+    found.rules_frame(synth.data_.sparkSession).write.mode("overwrite").parquet(str(out / "rules"))
     for d in found.dgrs:
         print(f"{d.rule_id}\tsupport={d.support}\terror={d.val_error:.4f}\t{d.rule.to_text()}")
     print(f"{len(found.dgrs)} rules covering {found.coverage:.1%} of training rows -> {out}")

@@ -16,13 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from date_spark.errors import ConfigError, InputError
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from date_spark.config import Config
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
 
@@ -86,6 +90,29 @@ class Run:
 
     def is_done(self, stage: str) -> bool:
         return self.manifest().get("stages", {}).get(stage, {}).get("status") == "done"
+
+
+def stage(
+    run: Run | None,
+    name: str,
+    compute: Callable[[], T],
+    load: Callable[[Path], T],
+    save: Callable[[T, Path], None],
+    summary: Callable[[T], Mapping[str, Any]],
+) -> T:
+    """One stage of a run: loaded from its directory when the manifest says it finished, else
+    computed, saved and marked finished (`summary` goes in the manifest). No run: computed."""
+    if run is None:
+        return compute()
+    directory = run.stage_dir(name)
+    if run.is_done(name) and directory.exists():
+        value = load(directory)
+        log.info("stage %s: loaded from %s (finished earlier; not recomputed)", name, directory)
+        return value
+    value = compute()
+    save(value, directory)
+    run.finish_stage(name, dict(summary(value)))
+    return value
 
 
 def start_run(runs_dir: str | Path, run_id: str | None = None) -> Run:

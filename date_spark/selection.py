@@ -105,10 +105,12 @@ confirmation then judges the set as a whole).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal, Protocol
 
@@ -120,6 +122,7 @@ from date_spark.config import SelectionConfig
 from date_spark.errors import ConfigError, InputError
 from date_spark.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.rules import CategorySet, Interval, Rule, View
+from date_spark.runs import write_json_atomic
 from date_spark.schema import Kind
 
 ARM_COLUMN = ARM
@@ -232,6 +235,44 @@ class Selection:
         """The trace as a table (one row per step), e.g. for an MLflow artifact."""
         cols = [f.name for f in TraceStep.__dataclass_fields__.values()]
         return pd.DataFrame([asdict(s) for s in self.trace], columns=cols)
+
+    def save(self, directory: Path) -> None:
+        """Rows and trace as parquet, the rest as `selection.json` (written last, atomically:
+        a directory without it holds no selection)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rows.to_parquet(directory / "rows.parquet", index=False)
+        self.trace_frame().to_parquet(directory / "trace.parquet", index=False)
+        write_json_atomic(
+            directory / "selection.json",
+            {
+                "selected": self.selected,
+                "screened": self.screened,
+                "best_score": self.best_score,
+                "baseline": self.baseline,
+                "strategy": self.strategy,
+                "stop_reason": self.stop_reason,
+                "evaluations": self.evaluations,
+                "confirmation": self.confirmation.to_dict() if self.confirmation else None,
+            },
+        )
+
+    @staticmethod
+    def load(directory: Path) -> Selection:
+        """What `save` wrote (the trace stays in `trace.parquet`: resuming needs the result)."""
+        meta = json.loads((directory / "selection.json").read_text(encoding="utf-8"))
+        conf = meta.get("confirmation")
+        return Selection(
+            selected=meta["selected"],
+            rows=pd.read_parquet(directory / "rows.parquet"),
+            trace=[],
+            best_score=meta["best_score"],
+            baseline=meta["baseline"],
+            strategy=meta["strategy"],
+            stop_reason=meta["stop_reason"],
+            evaluations=meta["evaluations"],
+            screened=list(meta.get("screened", meta["selected"])),
+            confirmation=Confirmation.from_dict(conf) if conf else None,
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ run stopped after generation resumes with zero LLM calls).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import threading
@@ -25,10 +24,11 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from date_spark import discovery as discovery_stage
 from date_spark import io, output
 from date_spark.columns import ARM, GENERATOR, ROUND, RULE, named_col
 from date_spark.config import Config, OutputConfig
-from date_spark.discovery import Discovery, discover
+from date_spark.discovery import Discovery
 from date_spark.errors import (
     ConfigError,
     DateSparkError,
@@ -48,11 +48,12 @@ from date_spark.runs import (
     check_resume_input,
     input_fingerprint,
     open_run,
+    stage,
     start_run,
     write_json_atomic,
 )
 from date_spark.schema import TableSchema, column_specs
-from date_spark.selection import Arm, Confirmation, CrossFitEvaluator, Selection, select
+from date_spark.selection import Arm, CrossFitEvaluator, Selection, select
 from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session, sql_conf, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
@@ -203,58 +204,38 @@ class DateSynthesizer:
         train = self.data_.where(F.col(SPLIT_COL) == TRAIN)
 
         with self._timed("discovery"):
-            path = run.stage_dir("discovery") / "discovery.json" if run else None
-            if run and run.is_done("discovery") and path and path.exists():
-                self.rules_ = Discovery.load(path)
-                log.info("discovery: loaded %d rules from %s", len(self.rules_.dgrs), path)
-            else:
-                self.rules_ = discover(
-                    train, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
-                )
-                if run and path:
-                    self.rules_.save(path)
-                    run.finish_stage("discovery", self._discovery_summary())
+            self.rules_ = stage(
+                run,
+                "discovery",
+                lambda: self._discover(train),
+                lambda d: Discovery.load(d / "discovery.json"),
+                lambda found, d: _save_discovery(found, d),
+                _discovery_summary,
+            )
         if not self.rules_.dgrs:
             log.warning("discovery found no rule within rho; nothing to generate for")
 
         with self._timed("generation"):
-            gdir = run.stage_dir("generation") if run else None
-            if run and gdir and run.is_done("generation"):
-                self.generation_ = GenerationResult.load(gdir, cfg.generation.generator)
-                log.info(
-                    "generation: loaded %d rows from %s (no LLM calls)",
-                    len(self.generation_.rows),
-                    gdir,
-                )
-            else:
-                self.generation_ = self._generate()
-                if run and gdir:
-                    self.generation_.save(gdir)
-                    run.finish_stage("generation", self.generation_.summary())
+            self.generation_ = stage(
+                run,
+                "generation",
+                self._generate,
+                lambda d: GenerationResult.load(d, cfg.generation.generator),
+                lambda g, d: g.save(d),
+                lambda g: g.summary(),
+            )
         self.arms_: pd.DataFrame = self.generation_.arms
 
         with self._timed("selection"):
-            sdir = run.stage_dir("selection") if run else None
-            if run and sdir and run.is_done("selection"):
-                self.selection_ = _load_selection(sdir)
-            else:
-                self.selection_ = self._select()
-                if run and sdir:
-                    _save_selection(self.selection_, sdir)
-                    run.finish_stage("selection", self._selection_summary())
+            self.selection_ = stage(
+                run,
+                "selection",
+                self._select,
+                Selection.load,
+                lambda sel, d: sel.save(d),
+                self._selection_summary,
+            )
         return self
-
-    def _discovery_summary(self) -> dict[str, Any]:
-        d = self.rules_
-        return {
-            "rules": len(d.dgrs),
-            "thin_segments": len(d.thin),
-            "coverage": round(float(d.coverage), 4),
-            "trainings": d.trainings,
-            "shared": d.shared,
-            "incomplete": d.incomplete,
-            "rho": d.rho,
-        }
 
     def _generate(self) -> GenerationResult:
         cfg = self.config
@@ -343,6 +324,20 @@ class DateSynthesizer:
         )
         return to_pandas(
             sample.select(*[named_col(c) for c in self.schema_.names], DGR_COL, SPLIT_COL)
+        )
+
+    def discover(self, df: DataFrame | None = None) -> Discovery:
+        """Stage 1 alone, on the training split as `fit` runs it (the validation split stays the
+        confirmation's): to look at the rules before paying for generation. Sets `rules_`."""
+        if not hasattr(self, "data_"):
+            self.prepare(df)
+        self.rules_ = self._discover(self.data_.where(F.col(SPLIT_COL) == TRAIN))
+        return self.rules_
+
+    def _discover(self, train: DataFrame) -> Discovery:
+        cfg = self.config
+        return discovery_stage.discover(
+            train, self._discovery_schema(self.schema_), cfg.discovery, seed=cfg.seed
         )
 
     def _check_fitted(self, what: str, attribute: str) -> None:
@@ -534,8 +529,7 @@ class DateSynthesizer:
         # the selection's own account: screen, confirmation and what it could have detected
         return self.kept_text().removeprefix("kept 0 rows: ")
 
-    def _selection_summary(self) -> dict[str, Any]:
-        s = self.selection_
+    def _selection_summary(self, s: Selection) -> dict[str, Any]:
         out: dict[str, Any] = {
             "strategy": s.strategy,
             "screened_arms": len(s.screened),
@@ -544,7 +538,7 @@ class DateSynthesizer:
             "baseline": s.baseline,
             "best_score": s.best_score,
             "stop_reason": s.stop_reason,
-            "kept": self.kept_text(),
+            "kept": self.kept_text(selection=s),
         }
         c = s.confirmation
         if c is not None:
@@ -574,11 +568,12 @@ class DateSynthesizer:
                 out[f"{p.key}.ceiling_relative"] = p.ceiling_relative
         return out
 
-    def kept_text(self, power: bool = True) -> str:
+    def kept_text(self, power: bool = True, selection: Selection | None = None) -> str:
         """One line: what was kept and why, or why nothing was, with what the confirmation rows
         could have shown (`power`; the report shows that as a table instead)."""
-        self._check_fitted("kept_text()", "selection_")
-        s = self.selection_
+        if selection is None:
+            self._check_fitted("kept_text()", "selection_")
+        s = selection if selection is not None else self.selection_
         c = s.confirmation
         power_text = (
             f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
@@ -710,11 +705,11 @@ class DateSynthesizer:
                 result.mlflow_run_id = tracker.mlflow_run_id
                 tracker.metrics({"rows_in": self.profile_.rows})
                 self.fit(run=run)
-                tracker.metrics(self._discovery_summary(), prefix="discovery_")
+                tracker.metrics(_discovery_summary(self.rules_), prefix="discovery_")
                 tracker.metrics(self.generation_.metrics(), prefix="generation_")
                 for r in self.generation_.rounds:
                     tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
-                tracker.metrics(self._selection_summary(), prefix="selection_")
+                tracker.metrics(self._selection_summary(self.selection_), prefix="selection_")
                 tracker.metrics(self._power_metrics(), prefix="power.")
                 with self._timed("output"):
                     out = self.sample(run.run_id)
@@ -785,37 +780,17 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-def _save_selection(sel: Selection, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    sel.rows.to_parquet(directory / "rows.parquet", index=False)
-    sel.trace_frame().to_parquet(directory / "trace.parquet", index=False)
-    write_json_atomic(
-        directory / "selection.json",
-        {
-            "selected": sel.selected,
-            "screened": sel.screened,
-            "best_score": sel.best_score,
-            "baseline": sel.baseline,
-            "strategy": sel.strategy,
-            "stop_reason": sel.stop_reason,
-            "evaluations": sel.evaluations,
-            "confirmation": sel.confirmation.to_dict() if sel.confirmation else None,
-        },
-    )
+def _save_discovery(found: Discovery, directory: Path) -> None:
+    found.save(directory / "discovery.json")
 
 
-def _load_selection(directory: Path) -> Selection:
-    meta = json.loads((directory / "selection.json").read_text())
-    conf = meta.get("confirmation")
-    return Selection(
-        selected=meta["selected"],
-        rows=pd.read_parquet(directory / "rows.parquet"),
-        trace=[],
-        best_score=meta["best_score"],
-        baseline=meta["baseline"],
-        strategy=meta["strategy"],
-        stop_reason=meta["stop_reason"],
-        evaluations=meta["evaluations"],
-        screened=list(meta.get("screened", meta["selected"])),
-        confirmation=Confirmation.from_dict(conf) if conf else None,
-    )
+def _discovery_summary(d: Discovery) -> dict[str, Any]:
+    return {
+        "rules": len(d.dgrs),
+        "thin_segments": len(d.thin),
+        "coverage": round(float(d.coverage), 4),
+        "trainings": d.trainings,
+        "shared": d.shared,
+        "incomplete": d.incomplete,
+        "rho": d.rho,
+    }

@@ -307,3 +307,30 @@ def test_validate_config_subprocess(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "secrets are not accepted" in res.stderr and "sk-live-XYZ" not in res.stderr
+
+
+def test_discover_writes_the_rules_fit_would_find(
+    tmp_path: Path, good_table: Path, capsys: Any
+) -> None:
+    """`date-spark discover` goes through the facade's public `discover()`: the training split
+    only, as `fit` runs it, so the rules it prints are the ones a run would generate for."""
+    import json
+
+    from date_spark.config import Config
+    from date_spark.synthesizer import DateSynthesizer
+
+    out = tmp_path / "rules-out"
+    sets = ["input.path=" + str(good_table), "input.target=default", "tracking.enabled=false"]
+    before = digest(good_table)
+    code = main(["discover", *[a for s in sets for a in ("--set", s)], "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and digest(good_table) == before
+    saved = json.loads((out / "rules.json").read_text())
+    assert saved["dgrs"], "the demo table has rules to find"
+    assert list((out / "rules").glob("*.parquet"))
+    synth = DateSynthesizer(Config().with_overrides(dict(s.split("=", 1) for s in sets)))
+    found = synth.discover()
+    assert found is synth.rules_
+    assert [d.rule.to_text() for d in found.dgrs] == [
+        line.split("\t")[-1] for line in printed.splitlines() if "\tsupport=" in line
+    ]
