@@ -1360,13 +1360,18 @@ class CrossFitEvaluator:
         out[left] = rest
         return out
 
+    def _own_fixed(self, j: int) -> np.ndarray:
+        """Which of partition j's fixed rows are its own (the rest's fixed rows hold every
+        covered row too; only those no rule matches are its own)."""
+        p = self._parts[j]
+        if len(p.fixed_rows) and p.rule is None:
+            return np.asarray(self.route(p.fixed_rows) == j)
+        return np.ones(len(p.fixed_rows), dtype=bool)
+
     def placebo(self, j: int, budget: int, seed: int) -> pd.DataFrame:
         """As many of partition j's own fixed rows (drawn again, seeded) as the budget could add:
         the refit noise of an arm of that size, for the minimum detectable effect."""
-        p = self._parts[j]
-        pool = p.fixed_rows
-        if len(pool) and p.rule is None:
-            pool = pool[self.route(pool) == j]
+        pool = self._parts[j].fixed_rows[self._own_fixed(j)]
         if pool.empty:
             return pool
         n = min(budget, len(pool))
@@ -1378,9 +1383,7 @@ class CrossFitEvaluator:
         its last n real rows bought, the most n new rows of the real distribution could buy.
         Returns (n, losses); n = 0 when the partition has fewer than 2 fixed rows of its own."""
         p = self._parts[j]
-        own = np.ones(len(p.fixed_rows), dtype=bool)
-        if len(p.fixed_rows) and p.rule is None:
-            own = self.route(p.fixed_rows) == j
+        own = self._own_fixed(j)
         n = min(budget, int(own.sum()) // 2)
         if n < 1 or p.fixed is None:
             return 0, np.zeros(0)
