@@ -82,7 +82,7 @@ class DiscoveryConfig(_Section):
     min_support: float = Field(default=0.01, ge=0, lt=1)
     thin_min_rows: int = Field(default=20, ge=0)
     max_conjunction_length: int = Field(default=4, ge=1, le=16)
-    max_candidates_per_level: int = Field(default=50, ge=2)
+    max_candidates_per_level: int = 50
     max_levels: int = Field(default=12, ge=1)
     sample_per_candidate: int = Field(default=20000, ge=50)
     # Cells (rows x columns) one level may draw for all its candidates together: the sample is
@@ -102,12 +102,29 @@ class DiscoveryConfig(_Section):
     stop_uncovered_fraction: float = Field(default=0.01, ge=0, lt=1)
     model_sharing: bool = True
 
+    @field_validator("max_candidates_per_level")
+    @classmethod
+    def _holds_a_split(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError("cannot hold the two children of a split; use at least 2")
+        return v
+
     @model_validator(mode="after")
     def _rho_range(self) -> DiscoveryConfig:
         if self.rho_mode != "absolute" and self.rho >= 1:
             raise ValueError(
                 f"rho={self.rho} with rho_mode={self.rho_mode} must be below 1 (a share of the "
                 f"global model's error); use rho_mode=absolute for an error threshold"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sample_holds_min_rows(self) -> DiscoveryConfig:
+        if self.sample_per_candidate < 2 * self.min_rows:
+            raise ValueError(
+                f"sample_per_candidate={self.sample_per_candidate} is too small to train and "
+                f"validate a candidate of min_rows={self.min_rows}; use at least "
+                f"{2 * self.min_rows}"
             )
         return self
 

@@ -429,8 +429,13 @@ def test_bad_input(spark: Any) -> None:
     )
     with pytest.raises(DiscoveryError, match="two children"):
         discover(to_spark(spark, pdf), schema, tiny_cap)
+    with pytest.raises(ConfigError, match="sample_per_candidate"):
+        Config().with_overrides({"discovery.sample_per_candidate": 60})
+    small_sample = DiscoveryConfig.model_construct(
+        **{**DiscoveryConfig().model_dump(), "sample_per_candidate": 60}
+    )
     with pytest.raises(DiscoveryError, match="sample_per_candidate"):
-        discover(to_spark(spark, pdf), schema, DiscoveryConfig(sample_per_candidate=60))
+        discover(to_spark(spark, pdf), schema, small_sample)
     with pytest.raises(DiscoveryError, match="missing"):
         discover(to_spark(spark, pdf).drop("x3"), schema, DiscoveryConfig())
     with pytest.raises(DiscoveryError, match="min_rows"):
