@@ -28,6 +28,15 @@ import pandas as pd
 from date_spark.errors import InputError
 from date_spark.schema import Kind, TableSchema
 
+__all__ = [
+    "DEFAULT_MAX_CATEGORIES",
+    "EPOCH_DATE",
+    "EPOCH_DATETIME",
+    "EncodedFeature",
+    "FeatureEncoder",
+    "numeric_values",
+]
+
 EPOCH_DATE = dt.date(1970, 1, 1)
 EPOCH_DATETIME = dt.datetime(1970, 1, 1)
 DEFAULT_MAX_CATEGORIES = 64

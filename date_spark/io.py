@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException, PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,6 +27,20 @@ from date_spark.columns import named_col, quoted
 from date_spark.config import InputConfig, OutputConfig
 from date_spark.errors import ConfigError, InputError, OutputError
 from date_spark.schema import ColumnSpec, Kind, TableSchema
+
+__all__ = [
+    "AUTO_CLASSIFICATION_MAX_DISTINCT",
+    "DOMAIN_MAX_VALUES",
+    "ColumnProfile",
+    "Profile",
+    "check_output",
+    "free_text_columns",
+    "normalize",
+    "read_input",
+    "select_columns",
+    "table_format",
+    "validate_and_profile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -247,10 +261,40 @@ def _jsonable(v: Any) -> Any:
 def validate_and_profile(
     df: DataFrame, specs: tuple[ColumnSpec, ...], cfg: InputConfig
 ) -> tuple[DataFrame, TableSchema, Profile]:
+    """Check the table and profile it: one aggregation for counts and ranges, one for category
+    domains, one for class counts. Fails with an `InputError` naming the fix."""
     target = cfg.target
     assert target is not None
     tspec = next(s for s in specs if s.name == target)
-    y = named_col(target)
+    stats = df.agg(*_profile_aggs(specs, tspec)).first()
+    assert stats is not None
+    rows, present = _check_target_values(stats, tspec, cfg.min_rows)
+    df, specs, empty = _drop_empty_columns(df, specs, stats, target)
+    task = _detect_task(stats, tspec, cfg.task)
+    domains = _domains(df, specs, stats)
+    classes, class_values, mean, std = _target_summary(df, stats, tspec, task, cfg.max_classes)
+    schema = TableSchema(specs, target, task, class_values)
+    profile = Profile(
+        rows=rows,
+        task=task,
+        target=target,
+        columns=_column_profiles(specs, stats, rows, domains),
+        target_nulls=rows - present,
+        classes=classes,
+        target_mean=mean,
+        target_std=std,
+        empty_columns=empty,
+    )
+    if rows - present:
+        log.warning("dropping %d rows whose target %r is null", rows - present, target)
+        df = df.where(named_col(target).isNotNull())
+    return df, schema, profile
+
+
+def _profile_aggs(specs: tuple[ColumnSpec, ...], tspec: ColumnSpec) -> list[Column]:
+    """The first job's columns: per column counts, distinct counts, ranges and text lengths; for
+    the target what its checks and task detection need."""
+    y = named_col(tspec.name)
     aggs = [F.count(F.lit(1)).alias("__rows"), F.count(y).alias("__target_present")]
     for s in specs:
         c = named_col(s.name)
@@ -273,27 +317,30 @@ def validate_and_profile(
         ]
     elif tspec.kind is Kind.CATEGORICAL:
         # numbers written as text (a CSV column holding `inf` or `nan` is inferred as a string)
-        as_num = F.expr(f"try_cast({quoted(target)} AS double)")
+        as_num = F.expr(f"try_cast({quoted(tspec.name)} AS double)")
         aggs += [
             F.count(as_num).alias("__numeric_text"),
             F.count(F.when(F.isnan(as_num) | (F.abs(as_num) == F.lit(_INF)), 1)).alias(
                 "__nonfinite_text"
             ),
         ]
-    stats = df.agg(*aggs).first()
-    assert stats is not None
+    return aggs
+
+
+def _check_target_values(stats: Row, tspec: ColumnSpec, min_rows: int) -> tuple[int, int]:
+    """(rows, rows with a target), after checking there are enough and the target is finite."""
+    target = tspec.name
     rows = int(stats["__rows"])
     if rows == 0:
         raise InputError("the input table has no rows; point input.path/input.table at data")
     present = int(stats["__target_present"])
     if present == 0:
         raise InputError(f"target column {target!r} is null in every row; choose another target")
-    if present < cfg.min_rows:
+    if present < min_rows:
         raise InputError(
             f"the input has {present} rows with a target; date-spark needs at least "
-            f"{cfg.min_rows} to split train/validation/test (input.min_rows)"
+            f"{min_rows} to split train/validation/test (input.min_rows)"
         )
-
     if tspec.kind is Kind.NUMERIC and int(stats["__inf"]):
         raise InputError(
             f"target column {target!r} has {int(stats['__inf'])} non-finite values (inf or -inf) "
@@ -311,6 +358,13 @@ def validate_and_profile(
             f"remove those rows or leave the target empty there (rows with a null target are "
             f"dropped)"
         )
+    return rows, present
+
+
+def _drop_empty_columns(
+    df: DataFrame, specs: tuple[ColumnSpec, ...], stats: Row, target: str
+) -> tuple[DataFrame, tuple[ColumnSpec, ...], list[str]]:
+    """Leave out feature columns null in every row; fail when that is every feature."""
     empty = [s.name for s in specs if s.name != target and int(stats[f"n::{s.name}"]) == 0]
     if len(empty) == len(specs) - 1:
         raise InputError(
@@ -328,8 +382,12 @@ def validate_and_profile(
         )
         specs = tuple(s for s in specs if s.name not in empty)
         df = df.select(*[quoted(s.name) for s in specs])
+    return df, specs, empty
 
-    task = cfg.task
+
+def _detect_task(stats: Row, tspec: ColumnSpec, task: str) -> str:
+    """`input.task`, or with "auto" the task the target's type and values imply (module doc)."""
+    target = tspec.name
     if task == "auto":
         if tspec.kind in (Kind.CATEGORICAL, Kind.BOOLEAN):
             task = "classification"
@@ -346,8 +404,11 @@ def validate_and_profile(
             f"input.task is regression but target {target!r} is {tspec.kind.value}; "
             f"set input.task: classification"
         )
+    return task
 
-    # Second job: value domains of low-cardinality columns (prompts and validation need them).
+
+def _domains(df: DataFrame, specs: tuple[ColumnSpec, ...], stats: Row) -> dict[str, list[Any]]:
+    """Second job: value domains of low-cardinality columns (prompts and validation need them)."""
     small = [
         s
         for s in specs
@@ -360,34 +421,46 @@ def validate_and_profile(
         assert drow is not None
         for s in small:
             domains[s.name] = sorted(drow[s.name], key=lambda v: (str(type(v)), v))
+    return domains
 
-    classes: dict[str, int] = {}
-    mean = std = None
-    if task == "classification":
-        if int(stats[f"d::{target}"]) > cfg.max_classes * 2:
-            raise InputError(
-                f"target {target!r} has about {int(stats[f'd::{target}'])} distinct values, too "
-                f"many classes (input.max_classes={cfg.max_classes}); set input.task: regression"
-            )
-        counts = df.where(y.isNotNull()).groupBy(y.alias("v")).count().collect()
-        typed_classes = sorted((r["v"] for r in counts), key=lambda v: (str(type(v)), v))
-        classes = {str(r["v"]): int(r["count"]) for r in counts}
-        if len(classes) < 2:
-            only = next(iter(classes), "?")
-            raise InputError(
-                f"target {target!r} has a single class ({only!r}); a classifier needs at least "
-                f"two, so pick another target or add rows of the other classes"
-            )
-        if len(classes) > cfg.max_classes:
-            raise InputError(
-                f"target {target!r} has {len(classes)} classes (input.max_classes="
-                f"{cfg.max_classes}); set input.task: regression or raise input.max_classes"
-            )
-    else:
+
+def _target_summary(
+    df: DataFrame, stats: Row, tspec: ColumnSpec, task: str, max_classes: int
+) -> tuple[dict[str, int], tuple[Any, ...], float | None, float | None]:
+    """(class counts, class values, mean, std): the classes (third job) of a classification
+    target, the mean and spread of a regression one; fails when there is nothing to model."""
+    target = tspec.name
+    if task != "classification":
         mean, std = float(stats["__mean"]), float(stats["__std"] or 0.0)
         if std == 0.0:
             raise InputError(f"target {target!r} is constant ({mean:g}); there is nothing to model")
+        return {}, (), mean, std
+    if int(stats[f"d::{target}"]) > max_classes * 2:
+        raise InputError(
+            f"target {target!r} has about {int(stats[f'd::{target}'])} distinct values, too "
+            f"many classes (input.max_classes={max_classes}); set input.task: regression"
+        )
+    y = named_col(target)
+    counts = df.where(y.isNotNull()).groupBy(y.alias("v")).count().collect()
+    typed_classes = sorted((r["v"] for r in counts), key=lambda v: (str(type(v)), v))
+    classes = {str(r["v"]): int(r["count"]) for r in counts}
+    if len(classes) < 2:
+        only = next(iter(classes), "?")
+        raise InputError(
+            f"target {target!r} has a single class ({only!r}); a classifier needs at least "
+            f"two, so pick another target or add rows of the other classes"
+        )
+    if len(classes) > max_classes:
+        raise InputError(
+            f"target {target!r} has {len(classes)} classes (input.max_classes="
+            f"{max_classes}); set input.task: regression or raise input.max_classes"
+        )
+    return classes, tuple(typed_classes), None, None
 
+
+def _column_profiles(
+    specs: tuple[ColumnSpec, ...], stats: Row, rows: int, domains: dict[str, list[Any]]
+) -> list[ColumnProfile]:
     profiles = []
     for s in specs:
         nonnull = int(stats[f"n::{s.name}"])
@@ -408,25 +481,7 @@ def validate_and_profile(
                 control_chars=int(stats[f"ctl::{s.name}"]) if categorical else 0,
             )
         )
-    class_values: tuple[Any, ...] = ()
-    if task == "classification":
-        class_values = tuple(typed_classes)
-    schema = TableSchema(specs, target, task, class_values)
-    profile = Profile(
-        rows=rows,
-        task=task,
-        target=target,
-        columns=profiles,
-        target_nulls=rows - present,
-        classes=classes,
-        target_mean=mean,
-        target_std=std,
-        empty_columns=empty,
-    )
-    if rows - present:
-        log.warning("dropping %d rows whose target %r is null", rows - present, target)
-        df = df.where(y.isNotNull())
-    return df, schema, profile
+    return profiles
 
 
 # ----------------------------------------------------------------------------------------------

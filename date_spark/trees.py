@@ -41,6 +41,18 @@ from date_spark.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule
 from date_spark.schema import Kind
 
+__all__ = [
+    "RuleTree",
+    "Split",
+    "TreeModel",
+    "TreePath",
+    "category_order",
+    "score_order",
+    "shortest_between",
+    "split_nodes",
+    "tree_paths",
+]
+
 TreeModel: TypeAlias = DecisionTreeClassifier | DecisionTreeRegressor
 
 
