@@ -109,6 +109,7 @@ from date_spark.discovery_backend import CAND_COL, KEY_COL, SearchBackend, Spark
 from date_spark.discovery_eval import (
     CROSS_DDL,
     RESULT_DDL,
+    RootExtras,
     _cross_scorer,
     _CrossSpec,
     _EvalSpec,
@@ -483,19 +484,19 @@ class _Search:
         if len(res) != 1:
             raise DiscoveryError("the root sample is empty; the training table has no usable rows")
         r = res.iloc[0]
-        extra = pickle.loads(r["extra"])
-        self.encoder: FeatureEncoder = extra["encoder"]
-        self.global_model = pickle.loads(extra["global"])
+        extra: RootExtras = pickle.loads(r["extra"])
+        self.encoder: FeatureEncoder = extra.encoder
+        self.global_model = pickle.loads(extra.global_model)
         self.root_error = float(r["val_error"])
-        self.floor = float(extra["floor"])
-        self.baseline = float(extra["baseline"])
-        self.global_error = float(extra["global_error"])
+        self.floor = extra.floor
+        self.baseline = extra.baseline
+        self.global_error = extra.global_error
         self.rho = effective_rho(cfg.rho_mode, cfg.rho, self.root_error, self.floor, self.baseline)
         self.trainings = 1
         self.seen.add(root)
         accept_root = self.root_error <= self.rho
         if cfg.rho_mode == "relative":
-            accept_root = accept_root or self.root_error <= self.floor + 2 * extra["root_se"]
+            accept_root = accept_root or self.root_error <= self.floor + 2 * extra.root_se
         logger.info(
             "discovery: %d rows; root %s error %.4f, floor %.4f, global %s %.4f, constant %.4f "
             "-> rho_eff %.4f (%s, rho=%g); min support %d rows",

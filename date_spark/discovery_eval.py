@@ -28,6 +28,7 @@ __all__ = [
     "CROSS_DDL",
     "RESULT_DDL",
     "SUBSTANTIAL_GAIN",
+    "RootExtras",
     "error",
     "fit_model",
     "losses",
@@ -349,6 +350,18 @@ def _split_nodes_for(
     return rt.splits(X)
 
 
+@dataclass(frozen=True)
+class RootExtras:
+    """What the root candidate's evaluation returns beside its model (pickled in `extra`)."""
+
+    encoder: FeatureEncoder
+    floor: float  # the reference model's error: an estimate of the noise no rule can beat
+    baseline: float  # the constant predictor's error
+    root_se: float  # standard error of the root model's validation loss
+    global_model: bytes  # the pickled global model, fitted on the whole root sample
+    global_error: float
+
+
 def _root_extras(
     spec: _EvalSpec,
     enc: FeatureEncoder,
@@ -357,7 +370,7 @@ def _root_extras(
     val: np.ndarray,
     root_loss: np.ndarray,
     seed: int,
-) -> dict[str, Any]:
+) -> RootExtras:
     """The encoder, the noise-floor estimate, the constant predictor's error and the global
     model, all from the root sample."""
     task = spec.schema.task
@@ -380,14 +393,7 @@ def _root_extras(
     global_error = error(g_val, X[val], y[val], task)
     glob = fit_model(spec.global_model, task, enc, X, y, **kw)  # type: ignore[arg-type]
     se = float(np.std(root_loss) / math.sqrt(max(len(root_loss), 1)))
-    return {
-        "encoder": enc,
-        "floor": float(floor),
-        "baseline": baseline,
-        "root_se": se,
-        "global": _dumps(glob),
-        "global_error": float(global_error),
-    }
+    return RootExtras(enc, float(floor), baseline, se, _dumps(glob), float(global_error))
 
 
 def _evaluator(spec: _EvalSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
