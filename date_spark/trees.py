@@ -27,7 +27,7 @@ Boundary semantics (exact, no row in both children, none in neither):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, TypeAlias
@@ -268,21 +268,34 @@ def category_order(
     else:
         labels, counts = np.unique(y, return_counts=True)
         target = (np.asarray(y) == labels[int(np.argmax(counts))]).astype(np.float64)
-    for j in encoder.categorical_indices:
-        k = len(encoder.features[j].categories)
-        if k == 0:
-            continue
-        col = X[:, j]
-        ok = ~np.isnan(col)
-        codes = col[ok].astype(np.int64)
+    for j, k, ok, codes in _category_codes(X, encoder, encoder.categorical_indices):
         sums = np.bincount(codes, weights=target[ok], minlength=k)
         cnt = np.bincount(codes, minlength=k)
         mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.inf)  # unseen codes sort last
-        order = np.lexsort((np.arange(k), mean))
-        rank = np.empty(k, dtype=np.float64)
-        rank[order] = np.arange(k, dtype=np.float64)
-        out[j] = rank
+        out[j] = _ranks(mean)
     return out
+
+
+def _category_codes(
+    X: np.ndarray, encoder: FeatureEncoder, indices: Sequence[int]
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Per categorical feature with categories: its index, how many, which rows hold a value and
+    their codes."""
+    for j in indices:
+        k = len(encoder.features[j].categories)
+        if k == 0:
+            continue
+        ok = ~np.isnan(X[:, j])
+        yield j, k, ok, X[ok, j].astype(np.int64)
+
+
+def _ranks(key: np.ndarray) -> np.ndarray:
+    """Each code's rank when codes are sorted by `key` (ties: the lower code first)."""
+    k = len(key)
+    order = np.lexsort((np.arange(k), key))
+    rank = np.empty(k, dtype=np.float64)
+    rank[order] = np.arange(k, dtype=np.float64)
+    return rank
 
 
 def score_order(
@@ -305,13 +318,7 @@ def score_order(
     R = residual.reshape(len(X), -1)
     psi = (R[:, :, None] * Z[:, None, :]).reshape(len(X), -1)
     out: dict[int, np.ndarray] = {}
-    for j in cats:
-        k = len(encoder.features[j].categories)
-        if k == 0:
-            continue
-        col = X[:, j]
-        ok = ~np.isnan(col)
-        codes = col[ok].astype(np.int64)
+    for j, k, ok, codes in _category_codes(X, encoder, cats):
         cnt = np.bincount(codes, minlength=k).astype(np.float64)
         G = np.zeros((k, psi.shape[1]))
         np.add.at(G, codes, psi[ok])
@@ -327,10 +334,7 @@ def score_order(
             proj[seen] = G[seen] @ v
         else:
             proj[seen] = 0.0
-        order = np.lexsort((np.arange(k), proj))
-        rank = np.empty(k, dtype=np.float64)
-        rank[order] = np.arange(k, dtype=np.float64)
-        out[j] = rank
+        out[j] = _ranks(proj)
     return out
 
 
