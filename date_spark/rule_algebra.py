@@ -27,6 +27,7 @@ import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from date_spark.columns import named_col
 from date_spark.errors import RuleError
 from date_spark.rule_values import (
     CategorySet,
@@ -60,10 +61,6 @@ _OP_RANK = {
     )
 }
 _MAX_DNF_TERMS = 256
-
-
-def _spark_col(name: str) -> Column:
-    return F.col("`" + name.replace("`", "``") + "`")
 
 
 @dataclass(frozen=True, order=False)
@@ -155,7 +152,7 @@ class Predicate:
         return Predicate(self.column, self.op, _coerce(self.value, kind, self.column, self.op))
 
     def to_column(self) -> Column:
-        c = _spark_col(self.column)
+        c = named_col(self.column)
         op, v = self.op, self.value
         if op == "is null":
             return c.isNull()
