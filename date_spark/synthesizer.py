@@ -759,6 +759,8 @@ class DateSynthesizer:
             "rules": len(self.rules_.dgrs),
             "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
             "rejected_rows": rejected,
+            # violates_rule rows re-routed to the partition they satisfy, by partition
+            "rerouted_rows": self.generation_.rerouted_to(),
             "rejected_by_column": by_column,
             "clipped": clipped,
             "arms": len(self.arms_),

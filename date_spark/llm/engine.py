@@ -72,6 +72,7 @@ class LlmResult:
     request_id: str
     status: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    off_rule: list[dict[str, Any]] = field(default_factory=list)  # valid but outside the rule
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_by_column: dict[str, dict[str, int]] = field(default_factory=dict)
     clipped: dict[str, int] = field(default_factory=dict)
@@ -426,6 +427,7 @@ class TaskEngine:
         res.status = "ok"
         res.error = None
         res.rows = v.rows
+        res.off_rule = v.off_rule
         res.rejected = v.rejected
         res.rejected_by_column = v.by_column_json()
         res.clipped = {c: int(n) for c, n in sorted(v.clipped.items()) if n}
