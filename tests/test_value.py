@@ -129,6 +129,7 @@ def test_default_acceptance_keeps_helpful_rows_that_lower_the_test_loss(spark: A
     assert conf is not None and conf.tested and any(t.passed for t in conf.tests)
     u = synth.utility(sel)
     g = u.synthetic_gain  # DATE vs partition only, on the test rows
+    print(f"kept {len(sel.selected)} arms ({sel.n_rows} rows); {g.text(u.loss_name)}")  # -s
     assert g.after < g.before and g.significant == 1, g.text(u.loss_name)
 
 
