@@ -23,6 +23,30 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from date_spark.errors import ConfigError
 
+__all__ = [
+    "ENV_PREFIX",
+    "Config",
+    "DiscoveryConfig",
+    "EvaluationConfig",
+    "GenerationConfig",
+    "InputConfig",
+    "LlmConfig",
+    "LocalModelConfig",
+    "ModelName",
+    "ModelPrice",
+    "OutputConfig",
+    "SelectionConfig",
+    "SparkConfig",
+    "SplitConfig",
+    "TrackingConfig",
+    "dump_yaml",
+    "env_overrides",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+]
+
+
 ENV_PREFIX = "DATE_SPARK__"
 _SECRET_KEYS = {"api_key", "apikey", "key", "secret", "token", "password", "azure_api_key"}
 

@@ -59,6 +59,9 @@ from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker
 from date_spark.utility import Utility
 
+__all__ = ["DateSynthesizer", "RunResult"]
+
+
 log = logging.getLogger(__name__)
 
 
