@@ -165,7 +165,8 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         k: tuple[Any, ...] = key
         qrule, qidx, lf, ag = str(k[0]), str(k[1]), int(k[2]), bool(k[3])
         idx = g.index.to_numpy()
-        with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, extra=(x_gen[idx], y_gen[idx]))
+        extra = (x_gen[idx], y_gen[idx])
+        with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, fixed=fixed, extra=extra)
         gain = base_loss - float(np.mean(with_group))
         parts.append(_arm_rows(g, qrule, qidx, paths.get(lf), ag, gain, spec))
     if len(rejected):

@@ -248,6 +248,27 @@ def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
     pd.testing.assert_frame_equal(score_groups(gen, part, spec), score_groups(gen, part2, spec))
 
 
+def test_a_group_in_the_rest_partition_is_scored_with_the_covered_rows_in_training() -> None:
+    """The rest partition is served by the global model, so its covered rows (`fixed`) train
+    every model that scores it. A group's gain must compare like with like: measured once
+    without the fixed rows in the with-group models, every group there (flipped labels too)
+    looked helpful, because dropping the other regimes' rows alone lowered the loss."""
+    from date_spark.generation.fields import FIXED_COL
+
+    part, spec, good, r2 = _r2_case()
+    other = planted_regimes(3000, n_features=8, noise=0.0, seed=5).drop(columns=["regime"])
+    covered = other[~r2.mask(other)].head(1500).assign(**{SPLIT_COL: TRAIN, FIXED_COL: True})
+    rest = pd.concat([part.assign(**{FIXED_COL: False}), covered], ignore_index=True)
+    bad = good.assign(y=1 - good["y"])
+    gains = {}
+    for name, rows in (("good", good), ("bad", bad)):
+        scored = score_groups(_asked(rows, r2), rest, spec)
+        assert len(scored) > 0
+        arms = scored.groupby(ARM)
+        gains[name] = float((arms["_date_gain"].first() * arms.size()).sum())
+    assert gains["good"] > 0 > gains["bad"], gains
+
+
 def _asked(rows: pd.DataFrame, rule: Any) -> pd.DataFrame:
     meta = {DGR_COL: "R2", "_date_round": 1, "_date_request": "R2|r1|q1|s0"}
     return rows.assign(**meta, _date_qrule=rule.dumps())
