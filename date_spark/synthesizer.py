@@ -434,7 +434,7 @@ class DateSynthesizer:
         report goes under the run, beside a path output, and into MLflow. With no kept row the
         report still exists and says why."""
         from date_spark.evaluation import evaluate
-        from date_spark.report import render_report
+        from date_spark.evaluation.report import render_report
 
         cfg = self.config
         names = self.schema_.names
