@@ -1071,8 +1071,10 @@ class Generator:
             if mine.empty:
                 continue
             history = self._history(mine)
-            labels = all_rows[all_rows[DGR_COL] == dgr_id][self.schema.target]
-            counts = {str(k): int(v) for k, v in labels.value_counts().items()}
+            counts = None
+            if self.schema.task == "classification":
+                labels = all_rows[all_rows[DGR_COL] == dgr_id][self.schema.target]
+                counts = {str(k): int(v) for k, v in labels.value_counts().items()}
             messages = build_refinement(
                 head=self.head,
                 columns=self.prompt_columns,

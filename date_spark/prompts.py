@@ -332,20 +332,26 @@ def refinement_messages(
     columns: Sequence[str],
     dgr: Rule,
     history: Sequence[HistoryItem],
-    class_counts: Mapping[str, int],
+    class_counts: Mapping[str, int] | None,
     n_rules: int,
     budget: int,
     rows_per_item: int = 3,
     max_value_chars: int = MAX_VALUE_CHARS,
 ) -> list[Message]:
     """The reflective prompt of rounds 2..I: show which generated groups helped and which hurt,
-    and ask for better rules inside the DGR, in the rule grammar."""
+    and ask for better rules inside the DGR, in the rule grammar. `class_counts` is None for a
+    regression target (a count per distinct value would be one line per row: measured 4,060
+    tokens on a 1,250-row table)."""
     ranked = sorted(history, key=lambda h: h.gain, reverse=True)
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(class_counts.items()))
+    if class_counts is None:
+        balance = "cover the target's whole range"
+    else:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(class_counts.items()))
+        balance = f"balance the classes (generated so far: {counts or 'none'})"
     ask = (
         f"Propose {n_rules} improved rules for generating more useful rows inside the partition "
         f"'{dgr.to_text()}'. Learn from the rules that raised the validation score, avoid the ones "
-        f"that lowered it, and balance the classes (generated so far: {counts or 'none'}). Write "
+        f"that lowered it, and {balance}. Write "
         "each rule in the same syntax, e.g. age >= 40 and region in ('north', 'east'), using only "
         'the columns above. Answer only with JSON: {"rows": [{"rule": "..."}, ...]}.'
     )

@@ -305,6 +305,34 @@ def test_interpolation_generator_classification_and_regression(spark: Any, tmp_p
         assert res.arms["gain"].notna().any()
 
 
+def test_a_regression_target_refines_within_the_default_prompt_budget(
+    spark: Any, tmp_path: Path
+) -> None:
+    """The refinement prompt asked to "balance the classes" with a count per target value: on a
+    regression table that is one entry per generated row, and round 2 refused to start (4,060
+    tokens over the default 4,000 on a 1,250-row table). Now it asks to cover the target's range."""
+    pdf = planted_regimes(1500, n_features=8, seed=4, task="regression").drop(columns=["regime"])
+    data, schema, disc = make_case(spark, pdf, "y", "regression", {"R0": PLANTED_RULES["R0"]})
+    cfg = llm_cfg(
+        tmp_path,
+        **{"generation.iterations": 2, "generation.rows_per_request": 40,
+           "generation.requests_per_rule": 5},
+    )  # fmt: skip
+    asked: list[str] = []
+
+    def rows(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
+        asked.append(body["messages"][-1]["content"])
+        return proposing_rules(schema, body)
+
+    with StubServer(row_factory=rows) as url:
+        res = generate(data, disc, schema, cfg, route=disc.route(DGR_COL), base_url=url)
+    assert [r.round for r in res.rounds] == [1, 2]
+    assert res.rounds[0].valid_rows >= 150  # more distinct target values than the budget held
+    refine = [a for a in asked if "improved rules" in a]
+    assert refine and all("cover the target's whole range" in a for a in refine)
+    assert not any("balance the classes" in a for a in refine)
+
+
 def test_multiclass_interpolation(spark: Any) -> None:
     from sklearn.datasets import load_wine
 
