@@ -75,6 +75,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/refusal.py
 	$(PY) benchmarks/real_tables.py
 	$(PY) benchmarks/headroom.py
+	$(PY) benchmarks/label_check.py
 	$(PY) benchmarks/wide_tables.py
 	$(PY) benchmarks/readme_table.py --write
 

@@ -223,6 +223,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"  generated: {s.get('valid_rows', 0)} valid rows, {sum(rejected.values())} rejected"
         + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ")" if rejected else "")
+        + _rerouted_text(s.get("rerouted_rows") or {})
     )
     table = reject_table(s.get("rejected_by_column") or {}, s.get("clipped") or {})
     if table:
@@ -249,6 +250,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _n(count: Any, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _rerouted_text(to: dict[str, int]) -> str:
+    """Where the rule-violating rows went, for the `generated:` line (empty when nowhere)."""
+    if not to:
+        return ""
+    where = ", ".join(f"{k} {v}" for k, v in to.items())
+    return f"; {sum(to.values())} of them re-routed to the partition they satisfy ({where})"
 
 
 def _duration(secs: float) -> str:

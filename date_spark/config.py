@@ -129,6 +129,15 @@ class GenerationConfig(_Section):
     label_check: a teacher (the selection model trained on the partition) sets apart ("filter",
       counted as a `.rejected` arm) or relabels ("relabel") generated rows whose label it
       contradicts with probability `label_check_confidence`; "off" keeps them.
+    reroute: a generated row valid in every way but the rule it was asked for (`violates_rule`)
+      goes to the partition it does satisfy (the first DGR in order whose rule holds, else a thin
+      segment, else the rest) as an arm of its own (`<dgr>.r<i>.<path>.rerouted`), counted as
+      `violates_rule` and as `rerouted` (by partition); false (default) drops it. Off by
+      default because no benefit was measured and its rows carry more wrong labels:
+      `benchmarks/label_check.py --tables planted,credit` (seed 42, one round) kept no rows in any
+      variant (test loss ratio to off 1.000 everywhere), and on the planted table re-routing
+      raised the candidates from 35 to 47 rows and their wrong-label share from 9% to 11% (6% to
+      14% with the label check), labels written for where the rows were asked for.
     domain_margin: how far past the training rows' observed [min, max] a generated numeric, date
       or timestamp value may fall and still be accepted, as a fraction of that range's width on
       each side (0.1: a column seen from 20 to 70 accepts 15 to 75). Prompts and the JSON schema
@@ -164,6 +173,7 @@ class GenerationConfig(_Section):
     min_arm_rows: int = Field(default=5, ge=1)
     label_check: Literal["filter", "relabel", "off"] = "filter"
     label_check_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    reroute: bool = False
     history_items: int = Field(default=6, ge=0)
     domain_margin: float = Field(default=0.1, ge=0, le=10, allow_inf_nan=False)
     out_of_range: Literal["reject", "clip"] = "reject"

@@ -65,14 +65,29 @@ def _label_np(x: np.ndarray, regime: np.ndarray, shared: bool = False) -> np.nda
     ).astype(np.int64)
 
 
-def planted_truth(rows: pd.DataFrame, segment: bool = False) -> pd.DataFrame:
-    """Regime and noise-free label of rows of the classification table (with the thin segment R5
-    when `segment`), for judging generated rows (which rows are helpful, which carry a wrong
-    label) in tests and benchmarks."""
+def _value_np(x: np.ndarray, regime: np.ndarray, shared: bool = False) -> np.ndarray:
+    """The regression table's noise-free target: one linear function per regime."""
+    return np.select(
+        [regime == 0, regime == 1, regime == 2, regime == 3],
+        [10 * x[:, 1], -8 * x[:, 2] + 5, 6 * (x[:, 3] + x[:, 4]), 12 * x[:, 6] - 4],
+        default=(10 * x[:, 1]) if shared else (-10 * x[:, 1] + 8),
+    )
+
+
+def planted_truth(
+    rows: pd.DataFrame,
+    segment: bool = False,
+    task: Literal["classification", "regression"] = "classification",
+) -> pd.DataFrame:
+    """Regime and noise-free label (classification) or value (regression) of rows of the planted
+    table (with the thin segment R5 when `segment`), for judging generated rows (which rows are
+    helpful, which carry a wrong label) in tests and benchmarks."""
     x = rows[[f"x{i}" for i in range(8 if segment else 7)]].to_numpy(dtype=float)
     regime = _regime_np(x[:, 0], rows["c0"].astype(str).to_numpy(), x[:, 5])
     if segment:
         regime = np.where(_segment_np(x), SEGMENT, regime)
+    if task == "regression":
+        return pd.DataFrame({"regime": regime, "value": _value_np(x, regime)}, index=rows.index)
     return pd.DataFrame({"regime": regime, "label": _label_np(x, regime)}, index=rows.index)
 
 
@@ -106,12 +121,7 @@ def planted_regimes(
         y = np.where(flip, 1 - y, y)
         df["y"] = y
     else:
-        y = np.select(
-            [regime == 0, regime == 1, regime == 2, regime == 3],
-            [10 * x[:, 1], -8 * x[:, 2] + 5, 6 * (x[:, 3] + x[:, 4]), 12 * x[:, 6] - 4],
-            default=(10 * x[:, 1]) if shared else (-10 * x[:, 1] + 8),
-        )
-        df["y"] = y + rng.normal(0, noise * 4, n_rows)
+        df["y"] = _value_np(x, regime, shared) + rng.normal(0, noise * 4, n_rows)
     if with_regime:
         df["regime"] = regime
     return df

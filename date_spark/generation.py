@@ -92,6 +92,7 @@ CANDIDATE_COL = "_date_candidate"
 PRED_COL = "_date_predicted"
 _ORDER_COL = "_date_order"
 _POOLED = -2  # the leaf id of pooled small paths
+REROUTED = "rerouted"  # the question tag (and arm id suffix) of re-routed rows
 REST = "_rest"  # the partition of rows no DGR covers (the global model's)
 GROUP_COL = "_date_group"  # the scoring partition of a generated row: its DGR, or REST
 FIXED_COL = "_date_fixed"  # sample rows trained on but never scored (the rest's covered rows)
@@ -142,6 +143,10 @@ class RoundStats:
     candidate_arms: int = 0
     rows_in_candidates: int = 0
     label_rejected: int = 0  # generated rows whose label the teacher contradicted (label_check)
+    # `violates_rule` rows re-routed to the partition they satisfy (generation.reroute): still
+    # counted in `rejected`, not in `valid_rows`; by the partition they went to
+    rerouted: int = 0
+    rerouted_to: dict[str, int] = field(default_factory=dict)
     proposed_rules: int = 0
     refined_rules_used: int = 0
     refined_dropped: dict[str, int] = field(default_factory=dict)
@@ -189,8 +194,17 @@ class GenerationResult:
             "clipped": clipped,
             "refined_rules_used": sum(r.refined_rules_used for r in self.rounds),
             "label_rejected": sum(r.label_rejected for r in self.rounds),
+            "rerouted": sum(r.rerouted for r in self.rounds),
+            "rerouted_to": self.rerouted_to(),
             "budget_exhausted": self.budget_exhausted,
         }
+
+    def rerouted_to(self) -> dict[str, int]:
+        """Over all rounds: re-routed rows by the partition they went to."""
+        total: Counter[str] = Counter()
+        for r in self.rounds:
+            total.update(r.rerouted_to)
+        return dict(sorted(total.items()))
 
     def metrics(self) -> dict[str, float]:
         """The summary flattened for MLflow: `rejected_<reason>`,
@@ -204,6 +218,8 @@ class GenerationResult:
                 out[f"rejected_by_column.{col}.{reason}"] = float(n)
         for col, n in s["clipped"].items():
             out[f"clipped.{col}"] = float(n)
+        for dgr, n in s["rerouted_to"].items():
+            out[f"rerouted_to.{dgr}"] = float(n)
         return out
 
     def save(self, directory: str | Path) -> None:
@@ -311,16 +327,19 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         agree = y_gen == pred
     base_loss = float(np.mean(base))
 
-    gen = gen.assign(_leaf=leaf, _agree=agree, _pred=[str(p) for p in pred])
+    qtag = gen[REQUEST_COL].map(_question_tag)
+    gen = gen.assign(_leaf=leaf, _agree=agree, _pred=[str(p) for p in pred], _q=qtag)
     gen = gen[gen["_leaf"] >= 0]  # a value the path rules cannot place: no arm can claim it
     # Paths holding fewer than `min_arm_rows` rows are pooled per (question, agreement): a 1-2 row
-    # arm moves the loss by less than the refit noise, so no test could ever judge it.
-    size = gen.groupby([QRULE_COL, "_leaf", "_agree"])["_leaf"].transform("size")
+    # arm moves the loss by less than the refit noise, so no test could ever judge it. Re-routed
+    # rows (question tag `rerouted`) form arms of their own.
+    keys = [QRULE_COL, "_q", "_leaf", "_agree"]
+    size = gen.groupby(keys)["_leaf"].transform("size")
     gen.loc[size < spec.min_arm_rows, "_leaf"] = _POOLED
     parts = []
-    for key, g in gen.groupby([QRULE_COL, "_leaf", "_agree"], sort=True):
+    for key, g in gen.groupby(keys, sort=True):
         k: tuple[Any, ...] = key
-        qrule, lf, ag = str(k[0]), int(k[1]), bool(k[2])
+        qrule, qidx, lf, ag = str(k[0]), str(k[1]), int(k[2]), bool(k[3])
         idx = g.index.to_numpy()
         with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, extra=(x_gen[idx], y_gen[idx]))
         gain = base_loss - float(np.mean(with_group))
@@ -328,10 +347,14 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         rule = Rule.from_json(qrule)
         rule = rule.and_(path.rule).simplify() if path is not None else rule.simplify()
         first = g.iloc[0]
-        qidx = str(first[REQUEST_COL]).split("|")[2] if "|" in str(first[REQUEST_COL]) else "q0"
         where = f"l{lf}" if path is not None else "lpool"
-        arm = f"{first[DGR_COL]}.r{int(first[ROUND_COL])}.{qidx}.{where}.{'a' if ag else 'd'}"
-        g = g.drop(columns=["_leaf", "_agree", "_pred"])
+        ad = "a" if ag else "d"
+        arm = (
+            f"{first[DGR_COL]}.r{int(first[ROUND_COL])}.{where}.{ad}.{REROUTED}"
+            if qidx == REROUTED
+            else f"{first[DGR_COL]}.r{int(first[ROUND_COL])}.{qidx}.{where}.{ad}"
+        )
+        g = g.drop(columns=["_leaf", "_agree", "_pred", "_q"])
         g[ARM_COL] = arm
         g[RULE_COL] = rule.to_text()
         g[GAIN_COL] = float(gain)
@@ -439,7 +462,7 @@ def _label_check(
         gen.loc[flagged, spec.target] = relabelled.to_numpy()
         return _retype(gen, spec.target, spec.task), empty
     bad = gen[flagged].copy()
-    qidx = bad[REQUEST_COL].astype(str).map(lambda r: r.split("|")[2] if "|" in r else "q0")
+    qidx = bad[REQUEST_COL].map(_question_tag)
     bad[ARM_COL] = (
         bad[DGR_COL].astype(str) + ".r" + bad[ROUND_COL].astype(str) + "." + qidx + ".rejected"
     )
@@ -450,6 +473,13 @@ def _label_check(
     bad[PRED_COL] = [str(v) for v in np.asarray(better, dtype=object)[flagged]]
     bad[GENERATOR_COL] = spec.generator
     return gen[~flagged].reset_index(drop=True), bad.reset_index(drop=True)
+
+
+def _question_tag(request_id: Any) -> str:
+    """The question part of a request id (`<dgr>|r<round>|q<i>|s<rep>`; `rerouted` for re-routed
+    rows), "q0" when the id has none."""
+    parts = str(request_id).split("|")
+    return parts[2] if len(parts) > 2 else "q0"
 
 
 def _retype(gen: pd.DataFrame, target: str, task: str) -> pd.DataFrame:
@@ -924,21 +954,62 @@ class Generator:
         )
         self._absorb(out.stats, stats)
         pdf = out.pandas
-        rows = []
+        rows: list[dict[str, Any]] = []
+        off: list[dict[str, Any]] = []
         names = set(self.prompt_columns)
         for rec in pdf.to_dict("records"):
-            if not rec["rows"]:
+            for key, into in (("rows", rows), ("off_rule", off)):
+                if key == "off_rule" and not self.gcfg.reroute:
+                    continue  # counted as violates_rule by the gateway, and dropped
+                for r in json.loads(rec[key]) if rec[key] else []:
+                    if set(r) - names:
+                        continue
+                    r = dict(r)
+                    r[DGR_COL] = rec[DGR_COL]
+                    r[ROUND_COL] = rnd
+                    r[REQUEST_COL] = rec["request_id"]
+                    r[QRULE_COL] = rec[QRULE_COL]
+                    into.append(r)
+        valid = _typed(pd.DataFrame(rows), self.schema)
+        if not off:
+            return valid
+        moved = self._reroute(_typed(pd.DataFrame(off), self.schema), rnd, stats)
+        return pd.concat([valid, moved], ignore_index=True) if len(valid) else moved
+
+    def _reroute(self, off: pd.DataFrame, rnd: int, stats: RoundStats) -> pd.DataFrame:
+        """Rows outside the rule they were asked for go to the partition they satisfy, as the
+        rule set routes real rows: the first DGR in discovery's order whose rule holds, else the
+        first thin segment's, else the rest. They become rows of that partition's question (its
+        DGR rule) tagged `rerouted`, so they form arms of their own (`<dgr>.r<i>...rerouted`) that
+        scoring and selection judge like any other. The rows are still masked: the rules are
+        masked to match."""
+        target = pd.Series(REST, index=off.index, dtype=object)
+        left = np.ones(len(off), dtype=bool)
+        order = [d for d in self.discovery.dgrs if str(d.rule_id) not in self.thin_ids]
+        order += [d for d in self.all_dgrs if str(d.rule_id) in self.thin_ids]
+        rules = {REST: Rule.true()}
+        for d in order:
+            if not left.any():
+                break
+            try:
+                hit = self.masker.rule(d.rule).mask(off).to_numpy(dtype=bool) & left
+            except Exception:  # a value the mask cannot compare (mixed types): not this rule
                 continue
-            for r in json.loads(rec["rows"]):
-                if set(r) - names:
-                    continue
-                r = dict(r)
-                r[DGR_COL] = rec[DGR_COL]
-                r[ROUND_COL] = rnd
-                r[REQUEST_COL] = rec["request_id"]
-                r[QRULE_COL] = rec[QRULE_COL]
-                rows.append(r)
-        return _typed(pd.DataFrame(rows), self.schema)
+            target[hit] = str(d.rule_id)
+            rules[str(d.rule_id)] = d.rule
+            left &= ~hit
+        moved = off.copy()
+        moved[DGR_COL] = target
+        moved[REQUEST_COL] = [
+            f"{t}|r{rnd}|{REROUTED}|from {rid}"
+            for t, rid in zip(target, off[REQUEST_COL], strict=True)
+        ]
+        moved[QRULE_COL] = target.map(lambda t: rules[t].dumps())
+        counts = Counter(str(t) for t in target)
+        stats.rerouted += len(moved)
+        for t, n in counts.items():
+            stats.rerouted_to[t] = stats.rerouted_to.get(t, 0) + n
+        return moved
 
     def _check_own_rows(self, prompt: str) -> None:
         """Warn once when the budget leaves fewer own-partition rows than `own_rows`."""
@@ -1176,7 +1247,7 @@ class Generator:
             else:
                 generated = self._interp_rows(questions, rnd)
                 stats.requests = 0
-            stats.valid_rows = len(generated)
+            stats.valid_rows = len(generated) - stats.rerouted
             scored = self._score(generated)
             if not scored.empty:
                 all_scored.append(scored)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -37,6 +35,7 @@ from date_spark.errors import (
     interrupted_by,
 )
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
+from date_spark.interrupts import rewatch_sigint, watch_sigint
 from date_spark.io import Profile
 from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
@@ -80,49 +79,6 @@ def _tag(spark: SparkSession, stage: str) -> None:
         spark.addTag(f"date-spark-{stage}")
 
 
-@contextlib.contextmanager
-def _watch_sigint(synth: Any) -> Iterator[None]:
-    """Remember that Ctrl-C arrived (then interrupt as Python does), so the run can tell an
-    interruption from a crash; only on the main thread, where signals are delivered."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous == signal.SIG_IGN:  # started with Ctrl-C ignored (nohup, some schedulers)
-        yield
-        return
-    _chain_sigint(synth, previous)
-    synth.sigint_watched_ = True
-    try:
-        yield
-    finally:
-        synth.sigint_watched_ = False
-        signal.signal(signal.SIGINT, previous)
-
-
-def _chain_sigint(synth: Any, inner: Any) -> None:
-    """Flag the interruption, then hand the signal on (to Spark's handler once a SparkContext
-    has replaced ours: it cancels the running jobs before raising KeyboardInterrupt)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        synth.sigint_ = True
-        (inner if callable(inner) else signal.default_int_handler)(signum, frame)
-
-    handler.date_spark = True  # type: ignore[attr-defined]
-    signal.signal(signal.SIGINT, handler)
-
-
-def _rewatch_sigint(synth: Any) -> None:
-    """Starting Spark installs its own SIGINT handler over ours: put ours back in front."""
-    if not getattr(synth, "sigint_watched_", False):
-        return
-    if threading.current_thread() is not threading.main_thread():
-        return
-    current = signal.getsignal(signal.SIGINT)
-    if not getattr(current, "date_spark", False):
-        _chain_sigint(synth, current)
-
-
 class DateSynthesizer:
     def __init__(self, config: Config | None = None, spark: SparkSession | None = None) -> None:
         self.config = config or Config()
@@ -132,7 +88,7 @@ class DateSynthesizer:
     def _session(self) -> SparkSession:
         if self.spark is None:
             self.spark = session(self.config.spark)
-            _rewatch_sigint(self)
+            rewatch_sigint(self)
         return self.spark
 
     @contextlib.contextmanager
@@ -433,16 +389,10 @@ class DateSynthesizer:
         """The test-split utility plus fidelity, privacy and validity of the kept rows; the
         report goes under the run, beside a path output, and into MLflow. With no kept row the
         report still exists and says why."""
-        from date_spark.evaluation import evaluate
-        from date_spark.evaluation.report import render_report
-
-        cfg = self.config
-        names = self.schema_.names
-        kept = self.selection_.n_rows
         log.info(
             "evaluation: test-split loss without partitions, with a model per rule, and with the "
             "%d kept rows (bootstrap intervals)",
-            kept,
+            self.selection_.n_rows,
         )
         self.utility_ = self.utility()
         metrics = self.utility_.metrics()
@@ -451,35 +401,50 @@ class DateSynthesizer:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out_dir / "utility.json", self.utility_.to_dict())
         summary: dict[str, Any] = {"utility": self.utility_.to_dict()}
-        result = None
-        if kept:
-            split = F.col(SPLIT_COL)
-            train = self.data_.where(split != TEST).select(*[named_col(c) for c in names])
-            holdout = self.data_.where(split == TEST).select(*[named_col(c) for c in names])
-            synthetic = self.sample(run.run_id).select(*[named_col(c) for c in names], RULE)
-            log.info(
-                "evaluation: fidelity, privacy and validity of %d synthetic rows against the "
-                "training rows",
-                kept,
-            )
-            result = evaluate(
-                train,
-                synthetic,
-                self.schema_,
-                holdout=holdout,
-                train=train,
-                rule_column=RULE,
-            )
+        result = self._kept_quality(run) if self.selection_.n_rows else None
+        if result is not None:
             result.utility = metrics
             self.evaluation_metrics_.update(result.metrics())
         log.info("evaluation: writing the report")
-        arms = self.arms_
+        html = self._write_report(run, result, metrics, out_dir)
+        summary["html"] = str(html.resolve())
+        if result is not None:
+            summary["fidelity"] = result.metrics().get("fidelity.overall")
+        return summary
+
+    def _kept_quality(self, run: Run) -> Any:
+        """Fidelity, privacy and validity of the kept rows against the training rows."""
+        from date_spark.evaluation import evaluate
+
+        names = self.schema_.names
+        split = F.col(SPLIT_COL)
+        train = self.data_.where(split != TEST).select(*[named_col(c) for c in names])
+        holdout = self.data_.where(split == TEST).select(*[named_col(c) for c in names])
+        synthetic = self.sample(run.run_id).select(*[named_col(c) for c in names], RULE)
+        log.info(
+            "evaluation: fidelity, privacy and validity of %d synthetic rows against the "
+            "training rows",
+            self.selection_.n_rows,
+        )
+        return evaluate(
+            train, synthetic, self.schema_, holdout=holdout, train=train, rule_column=RULE
+        )
+
+    def _write_report(
+        self, run: Run, result: Any, metrics: dict[str, float], out_dir: Path
+    ) -> Path:
+        """The report under the run, and a copy beside a path output; returns the HTML page."""
+        from date_spark.evaluation.report import render_report
+
+        cfg = self.config
+        arms, sel, u = self.arms_, self.selection_, self.utility_
         errors = {
-            "no partition": self.utility_.losses["no_partition"],
-            "partition only": self.utility_.losses["partition_only"],
-            "DATE": self.utility_.losses["date"],
-            "global + synthetic": self.utility_.losses["global_synthetic"],
+            "no partition": u.losses["no_partition"],
+            "partition only": u.losses["partition_only"],
+            "DATE": u.losses["date"],
+            "global + synthetic": u.losses["global_synthetic"],
         }
+        trace = [{str(k): v for k, v in r.items()} for r in sel.trace_frame().to_dict("records")]
         paths = render_report(
             result,
             out_dir,
@@ -488,34 +453,26 @@ class DateSynthesizer:
             arm_gains=dict(zip(arms["arm_id"], arms["gain"].astype(float), strict=True))
             if len(arms)
             else None,
-            selection_trace=[
-                {str(k): v for k, v in rec.items()}
-                for rec in self.selection_.trace_frame().to_dict("records")
-            ]
-            if self.selection_.trace
-            else None,
+            selection_trace=trace if sel.trace else None,
             errors=errors,
-            error_label=f"{self.utility_.loss_name} ({self.utility_.model})",
-            gains=[g.to_dict() for g in self.utility_.gains()],
-            headline=self.utility_.headline(),
+            error_label=f"{u.loss_name} ({u.model})",
+            gains=[g.to_dict() for g in u.gains()],
+            headline=u.headline(),
             utility=metrics,
             nothing_kept=None
-            if kept
+            if sel.n_rows
             else self.kept_text(power=False).removeprefix("kept 0 rows: "),
             task=self.schema_.task,
             power=None
-            if self.selection_.confirmation is None
-            else {**self.selection_.confirmation.to_dict(), "power": cfg.selection.power},
+            if sel.confirmation is None
+            else {**sel.confirmation.to_dict(), "power": cfg.selection.power},
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
             beside.mkdir(parents=True, exist_ok=True)
             for p in (paths.html, paths.markdown, paths.json):
                 (beside / p.name).write_bytes(p.read_bytes())
-        summary["html"] = str(paths.html.resolve())
-        if result is not None:
-            summary["fidelity"] = result.metrics().get("fidelity.overall")
-        return summary
+        return paths.html
 
     def _nothing_kept_reason(self) -> str:
         """Why a run kept no synthetic row, in the stage's own terms."""
@@ -632,7 +589,7 @@ class DateSynthesizer:
     # -- run ------------------------------------------------------------------------------------
     def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:
         """The whole job. Input problems raise before anything is written."""
-        with _watch_sigint(self):
+        with watch_sigint(self):
             return self._run(df, resume)
 
     def _interrupted(self, run: Run) -> Interrupted:
@@ -662,6 +619,29 @@ class DateSynthesizer:
             check_llm(cfg)  # an unset key or a missing local model: refused before any directory
         changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
+        self._prepare_input(df)
+        run = self._open_run(df, resumed, changed)
+        run.finish_stage(
+            "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}
+        )
+        result = RunResult(run.run_id, str(run.root), ["prepare"])
+        try:
+            self._tracked_stages(run, result)
+        except KeyboardInterrupt:
+            raise self._interrupted(run) from None
+        except DateSparkError as err:
+            raise self._resumable(run, err) from err
+        except Exception as exc:
+            if not self._stopped(exc):
+                raise
+            raise self._interrupted(run) from None
+        result.stages_done = [s for s in STAGES if run.is_done(s)]
+        result.summary = self._run_summary()
+        run.update(summary=result.summary, mlflow_run_id=result.mlflow_run_id)
+        return result
+
+    def _prepare_input(self, df: DataFrame | None) -> None:
+        """`prepare`, with an interrupt turned into "nothing was written, run it again"."""
         try:
             self.prepare(df)
         except (KeyboardInterrupt, Exception) as exc:
@@ -672,6 +652,10 @@ class DateSynthesizer:
                 "interrupted while reading the input, before the run started; nothing was "
                 "written; run the same command again"
             ) from None
+
+    def _open_run(self, df: DataFrame | None, resumed: Run | None, changed: list[str]) -> Run:
+        """The resumed run (its input checked against the fingerprint) or a new run directory."""
+        cfg = self.config
         source: dict[str, Any] = (
             {"path": cfg.input.path, "format": cfg.input.format}
             if df is None and cfg.input.path
@@ -682,83 +666,82 @@ class DateSynthesizer:
         fingerprint = input_fingerprint(self.raw_, source, self.profile_.rows)
         if resumed is not None:
             check_resume_input(resumed, fingerprint)
-            run = resumed
-            m = run.manifest()
+            m = resumed.manifest()
             history = [*m.get("resumes", []), {"at": _now(), "changed": changed}]
-            run.update(config=cfg.redacted(), resumes=history)
+            resumed.update(config=cfg.redacted(), resumes=history)
             if "input_fingerprint" not in m:
-                run.update(input_fingerprint=fingerprint)
-        else:
-            run = start_run(cfg.output.runs_dir)
-            run.update(
-                run_id=run.run_id,
-                config=cfg.redacted(),
-                input_schema=self.schema_.to_json(),
-                input_fingerprint=fingerprint,
-            )
-        run.finish_stage(
-            "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}
+                resumed.update(input_fingerprint=fingerprint)
+            return resumed
+        run = start_run(cfg.output.runs_dir)
+        run.update(
+            run_id=run.run_id,
+            config=cfg.redacted(),
+            input_schema=self.schema_.to_json(),
+            input_fingerprint=fingerprint,
         )
-        result = RunResult(run.run_id, str(run.root), ["prepare"])
-        try:
-            with Tracker(cfg, run.run_id, stopped=self._stopped) as tracker:
-                result.mlflow_run_id = tracker.mlflow_run_id
-                tracker.metrics({"rows_in": self.profile_.rows})
-                self.fit(run=run)
-                tracker.metrics(_discovery_summary(self.rules_), prefix="discovery_")
-                tracker.metrics(self.generation_.metrics(), prefix="generation_")
-                for r in self.generation_.rounds:
-                    tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
-                tracker.metrics(self._selection_summary(self.selection_), prefix="selection_")
-                tracker.metrics(self._power_metrics(), prefix="power.")
-                with self._timed("output"):
-                    out = self.sample(run.run_id)
-                    if cfg.output.mode == "augmented":
-                        out = output.input_frame(
-                            self.raw_, run_id=run.run_id, run_date=cfg.output.run_date
-                        ).unionByName(out)
-                    written = output.write(out, cfg.output, staging_dir=run.root / "output_staging")
-                run.finish_stage("output", written)
-                result.output = written
-                tracker.metrics(
-                    {"rows_out": written["rows"], "synthetic_rows_out": written["synthetic_rows"]}
-                )
-                tracker.metrics({f"seconds_{k}": v for k, v in self.seconds_.items()})
-                with self._timed("evaluation"):
-                    report = self._evaluate(run, written)
-                run.finish_stage("evaluation", report)
-                result.output["report"] = report.get("html")
-                tracker.metrics(self.evaluation_metrics_)
-                for stage in ("discovery", "generation", "selection", "evaluation"):
-                    tracker.artifact(run.stage_dir(stage), stage)
-                tracker.artifact(run.manifest_path)
-        except KeyboardInterrupt:
-            raise self._interrupted(run) from None
-        except DateSparkError as err:
-            done = [s for s in STAGES if run.is_done(s)]
-            where = (
-                ""
-                if cfg.output.runs_dir == OutputConfig().runs_dir
-                else f" --set output.runs_dir={cfg.output.runs_dir}"
+        return run
+
+    def _tracked_stages(self, run: Run, result: RunResult) -> None:
+        """The three stages, the output and the evaluation, each logged to MLflow as it ends."""
+        cfg = self.config
+        with Tracker(cfg, run.run_id, stopped=self._stopped) as tracker:
+            result.mlflow_run_id = tracker.mlflow_run_id
+            tracker.metrics({"rows_in": self.profile_.rows})
+            self.fit(run=run)
+            tracker.metrics(_discovery_summary(self.rules_), prefix="discovery_")
+            tracker.metrics(self.generation_.metrics(), prefix="generation_")
+            for r in self.generation_.rounds:
+                tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
+            tracker.metrics(self._selection_summary(self.selection_), prefix="selection_")
+            tracker.metrics(self._power_metrics(), prefix="power.")
+            with self._timed("output"):
+                out = self.sample(run.run_id)
+                if cfg.output.mode == "augmented":
+                    out = output.input_frame(
+                        self.raw_, run_id=run.run_id, run_date=cfg.output.run_date
+                    ).unionByName(out)
+                written = output.write(out, cfg.output, staging_dir=run.root / "output_staging")
+            run.finish_stage("output", written)
+            result.output = written
+            tracker.metrics(
+                {"rows_out": written["rows"], "synthetic_rows_out": written["synthetic_rows"]}
             )
-            raise type(err)(
-                f"{err} (run {run.run_id} finished: {', '.join(done)}; "
-                f"continue with --resume {run.run_id}{where})"
-            ) from err
-        except Exception as exc:
-            if not self._stopped(exc):
-                raise
-            raise self._interrupted(run) from None
-        result.stages_done = [s for s in STAGES if run.is_done(s)]
+            tracker.metrics({f"seconds_{k}": v for k, v in self.seconds_.items()})
+            with self._timed("evaluation"):
+                report = self._evaluate(run, written)
+            run.finish_stage("evaluation", report)
+            result.output["report"] = report.get("html")
+            tracker.metrics(self.evaluation_metrics_)
+            for stage in ("discovery", "generation", "selection", "evaluation"):
+                tracker.artifact(run.stage_dir(stage), stage)
+            tracker.artifact(run.manifest_path)
+
+    def _resumable(self, run: Run, err: DateSparkError) -> DateSparkError:
+        """The error, with what finished and the command that continues the run."""
+        cfg = self.config
+        done = [s for s in STAGES if run.is_done(s)]
+        where = (
+            ""
+            if cfg.output.runs_dir == OutputConfig().runs_dir
+            else f" --set output.runs_dir={cfg.output.runs_dir}"
+        )
+        return type(err)(
+            f"{err} (run {run.run_id} finished: {', '.join(done)}; "
+            f"continue with --resume {run.run_id}{where})"
+        )
+
+    def _run_summary(self) -> dict[str, Any]:
         rejected, by_column, clipped = self.generation_.rejects()
         utility = getattr(self, "utility_", None)
-        result.summary = {
+        summary: dict[str, Any] = {
             "headline": utility.headline() if utility is not None else "",
             "kept": self.kept_text(),
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
             "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
             "rejected_rows": rejected,
+            # violates_rule rows re-routed to the partition they satisfy, by partition
+            "rerouted_rows": self.generation_.rerouted_to(),
             "rejected_by_column": by_column,
             "clipped": clipped,
             "arms": len(self.arms_),
@@ -769,9 +752,8 @@ class DateSynthesizer:
             "seconds": dict(self.seconds_),
         }
         if not self.selection_.n_rows:
-            result.summary["nothing_kept"] = self._nothing_kept_reason()
-        run.update(summary=result.summary, mlflow_run_id=result.mlflow_run_id)
-        return result
+            summary["nothing_kept"] = self._nothing_kept_reason()
+        return summary
 
 
 def _now() -> str:

@@ -263,6 +263,118 @@ def collect(
     return sample(F.col(SPLIT_COL) != TEST, n_train, 1), sample(F.col(SPLIT_COL) == TEST, n_test, 2)
 
 
+@dataclass
+class _Scores:
+    """Each variant's per-test-row loss and 0/1 error, and the paired gains between variants."""
+
+    loss: dict[str, np.ndarray]
+    err: dict[str, np.ndarray]
+    resamples: int
+    confidence: float
+    seed: int
+
+    @staticmethod
+    def empty(n: int, resamples: int, confidence: float, seed: int) -> _Scores:
+        zeros = {v: np.zeros(n) for v in VARIANTS}
+        return _Scores(zeros, {v: np.zeros(n) for v in VARIANTS}, resamples, confidence, seed)
+
+    def put(self, variant: str, m: Any, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        if mask.any():
+            self.loss[variant][mask] = m.losses(x[mask], y[mask])
+            self.err[variant][mask] = m.errors(x[mask], y[mask])
+
+    def gain(self, name: str, before: str, after: str, mask: np.ndarray | None = None) -> Gain:
+        m = np.ones(len(self.loss[before]), dtype=bool) if mask is None else mask
+        d = self.loss[before][m] - self.loss[after][m]
+        lo, hi = bootstrap_interval(
+            d, resamples=self.resamples, confidence=self.confidence, seed=self.seed
+        )
+
+        def mean(v: np.ndarray) -> float:
+            return float(np.mean(v[m])) if m.any() else math.nan
+
+        return Gain(
+            name, int(m.sum()), mean(self.loss[before]), mean(self.loss[after]), lo, hi,
+            mean(self.err[before]), mean(self.err[after]),
+        )  # fmt: skip
+
+
+def _score_variants(
+    scores: _Scores,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    synth: pd.DataFrame,
+    rules: Mapping[str, Rule],
+    fit: Callable[[pd.DataFrame], Any],
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+) -> None:
+    """Fill every variant's losses: the global model, one model per rule, and each with the
+    synthetic rows (module doc)."""
+    test_part, train_part, synth_part = (
+        _route(test, rules),
+        _route(train, rules),
+        _route(synth, rules),
+    )
+    everything = np.ones(len(test), dtype=bool)
+    glob = fit(train)
+    for variant in ("no_partition", "partition_only", "date"):
+        scores.put(variant, glob, x_test, y_test, everything)
+    scores.put("global_synthetic", fit(pd.concat([train, synth], ignore_index=True)), x_test,
+               y_test, everything)  # fmt: skip
+    for rid in rules:
+        tm = test_part == rid
+        own = train[train_part == rid]
+        if not tm.any() or own.empty:
+            continue
+        m = fit(own)
+        scores.put("partition_only", m, x_test, y_test, tm)
+        extra = synth[synth_part == rid]
+        mine = fit(pd.concat([own, extra], ignore_index=True)) if len(extra) else m
+        scores.put("date", mine, x_test, y_test, tm)
+    # rows no rule covers: the global model, trained with the synthetic rows no rule covers
+    rest = test_part == ""
+    extra_rest = synth[synth_part == ""]
+    if rest.any() and len(extra_rest):
+        scores.put("date", fit(pd.concat([train, extra_rest], ignore_index=True)), x_test,
+                   y_test, rest)  # fmt: skip
+
+
+def _segment_gains(
+    scores: _Scores,
+    test: pd.DataFrame,
+    synth: pd.DataFrame,
+    rules: Mapping[str, Rule],
+    thin: Mapping[str, Rule],
+) -> list[SegmentGain]:
+    """The synthetic gain on each DGR's and each thin segment's own test rows."""
+    test_seg, synth_seg = _route(test, rules), _route(synth, rules)
+    for rid, rule in thin.items():
+        for part, frame in ((test_seg, test), (synth_seg, synth)):
+            if len(frame):
+                part[(part == "") & rule.mask(frame).to_numpy(dtype=bool)] = str(rid)
+    out = []
+    for rid, rule in [*rules.items(), *thin.items()]:
+        tm = test_seg == rid
+        if tm.any():
+            g = scores.gain("synthetic gain", "partition_only", "date", tm)
+            out.append(SegmentGain(str(rid), rule.to_text(), int((synth_seg == rid).sum()), g))
+    return out
+
+
+def _named_gains(
+    scores: _Scores, test: pd.DataFrame, synth: pd.DataFrame, named: Mapping[str, Rule]
+) -> list[SegmentGain]:
+    """The global synthetic gain on the test rows of each segment the user named."""
+    out = []
+    for name, rule in named.items():
+        tm = rule.mask(test).to_numpy(dtype=bool) if len(test) else np.zeros(0, dtype=bool)
+        rows = int(rule.mask(synth).to_numpy(dtype=bool).sum()) if len(synth) else 0
+        g = scores.gain("synthetic gain (global)", "no_partition", "global_synthetic", tm)
+        out.append(SegmentGain(str(name), rule.to_text(), rows, g))
+    return out
+
+
 def utility(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -283,90 +395,14 @@ def utility(
     like the DGRs; `named` segments (the user's) get the global synthetic gain on their rows."""
     target = schema.target
     synth = synthetic[[c for c in schema.names]] if len(synthetic) else train.iloc[:0]
-    x_test, y_test = encode(test), test[target].to_numpy()
-    test_part, train_part = _route(test, rules), _route(train, rules)
-    synth_part = _route(synth, rules)
 
     def fit(frame: pd.DataFrame) -> Any:
         return model.fit(encode(frame), frame[target].to_numpy())
 
     n = len(test)
-    loss = {v: np.zeros(n) for v in VARIANTS}
-    err = {v: np.zeros(n) for v in VARIANTS}
-
-    def put(variant: str, m: Any, mask: np.ndarray) -> None:
-        if mask.any():
-            loss[variant][mask] = m.losses(x_test[mask], y_test[mask])
-            err[variant][mask] = m.errors(x_test[mask], y_test[mask])
-
-    everything = np.ones(n, dtype=bool)
-    glob = fit(train)
-    put("no_partition", glob, everything)
-    put("partition_only", glob, everything)
-    put("date", glob, everything)
-    put("global_synthetic", fit(pd.concat([train, synth], ignore_index=True)), everything)
-    for rid in rules:
-        tm = test_part == rid
-        if not tm.any():
-            continue
-        own = train[train_part == rid]
-        if own.empty:
-            continue
-        m = fit(own)
-        put("partition_only", m, tm)
-        extra = synth[synth_part == rid]
-        put("date", fit(pd.concat([own, extra], ignore_index=True)) if len(extra) else m, tm)
-    # rows no rule covers: the global model, trained with the synthetic rows no rule covers
-    rest = test_part == ""
-    extra_rest = synth[synth_part == ""]
-    if rest.any() and len(extra_rest):
-        put("date", fit(pd.concat([train, extra_rest], ignore_index=True)), rest)
-
-    def gain(name: str, before: str, after: str, mask: np.ndarray | None = None) -> Gain:
-        m = everything if mask is None else mask
-        d = loss[before][m] - loss[after][m]
-        lo, hi = bootstrap_interval(d, resamples=resamples, confidence=confidence, seed=seed)
-        return Gain(
-            name,
-            int(m.sum()),
-            float(np.mean(loss[before][m])) if m.any() else math.nan,
-            float(np.mean(loss[after][m])) if m.any() else math.nan,
-            lo,
-            hi,
-            float(np.mean(err[before][m])) if m.any() else math.nan,
-            float(np.mean(err[after][m])) if m.any() else math.nan,
-        )
-
-    segments = []
-    synth_seg = synth_part.copy()
-    test_seg = test_part.copy()
-    for rid, rule in (thin or {}).items():
-        for part, frame in ((test_seg, test), (synth_seg, synth)):
-            if len(frame):
-                part[(part == "") & rule.mask(frame).to_numpy(dtype=bool)] = str(rid)
-    for rid, rule in [*rules.items(), *(thin or {}).items()]:
-        tm = test_seg == rid
-        if tm.any():
-            segments.append(
-                SegmentGain(
-                    str(rid),
-                    rule.to_text(),
-                    int((synth_seg == rid).sum()),
-                    gain("synthetic gain", "partition_only", "date", tm),
-                )
-            )
-    named_gains = []
-    for name, rule in (named or {}).items():
-        tm = rule.mask(test).to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
-        rows = int(rule.mask(synth).to_numpy(dtype=bool).sum()) if len(synth) else 0
-        named_gains.append(
-            SegmentGain(
-                str(name),
-                rule.to_text(),
-                rows,
-                gain("synthetic gain (global)", "no_partition", "global_synthetic", tm),
-            )
-        )
+    scores = _Scores.empty(n, resamples, confidence, seed)
+    _score_variants(scores, train, test, synth, rules, fit, encode(test), test[target].to_numpy())
+    loss, err = scores.loss, scores.err
     return Utility(
         loss=model.loss,
         loss_name=model.loss_name,
@@ -376,9 +412,9 @@ def utility(
         synthetic_rows=len(synth),
         losses={v: float(np.mean(loss[v])) if n else math.nan for v in VARIANTS},
         errors={v: float(np.mean(err[v])) if n else math.nan for v in VARIANTS},
-        partition_gain=gain("partition gain", "no_partition", "partition_only"),
-        synthetic_gain=gain("synthetic gain (partitioned)", "partition_only", "date"),
-        global_gain=gain("synthetic gain (global)", "no_partition", "global_synthetic"),
-        segments=segments,
-        named=named_gains,
+        partition_gain=scores.gain("partition gain", "no_partition", "partition_only"),
+        synthetic_gain=scores.gain("synthetic gain (partitioned)", "partition_only", "date"),
+        global_gain=scores.gain("synthetic gain (global)", "no_partition", "global_synthetic"),
+        segments=_segment_gains(scores, test, synth, rules, thin or {}),
+        named=_named_gains(scores, test, synth, named or {}),
     )

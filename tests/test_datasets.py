@@ -48,6 +48,49 @@ def test_planted_truth_recovers_regime_and_noise_free_label() -> None:
     assert 0.15 < wrong < 0.25
 
 
+def test_planted_truth_recovers_the_regression_value_and_the_stub_writes_it() -> None:
+    from date_spark.datasets import planted_truth
+    from date_spark.llm.stub import planted_rows
+
+    clean = planted_regimes(2000, n_features=8, noise=0.0, seed=4, task="regression")
+    truth = planted_truth(clean, task="regression")
+    assert (truth["regime"] == clean["regime"]).all()
+    assert (truth["value"] - clean["y"]).abs().max() < 1e-9
+    noisy = planted_regimes(2000, n_features=8, noise=0.05, seed=4, task="regression")
+    resid = noisy["y"] - planted_truth(noisy, task="regression")["value"]
+    assert 0.15 < resid.std() < 0.25  # sd 4 x noise
+    # the stub's factory: the planted value with the table's noise, negated in harmful regimes
+    schema = {
+        "type": "object",
+        "properties": {
+            "rows": {
+                "type": "array",
+                "minItems": 30,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        **{
+                            f"x{i}": {"type": "number", "minimum": 0, "maximum": 1}
+                            for i in range(8)
+                        },
+                        "c0": {"type": "string", "enum": ["a", "b", "c", "d"]},
+                        "y": {"type": "number"},
+                    },
+                },
+            }
+        },
+    }
+    factory = planted_rows(harmful_regimes=frozenset({0}), noise=0.05, task="regression")
+    rows = pd.DataFrame(factory(schema, {"messages": [{"role": "user", "content": "q"}]}))
+    assert len(rows) >= 30
+    t = planted_truth(rows, task="regression")
+    harmful = t["regime"] == 0
+    assert harmful.any() and (~harmful).any()
+    assert ((rows["y"] + t["value"])[harmful].abs() < 1.5).all()
+    assert ((rows["y"] - t["value"])[~harmful].abs() < 1.5).all()
+    assert (rows["y"] - t["value"])[~harmful].abs().max() > 0  # noise was added
+
+
 def test_regime_recovery_needs_a_pure_rule_holding_most_of_the_regime() -> None:
     counts = pd.DataFrame(
         [

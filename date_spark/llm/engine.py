@@ -72,6 +72,7 @@ class LlmResult:
     request_id: str
     status: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    off_rule: list[dict[str, Any]] = field(default_factory=list)  # valid but outside the rule
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_by_column: dict[str, dict[str, int]] = field(default_factory=dict)
     clipped: dict[str, int] = field(default_factory=dict)
@@ -360,25 +361,30 @@ class TaskEngine:
                 attempt += 1
                 res.retries += 1
             except _Fatal as f:
-                if (
-                    self._auto
-                    and dialect != "none"
-                    and f.status in (400, 422)
-                    and (self._successes == 0 or _ABOUT_FORMAT.search(f.message))
-                ):
-                    with self._lock:
-                        switched, self.dialect = self.dialect != "none", "none"
-                    if switched:
-                        log.warning(
-                            "endpoint %s rejected structured output %r (HTTP %s); falling back "
-                            "to plain prompts for this task",
-                            self.url,
-                            dialect,
-                            f.status,
-                        )
-                    raise _Fallback() from None
-                res.status, res.error = "failed", self.redact(f.message)
+                self._fall_back_or_fail(f, dialect, res)
                 return None
+
+    def _fall_back_or_fail(self, f: _Fatal, dialect: str, res: LlmResult) -> None:
+        """A 400/422 about structured output on an auto dialect raises `_Fallback` (plain
+        prompts from now on, for this task); any other fatal reply marks `res` failed."""
+        if (
+            self._auto
+            and dialect != "none"
+            and f.status in (400, 422)
+            and (self._successes == 0 or _ABOUT_FORMAT.search(f.message))
+        ):
+            with self._lock:
+                switched, self.dialect = self.dialect != "none", "none"
+            if switched:
+                log.warning(
+                    "endpoint %s rejected structured output %r (HTTP %s); falling back "
+                    "to plain prompts for this task",
+                    self.url,
+                    dialect,
+                    f.status,
+                )
+            raise _Fallback() from None
+        res.status, res.error = "failed", self.redact(f.message)
 
     def _give_up_on_slot(self, r: _Retryable, res: LlmResult) -> None:
         """A timeout on a one-slot server: this request fails, not retried."""
@@ -426,6 +432,7 @@ class TaskEngine:
         res.status = "ok"
         res.error = None
         res.rows = v.rows
+        res.off_rule = v.off_rule
         res.rejected = v.rejected
         res.rejected_by_column = v.by_column_json()
         res.clipped = {c: int(n) for c, n in sorted(v.clipped.items()) if n}

@@ -3,7 +3,9 @@
 Input columns: `request_id string`, `messages string` (JSON list of chat messages), `row_schema
 string` (`RowSchema.to_json()`), optionally `temperature double`, `seed bigint`, `max_tokens int`
 per request (they override `llm.*`). Output: one row per request, `OUTPUT_SCHEMA` plus any
-`keep_columns` carried over from the input.
+`keep_columns` carried over from the input. `rows` holds the valid rows (JSON list); `off_rule`
+the rows valid in every way but the request's rule (counted under `violates_rule`), so a caller can
+re-route them to the rule they do satisfy instead of losing them.
 
 `complete()` is lazy (a `mapInPandas` over `num_tasks` range partitions of `request_id`); each task
 builds its own client, cache, rate limiter and budget share (see engine.py, limits.py, budget.py).
@@ -53,6 +55,7 @@ OUTPUT_SCHEMA = T.StructType(
         T.StructField("request_id", T.StringType()),
         T.StructField("status", T.StringType()),
         T.StructField("rows", T.StringType()),
+        T.StructField("off_rule", T.StringType()),
         T.StructField("n_valid", T.IntegerType()),
         T.StructField("rejected", T.StringType()),
         T.StructField("rejected_by_column", T.StringType()),
@@ -81,6 +84,7 @@ def _result_record(r: LlmResult) -> dict[str, Any]:
         "request_id": r.request_id,
         "status": r.status,
         "rows": json.dumps(r.rows, default=str),
+        "off_rule": json.dumps(r.off_rule, default=str),
         "n_valid": r.n_valid,
         "rejected": json.dumps(dict(sorted(r.rejected.items()))),
         "rejected_by_column": json.dumps(r.rejected_by_column, sort_keys=True),

@@ -11,6 +11,9 @@ Each rejected row is counted under exactly one reason, checked in this order: `m
 truncated tail) that cannot be read counts once as `parse_error`. `out_of_domain` is measured
 against the data's own domain (categories seen, ordered ranges); `violates_rule` is the DGR's pandas
 mask on the coerced rows, so a row inside the data's range but outside the rule is told apart.
+Such a row is valid in every other way, so it is not thrown away here: it comes back apart
+(`ValidationResult.off_rule`), for the caller to re-route to the rule it does satisfy
+(`generation.reroute`); it still counts once as `violates_rule`.
 
 Rejects are also counted per column (`ValidationResult.by_column`, column -> reason -> rows), so a
 user sees which column kills rows: a rejected row counts once under every column that failed, with
@@ -300,9 +303,10 @@ class RowColumn:
 class ValidationResult:
     """Rows that passed every check (JSON-ready, in schema column order), rejected rows by reason,
     the same failures by column (column -> reason -> rows) and values clipped per column (kept
-    rows only)."""
+    rows only). `off_rule` holds the `violates_rule` rows (JSON-ready, valid but for the rule)."""
 
     rows: list[dict[str, Any]]
+    off_rule: list[dict[str, Any]] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     by_column: dict[str, Counter[str]] = field(default_factory=dict)
     clipped: Counter[str] = field(default_factory=Counter)
@@ -785,7 +789,8 @@ class RowSchema:
     def _apply_rule(
         self, candidates: list[dict[str, Any]], clips: list[list[str]], res: ValidationResult
     ) -> list[dict[str, Any]]:
-        """Rows that satisfy the rule; the others are counted as `violates_rule`, by column."""
+        """Rows that satisfy the rule; the others are counted as `violates_rule`, by column, and
+        set apart in `res.off_rule`."""
         if not candidates or self.rule.is_true():
             for clipped in clips:
                 res.clipped.update(clipped)
@@ -811,6 +816,7 @@ class RowSchema:
                 bad_rows.append(r)
         if bad_rows:
             res.rejected["violates_rule"] += len(bad_rows)
+            res.off_rule.extend({k: _to_json_value(v) for k, v in r.items()} for r in bad_rows)
             for blamed in self._rule_blame(bad_rows):
                 for col in blamed:
                     res.count(col, "violates_rule")

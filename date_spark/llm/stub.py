@@ -44,7 +44,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from statistics import NormalDist
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -223,13 +224,16 @@ def planted_rows(
     harmful_regimes: frozenset[int] = frozenset(),
     segment: bool = False,
     noise: float = 0.0,
+    task: Literal["classification", "regression"] = "classification",
 ) -> RowFactory:
     """A row factory for the planted-regime table (`date_spark.datasets.planted_regimes`, with
     its thin segment R5 when `segment`): the stub's rule-satisfying rows labelled by the planted
-    relation, so they help, except in `harmful_regimes`, where the label is flipped, so they
-    hurt. With `noise`, helpful labels flip at the table's own rate (decided by a hash of the
-    row, so repeatable): the rows are then new draws of the real distribution, the best an LLM
-    could do. Refinement requests get no rules back (the DGRs stay as discovered)."""
+    relation, so they help, except in `harmful_regimes`, where the label is flipped (regression:
+    the value negated), so they hurt. With `noise` (the table's own parameter), helpful labels
+    flip at the table's rate, or values get the table's Gaussian noise (sd 4 x `noise`), decided
+    by a hash of the row, so repeatable: the rows are then new draws of the real distribution,
+    the best an LLM could do. Refinement requests get no rules back (the DGRs stay as
+    discovered)."""
     from date_spark.datasets import planted_truth
 
     def factory(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -241,8 +245,14 @@ def planted_rows(
         if not rows or not all(f"x{i}" in rows[0] for i in need) or "c0" not in rows[0]:
             return rows
         frame = pd.DataFrame(rows)
-        truth = planted_truth(frame, segment=segment)
+        truth = planted_truth(frame, segment=segment, task=task)
         u = pd.util.hash_pandas_object(frame, index=False).to_numpy() % 1_000_003 / 1_000_003
+        if task == "regression":
+            normal = NormalDist(0.0, 4 * noise) if noise > 0 else None
+            for r, g, v, ui in zip(rows, truth["regime"], truth["value"], u, strict=True):
+                v = float(v) + (normal.inv_cdf(min(max(ui, 1e-9), 1 - 1e-9)) if normal else 0.0)
+                r[target] = -v if int(g) in harmful_regimes else v
+            return rows
         for r, g, y, ui in zip(rows, truth["regime"], truth["label"], u, strict=True):
             y = int(1 - y) if ui < noise else int(y)
             r[target] = int(1 - y if int(g) in harmful_regimes else y)

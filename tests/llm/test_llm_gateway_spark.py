@@ -96,6 +96,12 @@ def test_fault_through_spark(
     if fault == "out_of_domain":
         # the stub breaks the first column of each bad row: the per-column table says which
         assert st.rejected_by_column == {"age": {"out_of_domain": 8}}
+    # rows valid but for the rule come back apart (for re-routing), exactly the violations
+    off = [r for text in pdf["off_rule"] for r in json.loads(text)]
+    assert len(off) == rejected.get("violates_rule", 0)
+    if off:
+        assert not schema.rule.mask(pd.DataFrame(off)).any()
+        assert schema.with_rows(None).validate_rows(off).off_rule == off
     if fault in ("truncated", "slow", "violate_rule", "out_of_domain"):
         # run() summarises on the driver; the Spark aggregations must agree.
         assert summarize(out.result) == st

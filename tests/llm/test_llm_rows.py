@@ -345,6 +345,8 @@ def test_clip_moves_values_to_the_nearest_accepted_bound() -> None:
     # x = 1000 clips to 110, which is outside the rule: the rule check still applies
     assert dict(res.rejected) == {"violates_rule": 1}
     assert res.by_column_json() == {"x": {"violates_rule": 1}}
+    # valid but for the rule: set apart (clipped value and all) for re-routing, not lost
+    assert [r["x"] for r in res.off_rule] == [110.0]
     assert dict(res.clipped) == {"n": 1, "t": 1, "x": 1, "d": 1}  # kept rows only
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from date_spark.columns import ARM
 from date_spark.config import SelectionConfig
 from date_spark.errors import ConfigError, InputError
 from date_spark.rules import Rule, parse_rule
 from date_spark.selection import (
-    ARM_COLUMN,
     STRATEGIES,
     Arm,
     Selection,
@@ -49,7 +49,7 @@ def run(
 def heldout_error(planted: Planted, sel: Selection) -> float:
     """Test-split error of the partition models trained with the kept rows (measurement only:
     the selection itself never sees these rows)."""
-    return -planted.evaluator(planted.test).score(sel.rows.drop(columns=ARM_COLUMN))
+    return -planted.evaluator(planted.test).score(sel.rows.drop(columns=ARM))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_bandit_keeps_helpful_arms_and_rejects_harmful_ones(planted: Planted) ->
     # validation, not the (misleading) generation-time prior, decided: harmful arms rank higher
     assert min(a.gain for a in planted.harmful) > max(a.gain for a in planted.helpful)
     # kept rows are the selected arms' rows, tagged, in acceptance order
-    assert list(dict.fromkeys(sel.rows[ARM_COLUMN])) == sel.selected
+    assert list(dict.fromkeys(sel.rows[ARM])) == sel.selected
     assert heldout_error(planted, sel) < -planted.evaluator(planted.test).baseline()
 
 
@@ -172,7 +172,7 @@ def test_a_failed_arm_is_retried_once_the_selection_changes_then_rejected(
 def test_selection_respects_the_budget(planted: Planted, strategy: str, oversize: str) -> None:
     sel = run(planted, list(planted.helpful), strategy, budget_rows=30, oversize=oversize)
     assert 0 < sel.n_rows <= 30
-    counts = sel.rows[ARM_COLUMN].value_counts()
+    counts = sel.rows[ARM].value_counts()
     if oversize == "skip":
         assert (counts == 20).all()  # whole arms only
     else:
@@ -192,7 +192,7 @@ def test_arms_larger_than_the_whole_budget(planted: Planted, strategy: str) -> N
     assert skipped.selected == [] and skipped.n_rows == 0
     assert skipped.best_score == skipped.baseline
     assert skipped.trace and all(s.reason.startswith("skipped") for s in skipped.trace)
-    assert list(skipped.rows.columns) == [*arms[0].rows.columns, ARM_COLUMN]
+    assert list(skipped.rows.columns) == [*arms[0].rows.columns, ARM]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,11 +206,11 @@ def test_every_strategy_runs_through_the_same_interface(planted: Planted, strate
     assert isinstance(sel, Selection) and sel.strategy == strategy
     assert sel.n_rows <= 100 and sel.trace and sel.stop_reason
     assert len(set(sel.selected)) == len(sel.selected)
-    assert set(sel.rows[ARM_COLUMN]) == set(sel.selected)
-    assert list(sel.rows.columns) == [*planted.arms[0].rows.columns, ARM_COLUMN]
+    assert set(sel.rows[ARM]) == set(sel.selected)
+    assert list(sel.rows.columns) == [*planted.arms[0].rows.columns, ARM]
     assert sel.baseline == pytest.approx(planted.evaluator().baseline())
     # best_score is the validation score of exactly the kept rows
-    canonical = sel.rows.sort_values(ARM_COLUMN, kind="stable").drop(columns=ARM_COLUMN)
+    canonical = sel.rows.sort_values(ARM, kind="stable").drop(columns=ARM)
     assert planted.evaluator().score(canonical) == pytest.approx(sel.best_score)
     if strategy in ("bandit", "forward"):
         assert sel.best_score > sel.baseline
@@ -411,8 +411,8 @@ def test_bad_arms_and_options_are_domain_errors(planted: Planted) -> None:
     other = Arm("other", "R2", 1, a.rule, a.rows.drop(columns=["x9"]), 0.0)
     with pytest.raises(InputError, match="different columns"):
         select([a, other], ev, SelectionConfig())
-    tagged = Arm("tagged", "R2", 1, a.rule, a.rows.assign(**{ARM_COLUMN: "x"}), 0.0)
-    with pytest.raises(InputError, match=ARM_COLUMN):
+    tagged = Arm("tagged", "R2", 1, a.rule, a.rows.assign(**{ARM: "x"}), 0.0)
+    with pytest.raises(InputError, match=ARM):
         select([tagged], ev, SelectionConfig())
     with pytest.raises(ConfigError, match="max_tries"):
         select([a], ev, SelectionConfig(), max_tries=0)

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
+from date_spark.columns import ARM
 from date_spark.config import SelectionConfig
 from date_spark.errors import InputError
 from date_spark.models import ModelSpec
 from date_spark.selection import (
-    ARM_COLUMN,
     Arm,
     CrossFitEvaluator,
     Selection,
@@ -318,7 +318,7 @@ def test_the_searched_set_is_kept_only_when_confirmed_once(planted: Planted) -> 
     assert c.z > DEFAULT_MIN_Z and c.gain > 0 and c.rows == len(planted.test)
     assert sel.screened == sel.selected
     # the confirmation's numbers are the evaluator's: one paired test of the kept rows
-    kept = sel.rows.drop(columns=ARM_COLUMN)
+    kept = sel.rows.drop(columns=ARM)
     assert c.z == pytest.approx(paired_z(confirm.losses(), confirm.losses(kept)))
 
     harmful = list(planted.harmful)
@@ -353,13 +353,13 @@ def test_confirmation_keeps_the_partitions_that_pass_and_drops_the_others(
     assert tests["R2"].passed and not tests["R3"].passed
     assert set(tests["R3"].arms) == {a.arm_id for a in bad}
     assert sel.selected and set(sel.selected) == set(tests["R2"].arms) <= {a.arm_id for a in good}
-    assert set(sel.rows[ARM_COLUMN]) == set(sel.selected)
+    assert set(sel.rows[ARM]) == set(sel.selected)
     # Holm: the better partition is tested first at 5%/2, the other at 5%
     first, second = sorted(c.tests, key=lambda t: -t.z)
     assert first.threshold > DEFAULT_MIN_Z and second.threshold == pytest.approx(DEFAULT_MIN_Z)
     assert "confirmation dropped R3" in sel.stop_reason
     # the kept set's pooled numbers are the evaluator's
-    kept = sel.rows.drop(columns=ARM_COLUMN)
+    kept = sel.rows.drop(columns=ARM)
     assert c.z == pytest.approx(paired_z(confirm.losses(), confirm.losses(kept)))
     again = type(c).from_dict(c.to_dict())
     assert again == c

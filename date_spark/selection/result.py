@@ -1,0 +1,154 @@
+"""What selection takes and returns: arms, the evaluator protocol, the trace and the `Selection`
+(saved and loaded beside the run's other stages)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from date_spark.rules import Rule
+from date_spark.runs import write_json_atomic
+from date_spark.selection.confirmation import Confirmation
+
+__all__ = ["Arm", "Evaluator", "LossEvaluator", "Selection", "TraceStep"]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One candidate group of generated rows. `rule` is the DGR condition AND the tree path the
+    rows fell in; `rows` holds the input columns including the target; `gain` is the validation
+    gain measured at generation time: the quality prior before the arm is pulled (NaN = unknown,
+    a neutral prior that ranks last for Top-k)."""
+
+    arm_id: str
+    dgr_id: str
+    round: int
+    rule: Rule
+    rows: pd.DataFrame = field(compare=False, repr=False)
+    gain: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+
+class Evaluator(Protocol):
+    """Scores a set of synthetic rows added to the training data, on screening rows only.
+
+    This is all selection needs; an evaluator that also has `losses` (a `LossEvaluator`) enables
+    the paired screen and the confirmation of the module doc, one without it is judged by the
+    paper's rule."""
+
+    def baseline(self) -> float:
+        """Score with no synthetic rows (higher is better: minus the mean loss)."""
+        ...
+
+    def score(self, extra: pd.DataFrame) -> float:
+        """Score with `extra` added to the training data."""
+        ...
+
+
+class LossEvaluator(Evaluator, Protocol):
+    """An `Evaluator` that also gives per-row losses, for the paired z."""
+
+    def losses(self, extra: pd.DataFrame) -> np.ndarray:
+        """One loss per scored row with `extra` added to the training data, always the same rows
+        in the same order, so two calls can be compared row by row. Lower is better."""
+        ...
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One evaluation (or one unscored decision) of a selection run.
+
+    `quality`, `diversity` and `utility` are the normalised parts at this step (NaN when the step
+    scored nothing); `ucb` is the bandit's index when it picked the arm (inf for a first try, NaN
+    for the greedy strategies); `gain` is the raw change of the validation score this step measured
+    (for ``backward``: the arm's contribution, score with it minus score without it); `z` the
+    paired significance statistic of that same change, with the same sign (NaN when the evaluator
+    gives no per-row losses or nothing was scored); `score_after` is the selection's score after
+    the step's decision; `rows` the arm rows the step used."""
+
+    step: int
+    arm_id: str
+    quality: float
+    diversity: float
+    utility: float
+    ucb: float
+    accepted: bool
+    score_after: float
+    reason: str
+    gain: float = math.nan
+    z: float = math.nan
+    rows: int = 0
+
+
+@dataclass
+class Selection:
+    """The kept arms (in acceptance order), their rows tagged with `_date_arm`, and the trace.
+    `screened` is what the search chose; it is kept (`selected`) only when the confirmation
+    passes (or is off)."""
+
+    selected: list[str]
+    rows: pd.DataFrame
+    trace: list[TraceStep]
+    best_score: float
+    baseline: float
+    strategy: str
+    stop_reason: str = ""
+    evaluations: int = 0  # distinct evaluator.score calls
+    screened: list[str] = field(default_factory=list)  # what the search chose, before confirmation
+    confirmation: Confirmation | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    def trace_frame(self) -> pd.DataFrame:
+        """The trace as a table (one row per step), e.g. for an MLflow artifact."""
+        cols = [f.name for f in TraceStep.__dataclass_fields__.values()]
+        return pd.DataFrame([asdict(s) for s in self.trace], columns=cols)
+
+    def save(self, directory: Path) -> None:
+        """Rows and trace as parquet, the rest as `selection.json` (written last, atomically:
+        a directory without it holds no selection)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rows.to_parquet(directory / "rows.parquet", index=False)
+        self.trace_frame().to_parquet(directory / "trace.parquet", index=False)
+        write_json_atomic(
+            directory / "selection.json",
+            {
+                "selected": self.selected,
+                "screened": self.screened,
+                "best_score": self.best_score,
+                "baseline": self.baseline,
+                "strategy": self.strategy,
+                "stop_reason": self.stop_reason,
+                "evaluations": self.evaluations,
+                "confirmation": self.confirmation.to_dict() if self.confirmation else None,
+            },
+        )
+
+    @staticmethod
+    def load(directory: Path) -> Selection:
+        """What `save` wrote (the trace stays in `trace.parquet`: resuming needs the result)."""
+        meta = json.loads((directory / "selection.json").read_text(encoding="utf-8"))
+        conf = meta.get("confirmation")
+        return Selection(
+            selected=meta["selected"],
+            rows=pd.read_parquet(directory / "rows.parquet"),
+            trace=[],
+            best_score=meta["best_score"],
+            baseline=meta["baseline"],
+            strategy=meta["strategy"],
+            stop_reason=meta["stop_reason"],
+            evaluations=meta["evaluations"],
+            screened=list(meta.get("screened", meta["selected"])),
+            confirmation=Confirmation.from_dict(conf) if conf else None,
+        )
