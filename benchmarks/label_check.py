@@ -97,8 +97,9 @@ def run_one(
     spark: Any, frame: pd.DataFrame, target: str, task: str, gen: str, variant: str, seed: int,
     url: str | None, cache: Path, iterations: int,
 ) -> dict[str, Any]:  # fmt: skip
+    from date_spark.columns import ARM
     from date_spark.config import Config
-    from date_spark.generation import ARM_COL, CANDIDATE_COL
+    from date_spark.generation import CANDIDATE_COL
     from date_spark.synthesizer import DateSynthesizer
 
     label_check, reroute = VARIANTS[variant]
@@ -137,7 +138,7 @@ def run_one(
         "rerouted_to": s["rerouted_to"],
         "label_rejected": s["label_rejected"],
         "candidate_rows": len(cand),
-        "candidate_rerouted_rows": int(cand[ARM_COL].str.contains("rerouted").sum())
+        "candidate_rerouted_rows": int(cand[ARM].str.contains("rerouted").sum())
         if len(cand)
         else 0,
         "rows_kept": int(synth.selection_.n_rows),

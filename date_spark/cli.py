@@ -18,6 +18,9 @@ from date_spark import __version__, logs
 from date_spark.config import Config, dump_yaml, load_config
 from date_spark.errors import ConfigError, DateSparkError, Interrupted
 
+__all__ = ["build_parser", "main"]
+
+
 log = logging.getLogger("date_spark")
 
 

@@ -23,6 +23,30 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from date_spark.errors import ConfigError
 
+__all__ = [
+    "ENV_PREFIX",
+    "Config",
+    "DiscoveryConfig",
+    "EvaluationConfig",
+    "GenerationConfig",
+    "InputConfig",
+    "LlmConfig",
+    "LocalModelConfig",
+    "ModelName",
+    "ModelPrice",
+    "OutputConfig",
+    "SelectionConfig",
+    "SparkConfig",
+    "SplitConfig",
+    "TrackingConfig",
+    "dump_yaml",
+    "env_overrides",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+]
+
+
 ENV_PREFIX = "DATE_SPARK__"
 _SECRET_KEYS = {"api_key", "apikey", "key", "secret", "token", "password", "azure_api_key"}
 
@@ -113,7 +137,7 @@ class DiscoveryConfig(_Section):
 
 
 class GenerationConfig(_Section):
-    """Algorithm 2 (generation). `date_spark/generation.py` documents the semantics.
+    """Algorithm 2 (generation). `date_spark/generation/generator.py` documents the semantics.
 
     max_rules: how many DGRs are prompted: those with the largest expected benefit (the learning
       curve of their model: loss with half vs all of their rows), not the largest. Requests per
@@ -183,7 +207,7 @@ ModelName = Literal["hist_gradient_boosting", "decision_tree", "linear", "logist
 
 
 class SelectionConfig(_Section):
-    """Algorithm 3 (arm selection). `date_spark/selection.py` documents the semantics.
+    """Algorithm 3 (arm selection). `date_spark/selection/search.py` documents the semantics.
 
     model: the model the user will train downstream on the output, and the one model every stage
       trains to decide (generation's gain, selection's screen and confirmation, the evaluation):

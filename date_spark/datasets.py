@@ -28,6 +28,23 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+__all__ = [
+    "CATEGORIES",
+    "N_REGIMES",
+    "PLANTED_RULES",
+    "RECOVERY_PURITY",
+    "RECOVERY_SHARE",
+    "SEGMENT",
+    "SEGMENT_RULE",
+    "demo_credit",
+    "planted_regime",
+    "planted_regimes",
+    "planted_regimes_spark",
+    "planted_truth",
+    "regime_recovery",
+]
+
+
 CATEGORIES = ("a", "b", "c", "d")
 N_REGIMES = 5
 # The planted regimes as rules (the ground truth discovery should recover).

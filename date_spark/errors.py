@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "BudgetExhausted",
+    "ConfigError",
+    "DateSparkError",
+    "DiscoveryError",
+    "EndpointError",
+    "InputError",
+    "Interrupted",
+    "NotFittedError",
+    "OutputError",
+    "PromptBudgetError",
+    "RuleError",
+    "interrupted_by",
+]
+
 
 class DateSparkError(Exception):
     """Base class: a one-line message naming the problem and the fix."""

@@ -28,6 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+__all__ = ["HEARTBEAT_S", "STATE", "Heartbeat", "configure", "spark_log_path", "spark_stderr"]
+
+
 # Loggers that speak for libraries, not for the job: warnings only (errors only for py4j, whose
 # connection chatter is never actionable for a user).
 _NOISY = ("urllib3", "httpx", "httpx2", "openai", "mlflow", "alembic", "matplotlib", "PIL")

@@ -32,6 +32,18 @@ from date_spark.columns import ARM, GENERATOR, ROUND, RULE, RUN_ID, SYNTHETIC, n
 from date_spark.config import OutputConfig
 from date_spark.errors import OutputError
 
+__all__ = [
+    "PROVENANCE",
+    "PROVENANCE_COLS",
+    "RUN_DATE_COL",
+    "check_input_columns",
+    "input_frame",
+    "output_schema",
+    "synthetic_frame",
+    "write",
+]
+
+
 log = logging.getLogger(__name__)
 
 RUN_DATE_COL = "run_date"

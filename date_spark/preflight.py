@@ -29,6 +29,19 @@ from date_spark.columns import RESERVED_PREFIX
 from date_spark.config import Config, InputConfig
 from date_spark.errors import ConfigError, InputError
 
+__all__ = [
+    "FORMAT_BY_SUFFIX",
+    "check_input",
+    "check_llm",
+    "check_names",
+    "check_output",
+    "check_run",
+    "format_of",
+    "local_path",
+    "spark_type_name",
+]
+
+
 log = logging.getLogger(__name__)
 
 _GLOB = set("*?[{")

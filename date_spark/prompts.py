@@ -34,6 +34,20 @@ from date_spark.llm.engine import estimate_tokens
 from date_spark.rules import Conjunction, Predicate, Rule
 from date_spark.schema import Kind, TableSchema
 
+__all__ = [
+    "MAX_VALUE_CHARS",
+    "SYSTEM",
+    "ExampleBlock",
+    "HistoryItem",
+    "Masker",
+    "Message",
+    "cut",
+    "generation_messages",
+    "header",
+    "refinement_messages",
+]
+
+
 Message = dict[str, str]
 
 SYSTEM = (

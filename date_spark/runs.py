@@ -33,6 +33,27 @@ if TYPE_CHECKING:
 
     from date_spark.config import Config
 
+__all__ = [
+    "NEUTRAL_KEYS",
+    "STAGES",
+    "STAGE_KEYS",
+    "Run",
+    "T",
+    "check_resume_config",
+    "check_resume_input",
+    "config_changes",
+    "fingerprint_changes",
+    "input_fingerprint",
+    "new_run_id",
+    "open_run",
+    "resume_config",
+    "stage",
+    "stage_of",
+    "start_run",
+    "write_json_atomic",
+]
+
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 

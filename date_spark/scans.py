@@ -28,6 +28,9 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
+__all__ = ["GET_TIMEOUT_S", "ROWS", "ScanMeter", "format_passes"]
+
+
 logger = logging.getLogger("date_spark.scans")
 
 ROWS = "rows"

@@ -11,6 +11,8 @@ from pyspark.sql import types as T
 
 from date_spark.errors import InputError
 
+__all__ = ["ColumnSpec", "Kind", "TableSchema", "column_specs", "is_integral", "kind_of"]
+
 
 class Kind(str, Enum):
     NUMERIC = "numeric"

@@ -16,6 +16,9 @@ from pyspark.sql import DataFrame, SparkSession
 from date_spark import logs
 from date_spark.config import SparkConfig
 
+__all__ = ["LOCAL_DEFAULTS", "STAGE_SQL_CONF", "session", "sql_conf", "to_pandas"]
+
+
 log = logging.getLogger(__name__)
 
 # Defaults for sessions this package builds itself. Large CASE/WHEN expressions over many rules are

@@ -10,6 +10,9 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+__all__ = ["SPLIT_COL", "assign_split", "holdout_mask", "row_uniform"]
+
+
 SPLIT_COL = "_date_split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 _BUCKETS = 10_000

@@ -59,6 +59,9 @@ from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker
 from date_spark.utility import Utility
 
+__all__ = ["DateSynthesizer", "RunResult"]
+
+
 log = logging.getLogger(__name__)
 
 
@@ -267,7 +270,7 @@ class DateSynthesizer:
 
     def _resample(self) -> pd.DataFrame:
         """The capped per-DGR sample, recomputed (on resume after generation)."""
-        from date_spark.generation import _partition_sample
+        from date_spark.generation import partition_sample
 
         routed = (
             self.data_.where(F.col(SPLIT_COL) != TEST)
@@ -275,7 +278,7 @@ class DateSynthesizer:
             .withColumn(DGR_COL, F.coalesce(F.col(DGR_COL), F.lit(REST)))
         )
         ids = [str(d.rule_id) for d in self.rules_.dgrs] + [REST]
-        sample = _partition_sample(
+        sample = partition_sample(
             routed, ids, self.config.generation.partition_sample_rows, self.config.seed
         )
         return to_pandas(

@@ -20,6 +20,19 @@ from typing import Any
 from date_spark.config import Config
 from date_spark.errors import Interrupted, interrupted_by
 
+__all__ = [
+    "ARTIFACTS_DIR",
+    "MLFLOW_KEY_MAX",
+    "MLFLOW_PARAM_MAX",
+    "Tracker",
+    "artifact_location",
+    "default_uri",
+    "metric_key",
+    "tracking_uri",
+    "ui_command",
+]
+
+
 log = logging.getLogger(__name__)
 
 MLFLOW_PARAM_MAX = 6000

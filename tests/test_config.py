@@ -116,3 +116,23 @@ def test_flat_view_for_tracking() -> None:
     flat = Config().flat()
     assert flat["discovery.rho"] == str(Config().discovery.rho)
     assert flat["llm.api_key_env"] == "OPENAI_API_KEY"
+
+
+def test_the_package_root_exports_the_facade_and_the_loader_without_importing_pyspark() -> None:
+    """`from date_spark import DateSynthesizer, load_config` works; the preflight's modules and
+    the config loader do not pull in pyspark (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, date_spark\n"
+        "from date_spark import Config, load_config\n"
+        "import date_spark.columns, date_spark.preflight\n"
+        "assert 'pyspark' not in sys.modules, 'pyspark imported'\n"
+        "from date_spark import DateSynthesizer\n"
+        "assert DateSynthesizer.__module__ == 'date_spark.synthesizer'\n"
+        "assert isinstance(load_config(), Config)\n"
+        "assert set(date_spark.__all__) >= {'DateSynthesizer', 'Config', 'load_config'}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

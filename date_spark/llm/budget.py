@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from date_spark.config import LlmConfig, ModelPrice
 from date_spark.errors import ConfigError
 
+__all__ = ["Budget", "TaskBudget", "check_prices", "cost_of", "price_for"]
+
 
 def price_for(cfg: LlmConfig) -> ModelPrice | None:
     return cfg.prices.get(cfg.model)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+__all__ = ["CachedResponse", "ResponseCache", "cache_key"]
+
 
 def cache_key(endpoint: str, params: dict[str, Any]) -> str:
     """sha256 over (endpoint, request parameters incl. model and messages), canonical JSON."""

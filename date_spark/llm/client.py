@@ -36,6 +36,19 @@ from date_spark.errors import ConfigError
 if TYPE_CHECKING:
     import openai
 
+__all__ = [
+    "DEFAULT_AZURE_API_VERSION",
+    "NO_KEY",
+    "OPENAI_HOSTS",
+    "effective_base_url",
+    "endpoint_id",
+    "key_required",
+    "make_client",
+    "read_api_key",
+    "resolve_dialect",
+]
+
+
 NO_KEY = "sk-no-key-required"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 OPENAI_HOSTS = ("api.openai.com",)

@@ -45,6 +45,9 @@ from date_spark.llm.client import key_required, make_client, read_api_key
 from date_spark.llm.limits import AdaptiveConcurrency, RateLimiter, backoff_delay, parse_retry_after
 from date_spark.llm.rows import RowSchema
 
+__all__ = ["STATUSES", "LlmRequest", "LlmResult", "TaskEngine", "TaskPlan", "estimate_tokens"]
+
+
 log = logging.getLogger("date_spark.llm")
 
 STATUSES = ("ok", "failed", "budget_exhausted", "invalid_request")

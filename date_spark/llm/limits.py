@@ -18,6 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
+__all__ = [
+    "AdaptiveConcurrency",
+    "RateLimiter",
+    "TokenBucket",
+    "backoff_delay",
+    "parse_retry_after",
+]
+
 
 class TokenBucket:
     """Refills at `rate` per second up to `capacity`. A request larger than the capacity waits for a

@@ -34,6 +34,9 @@ from typing import IO
 from date_spark.config import LocalModelConfig
 from date_spark.errors import ConfigError, EndpointError
 
+__all__ = ["INSTALL_HINT", "LocalModelServer", "find_model", "free_port", "llama_available"]
+
+
 INSTALL_HINT = (
     '`make run` installs it, or run: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON '
     '-DGGML_F16C=ON" pip install "date-spark[local-llm]"; or use a served model instead with '

@@ -51,6 +51,23 @@ import pandas as pd
 
 from date_spark.llm.rows import RULE_MARKER
 
+__all__ = [
+    "FAULTS",
+    "HTTP_FAULTS",
+    "REPLY_FAULTS",
+    "ROW_FAULTS",
+    "RowFactory",
+    "StubFaults",
+    "StubServer",
+    "default_rows",
+    "find_schema",
+    "main",
+    "planted_rows",
+    "row_schema_of",
+    "rule_text",
+]
+
+
 RowFactory = Callable[[dict[str, Any], dict[str, Any]], list[dict[str, Any]]]
 
 HTTP_FAULTS = ("rate_limit", "server_error", "slow", "reject_format", "echo_auth")

@@ -1,4 +1,4 @@
-"""How alike two arms' rules are: the diversity half of selection's utility (`selection.py`).
+"""How alike two arms' rules are: the diversity half of selection's utility (`search.py`).
 
 Overlap of two rules is the product over the columns either constrains of the per-column overlap
 ratio (`Interval.overlap_ratio` / `CategorySet.overlap_ratio` of the `Rule.bounds` views, measured

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from date_spark.columns import ARM, RULE
 from date_spark.config import Config
 from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes
 from date_spark.generation import (
-    ARM_COL,
     DGR_COL,
-    RULE_COL,
     Generator,
     ScoringSpec,
     generate,
@@ -72,18 +71,18 @@ def test_end_to_end_rounds_refinement_and_rule_adherence(
     assert [r.round for r in res.rounds] == [1, 2, 3]
     assert set(res.rows["_date_round"]) == {1, 2, 3}
     # every generated row satisfies the rule of its arm (DGR or refined rule AND the tree path)
-    for arm, g in res.rows.groupby(ARM_COL):
-        rule = parse_rule(g[RULE_COL].iloc[0], schema.kinds)
+    for arm, g in res.rows.groupby(ARM):
+        rule = parse_rule(g[RULE].iloc[0], schema.kinds)
         assert rule.mask(g).all(), arm
     # refined rules: "x1 < 0.5" is parsed and used; the out-of-domain and unparseable ones dropped
     assert res.rounds[0].proposed_rules == 9
     assert res.rounds[0].refined_dropped.get("unparseable") == 3
     assert res.rounds[0].refined_dropped.get("out_of_domain") == 3
     assert res.rounds[1].refined_rules_used >= 3
-    assert any("x1 < 0.5" in r for r in res.rows.loc[res.rows["_date_round"] == 2, RULE_COL])
+    assert any("x1 < 0.5" in r for r in res.rows.loc[res.rows["_date_round"] == 2, RULE])
     # the arms table has one row per group and candidates have positive gain
     arms = res.arms
-    assert len(arms) == res.rows[ARM_COL].nunique()
+    assert len(arms) == res.rows[ARM].nunique()
     assert arms["candidate"].any() and (arms.loc[arms["candidate"], "gain"] > 0).all()
     assert set(json.loads(arms["labels"].iloc[0])) <= {"0", "1"}
     assert sum(r.requests for r in res.rounds) == 3 + 3 + 3
@@ -225,7 +224,7 @@ def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
                 "_date_qrule": r2.dumps(),
             }
         )
-        arms = score_groups(gen, part, spec).groupby(ARM_COL)
+        arms = score_groups(gen, part, spec).groupby(ARM)
         total = float((arms["_date_gain"].first() * arms.size()).sum())
         return total, int(arms["_date_candidate"].first().sum())
 
@@ -247,6 +246,27 @@ def test_score_groups_rewards_helpful_rows_and_not_harmful_ones() -> None:
         }
     )
     pd.testing.assert_frame_equal(score_groups(gen, part, spec), score_groups(gen, part2, spec))
+
+
+def test_a_group_in_the_rest_partition_is_scored_with_the_covered_rows_in_training() -> None:
+    """The rest partition is served by the global model, so its covered rows (`fixed`) train
+    every model that scores it. A group's gain must compare like with like: measured once
+    without the fixed rows in the with-group models, every group there (flipped labels too)
+    looked helpful, because dropping the other regimes' rows alone lowered the loss."""
+    from date_spark.generation.fields import FIXED_COL
+
+    part, spec, good, r2 = _r2_case()
+    other = planted_regimes(3000, n_features=8, noise=0.0, seed=5).drop(columns=["regime"])
+    covered = other[~r2.mask(other)].head(1500).assign(**{SPLIT_COL: TRAIN, FIXED_COL: True})
+    rest = pd.concat([part.assign(**{FIXED_COL: False}), covered], ignore_index=True)
+    bad = good.assign(y=1 - good["y"])
+    gains = {}
+    for name, rows in (("good", good), ("bad", bad)):
+        scored = score_groups(_asked(rows, r2), rest, spec)
+        assert len(scored) > 0
+        arms = scored.groupby(ARM)
+        gains[name] = float((arms["_date_gain"].first() * arms.size()).sum())
+    assert gains["good"] > 0 > gains["bad"], gains
 
 
 def _asked(rows: pd.DataFrame, rule: Any) -> pd.DataFrame:
@@ -271,7 +291,7 @@ def test_the_label_check_sets_contradicted_rows_apart() -> None:
     )
     out = score_groups(gen, part, spec)
     assert len(out) == len(rows)  # nothing is lost: rejected rows are returned, marked
-    rejected = out[ARM_COL].str.endswith(".rejected")
+    rejected = out[ARM].str.endswith(".rejected")
     assert rejected.any() and not out.loc[rejected, "_date_candidate"].any()
     # rejected rows are mostly the flipped ones
     key = ["x0", "x3", "x4", "y"]
@@ -279,7 +299,7 @@ def test_the_label_check_sets_contradicted_rows_apart() -> None:
     assert marked.mean() > 0.8 and marked.sum() > len(good) / 3
     relabel = replace(spec, label_check="relabel")
     fixed = score_groups(gen, part, relabel)
-    assert not fixed[ARM_COL].str.endswith(".rejected").any() and len(fixed) == len(rows)
+    assert not fixed[ARM].str.endswith(".rejected").any() and len(fixed) == len(rows)
     assert (fixed["y"].to_numpy() != rows.sort_index()["y"].to_numpy()).any()
 
 
@@ -300,8 +320,8 @@ def test_interpolation_generator_classification_and_regression(spark: Any, tmp_p
         res = generate(data, disc, schema, cfg, route=disc.route(DGR_COL))
         assert res.summary()["generated_rows"] > 0, task
         assert all(r.requests == 0 for r in res.rounds)
-        for _, g in res.rows.groupby(ARM_COL):
-            assert parse_rule(g[RULE_COL].iloc[0], schema.kinds).mask(g).all()
+        for _, g in res.rows.groupby(ARM):
+            assert parse_rule(g[RULE].iloc[0], schema.kinds).mask(g).all()
         assert res.arms["gain"].notna().any()
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from date_spark.columns import ARM, RULE
 from date_spark.config import Config
 from date_spark.datasets import demo_credit
-from date_spark.generation import ARM_COL, DGR_COL, RULE_COL, generate
+from date_spark.generation import DGR_COL, generate
 from date_spark.llm.local import LocalModelServer
 from date_spark.rules import parse_rule
 
@@ -47,5 +48,5 @@ def test_generation_with_the_local_model_reports_valid_and_rejected_rows(
         "out_of_domain", "violates_rule",
     }  # fmt: skip
     assert len(res.rows) > 0, "no valid row: nothing to check against its rule"
-    for _, g in res.rows.groupby(ARM_COL):
-        assert parse_rule(g[RULE_COL].iloc[0], schema.kinds).mask(g).all()
+    for _, g in res.rows.groupby(ARM):
+        assert parse_rule(g[RULE].iloc[0], schema.kinds).mask(g).all()

@@ -8,15 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from date_spark.generation import (
-    ARM_COL,
-    DGR_COL,
-    REQUEST_COL,
-    REST,
-    RULE_COL,
-    GenerationResult,
-    generate,
-)
+from date_spark.columns import ARM, RULE
+from date_spark.generation import DGR_COL, REQUEST_COL, REST, GenerationResult, generate
 from date_spark.llm.stub import StubServer, default_rows, rule_text
 from date_spark.rules import parse_rule
 
@@ -68,10 +61,8 @@ def test_rule_violating_rows_are_rerouted_to_the_partition_they_satisfy(
     # they appear under the partition they satisfy, in arms of their own
     moved = res.rows[res.rows[REQUEST_COL].str.contains("|rerouted|", regex=False)]
     assert len(moved) == stats.rerouted
-    assert moved[ARM_COL].str.contains(".rerouted", regex=False).all()
-    assert (
-        not res.rows.loc[~res.rows.index.isin(moved.index), ARM_COL].str.contains("rerouted").any()
-    )
+    assert moved[ARM].str.contains(".rerouted", regex=False).all()
+    assert not res.rows.loc[~res.rows.index.isin(moved.index), ARM].str.contains("rerouted").any()
     assert set(moved[DGR_COL]) == {"R0", REST}
     rules = {d.rule_id: d.rule for d in disc.dgrs}
     for dgr, g in moved.groupby(DGR_COL):
@@ -81,8 +72,8 @@ def test_rule_violating_rows_are_rerouted_to_the_partition_they_satisfy(
         else:
             assert rules[str(dgr)].mask(g).all()
     # none violates the rule of its arm (its new DGR's rule AND its tree path)
-    for arm, g in moved.groupby(ARM_COL):
-        assert parse_rule(g[RULE_COL].iloc[0], schema.kinds).mask(g).all(), arm
+    for arm, g in moved.groupby(ARM):
+        assert parse_rule(g[RULE].iloc[0], schema.kinds).mask(g).all(), arm
     # the arms table shows them, so selection judges them like any other arm
     arms = res.arms[res.arms["arm_id"].str.contains("rerouted")]
     assert len(arms) and set(arms["dgr_id"]) <= {"R0", REST}
@@ -98,5 +89,5 @@ def test_with_reroute_off_rule_violating_rows_are_dropped_as_before(
     assert generated == stats.valid_rows + sum(stats.rejected.values())
     assert stats.rerouted == 0 and stats.rerouted_to == {}
     assert len(res.rows) == stats.valid_rows > 0
-    assert not res.rows[ARM_COL].str.contains("rerouted").any()
+    assert not res.rows[ARM].str.contains("rerouted").any()
     assert set(res.rows[DGR_COL]) <= {"R0", "R1", "R2"}

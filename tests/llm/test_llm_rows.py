@@ -11,7 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from date_spark.errors import RuleError
-from date_spark.llm.rows import RowColumn, RowSchema, extract_rows
+from date_spark.llm.extract import extract_rows
+from date_spark.llm.rows import RowColumn, RowSchema
 from date_spark.rules import parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 

@@ -1,0 +1,56 @@
+"""The generator without an LLM: rule-bounded SMOTE-style interpolation inside a partition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from date_spark.rules import Rule
+from date_spark.schema import Kind, TableSchema
+
+__all__ = ["interpolate"]
+
+
+def interpolate(
+    train: pd.DataFrame, rule: Rule, schema: TableSchema, n: int, seed: int
+) -> pd.DataFrame:
+    """Rule-bounded SMOTE-style rows from same-label pairs of `train` (which lies in `rule`)."""
+    rng = np.random.default_rng(seed)
+    if len(train) < 2 or n <= 0:
+        return train.iloc[:0][schema.names].copy()
+    target = schema.target
+    if schema.task == "classification":
+        groups = [g for _, g in train.groupby(target) if len(g) >= 2]
+        weights = np.array([len(g) for g in groups], dtype=float)
+        if not groups:
+            return train.iloc[:0][schema.names].copy()
+        picks = rng.choice(len(groups), size=n, p=weights / weights.sum())
+    else:
+        groups, picks = [train], np.zeros(n, dtype=int)
+    rows = []
+    for gi in picks:
+        g = groups[gi]
+        a, b = g.iloc[rng.choice(len(g), size=2, replace=False)].to_dict("records")
+        lam = rng.random()
+        row: dict[str, Any] = {}
+        for spec in schema.columns:
+            va, vb = a[spec.name], b[spec.name]
+            if spec.name == target and schema.task == "classification":
+                row[spec.name] = va
+            elif spec.kind is Kind.NUMERIC and pd.notna(va) and pd.notna(vb):
+                v = float(va) + lam * (float(vb) - float(va))
+                row[spec.name] = round(v) if spec.integral else v
+            elif spec.kind in (Kind.DATE, Kind.TIMESTAMP) and pd.notna(va) and pd.notna(vb):
+                ta, tb = pd.Timestamp(va), pd.Timestamp(vb)
+                t = ta + (tb - ta) * lam
+                row[spec.name] = t.date() if spec.kind is Kind.DATE else t.to_pydatetime()
+            else:
+                row[spec.name] = va if rng.random() < 0.5 else vb
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=schema.names)
+    for spec in schema.columns:
+        if spec.kind is Kind.NUMERIC and spec.integral:
+            out[spec.name] = pd.to_numeric(out[spec.name]).astype("Int64")
+    return out[rule.mask(out).to_numpy(dtype=bool)].reset_index(drop=True)
