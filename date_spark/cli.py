@@ -286,11 +286,12 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from date_spark.columns import RULE
     from date_spark.config import InputConfig
     from date_spark.errors import ConfigError, InputError
-    from date_spark.evaluation import RULE_COLUMN, evaluate, infer_schema, only_synthetic
+    from date_spark.evaluation import evaluate, infer_schema, only_synthetic
+    from date_spark.evaluation.report import log_report, render_report
     from date_spark.io import read_input, table_format
-    from date_spark.report import log_report, render_report
     from date_spark.spark import session
 
     out = args.out
@@ -312,7 +313,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     real = load("--real", args.real, args.real_format)
     synthetic = only_synthetic(load("--synthetic", args.synthetic, args.synthetic_format))
     train, holdout = load("--train", args.train), load("--holdout", args.holdout)
-    rule_column = args.rule_column or (RULE_COLUMN if RULE_COLUMN in synthetic.columns else None)
+    rule_column = args.rule_column or (RULE if RULE in synthetic.columns else None)
     schema = infer_schema(real, args.target)
     result = evaluate(
         real, synthetic, schema, holdout=holdout, train=train, rule_column=rule_column

@@ -437,7 +437,7 @@ class DateSynthesizer:
         self, run: Run, result: Any, metrics: dict[str, float], out_dir: Path
     ) -> Path:
         """The report under the run, and a copy beside a path output; returns the HTML page."""
-        from date_spark.report import render_report
+        from date_spark.evaluation.report import render_report
 
         cfg = self.config
         arms, sel, u = self.arms_, self.selection_, self.utility_

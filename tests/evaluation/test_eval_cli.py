@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from date_spark.cli import main
-from date_spark.report import HTML_NAME, JSON_NAME
+from date_spark.evaluation.report import HTML_NAME, JSON_NAME
 
 
 @pytest.fixture

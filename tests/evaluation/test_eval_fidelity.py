@@ -157,7 +157,8 @@ def test_ks_on_a_coarse_grid_stays_close_to_exact(spark: Any) -> None:
 def test_wide_tables_compute_correlations_in_bounded_jobs(spark: Any) -> None:
     """13 numeric columns: 78 pairs, more than one aggregation's share; every coefficient still
     matches pandas."""
-    from date_spark.evaluation import _CORR_PAIRS_PER_JOB, _is_discrete, _stats
+    from date_spark.evaluation.stats import _CORR_PAIRS_PER_JOB, _stats
+    from date_spark.evaluation.tables import _is_discrete
 
     rng = np.random.default_rng(3)
     base = rng.normal(size=(300, 1))

@@ -10,11 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from date_spark.evaluation import (
-    EvaluationResult,
-    _encode,
-    nearest_distances,
-)
+from date_spark.evaluation import EvaluationResult, nearest_distances
+from date_spark.evaluation.privacy import _encode
 from date_spark.schema import ColumnSpec, Kind
 
 

@@ -13,7 +13,13 @@ import mlflow
 import pytest
 
 from date_spark.evaluation import EvaluationResult
-from date_spark.report import HTML_NAME, JSON_NAME, MARKDOWN_NAME, log_report, render_report
+from date_spark.evaluation.report import (
+    HTML_NAME,
+    JSON_NAME,
+    MARKDOWN_NAME,
+    log_report,
+    render_report,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EXTRAS: dict[str, Any] = {
@@ -271,7 +277,7 @@ def test_report_when_nothing_was_kept_says_why(tmp_path: Path) -> None:
 
 
 def test_extra_sections_extend_the_page(fresh_result: EvaluationResult, tmp_path: Path) -> None:
-    from date_spark.report import Section
+    from date_spark.evaluation.report import Section
 
     extra = Section("mde", "Minimum detectable effect", "<p>per partition</p>")
     page = parse(render_report(fresh_result, tmp_path, extra_sections=[extra]).html)

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from date_spark.columns import RULE
 from date_spark.errors import InputError
-from date_spark.evaluation import RULE_COLUMN, EvaluationResult, evaluate, infer_schema
+from date_spark.evaluation import EvaluationResult, evaluate, infer_schema
 from date_spark.schema import TableSchema
 
 REAL = pd.DataFrame(
@@ -30,7 +31,7 @@ SYNTHETIC = pd.DataFrame(
         "income": [1500.0, 9000.0, 3000.0, np.nan, 4000.0, 500.0],
         "default": [0, 1, 2, 1, 0, 1],
         "note": ["x"] * 6,  # not in the real table; "opened" is missing
-        RULE_COLUMN: ["age >= 40", MARS, "age >>> 3", None, "age >= 40", "income < 1000"],
+        RULE: ["age >= 40", MARS, "age >>> 3", None, "age >= 40", "income < 1000"],
     }
 )
 
@@ -48,7 +49,7 @@ def schema(real: Any) -> TableSchema:
 @pytest.fixture(scope="module")
 def messy(spark: Any, real: Any, schema: TableSchema) -> EvaluationResult:
     syn = spark.createDataFrame(SYNTHETIC)
-    return evaluate(real, syn, schema, rule_column=RULE_COLUMN)
+    return evaluate(real, syn, schema, rule_column=RULE)
 
 
 def test_rule_validity(messy: EvaluationResult) -> None:

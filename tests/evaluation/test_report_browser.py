@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from date_spark.evaluation import EvaluationResult
-from date_spark.report import render_report
+from date_spark.evaluation.report import render_report
 
 from .test_eval_report import EXTRAS, UTILITY, confirmation_failed
 
