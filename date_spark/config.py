@@ -261,7 +261,8 @@ class SelectionConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """The utility evaluation on the test split (`date_spark/evaluation.py`).
+    """The evaluation on the test split (`date_spark/utility.py`) and of the kept rows
+    (`date_spark/evaluation/`).
 
     model: the model trained for the utility figures; null = `selection.model`.
     bootstrap: paired bootstrap resamples of the test rows for each gain's interval.
