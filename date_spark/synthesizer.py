@@ -317,23 +317,9 @@ class DateSynthesizer:
         if not self.rules_.dgrs:
             return Selection([], empty, [], float("nan"), float("nan"), cfg.selection.strategy,
                              "no rule found")  # fmt: skip
-        rows = self.generation_.rows
-        arms_pd = self.generation_.arms
-        cands = arms_pd[arms_pd["candidate"].astype(bool)] if len(arms_pd) else arms_pd
         kinds = self.schema_.kinds
-        arms = []
-        for rec in cands.to_dict("records"):
-            arm_rows = rows[rows[ARM] == rec["arm_id"]][self.schema_.names]
-            arms.append(
-                Arm(
-                    arm_id=rec["arm_id"],
-                    dgr_id=str(rec["dgr_id"]),
-                    round=int(rec["round"]),
-                    rule=parse_rule(rec["rule"], kinds),
-                    rows=arm_rows.reset_index(drop=True),
-                    gain=float(rec["gain"]),
-                )
-            )
+        found = self.generation_.candidates(self.schema_.names, kinds)
+        arms = [Arm(**c._asdict()) for c in found]
         screen, confirm = self._evaluators(cfg)
         result = select(arms, screen, cfg.selection, kinds=kinds, seed=cfg.seed, confirm=confirm)
         if not arms:

@@ -22,6 +22,7 @@ from date_spark.generation.fields import (
 from date_spark.generation.generator import Generator, generate
 from date_spark.generation.interpolation import interpolate
 from date_spark.generation.result import (
+    Candidate,
     GenerationResult,
     RoundStats,
     arms_table,
@@ -40,6 +41,7 @@ __all__ = [
     "DGR_COL",
     "REQUEST_COL",
     "REST",
+    "Candidate",
     "DiscoveryLike",
     "GenerationResult",
     "Generator",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -15,8 +16,11 @@ from pyspark.sql import DataFrame, SparkSession
 from date_spark.columns import ARM, GENERATOR, ROUND, RULE
 from date_spark.generation.fields import AGREE_COL, CANDIDATE_COL, DGR_COL, GAIN_COL, PRED_COL
 from date_spark.llm.rows import REASONS
+from date_spark.rules import Rule, parse_rule
+from date_spark.schema import Kind
 
 __all__ = [
+    "Candidate",
     "GenerationResult",
     "RoundStats",
     "arms_table",
@@ -51,6 +55,17 @@ class RoundStats:
     seconds: float = 0.0
 
 
+class Candidate(NamedTuple):
+    """One candidate arm as generation hands it to selection (`selection.Arm(**c._asdict())`)."""
+
+    arm_id: str
+    dgr_id: str
+    round: int
+    rule: Rule
+    rows: pd.DataFrame
+    gain: float
+
+
 @dataclass
 class GenerationResult:
     rows: pd.DataFrame  # every generated row: input columns + meta + arm columns
@@ -64,6 +79,27 @@ class GenerationResult:
     @property
     def candidate_arms(self) -> pd.DataFrame:
         return self.arms[self.arms["candidate"]]
+
+    def candidates(self, columns: Sequence[str], kinds: Mapping[str, Kind]) -> list[Candidate]:
+        """Each candidate arm with its rows (the input `columns`) and its parsed rule: what
+        selection takes as arms, so no caller reads the string-keyed arms table."""
+        if not len(self.arms):
+            return []
+        cands = self.arms[self.arms["candidate"].astype(bool)]
+        out = []
+        for rec in cands.to_dict("records"):
+            rows = self.rows[self.rows[ARM] == rec["arm_id"]][list(columns)]
+            out.append(
+                Candidate(
+                    arm_id=str(rec["arm_id"]),
+                    dgr_id=str(rec["dgr_id"]),
+                    round=int(rec["round"]),
+                    rule=parse_rule(rec["rule"], kinds),
+                    rows=rows.reset_index(drop=True),
+                    gain=float(rec["gain"]),
+                )
+            )
+        return out
 
     def rejects(self) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
         """Over all rounds: rejected rows by reason, the per-column table, clipped values."""

@@ -84,6 +84,12 @@ def test_end_to_end_rounds_refinement_and_rule_adherence(
     arms = res.arms
     assert len(arms) == res.rows[ARM].nunique()
     assert arms["candidate"].any() and (arms.loc[arms["candidate"], "gain"] > 0).all()
+    # what selection takes: each candidate with its rows (input columns) and its parsed rule
+    cands = res.candidates(schema.names, schema.kinds)
+    assert cands and {c.arm_id for c in cands} == set(arms.loc[arms["candidate"], "arm_id"])
+    for c in cands:
+        assert list(c.rows.columns) == schema.names and len(c.rows) > 0
+        assert c.rule.mask(c.rows).all() and c.gain > 0
     assert set(json.loads(arms["labels"].iloc[0])) <= {"0", "1"}
     assert sum(r.requests for r in res.rounds) == 3 + 3 + 3
     # saved and loaded back
