@@ -228,6 +228,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         + (" (" + ", ".join(f"{k} {v}" for k, v in rejected.items()) + ")" if rejected else "")
         + _rerouted_text(s.get("rerouted_rows") or {})
     )
+    if s.get("asked"):
+        print(f"  asked:     {s['asked']}")
+    if s.get("copies"):
+        print(f"  copies:    {s['copies']}")
     table = reject_table(s.get("rejected_by_column") or {}, s.get("clipped") or {})
     if table:
         print("  rejects by column (a row counts under every column that failed):")

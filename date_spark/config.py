@@ -186,6 +186,12 @@ class GenerationConfig(_Section):
       accept negative values (nor the mirror case), and integral columns keep whole-number
       bounds (5.0 is accepted as 5 anywhere). 0 is the strict observed range. Categorical and
       boolean columns get no margin: an unseen category breaks the schema.
+    rows_per_real_row: how many rows to ask for per real (non-test) row of a prompted
+      partition, over all rounds: the largest volume selection tries (`selection.volumes`) needs
+      about 3x. 0 restores the fixed `requests_per_rule` per round.
+    max_rows_per_partition / max_generated_rows: cost limits on the rows asked for, per
+      partition and per job (every partition is scaled down in proportion when the job's total
+      would pass it). Requests per round: rows / (`iterations` x `rows_per_request`), rounded up.
     out_of_range: what happens to a value past the margin. "reject" (default): the row is
       rejected as `out_of_domain`, counted under that column. "clip": the value is moved to the
       nearest accepted bound and the row goes on (it must still satisfy its rule); clipped values
@@ -218,6 +224,9 @@ class GenerationConfig(_Section):
     history_items: int = Field(default=6, ge=0)
     domain_margin: float = Field(default=0.1, ge=0, le=10, allow_inf_nan=False)
     out_of_range: Literal["reject", "clip"] = "reject"
+    rows_per_real_row: float = Field(default=3.0, ge=0, le=100)
+    max_rows_per_partition: int = Field(default=2000, ge=1)
+    max_generated_rows: int = Field(default=10_000, ge=1)
 
 
 ModelName = Literal["hist_gradient_boosting", "decision_tree", "linear", "logistic"]
@@ -242,6 +251,18 @@ class SelectionConfig(_Section):
       0 restores the paper's rule: any improvement, in the search and at confirmation.
     confirm: false keeps the searched set without the confirmation (the paper's protocol).
     power: the power the reported minimum detectable effect is computed for.
+    rule: how kept rows are decided. "gain" (default, `date_spark/selection/gain.py`): the
+      expected gain for one model of `model`'s kind trained on real + kept rows, cross-fitted
+      over every non-test row (`folds` x `repeats`), per partition at a few `volumes` (fractions
+      of its real rows), shrunk across partitions, kept when the posterior z exceeds `keep_z`.
+      "holm": the bandit/greedy `strategy` screened per partition, then confirmed on the
+      validation split with Holm's step-down at `min_z` (the rule before issue 20). "paper": the
+      same search accepting any improvement, unconfirmed (min_z 0, confirm off).
+    keep_z: the gain rule's bar on the posterior z of a partition and of the kept rows together;
+      set from `benchmarks/calibration.py` (oracle rows kept, noise rows refused).
+    volumes: the gain rule's candidate volumes per partition, as fractions of its real rows.
+    repeats: the gain rule's cross-fitting repeats (each a new fold draw and model seed).
+    max_rows: the real rows the gain rule scores at most (a seeded sample above it).
     """
 
     strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
@@ -258,6 +279,18 @@ class SelectionConfig(_Section):
     min_z: float = Field(default=1.645, ge=0)
     confirm: bool = True
     power: float = Field(default=0.8, gt=0, lt=1)
+    rule: Literal["gain", "holm", "paper"] = "gain"
+    keep_z: float = Field(default=1.0, ge=0)
+    volumes: tuple[float, ...] = (0.3, 1.0, 3.0)
+    repeats: int = Field(default=2, ge=1, le=10)
+    max_rows: int = Field(default=20_000, ge=100)
+
+    @field_validator("volumes")
+    @classmethod
+    def _positive_volumes(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not x > 0 for x in v):
+            raise ValueError("volumes must be positive fractions of a partition's rows, e.g. [1]")
+        return tuple(sorted(set(v)))
 
 
 class EvaluationConfig(_Section):

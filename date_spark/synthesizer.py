@@ -52,7 +52,15 @@ from date_spark.runs import (
     write_json_atomic,
 )
 from date_spark.schema import TableSchema, column_specs
-from date_spark.selection import Arm, CrossFitEvaluator, Selection, select
+from date_spark.selection import (
+    Arm,
+    CrossFitEvaluator,
+    Selection,
+    drop_copies,
+    gain_evaluator,
+    select,
+    select_by_gain,
+)
 from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session, sql_conf, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
@@ -152,9 +160,13 @@ class DateSynthesizer:
             )
         return self
 
-    def fit(self, df: DataFrame | None = None, *, run: Run | None = None) -> DateSynthesizer:
+    def fit(
+        self, df: DataFrame | None = None, *, run: Run | None = None, rules: Discovery | None = None
+    ) -> DateSynthesizer:
         """Prepare, then discovery -> generation -> selection. With `run`, stage results are saved
-        under it and finished stages are loaded rather than recomputed."""
+        under it and finished stages are loaded rather than recomputed. With `rules` (another
+        fit's `rules_` on the same input and split), discovery is not run again: comparing
+        generators on the same rules costs one discovery."""
         if not hasattr(self, "data_"):
             self.prepare(df)
         cfg = self.config
@@ -166,7 +178,7 @@ class DateSynthesizer:
             self.rules_ = stage(
                 run,
                 "discovery",
-                lambda: self._discover(train),
+                lambda: self._discover(train) if rules is None else rules,
                 lambda d: Discovery.load(d / "discovery.json"),
                 lambda found, d: _save_discovery(found, d),
                 _discovery_summary,
@@ -317,15 +329,89 @@ class DateSynthesizer:
         if not self.rules_.dgrs:
             return Selection([], empty, [], float("nan"), float("nan"), cfg.selection.strategy,
                              "no rule found")  # fmt: skip
-        kinds = self.schema_.kinds
-        found = self.generation_.candidates(self.schema_.names, kinds)
-        arms = [Arm(**c._asdict()) for c in found]
+        if cfg.selection.rule == "paper":
+            cfg = cfg.with_overrides({"selection.min_z": 0.0, "selection.confirm": False})
+        generated, copies = self._generated_rows()
+        if cfg.selection.rule == "gain":
+            result = self._select_gain(cfg, generated)
+        else:
+            result = self._search(cfg)
+        result.copies = copies
+        if result.rows.empty:
+            result.rows = empty
+        return result
+
+    def _generated_rows(self) -> tuple[pd.DataFrame, Any]:
+        """Every generated row the label check let through (input columns, arm, partition),
+        without the exact copies of a real row, and the copy count (`selection.copies`)."""
+        names = self.schema_.names
+        rows = self.generation_.rows
+        if not len(rows):
+            return pd.DataFrame(columns=[*names, ARM, DGR_COL]), None
+        rows = rows[~rows[ARM].astype(str).str.endswith(".rejected")][[*names, ARM, DGR_COL]]
+        enc = self.rules_.encoder
+        return drop_copies(
+            rows.reset_index(drop=True), self._real_rows()[names], self._collected()[1][names],
+            target=self.schema_.target, encode=enc.transform,
+            categorical=enc.categorical_indices,
+        )  # fmt: skip
+
+    def _collected(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The non-test and test rows, collected once (seeded samples of at most
+        `evaluation.max_rows`): the utility's rows and the copy check's test rows."""
+        if not hasattr(self, "_utility_rows"):
+            from date_spark.utility import collect
+
+            cfg = self.config
+            self._utility_rows = collect(
+                self.data_, self.schema_, max_rows=cfg.evaluation.max_rows, seed=cfg.seed
+            )
+        return self._utility_rows
+
+    def _real_rows(self) -> pd.DataFrame:
+        """The capped per-partition sample of non-test rows (input columns + partition)."""
+        sample = getattr(self, "partition_sample_", None)
+        if sample is None:
+            sample = self._resample()
+            self.partition_sample_ = sample
+        return sample[[*self.schema_.names, DGR_COL]]
+
+    def _select_gain(self, cfg: Config, generated: pd.DataFrame) -> Selection:
+        """The gain rule; its evaluator is kept per model setting, so `select()` reruns (another
+        `keep_z`, other volumes) reuse every fit already made."""
+        enc, sel = self.rules_.encoder, cfg.selection
+        model = ModelSpec.for_table(sel, self.schema_, enc, seed=cfg.seed)
+        real = self._real_rows()
+        key = (sel.model, sel.loss, sel.folds, sel.repeats, sel.max_rows, sel.model_max_depth)
+        cache: dict[Any, Any] = self.__dict__.setdefault("_gain_evaluators", {})
+        if key not in cache:
+            cache[key] = gain_evaluator(
+                real[self.schema_.names], sel, target=self.schema_.target,
+                encode=enc.transform, model=model, seed=cfg.seed,
+            )  # fmt: skip
+        return select_by_gain(
+            generated, real, sel, part=DGR_COL, target=self.schema_.target,
+            encode=enc.transform, model=model, seed=cfg.seed, evaluator=cache[key],
+            rules={str(t.rule_id): t.rule for t in self.rules_.thin},
+        )  # fmt: skip
+
+    def _search(self, cfg: Config) -> Selection:
+        """The paper's search (`selection.rule: holm | paper`) over the candidate arms, each
+        without its copies of real rows."""
+        kinds, names, enc = self.schema_.kinds, self.schema_.names, self.rules_.encoder
+        found = self.generation_.candidates(names, kinds)
+        real, test = self._real_rows()[names], self._collected()[1][names]
+        arms = []
+        for c in found:
+            rows, _ = drop_copies(
+                c.rows, real, test, target=self.schema_.target, encode=enc.transform,
+                categorical=enc.categorical_indices,
+            )  # fmt: skip
+            arms.append(Arm(**{**c._asdict(), "rows": rows}))
         screen, confirm = self._evaluators(cfg)
         result = select(arms, screen, cfg.selection, kinds=kinds, seed=cfg.seed, confirm=confirm)
         if not arms:
             result.stop_reason = "no candidate arm (no generated group lowered the screening loss)"
-        if result.rows.empty:
-            result.rows = empty
         return result
 
     def _named_segments(self) -> dict[str, Any]:
@@ -345,16 +431,12 @@ class DateSynthesizer:
         """The test-split utility of `selection` (default: the fitted one): partition gain and
         synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
         test rows are kept, so comparing several selections collects them once."""
-        from date_spark.utility import collect, utility
+        from date_spark.utility import utility
 
         self._check_fitted("utility()", "rules_")
         cfg = self.config
         sel = selection if selection is not None else self.selection_
-        if not hasattr(self, "_utility_rows"):
-            self._utility_rows = collect(
-                self.data_, self.schema_, max_rows=cfg.evaluation.max_rows, seed=cfg.seed
-            )
-        train, test = self._utility_rows
+        train, test = self._collected()
         model = ModelSpec.for_table(
             cfg.selection, self.schema_, self.rules_.encoder, seed=cfg.seed,
             kind=cfg.evaluation.model,
@@ -486,6 +568,17 @@ class DateSynthesizer:
             "stop_reason": s.stop_reason,
             "kept": self.kept_text(selection=s),
         }
+        if s.copies is not None:
+            out["copies"] = asdict(s.copies)
+        if s.gain is not None:
+            out["gain"] = s.gain.to_dict()
+            j = s.gain.joint
+            if j is not None:
+                lo, hi = j.interval()
+                out.update(
+                    expected_gain_relative=j.relative, expected_gain_low=lo,
+                    expected_gain_high=hi, expected_gain_z=j.shrunk_z,
+                )  # fmt: skip
         c = s.confirmation
         if c is not None:
             out.update(
@@ -501,11 +594,21 @@ class DateSynthesizer:
         return out
 
     def _power_metrics(self) -> dict[str, float]:
-        """Per-partition confirmation rows and minimum detectable effects, for MLflow."""
+        """Per partition: the gain rule's estimate and minimum detectable effect, or the
+        confirmation's rows and minimum detectable effect, for MLflow."""
+        out: dict[str, float] = {}
+        d = self.selection_.gain
+        if d is not None:
+            for choice in d.partitions:
+                best = choice.best
+                if best is not None:
+                    out[f"{choice.key}.gain_relative"] = best.relative
+                    out[f"{choice.key}.gain_z"] = best.shrunk_z
+                    out[f"{choice.key}.mde_relative"] = best.mde(d.keep_z, d.power)
+                    out[f"{choice.key}.kept_rows"] = float(choice.rows)
         c = self.selection_.confirmation
         if c is None:
-            return {}
-        out: dict[str, float] = {}
+            return out
         for p in c.partitions:
             out[f"{p.key}.confirmation_rows"] = float(p.rows)
             out[f"{p.key}.mde"] = p.mde
@@ -520,6 +623,8 @@ class DateSynthesizer:
         if selection is None:
             self._check_fitted("kept_text()", "selection_")
         s = selection if selection is not None else self.selection_
+        if s.gain is not None:
+            return self._gain_text(s)
         c = s.confirmation
         power_text = (
             f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
@@ -553,6 +658,19 @@ class DateSynthesizer:
         else:
             why = s.stop_reason
         return f"kept 0 rows: {why}{power_text}"
+
+    def _gain_text(self, s: Selection) -> str:
+        """`kept_text` for the gain rule: the kept rows and what they are expected to be worth
+        for the user's model, or per partition what the generated rows were worth."""
+        d = s.gain
+        assert d is not None
+        copies = f"; {s.copies.text()}" if s.copies is not None and s.copies.dropped else ""
+        if s.n_rows:
+            parts = ", ".join(f"{k}: {n}" for k, n in d.kept.items())
+            return f"kept {s.n_rows} rows ({parts}): {d.text()}{copies}"
+        if not self.rules_.dgrs:
+            return "kept 0 rows: discovery found no rule"
+        return f"kept 0 rows: {d.text()}{copies}"
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
@@ -728,6 +846,8 @@ class DateSynthesizer:
             "profile": self.profile_.summary(),
             "rules": len(self.rules_.dgrs),
             "valid_rows": sum(r.valid_rows for r in self.generation_.rounds),
+            "asked": self.generation_.asked,
+            "copies": self.selection_.copies.text() if self.selection_.copies else "",
             "rejected_rows": rejected,
             # violates_rule rows re-routed to the partition they satisfy, by partition
             "rerouted_rows": self.generation_.rerouted_to(),

@@ -1,6 +1,7 @@
-"""Does DATE's output make a model better, and can the number be trusted? The issue's must-show
-scenarios at default acceptance (cross-fitted screen, a confirmation per partition at min_z 1.645
-with Holm's step-down, K = 5), against the real stub server on 127.0.0.1.
+"""Does DATE's output make a model better, and can the number be trusted? Issue 11's must-show
+scenarios at that issue's default acceptance (`selection.rule: holm`: cross-fitted screen, a
+confirmation per partition at min_z 1.645 with Holm's step-down, K = 5), against the real stub
+server on 127.0.0.1.
 
 What they measured when written (seed 11, these settings):
 - Helpful/harmful stub on the 3,000-row planted table: clean rows move a partition's test loss
@@ -39,7 +40,11 @@ NOISE = 0.05  # the table's label noise; the helpful stub rows flip at the same 
 SIZED = {  # enough requests that every partition gets arms; acceptance stays at its defaults
     "generation.rows_per_request": 40,
     "generation.iterations": 2,
+    "generation.rows_per_real_row": 0,  # requests_per_rule per round, as when these were written
 }
+# These scenarios were written for the familywise rule (`selection.rule: holm`, the default
+# before issue 20); the gain rule's must-shows are in tests/selection/test_keep_rule.py.
+HOLM = {**SIZED, "selection.rule": "holm"}
 
 
 def fit(spark: Any, table: pd.DataFrame, url: str, **overrides: Any) -> DateSynthesizer:
@@ -69,7 +74,7 @@ def test_default_settings_never_keep_a_harmful_arm_and_say_what_they_could_see(
     factory = planted_rows(harmful_regimes=HARMFUL, noise=NOISE)
     with StubServer(row_factory=factory) as url:
         synth = fit(
-            spark, table, url, **SIZED, **{"generation.requests_per_rule": 5,
+            spark, table, url, **HOLM, **{"generation.requests_per_rule": 5,
                                            "selection.budget_rows": 600}
         )  # fmt: skip
     rows = synth.generation_.rows
@@ -110,7 +115,7 @@ def test_default_acceptance_keeps_helpful_rows_that_lower_the_test_loss(spark: A
     factory = planted_rows(harmful_regimes=HARMFUL, noise=NOISE, task="regression")
     with StubServer(row_factory=factory) as url:
         synth = fit(
-            spark, table.drop(columns="regime"), url, **SIZED,
+            spark, table.drop(columns="regime"), url, **HOLM,
             **{"generation.requests_per_rule": 5, "selection.budget_rows": 1000},
         )  # fmt: skip
     rows = synth.generation_.rows
@@ -176,7 +181,7 @@ def test_a_thin_segments_own_test_loss_drops_with_the_rows_date_generates_for_it
             table.drop(columns="regime"),
             url,
             **{
-                **SIZED,
+                **HOLM,
                 "generation.requests_per_rule": 6,
                 "selection.budget_rows": 300,
                 "evaluation.segments": {"R5": R5},

@@ -100,6 +100,7 @@ from date_spark.generation.scoring import (
     allocate_requests,
     partition_benefit,
     score_groups,
+    volume_requests,
 )
 from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
@@ -329,6 +330,8 @@ class Generator:
         self.by_id = {k: by_id[k] for k in top}
         benefit = frame.set_index(DGR_COL)["benefit"].to_dict()
         self.requests = allocate_requests({k: benefit.get(k, 0.0) for k in top}, per_rule)
+        if self.gcfg.rows_per_real_row > 0:
+            self.requests = self._volume_requests(top, frame)
         frame["prompted"] = frame[DGR_COL].isin(top)
         frame["requests"] = frame[DGR_COL].map(self.requests).fillna(0).astype(int)
         self.benefits = frame
@@ -342,6 +345,21 @@ class Generator:
                 for r in frame[frame["prompted"]].to_dict("records")
             ),
         )
+
+    def _volume_requests(self, top: Sequence[str], frame: pd.DataFrame) -> dict[str, int]:
+        """Requests in proportion to each prompted partition's real (non-test) rows."""
+        nontest = self.sample_pd[DGR_COL].value_counts()
+        train = frame.set_index(DGR_COL)["train_rows"]
+        real = {k: int(nontest.get(k, train.get(k, 1))) for k in top}
+        g = self.gcfg
+        requests, _, why = volume_requests(
+            real, per_real_row=g.rows_per_real_row, rows_per_request=g.rows_per_request,
+            iterations=g.iterations, max_per_partition=g.max_rows_per_partition,
+            max_total=g.max_generated_rows,
+        )  # fmt: skip
+        log.info("generation: %s", why)
+        self.volume_note = why
+        return requests
 
     def _block(self, dgr_id: str, rows: int) -> ExampleBlock | None:
         d = self.by_id.get(dgr_id)
@@ -778,6 +796,7 @@ class Generator:
             budget_exhausted=self.budget_exhausted,
             prompts=list(self.prompts),
             benefits=self.benefits,
+            asked=getattr(self, "volume_note", ""),
         )
 
 

@@ -75,6 +75,7 @@ class GenerationResult:
     budget_exhausted: bool = False
     prompts: list[str] = field(default_factory=list)  # every prompt sent, for audit and tests
     benefits: pd.DataFrame = field(default_factory=pd.DataFrame)  # per DGR: learning curve
+    asked: str = ""  # how many rows were asked for, and why (`generation.rows_per_real_row`)
 
     @property
     def candidate_arms(self) -> pd.DataFrame:
@@ -162,6 +163,7 @@ class GenerationResult:
         self.arms.to_parquet(d / "arms.parquet", index=False)
         self.benefits.to_parquet(d / "benefits.parquet", index=False)
         (d / "rounds.json").write_text(json.dumps([asdict(r) for r in self.rounds], indent=2))
+        (d / "asked.json").write_text(json.dumps({"asked": self.asked}))
 
     @staticmethod
     def load(directory: str | Path, generator: str = "llm") -> GenerationResult:
@@ -174,7 +176,9 @@ class GenerationResult:
             rounds,
             generator,
             benefits=pd.read_parquet(bpath) if bpath.exists() else pd.DataFrame(),
-        )
+            asked=json.loads(asked.read_text())["asked"] if (asked := d / "asked.json").exists()
+            else "",
+        )  # fmt: skip
 
     def arms_frame(self, spark: SparkSession) -> DataFrame:
         return spark.createDataFrame(self.arms)

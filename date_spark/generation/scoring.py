@@ -4,6 +4,7 @@ that decides where to generate."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -220,6 +221,41 @@ def allocate_requests(benefit: Mapping[str, float], per_rule: int) -> dict[str, 
     for i in np.argsort(-(raw - extra), kind="stable")[: spare - int(extra.sum())]:
         extra[i] += 1
     return {k: 1 + int(e) for k, e in zip(keys, extra, strict=True)}
+
+
+def volume_requests(
+    real_rows: Mapping[str, int],
+    *,
+    per_real_row: float,
+    rows_per_request: int,
+    iterations: int,
+    max_per_partition: int,
+    max_total: int,
+) -> tuple[dict[str, int], dict[str, int], str]:
+    """Requests per round for each prompted partition so that, over all rounds, it is asked for
+    about ``per_real_row`` rows per real row (selection tries volumes up to 3x its rows), capped
+    per partition and, in proportion, per job. Returns (requests per round, rows asked for in
+    all, why: the line the run prints)."""
+    want = {
+        k: min(max_per_partition, round(per_real_row * max(n, 1))) for k, n in real_rows.items()
+    }
+    total = sum(want.values())
+    scale = min(1.0, max_total / total) if total else 1.0
+    per_round = rows_per_request * iterations
+    requests = {k: max(1, math.ceil(scale * w / per_round)) for k, w in want.items()}
+    asked = {k: r * per_round for k, r in requests.items()}
+    capped = [k for k, w in want.items() if w == max_per_partition]
+    why = (
+        f"{sum(asked.values())} rows asked for over {iterations} round(s): {per_real_row:g} per "
+        f"real row of each partition"
+        + (
+            f", {len(capped)} capped at max_rows_per_partition={max_per_partition}"
+            if capped
+            else ""
+        )
+        + (f", scaled by {scale:.2f} to max_generated_rows={max_total}" if scale < 1 else "")
+    )
+    return requests, asked, why
 
 
 def label_check(

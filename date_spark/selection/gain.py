@@ -1,0 +1,437 @@
+"""The default keep rule: the expected gain of generated rows for the user's own model.
+
+The user trains *one* model of the configured kind (`selection.model`) on the real rows plus the
+kept rows. So that model is what decides: every non-test row (training and validation split) is
+scored out of fold, K folds x R repeats, by that model trained on the other folds with and without
+the candidate rows, and the gain is the mean per-row loss reduction. Why not the paper's
+per-partition models on a small validation split: with a few dozen rows per partition a refit
+flips predictions both ways, and a familywise test there can only pass gains of 30-50% (issue 20's
+measurements); every non-test row voting, on the model the user actually trains, gives the power.
+
+*Variance that respects folds.* Rows of one fold share one pair of models, so per-row differences
+are not independent. The standard error is the Nadeau-Bengio corrected resampled t
+(``se^2 = (1/J + n_test/n_train) * s^2``, ``s^2`` the variance of the J = K*R fold means of the
+per-row differences), which also charges for the overlap of the training sets.
+
+*A derived row never trains the fold of its parent.* A row copied or interpolated from a real row
+would otherwise teach the model the very row it is then scored on, which inflates its gain. The
+parent of a generated row is unknown in general (an LLM may copy its examples), so each generated
+row is tied to its `PARENTS` nearest real rows (standardised features) and never trains the model
+of a fold that holds one of them.
+
+*Volume.* Each partition (a DGR, or the rest) is tried at a few volumes proportional to its real
+rows (`selection.volumes`, e.g. 0.3x, 1x, 3x, capped by the rows generated for it). Choosing the
+best of several noisy estimates overstates it (the winner's curse), so every estimate is shrunk by
+empirical Bayes before the choice: a normal prior with mean 0 and variance
+``tau^2 = max(0, mean(g_i^2 - se_i^2))`` over all candidates, posterior mean
+``g * tau^2 / (tau^2 + se^2)``, posterior sd ``sqrt(tau^2 se^2 / (tau^2 + se^2))``. A partition is
+kept at the volume with the highest posterior mean when its posterior z (mean / sd) exceeds
+`selection.keep_z`; the kept partitions are then assessed together, and the weakest dropped while
+the joint posterior z does not pass. The reported gain is that joint estimate, shrunk, with its
+interval: what a run prints is what held-out rows should see, not the best of many draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from date_spark.errors import InputError
+from date_spark.models import ModelSpec, fold_ids
+
+__all__ = [
+    "PARENTS",
+    "GainDecision",
+    "GainEstimate",
+    "GainEvaluator",
+    "PartitionChoice",
+    "decide",
+    "shrink",
+]
+
+PARENTS = 2  # nearest real rows a generated row is tied to (an interpolated row has two parents)
+
+
+@dataclass(frozen=True)
+class GainEstimate:
+    """The cross-fitted gain of adding `rows` generated rows: `gain` is the mean per-row loss
+    reduction (loss units, positive = better), `se` its fold-respecting standard error,
+    `base_loss` the mean loss without them; `shrunk`/`shrunk_se` the posterior after shrinkage
+    (equal to gain/se until `shrink` runs)."""
+
+    rows: int
+    gain: float
+    se: float
+    base_loss: float
+    shrunk: float = math.nan
+    shrunk_se: float = math.nan
+
+    @property
+    def z(self) -> float:
+        return _ratio(self.gain, self.se)
+
+    @property
+    def shrunk_z(self) -> float:
+        return _ratio(self.shrunk, self.shrunk_se)
+
+    @property
+    def relative(self) -> float:
+        """The shrunk gain as a share of the loss (0.1 = the loss falls by 10%)."""
+        return self.shrunk / self.base_loss if self.base_loss > 0 else math.nan
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """The shrunk gain's interval, relative to the loss."""
+        q = NormalDist().inv_cdf(0.5 + confidence / 2)
+        if not self.base_loss > 0:
+            return math.nan, math.nan
+        lo, hi = self.shrunk - q * self.shrunk_se, self.shrunk + q * self.shrunk_se
+        return lo / self.base_loss, hi / self.base_loss
+
+    def mde(self, keep_z: float, power: float) -> float:
+        """The smallest relative gain this test (posterior z > keep_z, at this se) detects with
+        probability `power`."""
+        if not (self.base_loss > 0 and math.isfinite(self.se)):
+            return math.nan
+        return (keep_z + NormalDist().inv_cdf(power)) * self.se / self.base_loss
+
+
+def _ratio(a: float, b: float) -> float:
+    if not math.isfinite(a) or not math.isfinite(b):
+        return math.nan
+    if b <= 0:
+        return 0.0 if a == 0 else math.copysign(math.inf, a)
+    return a / b
+
+
+def shrink(estimates: Sequence[GainEstimate]) -> list[GainEstimate]:
+    """Empirical-Bayes shrinkage of every estimate toward 0 (module doc)."""
+    finite = [e for e in estimates if math.isfinite(e.gain) and math.isfinite(e.se)]
+    if not finite:
+        return list(estimates)
+    tau2 = max(0.0, float(np.mean([e.gain**2 - e.se**2 for e in finite])))
+    out = []
+    for e in estimates:
+        if not (math.isfinite(e.gain) and math.isfinite(e.se)):
+            out.append(e)
+            continue
+        if e.se <= 0:
+            out.append(dataclasses.replace(e, shrunk=e.gain, shrunk_se=0.0))
+            continue
+        w = tau2 / (tau2 + e.se**2)
+        post_sd = math.sqrt(tau2 * e.se**2 / (tau2 + e.se**2)) if tau2 > 0 else 0.0
+        out.append(dataclasses.replace(e, shrunk=w * e.gain, shrunk_se=post_sd))
+    return out
+
+
+class GainEvaluator:
+    """Cross-fitted gains of generated rows for one model trained on all real rows (module doc).
+
+    `rows` are the real non-test rows (input columns with the target); `encode` maps a frame
+    without the target to the model's matrix. The baseline (no generated rows) is fitted once
+    per fold and repeat; each `assess` fits K x R models. Capped at `max_rows` real rows (a
+    seeded sample) so the cost does not grow with the table."""
+
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        *,
+        target: str,
+        encode: Callable[[pd.DataFrame], np.ndarray],
+        model: ModelSpec,
+        folds: int = 5,
+        repeats: int = 2,
+        seed: int = 42,
+        max_rows: int | None = 20_000,
+    ) -> None:
+        if target not in rows.columns:
+            raise InputError(f"the gain evaluator's rows lack the target {target!r}")
+        if len(rows) < 2 * folds:
+            raise InputError(
+                f"{len(rows)} real rows are too few to cross-fit {folds} folds; the table needs "
+                f"at least {2 * folds} non-test rows"
+            )
+        if max_rows is not None and len(rows) > max_rows:
+            rows = rows.sample(n=max_rows, random_state=seed).sort_index()
+        self.rows = rows.reset_index(drop=True)
+        self.columns = list(self.rows.columns)
+        self.target = target
+        self.encode = encode
+        self.k = folds
+        self.repeats = repeats
+        self.fits = 0
+        self.X = self._x(self.rows)
+        self.y = self.rows[target].to_numpy()
+        feats = self.rows.drop(columns=[target])
+        self.folds = [fold_ids(feats, folds, seed + r) for r in range(repeats)]
+        self.models = [dataclasses.replace(model, seed=model.seed + r) for r in range(repeats)]
+        self.task = model.task
+        self._center, self._scale = _standardiser(self.X)
+        self._cache: dict[bytes, GainEstimate] = {}
+        self.base = [self._losses(r, None) for r in range(repeats)]
+        self.base_loss = float(np.mean(self.base))
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    def _x(self, frame: pd.DataFrame) -> np.ndarray:
+        arr = np.asarray(self.encode(frame.drop(columns=[self.target])), dtype=float)
+        return arr.reshape(len(frame), -1) if arr.ndim == 1 else arr
+
+    def parents(self, Xe: np.ndarray) -> np.ndarray:
+        """Indices of the `PARENTS` nearest real rows of each generated row (standardised)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        k = min(PARENTS, self.n)
+        real = np.nan_to_num((self.X - self._center) / self._scale)
+        gen = np.nan_to_num((Xe - self._center) / self._scale)
+        nn = NearestNeighbors(n_neighbors=k).fit(real)
+        return np.asarray(nn.kneighbors(gen, return_distance=False), dtype=int)
+
+    def _losses(
+        self, r: int, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    ) -> np.ndarray:
+        out = np.zeros(self.n)
+        folds = self.folds[r]
+        for f in range(self.k):
+            held = folds == f
+            if not held.any():
+                continue
+            tx, ty = self.X[~held], np.asarray(self.y[~held], dtype=object)
+            if extra is not None:
+                xe, ye, par = extra
+                ok = ~(folds[par] == f).any(axis=1)  # never train the fold of a parent
+                if ok.any():
+                    tx = np.vstack([tx, xe[ok]])
+                    ty = np.concatenate([ty, np.asarray(ye[ok], dtype=object)])
+            if self.task == "regression":
+                ty = ty.astype(float)
+            model = self.models[r].fit(tx, ty)
+            self.fits += 1
+            out[held] = model.losses(self.X[held], self.y[held])
+        return out
+
+    def assess(self, extra: pd.DataFrame) -> GainEstimate:
+        """The gain of training with `extra` (input columns with the target) added."""
+        if extra.empty:
+            return GainEstimate(0, 0.0, 0.0, self.base_loss, 0.0, 0.0)
+        missing = [c for c in self.columns if c not in extra.columns]
+        if missing:
+            raise InputError(f"generated rows lack columns {missing}; pass the input columns")
+        extra = extra[self.columns].reset_index(drop=True)
+        key = _digest(extra)
+        if key in self._cache:  # the same rows again (another keep_z, another strategy)
+            return self._cache[key]
+        xe, ye = self._x(extra), extra[self.target].to_numpy()
+        par = self.parents(xe)
+        means: list[float] = []
+        diffs = []
+        for r in range(self.repeats):
+            d = self.base[r] - self._losses(r, (xe, ye, par))
+            diffs.append(d)
+            means += [float(np.mean(d[self.folds[r] == f])) for f in range(self.k)
+                      if (self.folds[r] == f).any()]  # fmt: skip
+        gain = float(np.mean(diffs))
+        j = len(means)
+        s2 = float(np.var(means, ddof=1)) if j > 1 else 0.0
+        se = math.sqrt((1.0 / j + 1.0 / (self.k - 1)) * s2) if j else math.nan
+        est = GainEstimate(len(extra), gain, se, self.base_loss, gain, se)
+        self._cache[key] = est
+        return est
+
+
+def _digest(frame: pd.DataFrame) -> bytes:
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.blake2b(hashed.tobytes(), digest_size=16).digest() + str(len(frame)).encode()
+
+
+def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        center = np.nanmean(X, axis=0) if len(X) else np.zeros(X.shape[1])
+        scale = np.nanstd(X, axis=0) if len(X) else np.ones(X.shape[1])
+    center = np.nan_to_num(center)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return center, scale
+
+
+@dataclass(frozen=True)
+class PartitionChoice:
+    """One partition's volumes tried and the one chosen (`rows` 0 = nothing kept)."""
+
+    key: str
+    real_rows: int
+    generated_rows: int
+    tried: tuple[GainEstimate, ...]
+    rows: int
+    kept: bool
+    reason: str
+
+    @property
+    def best(self) -> GainEstimate | None:
+        """The volume with the highest shrunk gain (ties: the highest raw z)."""
+        return max(self.tried, key=lambda e: (e.shrunk, e.z)) if self.tried else None
+
+    def text(self, keep_z: float, power: float) -> str:
+        """What this partition's generated rows were worth: the best volume's cross-fitted loss
+        change before shrinkage with its interval, and the posterior z the rule judged."""
+        best = self.best
+        if best is None:
+            return f"{self.key} ({self.real_rows} real rows): {self.reason}"
+        q = NormalDist().inv_cdf(0.975)
+        base = best.base_loss if best.base_loss > 0 else math.nan
+        rel, half = best.gain / base, q * best.se / base
+        worth = (
+            f"{best.rows} rows: loss {-100 * rel:+.1f}% [{-100 * (rel + half):+.1f}%, "
+            f"{-100 * (rel - half):+.1f}%], posterior z={best.shrunk_z:.2f}"
+        )
+        mde = best.mde(keep_z, power)
+        seen = f"; a gain below {100 * mde:.1f}% cannot be seen" if math.isfinite(mde) else ""
+        verdict = "kept" if self.kept else "not kept"
+        return f"{self.key} ({self.real_rows} real rows): {worth}: {verdict}{seen}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tried"] = [asdict(e) for e in self.tried]
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> PartitionChoice:
+        tried = tuple(GainEstimate(**e) for e in d.get("tried", ()))
+        return PartitionChoice(**{**d, "tried": tried})
+
+
+@dataclass(frozen=True)
+class GainDecision:
+    """What the gain rule decided: per partition, and the kept rows together (`joint`)."""
+
+    keep_z: float
+    power: float
+    folds: int
+    repeats: int
+    scored_rows: int
+    base_loss: float
+    partitions: tuple[PartitionChoice, ...] = ()
+    joint: GainEstimate | None = None
+    fits: int = 0
+    dropped_at_joint: tuple[str, ...] = field(default=())
+
+    @property
+    def kept(self) -> dict[str, int]:
+        return {p.key: p.rows for p in self.partitions if p.kept}
+
+    def text(self) -> str:
+        """One line: what the kept rows are worth, or why nothing was kept."""
+        if self.joint is not None and self.kept:
+            lo, hi = self.joint.interval()
+            return (
+                f"expected loss change {-100 * self.joint.relative:+.1f}% "
+                f"[{-100 * hi:+.1f}%, {-100 * lo:+.1f}%] (z={self.joint.shrunk_z:.2f} > "
+                f"{self.keep_z:g}; {self.folds}-fold x {self.repeats} cross-fit over "
+                f"{self.scored_rows} real rows, shrunk)"
+            )
+        shown = "; ".join(p.text(self.keep_z, self.power) for p in self.partitions if p.tried)
+        return "no partition's rows showed a gain" + (f": {shown}" if shown else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["partitions"] = [p.to_dict() for p in self.partitions]
+        d["joint"] = asdict(self.joint) if self.joint else None
+        d["dropped_at_joint"] = list(self.dropped_at_joint)
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> GainDecision:
+        parts = tuple(PartitionChoice.from_dict(p) for p in d.get("partitions", ()))
+        joint = GainEstimate(**d["joint"]) if d.get("joint") else None
+        rest = {k: v for k, v in d.items() if k not in ("partitions", "joint", "dropped_at_joint")}
+        return GainDecision(
+            **rest,
+            partitions=parts,
+            joint=joint,
+            dropped_at_joint=tuple(d.get("dropped_at_joint", ())),
+        )
+
+
+def volumes(real_rows: int, available: int, fractions: Sequence[float], minimum: int) -> list[int]:
+    """Distinct row counts to try: each fraction of the partition's real rows, at least
+    `minimum`, at most what was generated for it."""
+    out = sorted({min(available, max(minimum, round(f * real_rows))) for f in fractions})
+    return [v for v in out if v > 0]
+
+
+def decide(
+    pools: Mapping[str, tuple[int, pd.DataFrame]],
+    evaluator: GainEvaluator,
+    *,
+    fractions: Sequence[float],
+    keep_z: float,
+    power: float = 0.8,
+    min_rows: int = 5,
+) -> tuple[GainDecision, dict[str, pd.DataFrame]]:
+    """The gain rule (module doc). `pools` maps a partition key to (its real rows, its generated
+    rows in the order they are taken: the first v rows make volume v). Returns the decision and
+    the kept rows per partition."""
+    tried: dict[str, list[GainEstimate]] = {}
+    for key, (real, rows) in pools.items():
+        tried[key] = [
+            evaluator.assess(rows.iloc[:v]) for v in volumes(real, len(rows), fractions, min_rows)
+        ]
+    flat = shrink([e for es in tried.values() for e in es])
+    it = iter(flat)
+    tried = {k: [next(it) for _ in es] for k, es in tried.items()}
+    choices: dict[str, PartitionChoice] = {}
+    for key, (real, rows) in pools.items():
+        es = tried[key]
+        if not es:
+            why = "no generated rows" if rows.empty else f"fewer than {min_rows} generated rows"
+            choices[key] = PartitionChoice(key, real, len(rows), (), 0, False, why)
+            continue
+        best = max(es, key=lambda e: (e.shrunk, e.z))
+        ok = best.shrunk > 0 and best.shrunk_z > keep_z
+        why = (
+            f"{best.rows} rows: posterior z={best.shrunk_z:.2f} > {keep_z:g}"
+            if ok
+            else f"best volume {best.rows} rows: posterior z={best.shrunk_z:.2f} <= {keep_z:g}"
+        )
+        choices[key] = PartitionChoice(
+            key, real, len(rows), tuple(es), best.rows if ok else 0, ok, why
+        )
+    kept = {k: c for k, c in choices.items() if c.kept}
+    joint: GainEstimate | None = None
+    dropped: list[str] = []
+    tau_source = flat
+    while kept:
+        frame = pd.concat([pools[k][1].iloc[: c.rows] for k, c in kept.items()], ignore_index=True)
+        raw = evaluator.assess(frame)
+        joint = shrink([*tau_source, raw])[-1]
+        if joint.shrunk > 0 and joint.shrunk_z > keep_z:
+            break
+        weakest = min(kept.values(), key=lambda c: (c.best.shrunk_z if c.best else 0.0, c.key))
+        dropped.append(weakest.key)
+        del kept[weakest.key]
+        choices[weakest.key] = dataclasses.replace(
+            weakest, kept=False, rows=0,
+            reason=f"dropped: the kept rows together did not pass (z={joint.shrunk_z:.2f})",
+        )  # fmt: skip
+        joint = None
+    decision = GainDecision(
+        keep_z=keep_z,
+        power=power,
+        folds=evaluator.k,
+        repeats=evaluator.repeats,
+        scored_rows=evaluator.n,
+        base_loss=evaluator.base_loss,
+        partitions=tuple(choices[k] for k in pools),
+        joint=joint,
+        fits=evaluator.fits,
+        dropped_at_joint=tuple(dropped),
+    )
+    return decision, {k: pools[k][1].iloc[: c.rows] for k, c in kept.items()}
