@@ -5,6 +5,7 @@ mocks never reach them). It reads the requested JSON schema from `response_forma
 json_object + schema), from vLLM's `structured_outputs`, or from a schema embedded in the prompt,
 and answers with rows inside the schema's enums and bounds that satisfy the rule quoted in the
 schema's description. Rows depend only on the request (messages, seed), so replies are repeatable.
+A custom row factory (`row_factory=`) may raise `BadRowRequest` to answer HTTP 400 instead.
 
 Faults (`StubFaults.fault`), applied to the first `fault_count` chat requests (all when None) and,
 with `fault_for_s`, only to requests arriving that soon after the first one (a storm that passes):
@@ -56,6 +57,7 @@ __all__ = [
     "HTTP_FAULTS",
     "REPLY_FAULTS",
     "ROW_FAULTS",
+    "BadRowRequest",
     "RowFactory",
     "StubFaults",
     "StubServer",
@@ -74,6 +76,12 @@ HTTP_FAULTS = ("rate_limit", "server_error", "slow", "reject_format", "echo_auth
 REPLY_FAULTS = ("malformed", "truncated", "prose", "fenced")
 ROW_FAULTS = ("violate_rule", "wrong_type", "extra_field", "missing_field", "out_of_domain")
 FAULTS = HTTP_FAULTS + REPLY_FAULTS + ROW_FAULTS
+
+
+class BadRowRequest(Exception):
+    """Raised by a row factory that cannot serve a request (it names columns the factory does
+    not have, say): the server answers HTTP 400 with the message, as a real endpoint refuses a
+    bad request, instead of dropping the connection."""
 
 
 @dataclass
@@ -491,7 +499,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, body: dict[str, Any], active: str | None, f: StubFaults) -> None:
         st = self.server.state
         schema = find_schema(body)
-        rows: list[dict[str, Any]] = st.row_factory(schema, body) if schema else []
+        try:
+            rows: list[dict[str, Any]] = st.row_factory(schema, body) if schema else []
+        except BadRowRequest as e:
+            self._count("400")
+            self._send(400, {"error": {"message": str(e), "type": "invalid_request_error"}})
+            return
         if active in ROW_FAULTS:
             k = len(rows) if f.bad_rows is None else min(f.bad_rows, len(rows))
             rows = [_corrupt(r, active, schema or {}) if i < k else r for i, r in enumerate(rows)]
