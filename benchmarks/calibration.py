@@ -65,6 +65,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from recording import environment, write_result  # noqa: E402
 
+from date_spark.config import SelectionConfig  # noqa: E402
+
 # (R package, item, target, task, columns that restate the target)
 SOURCES: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
     "credit": ("modeldata", "credit_data", "Status", "classification", ()),
@@ -79,6 +81,7 @@ KEEP_Z = (0.5, 1.0, 1.5, 2.0)
 POOL_MAX = 3000
 TEST_MAX = 20_000
 FULL_MAX = 20_000
+DEFAULTS = SelectionConfig()  # the keep rule's defaults: which variant is "default"
 PREPARED = ("raw_", "data_", "schema_", "profile_", "free_text_", "seconds_")
 
 
@@ -115,12 +118,21 @@ def draw(df: pd.DataFrame, size: str, seed: int) -> tuple[pd.DataFrame, ...]:
 
 
 def config(
-    target: str, seed: int, runs_dir: str, generator: str, url: str | None, iterations: int
+    target: str,
+    seed: int,
+    runs_dir: str,
+    generator: str,
+    url: str | None,
+    iterations: int,
+    legacy: bool,
 ) -> Any:
     from date_spark.config import Config
 
     over: dict[str, Any] = {
         "seed": seed,
+        # the search rules need every group's gain at generation; the gain rule needs none in
+        # the last round, so a fit under it would leave them nothing to search
+        "selection.rule": "holm" if legacy else "gain",
         "generation.iterations": iterations,
         "input.target": target,
         "tracking.enabled": False,
@@ -241,7 +253,7 @@ def run_one(
         t0 = time.monotonic()
         ctx = endpoint(gen, pool, target, seed) if gen != "interpolation" else _null()
         with ctx as url:
-            cfg = config(target, seed, runs_dir, gen, url, iterations)
+            cfg = config(target, seed, runs_dir, gen, url, iterations, legacy)
             synth = DateSynthesizer(cfg, spark)
             if first is None:
                 synth.fit(spark.createDataFrame(train))
@@ -251,14 +263,13 @@ def run_one(
                 synth.fit(rules=first.rules_)
             fit_s = time.monotonic() - t0
         held = held or HeldOut(synth, train, test)
-        default_rule = cfg.selection.rule, cfg.selection.keep_z
+        fitted = cfg.selection.rule, cfg.selection.keep_z
+        default = DEFAULTS.rule, DEFAULTS.keep_z
         for name, over in variants(legacy):
             t1 = time.monotonic()
-            is_default = (
-                over.get("rule"),
-                over.get("keep_z", cfg.selection.keep_z),
-            ) == default_rule
-            sel = synth.selection_ if is_default else synth.select(**over)
+            this = over.get("rule"), over.get("keep_z", cfg.selection.keep_z)
+            is_default = this == default
+            sel = synth.selection_ if this == fitted else synth.select(**over)
             kept = sel.rows.drop(columns=["_date_arm"], errors="ignore")
             rec = {
                 "table": table, "task": task, "size": size, "seed": seed, "generator": gen,

@@ -47,6 +47,7 @@ through the same tree scoring, so its arms are comparable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -566,7 +567,7 @@ class Generator:
             parts.append(rows)
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
-    def _score(self, generated: pd.DataFrame) -> pd.DataFrame:
+    def _score(self, generated: pd.DataFrame, *, group_gains: bool = True) -> pd.DataFrame:
         """Tree-path scoring per partition, in a cogrouped pandas UDF across the cluster."""
         if generated.empty:
             return pd.DataFrame()
@@ -577,7 +578,7 @@ class Generator:
         gen_schema = T.StructType([*gen_fields, T.StructField(GROUP_COL, T.StringType())])
         gen_sdf = self.spark.createDataFrame(gen, schema=gen_schema)
         out_schema = T.StructType(self.input_fields + META_FIELDS + ARM_FIELDS)
-        spec = self.spec
+        spec = dataclasses.replace(self.spec, group_gains=group_gains)
         cols = [f.name for f in out_schema.fields]
 
         def fn(g: pd.DataFrame, p: pd.DataFrame) -> pd.DataFrame:
@@ -754,7 +755,8 @@ class Generator:
                 generated = self._interp_rows(questions, rnd)
                 stats.requests = 0
             stats.valid_rows = len(generated) - stats.rerouted
-            scored = self._score(generated)
+            last = rnd == self.gcfg.iterations and self.cfg.selection.rule == "gain"
+            scored = self._score(generated, group_gains=not last)
             if not scored.empty:
                 all_scored.append(scored)
                 count_arms(scored, stats)

@@ -64,6 +64,10 @@ class ScoringSpec:
     seed: int
     generator: str
     masker: Masker
+    # False: groups get no gain (NaN, not candidates). Set for the last round under the gain
+    # rule, which keeps rows by their gain for the user's model and needs no per-group gain
+    # (a refinement prompt would, and none follows the last round): K fits per group saved.
+    group_gains: bool = True
 
 
 def _unscored(gen: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
@@ -166,9 +170,11 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
         k: tuple[Any, ...] = key
         qrule, qidx, lf, ag = str(k[0]), str(k[1]), int(k[2]), bool(k[3])
         idx = g.index.to_numpy()
-        extra = (x_gen[idx], y_gen[idx])
-        with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, fixed=fixed, extra=extra)
-        gain = base_loss - float(np.mean(with_group))
+        gain = math.nan
+        if spec.group_gains:
+            extra = (x_gen[idx], y_gen[idx])
+            with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, fixed=fixed, extra=extra)
+            gain = base_loss - float(np.mean(with_group))
         parts.append(_arm_rows(g, qrule, qidx, paths.get(lf), ag, gain, spec))
     if len(rejected):
         parts.append(rejected)
