@@ -1,0 +1,355 @@
+"""Warehouse tables as they are, and nothing silent (issues 23 and 24): a table of hostile cases
+a new user meets, each with the exit code and the first line expected.
+
+The first table holds the cases refused before Spark starts (the `no_spark` fixture fails the
+test if anything asks for a SparkSession): each was an exit 1 (a Java trace, a PermissionError)
+or a silent misread before. The Spark cases below run the whole job with the interpolation
+generator, or the stub endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from date_spark.cli import main
+from date_spark.config import load_config
+
+PASTED_KEY = "sk-proj-Zx81Qq0LmNp4Rt7Uv2Wy5Ab9Cd3Ef6Gh"
+BARE_KEY = "a81f0c3e9b7d4e2fa0b1c2d3e4f5a6b7"  # a key without a dash
+PASSWORD = "s3cr3t-Pa55"
+
+
+def table(n: int = 600, seed: int = 3) -> pd.DataFrame:
+    """The probe's table: age, income, region, signup date, y."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, n)
+    income = np.round(rng.gamma(4.0, 3000.0, n), 2)
+    region = rng.choice(["north", "south", "east", "west"], n)
+    signup = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D")
+    y = ((age > 45) ^ (income > 12000) ^ (rng.random(n) < 0.1)).astype(int)
+    return pd.DataFrame(
+        {"age": age, "income": income, "region": region, "signup": signup.date, "y": y}
+    )
+
+
+def refuse(capsys: Any, argv: list[str], code: int = 2) -> str:
+    """Run the CLI: it exits with `code` and prints exactly one line, on stderr."""
+    got = main(argv)
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert got == code, captured.err
+    assert len(lines) == 1 and lines[0].startswith("date-spark: error: "), captured.err
+    return lines[0]
+
+
+def run_args(path: Path, tmp: Path, *extra: str) -> list[str]:
+    return [
+        "run", str(path), "--target", "y", "--out", str(tmp / "out"),
+        "--set", f"output.runs_dir={tmp / 'runs'}", "--set", "generation.generator=interpolation",
+        "--set", "tracking.enabled=false", *extra,
+    ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Refused before Spark starts
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_spark(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse_session(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("a SparkSession was requested before the input was refused")
+
+    import date_spark.synthesizer as synth
+
+    monkeypatch.setattr(synth, "session", refuse_session)
+
+
+def mixed_types(root: Path) -> Path:
+    """One file `income` double, another string (before: Py4JJavaError ... collectToPython)."""
+    d = root / "parts"
+    d.mkdir()
+    df = table()
+    df.iloc[:300].to_parquet(d / "part-0.parquet", index=False)
+    late = df.iloc[300:].copy()
+    late["income"] = late["income"].astype(str)
+    late.to_parquet(d / "part-1.parquet", index=False)
+    return d
+
+
+def damaged(root: Path) -> Path:
+    d = root / "parts"
+    d.mkdir()
+    table().to_parquet(d / "part-0.parquet", index=False)
+    good = (d / "part-0.parquet").read_bytes()
+    (d / "part-1.parquet").write_bytes(good[: len(good) // 2])  # a copy cut short
+    return d
+
+
+def narrowed(root: Path) -> Path:
+    """`bonus` in one file of two (before: dropped without a word)."""
+    d = root / "parts"
+    d.mkdir()
+    df = table()
+    df.iloc[:300].to_parquet(d / "part-0.parquet", index=False)
+    df.iloc[300:].assign(bonus=1.5).to_parquet(d / "part-1.parquet", index=False)
+    return d
+
+
+def pandas_nanos(d: Path) -> Path:
+    """pandas' default: timestamp[ns, tz] (before: Spark's raw PARQUET_TYPE_ILLEGAL)."""
+    p = d / "t.parquet"
+    df = table()
+    df["seen"] = pd.Timestamp("2024-01-01", tz="Europe/Paris") + pd.to_timedelta(
+        np.arange(len(df)), unit="min"
+    )
+    df.to_parquet(p, index=False)
+    return p
+
+
+def semicolons(d: Path) -> Path:
+    p = d / "t.csv"
+    table().to_csv(p, index=False, sep=";")
+    return p
+
+
+def quoted_newlines(d: Path) -> Path:
+    """A comment column with line breaks inside quotes (before: 600 rows became 686, `age` a
+    string, exit 0)."""
+    p = d / "t.csv"
+    df = table()
+    df["note"] = np.where(np.arange(len(df)) % 7 == 0, "line one\nline two", "ok")
+    df.to_csv(p, index=False)
+    return p
+
+
+def plain(d: Path) -> Path:
+    p = d / "t.parquet"
+    table().to_parquet(p, index=False)
+    return p
+
+
+Case = tuple[str, Callable[[Path], Path], list[str], str]
+CASES: list[Case] = [
+    ("mixed-type parquet dir", mixed_types, [],
+     "column 'income' has type double in "),
+    ("damaged parquet file", damaged, [], "part-1.parquet' is not a readable Parquet file"),
+    ("column in one file only", narrowed, [],
+     "column 'bonus' is in 1 of the 2 files"),
+    ("pandas nanosecond tz timestamps", pandas_nanos, [],
+     "column 'seen' of "),
+    ("semicolon csv", semicolons, [], "set input.csv_options.sep=';'"),
+    ("csv with quoted newlines", quoted_newlines, [],
+     "set input.csv_options.multiLine=true"),
+    ("key pasted into llm.api_key_env", plain,
+     ["--set", "llm.provider=openai", "--set", f"llm.api_key_env={PASTED_KEY}"],
+     "looks like a key itself"),
+    ("key without a dash pasted", plain,
+     ["--set", "llm.provider=openai", "--set", f"llm.api_key_env={BARE_KEY}"],
+     "looks like a key itself"),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("no_spark")
+@pytest.mark.parametrize(("name", "build", "extra", "first"), CASES, ids=[c[0] for c in CASES])
+def test_refused_before_spark_with_one_line(
+    tmp_path: Path,
+    capsys: Any,
+    name: str,
+    build: Callable[[Path], Path],
+    extra: list[str],
+    first: str,
+) -> None:
+    path = build(tmp_path)
+    before = {p: p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))}
+    line = refuse(capsys, [*run_args(path, tmp_path), "--set", "generation.generator=llm", *extra])
+    assert first in line, line
+    assert PASTED_KEY not in line and BARE_KEY not in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+    assert {p: p.read_bytes() for p in before} == before  # the input untouched
+
+
+def test_mixed_types_name_both_files_and_nanos_say_how_to_rewrite(
+    tmp_path: Path, capsys: Any, no_spark: None
+) -> None:
+    line = refuse(capsys, run_args(mixed_types(tmp_path), tmp_path))
+    assert "part-0.parquet' but string in" in line and "part-1.parquet'" in line
+    line = refuse(capsys, run_args(pandas_nanos(tmp_path), tmp_path))
+    assert "nanosecond timestamps" in line and "coerce_timestamps='us'" in line
+
+
+def test_csv_options_take_what_a_user_types() -> None:
+    """Before: `multiLine=true` was refused ("Input should be a valid string")."""
+    cfg = load_config([], ["input.csv_options.multiLine=true", "input.csv_options.samplingRatio=1"])
+    assert cfg.input.csv_options["multiLine"] == "true"
+    assert cfg.input.csv_options["samplingRatio"] == "1"
+    assert cfg.input.csv_options["header"] == "true"  # the defaults stay
+
+
+def test_the_pasted_key_is_never_printed(tmp_path: Path, capsys: Any, no_spark: None) -> None:
+    for key in (PASTED_KEY, BARE_KEY):
+        for argv in (
+            ["validate-config", "--set", f"llm.api_key_env={key}"],
+            [*run_args(plain(tmp_path), tmp_path), "--set", f"llm.api_key_env={key}"],
+        ):
+            code = main(argv)
+            out = capsys.readouterr()
+            assert code == 2
+            assert key not in out.err + out.out and key[5:20] not in out.err + out.out
+            assert "characters" in out.err  # says what it saw, without it
+
+
+def test_url_credentials_never_shown(capsys: Any) -> None:
+    cfg = load_config(
+        [],
+        [
+            f"llm.base_url=http://user:{PASSWORD}@127.0.0.1:9/v1",
+            f"tracking.uri=https://ml:{PASSWORD}@mlflow.example/",
+        ],
+    )
+    assert cfg.llm.base_url is not None and PASSWORD in cfg.llm.base_url  # requests use it
+    shown = json.dumps(cfg.redacted()) + json.dumps(cfg.flat())
+    assert PASSWORD not in shown and "http://user:***@127.0.0.1:9/v1" in shown
+    assert main(["validate-config", "--set", f"llm.base_url=http://u:{PASSWORD}@h/v1"]) == 0
+    assert PASSWORD not in capsys.readouterr().out
+
+
+# -- places: unwritable output, runs directory, $TMPDIR ----------------------------------------
+
+
+@contextlib.contextmanager
+def unwritable(d: Path) -> Iterator[Path]:
+    """A directory this process cannot write: mode 555, and immutable when we are root (root
+    ignores permission bits)."""
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o555)
+    immutable = os.geteuid() == 0
+    if immutable:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: cannot make a directory unwritable")
+        subprocess.run(["chattr", "+i", str(d)], check=True)
+    try:
+        yield d
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(d)], check=True)
+        d.chmod(0o755)
+
+
+@pytest.mark.usefixtures("no_spark")
+@pytest.mark.parametrize("where", ["output", "runs_dir", "TMPDIR"])
+def test_unwritable_places_refused_before_spark(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Before: `Py4JJavaError ... o1022.parquet` after 44 s of work, or a PermissionError."""
+    src = plain(tmp_path)
+    with unwritable(tmp_path / "ro") as ro:
+        argv = run_args(src, tmp_path)
+        if where == "output":
+            argv[argv.index("--out") + 1] = str(ro / "out")
+            expected = f"output.path '{ro / 'out'}' cannot be written: '{ro}' is not writable"
+        elif where == "runs_dir":
+            argv += ["--set", f"output.runs_dir={ro / 'runs'}"]
+            expected = "output.runs_dir"
+        else:
+            monkeypatch.setenv("TMPDIR", str(ro))
+            expected = f"TMPDIR='{ro}' is not a directory this user can write"
+        line = refuse(capsys, argv)
+    assert expected in line, line
+
+
+def _log_path_as(uid: int | None) -> tuple[int, str]:
+    """`logs.spark_log_path()` in a forked child running as `uid` (None: as we are); (exit
+    status, the path or the error)."""
+    from date_spark import logs
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exec (the venv's python may be unreadable to another user)
+        os.close(r)
+        code = 0
+        try:
+            if uid is not None:
+                os.setgid(uid)
+                os.setuid(uid)
+            p = logs.spark_log_path()
+            p.write_text("x")
+            text = str(p)
+        except BaseException as err:
+            code, text = 1, f"{type(err).__name__}: {err}"
+        os.write(w, text.encode())
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        text = fh.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_a_second_user_on_the_same_tmpdir_gets_their_own_log_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the first user's run made `$TMPDIR/date-spark-logs` (755) and every later user's
+    run died in 3 s with a PermissionError. Two real users here: root, then `nobody`."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as a second user")
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    tmp_path.chmod(0o755)
+    monkeypatch.setenv("TMPDIR", str(shared))
+    monkeypatch.setattr("tempfile.tempdir", None)  # gettempdir() reads TMPDIR again
+    (shared / "date-spark-logs").mkdir(mode=0o755)  # the old shared name, made by root
+    code, first = _log_path_as(None)
+    assert code == 0, first
+    code, second = _log_path_as(65534)
+    assert code == 0, second
+    a, b = Path(first), Path(second)
+    assert a.parent != b.parent and b.read_text() == "x"
+    assert b.parent.stat().st_uid == 65534 and (b.parent.stat().st_mode & 0o777) == 0o700
+
+
+# -- one writer per output -------------------------------------------------------------------
+
+
+def test_a_second_run_into_an_output_being_written_is_refused(
+    tmp_path: Path, capsys: Any, no_spark: None
+) -> None:
+    """Before: both runs printed "committed", and the later one's rows silently won."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from date_spark.locks import writer_lock
+            with writer_lock({str(out)!r}, "20261207T000000Z-aaaaaa"):
+                print("held", flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        line = refuse(capsys, run_args(plain(tmp_path), tmp_path))
+        assert f"output.path '{out}' is being written by run 20261207T000000Z-aaaaaa" in line
+        assert "committed" not in line
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    from date_spark.locks import check_writer
+
+    check_writer(str(out))  # a killed holder blocks nobody (the kernel dropped its lock)
