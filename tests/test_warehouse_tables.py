@@ -17,11 +17,14 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from date_spark.cli import main
@@ -353,3 +356,122 @@ def test_a_second_run_into_an_output_being_written_is_refused(
     from date_spark.locks import check_writer
 
     check_writer(str(out))  # a killed holder blocks nobody (the kernel dropped its lock)
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole runs: a decimal money column and names a warehouse allows, end to end
+# ----------------------------------------------------------------------------------------------
+
+NAMES = {"age": "crl.tot", "region": "re`gion", "signup": "sign up é"}
+BIG = 2**60
+
+
+def warehouse_dir(root: Path) -> Path:
+    """Two files a warehouse wrote: `income` decimal(10,2), dotted / backticked / spaced /
+    unicode names, a bigint near 2**60, and `bonus` only in the second file."""
+    d = root / "wh"
+    d.mkdir()
+    df = table().rename(columns=NAMES)
+    rng = np.random.default_rng(1)
+    df["big"] = (BIG + rng.integers(0, 10**6, len(df)) * 7919).astype("int64")
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    i = t.schema.get_field_index("income")
+    dec = pa.array([Decimal(f"{v:.2f}") for v in df["income"]], pa.decimal128(10, 2))
+    t = t.set_column(i, pa.field("income", pa.decimal128(10, 2)), dec)
+    pq.write_table(t.slice(0, 300), d / "part-0.parquet")
+    late = t.slice(300)
+    late = late.append_column("bonus", pa.array(np.full(late.num_rows, 1.5)))
+    pq.write_table(late, d / "part-1.parquet")
+    return d
+
+
+def check_written(spark: Any, out: Path, src: Path) -> pd.DataFrame:
+    back = spark.read.parquet(str(out))
+    real = spark.read.option("mergeSchema", "true").parquet(str(src))
+    kept = [f for f in back.schema.fields if not f.name.startswith("_date_")]
+    assert [(f.name, f.dataType) for f in kept[: len(real.schema)]] == [
+        (f.name, f.dataType) for f in real.schema.fields
+    ]  # the input's exact names and types, `bonus` (merged) included
+    rows = back.where("_date_synthetic").toPandas()
+    assert len(rows) > 0
+    assert all(isinstance(v, Decimal) and v.as_tuple().exponent == -2 for v in rows["income"])
+    big = rows["big"].dropna().map(int)
+    assert len(big) and all(v >= BIG for v in big)
+    assert any(v % 256 for v in big)  # no float64 detour (which made them multiples of 256)
+    return rows
+
+
+@pytest.mark.usefixtures("spark")
+def test_decimal_and_any_name_end_to_end_with_interpolation(tmp_path: Path, spark: Any) -> None:
+    """Before: a decimal column crashed building the synthetic rows (`DecimalType(10,2) can not
+    accept object 11788.03`), a dotted name crashed discovery (`UNRESOLVED_COLUMN crl`.`tot``),
+    a backtick `INVALID_ATTRIBUTE_NAME_SYNTAX`, a bigint came back a multiple of 256, and a
+    column in one file of two vanished."""
+    src = warehouse_dir(tmp_path)
+    argv = run_args(
+        src, tmp_path, "--format", "parquet", "--set", "input.merge_schema=true",
+        "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+        "--set", "generation.iterations=1",
+    )  # fmt: skip
+    assert main(argv) == 0
+    rows = check_written(spark, tmp_path / "out", src)
+    for rule_text in rows["_date_rule"].unique():  # rules name the real columns
+        assert "_date_col" not in rule_text
+    assert not (tmp_path / "out" / "_date_spark_writer.lock").exists()  # released
+
+
+@pytest.mark.usefixtures("spark")
+def test_decimal_and_dotted_name_with_the_stub_endpoint_and_no_password_kept(
+    tmp_path: Path, spark: Any, capsys: Any
+) -> None:
+    """The same table through the LLM path (stub on 127.0.0.1), the endpoint URL carrying a
+    password: it reaches no file under the runs directory and no MLflow param (before: the
+    param `llm.base_url` and manifest.json held it in clear)."""
+    import mlflow
+
+    from date_spark.llm.stub import StubServer
+
+    src = warehouse_dir(tmp_path)
+    with StubServer() as url:
+        secret_url = url.replace("http://", f"http://user:{PASSWORD}@")
+        argv = run_args(
+            src, tmp_path, "--format", "parquet", "--set", "input.merge_schema=true",
+            "--set", "generation.generator=llm", "--set", "llm.provider=openai",
+            "--set", f"llm.base_url={secret_url}", "--set", "llm.api_key_env=null",
+            "--set", "llm.structured_output=json_object",
+            "--set", f"llm.cache_path={tmp_path / 'cache'}",
+            "--set", "generation.iterations=1", "--set", "generation.rows_per_request=20",
+            "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+            "--set", "selection.model=decision_tree",
+            "--set", "tracking.enabled=true",
+            "--set", f"tracking.uri=sqlite:///{tmp_path / 'runs' / 'mlflow.db'}",
+        )  # fmt: skip
+        assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert PASSWORD not in printed.out + printed.err
+    check_written(spark, tmp_path / "out", src)
+    for f in (tmp_path / "runs").rglob("*"):
+        if f.is_file() and f.suffix != ".db":
+            assert PASSWORD.encode() not in f.read_bytes(), f
+    manifest = json.loads(next((tmp_path / "runs").glob("2*/manifest.json")).read_text())
+    assert manifest["config"]["llm"]["base_url"].startswith("http://user:***@127.0.0.1")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    params = mlflow.get_run(manifest["mlflow_run_id"]).data.params
+    assert params["llm.base_url"].startswith("http://user:***@")
+    assert PASSWORD not in json.dumps(params)
+
+
+@pytest.mark.usefixtures("spark")
+def test_near_duplicate_labels_are_warned(spark: Any, caplog: Any) -> None:
+    """Before: "Yes", "yes " and "YES" became three classes without a word."""
+    from date_spark.config import InputConfig
+    from date_spark.io import validate_and_profile
+    from date_spark.schema import column_specs
+
+    df = table(200)
+    df["y"] = np.where(df["y"] == 1, "no", np.array(["Yes", "yes ", "YES", "Yes"] * 50))
+    sdf = spark.createDataFrame(df.drop(columns=["signup"]))
+    with caplog.at_level("WARNING", logger="date_spark"):
+        validate_and_profile(sdf, column_specs(sdf.schema), InputConfig(target="y"))
+    said = [r.getMessage() for r in caplog.records if "differ only in case" in r.getMessage()]
+    assert len(said) == 1 and "'YES'" in said[0] and "'yes '" in said[0], said
