@@ -475,3 +475,75 @@ def test_near_duplicate_labels_are_warned(spark: Any, caplog: Any) -> None:
         validate_and_profile(sdf, column_specs(sdf.schema), InputConfig(target="y"))
     said = [r.getMessage() for r in caplog.records if "differ only in case" in r.getMessage()]
     assert len(said) == 1 and "'YES'" in said[0] and "'yes '" in said[0], said
+
+
+# ----------------------------------------------------------------------------------------------
+# Nothing silent: a loss too small to compare, runs killed with kill -9, evaluate's schema
+# ----------------------------------------------------------------------------------------------
+
+
+def test_a_near_zero_loss_gets_no_headline_verdict() -> None:
+    """Before: `Brier -68.5% (5.1e-08 -> 1.6e-08), CI [-200.4%, -0.9%]: better`."""
+    from date_spark.utility import Gain
+
+    g = Gain("synthetic gain (global)", 120, 5.1e-08, 1.6e-08, 1e-9, 6e-08, 0.0, 0.0)
+    assert g.significant == 0 and g.negligible
+    text = g.text("Brier score")
+    assert "too small to compare" in text and "better" not in text and "%" not in text
+    real = Gain("synthetic gain (global)", 120, 0.2, 0.15, 0.01, 0.09, 0.3, 0.2)
+    assert real.significant == 1 and "better" in real.text("Brier score")
+
+
+def test_a_run_killed_with_kill_9_is_marked_on_the_next_start(tmp_path: Path) -> None:
+    """Before: a run whose process died stayed RUNNING in MLflow forever."""
+    import mlflow
+
+    from date_spark.tracking import mark_dead_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time, mlflow
+            from date_spark.tracking import process_tags
+            mlflow.set_tracking_uri({uri!r})
+            mlflow.set_experiment("date-spark")
+            run = mlflow.start_run(tags=process_tags())
+            print(run.info.run_id, flush=True)
+            time.sleep(300)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name("date-spark")
+    assert exp is not None
+    assert mark_dead_runs(exp.experiment_id) == []  # alive: left alone
+    child.kill()  # SIGKILL: no chance to end the run
+    child.wait()
+    assert mlflow.get_run(run_id).info.status == "RUNNING"
+    assert mark_dead_runs(exp.experiment_id) == [run_id]
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "KILLED" and "died" in run.data.tags["date_spark.ended"]
+
+
+@pytest.mark.usefixtures("spark")
+def test_evaluate_prints_schema_problems_on_the_terminal(tmp_path: Path, capsys: Any) -> None:
+    """Before: a missing, uncastable or differently-cased column showed only inside the
+    report; the terminal printed a fidelity score as if nothing were wrong."""
+    real = tmp_path / "real.parquet"
+    table().to_parquet(real, index=False)
+    syn = table(200, seed=9).rename(columns={"region": "REGION"}).drop(columns=["signup"])
+    syn["age"] = syn["age"].astype(str)
+    syn.loc[:9, "age"] = "old"
+    syn.to_parquet(tmp_path / "syn.parquet", index=False)
+    code = main(
+        ["evaluate", "--real", str(real), "--synthetic", str(tmp_path / "syn.parquet"),
+         "--target", "y", "--out", str(tmp_path / "rep")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "has 'REGION' where the real one has 'region'" in err
+    assert "lacks column 'signup'" in err
+    assert "column 'age': 10 synthetic value(s) do not fit" in err
