@@ -203,8 +203,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = resume_config(args.config, args.overrides, args.resume)
     else:
         cfg = _config(args)
-    # before Spark starts: paths, header, schema, key, local model
+    # before Spark starts: paths, header, schema, key, local model, writable places, and no
+    # other run writing the same output
     check_run(cfg)
+    from date_spark.locks import check_writer
+
+    check_writer(cfg.output.path)
     log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
         from date_spark.generation import reject_table
@@ -324,6 +328,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     paths = render_report(result, out)
     log_report(paths, result=result)
+    for line in schema_warnings(result.validity):
+        log.warning("%s", line)
     f, p, v = result.fidelity, result.privacy, result.validity
     flag = "n/a (no --holdout)" if p.too_close is None else ("TOO CLOSE" if p.too_close else "ok")
     print(
@@ -337,6 +343,39 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"rules satisfied by {v.rule_share:.1%} of {v.rule_rows} rows")
     print(f"report: {paths.html}")
     return 0
+
+
+def schema_warnings(v: Any) -> list[str]:
+    """What the report's validity section says about the synthetic table's columns, as lines for
+    the terminal: a score computed on fewer or re-typed columns must not pass unnoticed."""
+    out: list[str] = []
+    missing, extra = list(v.missing_columns), list(v.extra_columns)
+    by_case = {e.casefold(): e for e in extra}
+    for m in missing:
+        twin = by_case.get(m.casefold())
+        if twin is not None:
+            out.append(
+                f"the synthetic table has {twin!r} where the real one has {m!r} (names differ "
+                f"only in case): left out of every score; rename it to {m!r}"
+            )
+            extra.remove(twin)
+        else:
+            out.append(
+                f"the synthetic table lacks column {m!r} of the real table: left out of every score"
+            )
+    if extra:
+        out.append(
+            f"the synthetic table has column(s) the real one does not: "
+            f"{', '.join(map(repr, extra))} (ignored)"
+        )
+    for name, change in v.type_mismatches.items():
+        out.append(f"column {name!r} has another type in the synthetic table ({change}): cast")
+    for name, n in v.uncastable_values.items():
+        out.append(
+            f"column {name!r}: {n} synthetic value(s) do not fit the real table's type and count "
+            f"as missing"
+        )
+    return out
 
 
 def _crash_report(exc: BaseException) -> Path | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    import pandas as pd
+    from pyspark.sql import Column, DataFrame
 
 __all__ = [
     "ARM",
@@ -23,7 +24,9 @@ __all__ = [
     "RUN_ID",
     "SYNTHETIC",
     "named_col",
+    "pandas_safe",
     "quoted",
+    "restore_names",
 ]
 
 RESERVED_PREFIX = "_date_"
@@ -50,3 +53,31 @@ def named_col(name: str) -> Column:
     from pyspark.sql import functions as F
 
     return F.col(quoted(name))
+
+
+def _unsafe(name: str) -> bool:
+    return "." in name or "`" in name
+
+
+def pandas_safe(df: DataFrame) -> tuple[DataFrame, dict[str, str]]:
+    """`df` ready for a pandas UDF (`applyInPandas`, `mapInPandas`, `cogroup`), and the map from
+    the aliases it used back to the real names. pyspark hands a pandas UDF its input columns by
+    resolving each name as an expression (`df[name]`), so a name holding a dot (`crl.tot`, a
+    struct path to it) or a backtick (a parse error) fails there; those columns travel under a
+    reserved alias instead, and the UDF gets its frame back with the real names
+    (`restore_names`). Other names, and frames without such names, are left as they are."""
+    back: dict[str, str] = {}
+    cols = []
+    for i, name in enumerate(df.columns):
+        if _unsafe(name):
+            alias = f"{RESERVED_PREFIX}col{i}"
+            back[alias] = name
+            cols.append(named_col(name).alias(alias))
+        else:
+            cols.append(named_col(name))
+    return (df.select(*cols) if back else df), back
+
+
+def restore_names(pdf: pd.DataFrame, back: dict[str, str]) -> pd.DataFrame:
+    """Inside the UDF: the frame with its real column names (`pandas_safe`)."""
+    return pdf.rename(columns=back) if back else pdf

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from date_spark.errors import ConfigError
+from date_spark.secrets import hint, looks_like_key, mask
 
 __all__ = [
     "ENV_PREFIX",
@@ -68,6 +69,25 @@ class InputConfig(_Section):
     )
     min_rows: int = Field(default=40, ge=10)
     max_classes: int = Field(default=50, ge=2)
+    # Parquet files of one directory that disagree on their columns are refused by name; true
+    # reads the union (Spark's mergeSchema: null where a file lacks a column).
+    merge_schema: bool = False
+
+    @field_validator("csv_options", mode="before")
+    @classmethod
+    def _options_as_typed(cls, v: Any) -> Any:
+        """What a user types: `multiLine: true`, `samplingRatio: 0.1` (YAML booleans and numbers)
+        become the strings Spark's reader takes (`true`, `0.1`)."""
+        if not isinstance(v, Mapping):
+            return v
+        out = {}
+        for k, val in v.items():
+            if isinstance(val, bool):
+                val = "true" if val else "false"
+            elif isinstance(val, (int, float)):
+                val = str(val)
+            out[str(k)] = val
+        return out
 
     @model_validator(mode="after")
     def _one_source(self) -> InputConfig:
@@ -360,6 +380,12 @@ class LlmConfig(_Section):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and looks_like_key(v):
+            raise ValueError(
+                "this looks like a key itself, pasted where a variable name belongs; put the key "
+                "in an environment variable (export OPENAI_API_KEY=...) and set llm.api_key_env "
+                "to that variable's NAME"
+            )
         if v is not None and (not v or not v.replace("_", "").isalnum() or v[0].isdigit()):
             raise ValueError(
                 "must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key"
@@ -420,8 +446,10 @@ class Config(_Section):
         return _validate(data, source="overrides")
 
     def redacted(self) -> dict[str, Any]:
-        """The resolved config as plain data; it never holds secrets, only variable names."""
-        return self.model_dump(mode="json")
+        """The resolved config as plain data; it never holds secrets, only variable names, and
+        credentials in any URL (`llm.base_url`, `tracking.uri`, paths) are masked (`***`)."""
+        data: dict[str, Any] = mask(self.model_dump(mode="json"))
+        return data
 
     def flat(self) -> dict[str, str]:
         """Flattened `section.key -> str` view, for MLflow params."""
@@ -475,6 +503,12 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             continue
         value = e.get("input")
         shown = repr(value) if not isinstance(value, dict) else "a mapping"
+        if isinstance(value, str) and (
+            str(e["loc"][-1]) == "api_key_env" or str(e["loc"][-1]).lower() in _SECRET_KEYS
+        ):
+            shown = hint(value)  # never the pasted key itself
+        elif isinstance(value, str):
+            shown = repr(mask(value))
         problems.append(f"{loc}={shown}: {e['msg']}")
     return f"invalid config ({source}): " + "; ".join(problems)
 

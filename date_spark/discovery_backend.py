@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.columns import named_col
+from date_spark.columns import named_col, pandas_safe, restore_names
 from date_spark.errors import DiscoveryError
 from date_spark.rules import Conjunction, Rule, count_rules
 from date_spark.scans import ScanMeter
@@ -143,7 +143,12 @@ class SparkBackend:
         only: Sequence[int] | None = None,
     ) -> pd.DataFrame:
         src = sample if only is None else sample.filter(F.col(CAND_COL).isin(*list(only)))
-        return to_pandas(src.groupBy(CAND_COL).applyInPandas(fn, ddl))
+        src, back = pandas_safe(src)  # dotted or backticked names: aliased through the UDF
+
+        def named(pdf: pd.DataFrame) -> pd.DataFrame:
+            return fn(restore_names(pdf, back))
+
+        return to_pandas(src.groupBy(CAND_COL).applyInPandas(named, ddl))
 
     def release(self, sample: DataFrame) -> None:
         sample.unpersist()

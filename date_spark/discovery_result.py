@@ -16,6 +16,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from date_spark.columns import pandas_safe, restore_names
 from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
 from date_spark.rules import Conjunction, Rule, assign_rules
@@ -182,10 +183,16 @@ class Discovery:
             base = df.drop(column) if column in df.columns else df
             schema = T.StructType([*base.schema.fields, T.StructField(column, out_type, True)])
 
-            def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-                return _predict_batches(batches, payload, column, kinds)
+            safe, back = pandas_safe(base)  # dotted or backticked names: aliased
+            order = base.columns
 
-            return base.mapInPandas(fn, schema)
+            def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+                named = (restore_names(b, back) for b in batches)
+                return (
+                    out[[*order, column]] for out in _predict_batches(named, payload, column, kinds)
+                )
+
+            return safe.mapInPandas(fn, schema)
 
         return transform
 

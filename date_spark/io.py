@@ -35,7 +35,9 @@ __all__ = [
     "Profile",
     "check_output",
     "free_text_columns",
+    "near_duplicate_labels",
     "normalize",
+    "read_failure",
     "read_input",
     "select_columns",
     "table_format",
@@ -59,9 +61,12 @@ def read_input(spark: SparkSession, cfg: InputConfig, *, flag: str = "input.path
         if cfg.table:
             return spark.table(cfg.table)
         assert cfg.path is not None
+        _check_local_files(cfg)
         reader = spark.read.format(cfg.format)
         if cfg.format == "csv":
             reader = reader.options(**cfg.csv_options)
+        elif cfg.merge_schema:
+            reader = reader.option("mergeSchema", "true")
         df = reader.load(cfg.path)
         if cfg.format == "csv":
             _check_csv_header(spark, cfg, df.columns)
@@ -96,6 +101,49 @@ def read_input(spark: SparkSession, cfg: InputConfig, *, flag: str = "input.path
             f"cannot read {cfg.path or cfg.table!r} as {cfg.format}: {_first_line(str(err))}; "
             f"check {flag} and its format"
         ) from None
+
+
+def _check_local_files(cfg: InputConfig) -> None:
+    """The footer and dialect checks the command line runs before Spark (damaged or disagreeing
+    Parquet files, nanosecond timestamps, quoted line breaks in a CSV), for a local path read
+    through the library too."""
+    from date_spark.preflight import check_csv_rows, check_parquet_files, local_path
+
+    assert cfg.path is not None
+    p = local_path(cfg.path)
+    if p is None or not p.exists() or not cfg.target:
+        return
+    if cfg.format == "parquet":
+        check_parquet_files(p, cfg)
+    elif str(cfg.csv_options.get("header", "false")).lower() == "true":
+        from date_spark.preflight import _data_files
+
+        check_csv_rows(_data_files(p) if p.is_dir() else [p], cfg)
+
+
+_READ_FAILURES = (
+    "Parquet column cannot be converted",
+    "FAILED_READ_FILE",
+    "PARQUET_TYPE_ILLEGAL",
+    "is not a Parquet file",
+    "CANNOT_READ_FILE_FOOTER",
+)
+
+
+def read_failure(err: BaseException, where: str | None) -> InputError | None:
+    """A Spark job that failed reading the input's files (a damaged file, a column whose type
+    differs between files) as one line naming the file; None for other failures."""
+    text = str(err)
+    if not any(k in text for k in _READ_FAILURES):
+        return None
+    m = re.search(r"(?:file|path)[:= ]+`?((?:file:|s3a?:|abfss?:|gs:|hdfs:)?/[^\s`'\]]+)", text)
+    f = f" (file {m.group(1)!r})" if m else ""
+    col = re.search(r"[Cc]olumn: \[([^\]]+)\]", text)
+    column = f", column {col.group(1)!r}" if col else ""
+    return InputError(
+        f"cannot read the input {where!r}{f}{column}: a damaged file, or files that disagree "
+        f"on a column's type; remove or rewrite that file, or drop the column with input.exclude"
+    )
 
 
 def table_format(path: str) -> str:
@@ -169,10 +217,18 @@ def select_columns(df: DataFrame, cfg: InputConfig) -> DataFrame:
 def normalize(df: DataFrame, target: str | None = None) -> DataFrame:
     """NaN becomes null in float columns, so every engine sees one notion of missing; so does an
     infinite feature value (no model, range or prompt can use it). An infinite target is kept,
-    so that `validate_and_profile` refuses it by name instead of learning from it."""
+    so that `validate_and_profile` refuses it by name instead of learning from it.
+
+    Decimal columns (`decimal(10,2)`, money in a warehouse) are read as doubles for the run:
+    models, rules, prompts and validation work on numbers, and pandas' decimal objects never
+    reach Arrow. The output writes them back in the input's exact decimal type, rounded to its
+    scale (`output.synthetic_frame`); input rows in `augmented` mode are the raw ones,
+    untouched."""
     out = []
     for f in df.schema.fields:
-        if isinstance(f.dataType, (T.FloatType, T.DoubleType)):
+        if isinstance(f.dataType, T.DecimalType):
+            out.append(named_col(f.name).cast("double").alias(f.name))
+        elif isinstance(f.dataType, (T.FloatType, T.DoubleType)):
             c = named_col(f.name)
             missing = F.isnan(c) if f.name == target else F.isnan(c) | (F.abs(c) == F.lit(_INF))
             out.append(F.when(missing, F.lit(None)).otherwise(c).alias(f.name))
@@ -266,7 +322,13 @@ def validate_and_profile(
     target = cfg.target
     assert target is not None
     tspec = next(s for s in specs if s.name == target)
-    stats = df.agg(*_profile_aggs(specs, tspec)).first()
+    try:
+        stats = df.agg(*_profile_aggs(specs, tspec)).first()
+    except Exception as err:  # the first job that reads every file
+        failure = read_failure(err, cfg.path or cfg.table)
+        if failure is None:
+            raise
+        raise failure from None
     assert stats is not None
     rows, present = _check_target_values(stats, tspec, cfg.min_rows)
     df, specs, empty = _drop_empty_columns(df, specs, stats, target)
@@ -444,6 +506,7 @@ def _target_summary(
     counts = df.where(y.isNotNull()).groupBy(y.alias("v")).count().collect()
     typed_classes = sorted((r["v"] for r in counts), key=lambda v: (str(type(v)), v))
     classes = {str(r["v"]): int(r["count"]) for r in counts}
+    _warn_near_duplicate_labels(target, classes)
     if len(classes) < 2:
         only = next(iter(classes), "?")
         raise InputError(
@@ -456,6 +519,26 @@ def _target_summary(
             f"{max_classes}); set input.task: regression or raise input.max_classes"
         )
     return classes, tuple(typed_classes), None, None
+
+
+def near_duplicate_labels(classes: dict[str, int]) -> list[list[str]]:
+    """Class labels that differ only in case or surrounding spaces (`Yes`, `yes `, `YES`)."""
+    groups: dict[str, list[str]] = {}
+    for label in classes:
+        groups.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def _warn_near_duplicate_labels(target: str, classes: dict[str, int]) -> None:
+    for group in near_duplicate_labels(classes):
+        shown = ", ".join(f"{g!r} ({classes[g]} rows)" for g in group)
+        log.warning(
+            "target %r has labels that differ only in case or spaces: %s; they are separate "
+            "classes in this run: clean the labels (e.g. trim and lower-case them) if they mean "
+            "the same",
+            target,
+            shown,
+        )
 
 
 def _column_profiles(

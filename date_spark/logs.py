@@ -28,7 +28,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["HEARTBEAT_S", "STATE", "Heartbeat", "configure", "spark_log_path", "spark_stderr"]
+__all__ = [
+    "HEARTBEAT_S",
+    "STATE",
+    "Heartbeat",
+    "configure",
+    "log_dir",
+    "spark_log_path",
+    "spark_stderr",
+]
 
 
 # Loggers that speak for libraries, not for the job: warnings only (errors only for py4j, whose
@@ -104,9 +112,28 @@ def configure(*, verbose: bool = False, quiet: bool = False) -> None:
     STATE.configured = True
 
 
+def log_dir() -> Path:
+    """`$TMPDIR/date-spark-logs-<user>`: one per user (mode 700), so on a shared machine one
+    user's directory never blocks another's run; a fresh private directory when even that one
+    cannot be written (made by someone else, or read-only)."""
+    try:
+        user = str(os.getuid())  # type: ignore[attr-defined,unused-ignore]
+    except AttributeError:  # not POSIX
+        import getpass
+
+        user = getpass.getuser()
+    base = Path(tempfile.gettempdir()) / f"date-spark-logs-{user}"
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.access(base, os.W_OK | os.X_OK):
+            return base
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="date-spark-logs-"))
+
+
 def spark_log_path() -> Path:
-    base = Path(tempfile.gettempdir()) / "date-spark-logs"
-    base.mkdir(parents=True, exist_ok=True)
+    base = log_dir()
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     return base / f"spark-{stamp}-{os.getpid()}.log"
 

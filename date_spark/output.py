@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import shutil
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -37,6 +39,7 @@ __all__ = [
     "PROVENANCE_COLS",
     "RUN_DATE_COL",
     "check_input_columns",
+    "fit_decimals",
     "input_frame",
     "output_schema",
     "synthetic_frame",
@@ -60,6 +63,56 @@ PROVENANCE = T.StructType(
 PROVENANCE_COLS = [f.name for f in PROVENANCE.fields]
 
 
+def _decimal_text(v: Any, scale: int, precision: int) -> str | None:
+    """`v` as the exact text of a decimal(precision, scale), rounded half up to the scale; None
+    for a missing value; ValueError when it does not fit the precision."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA:
+        if isinstance(v, float) and math.isinf(v):
+            raise ValueError("infinite")
+        return None
+    d = Decimal(str(v)).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    if d.adjusted() + 1 > precision - scale and d != 0:
+        raise ValueError("too many digits")
+    return format(d, "f")
+
+
+def fit_decimals(
+    rows: pd.DataFrame, input_schema: T.StructType
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Decimal columns as exact text in their type's scale; rows whose value does not fit the
+    column's precision are rejected, counted per column (a generated `123456789.5` cannot be a
+    `decimal(10,2)`)."""
+    out = rows.copy()
+    keep = pd.Series(True, index=out.index)
+    rejected: dict[str, int] = {}
+    for f in input_schema.fields:
+        if not isinstance(f.dataType, T.DecimalType) or f.name not in out.columns:
+            continue
+        p, sc = f.dataType.precision, f.dataType.scale
+        texts: list[str | None] = []
+        bad = []
+        for v in out[f.name].tolist():
+            try:
+                texts.append(_decimal_text(v, sc, p))
+                bad.append(False)
+            except (ValueError, ArithmeticError):
+                texts.append(None)
+                bad.append(True)
+        out[f.name] = pd.Series(texts, index=out.index, dtype=object)
+        failed = pd.Series(bad, index=out.index)
+        if failed.any():
+            rejected[f.name] = int((failed & keep).sum())
+            keep &= ~failed
+    if rejected:
+        log.warning(
+            "output: %d generated row(s) rejected: a value does not fit its decimal column's "
+            "precision (%s)",
+            int((~keep).sum()),
+            ", ".join(f"{k}: {v}" for k, v in rejected.items()),
+        )
+    return out[keep].reset_index(drop=True), rejected
+
+
 def synthetic_frame(
     spark: SparkSession,
     rows: pd.DataFrame,
@@ -69,7 +122,9 @@ def synthetic_frame(
     run_date: dt.date,
 ) -> DataFrame:
     """Selected rows (pandas, small) as a Spark frame with the input's columns, types and order,
-    then the provenance columns and `run_date`."""
+    then the provenance columns and `run_date`. Decimal values are rounded to their column's
+    scale; a row with a value past its precision is rejected (`fit_decimals`)."""
+    rows, _ = fit_decimals(rows, input_schema)
     arrow_safe = rows.copy()
     cols: list[Column] = []
     staged_fields = []

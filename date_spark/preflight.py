@@ -17,24 +17,30 @@ read is left to Spark too: these checks only ever refuse what Spark would refuse
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import logging
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from date_spark.columns import RESERVED_PREFIX
 from date_spark.config import Config, InputConfig
-from date_spark.errors import ConfigError, InputError
+from date_spark.errors import ConfigError, InputError, OutputError
 
 __all__ = [
     "FORMAT_BY_SUFFIX",
+    "check_csv_rows",
     "check_input",
     "check_llm",
     "check_names",
     "check_output",
+    "check_parquet_files",
+    "check_places",
     "check_run",
     "format_of",
     "local_path",
@@ -120,7 +126,7 @@ def check_names(names: Sequence[str], cfg: InputConfig) -> list[str]:
     if cfg.target not in names:
         raise InputError(
             f"target column {cfg.target!r} is not in the input; columns are: "
-            f"{', '.join(names)}; fix input.target"
+            f"{', '.join(names)}; fix input.target{_separator_hint(names, cfg.target)}"
         )
     for key, listed in (("input.columns", cfg.columns or ()), ("input.exclude", cfg.exclude)):
         unknown = [c for c in listed if c not in names]
@@ -140,6 +146,20 @@ def check_names(names: Sequence[str], cfg: InputConfig) -> list[str]:
             "no feature columns left after input.columns/input.exclude; keep at least one"
         )
     return used
+
+
+def _separator_hint(names: Sequence[str], target: str) -> str:
+    """A CSV read with the wrong separator has one column named like `age;income;y`: say which
+    separator it holds."""
+    if len(names) != 1:
+        return ""
+    for sep, shown in ((";", ";"), ("\t", "\\t"), ("|", "|"), (",", ",")):
+        if sep in names[0] and target in names[0].split(sep):
+            return (
+                f" (the header reads as one column: the file looks separated by {shown!r}; "
+                f"set input.csv_options.sep={shown!r})"
+            )
+    return ""
 
 
 def spark_type_name(t: object) -> str | None:
@@ -196,9 +216,88 @@ def spark_type_name(t: object) -> str | None:
     return name(t) if nested or binary else None
 
 
+_FOOTERS_MAX = 5000  # files whose footers are read; a larger directory is checked on these
+_CSV_SCAN_BYTES = 64 << 20  # how much of a local CSV is scanned for quoted line breaks
+
+
+def _same_type(a: object, b: object) -> bool:
+    import pyarrow as pa
+
+    assert isinstance(a, pa.DataType) and isinstance(b, pa.DataType)
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if pa.types.is_large_string(t):
+            return pa.string()
+        return t
+
+    return bool(plain(a) == plain(b)) or pa.types.is_null(a) or pa.types.is_null(b)
+
+
+def _nanos(t: object) -> bool:
+    import pyarrow as pa
+
+    assert isinstance(t, pa.DataType)
+    return bool(pa.types.is_timestamp(t) and t.unit == "ns")
+
+
+def check_parquet_files(path: Path, cfg: InputConfig) -> None:
+    """Every data file's footer, before Spark reads one: a damaged file, a column whose type
+    differs between files, a column some files lack (refused unless `input.merge_schema`), and
+    pandas' nanosecond timestamps (Spark cannot read them), each named with the file."""
+    import pyarrow.parquet as pq
+
+    files = [path] if path.is_file() else _data_files(path)
+    if len(files) > _FOOTERS_MAX:
+        log.info("preflight: checking the first %d of %d files' footers", _FOOTERS_MAX, len(files))
+        files = files[:_FOOTERS_MAX]
+    schemas = []
+    for f in files:
+        try:
+            schemas.append((f, pq.read_schema(f)))
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise InputError(
+                f"input file {str(f)!r} is not a readable Parquet file ({first}); remove or "
+                f"replace it, or point input.path at the good files"
+            ) from None
+    if not schemas:
+        return
+    names: list[str] = []
+    for _, sch in schemas:
+        names += [n for n in sch.names if n not in names]
+    used = check_names(names, cfg)
+    for name in used:
+        have = [(f, sch.field(name).type) for f, sch in schemas if name in sch.names]
+        f0, t0 = have[0]
+        for f, t in have[1:]:
+            if not _same_type(t0, t):
+                raise InputError(
+                    f"column {name!r} has type {t0} in {str(f0)!r} but {t} in {str(f)!r}; "
+                    f"rewrite the files with one type for it, or drop it with input.exclude: "
+                    f"[{name}]"
+                )
+        if len(have) < len(schemas) and not cfg.merge_schema:
+            lacking = next(f for f, sch in schemas if name not in sch.names)
+            raise InputError(
+                f"column {name!r} is in {len(have)} of the {len(schemas)} files of "
+                f"{str(path)!r} (not in {str(lacking)!r}); set input.merge_schema: true to read "
+                f"it (null where a file lacks it), or drop it with input.exclude: [{name}]"
+            )
+        if _nanos(t0):
+            raise InputError(
+                f"column {name!r} of {str(f0)!r} holds nanosecond timestamps ({t0}, pandas' "
+                f"default), which Spark cannot read; write the file with microseconds "
+                f"(df.to_parquet(path, coerce_timestamps='us', allow_truncated_timestamps=True)) "
+                f"or drop it with input.exclude: [{name}]"
+            )
+
+
 def _parquet(path: Path, cfg: InputConfig) -> None:
     import pyarrow.dataset as ds
 
+    check_parquet_files(path, cfg)
     try:
         dataset = ds.dataset(str(path), format="parquet", partitioning="hive")
         schema = dataset.schema
@@ -255,6 +354,48 @@ def _csv(path: Path, cfg: InputConfig) -> None:
         )
     names = [h.strip() if opts.get("ignoreleadingwhitespace") else h for h in header]
     check_names(names, cfg)
+    check_csv_rows(files, cfg)
+
+
+def check_csv_rows(files: Sequence[Path], cfg: InputConfig) -> None:
+    """A quoted value holding a line break splits its row in two under Spark's default CSV
+    reader (one record per line): the row count grows, numeric columns turn into text, and
+    nothing fails. Refused, naming the row and the option, unless `multiLine` is on. The first
+    64 MB of the local files are scanned."""
+    opts = {k.lower(): str(v).lower() for k, v in cfg.csv_options.items()}
+    if opts.get("multiline") == "true":
+        return
+    sep = (opts.get("sep") or opts.get("delimiter") or ",")[:1]
+    quote = (opts.get("quote") or '"')[:1]
+    encoding = opts.get("encoding", opts.get("charset", "utf-8"))
+    budget = [_CSV_SCAN_BYTES]
+
+    def lines(fh: Any) -> Iterator[str]:
+        for line in fh:
+            budget[0] -= len(line)
+            yield line
+            if budget[0] <= 0:
+                return
+
+    for f in files:
+        if f.name.endswith(_COMPRESSED) or budget[0] <= 0:
+            continue
+        try:
+            with open(f, newline="", encoding=encoding, errors="replace") as fh:
+                reader = csv.reader(lines(fh), delimiter=sep, quotechar=quote)
+                header = next(reader, None) or []
+                for row in reader:
+                    for i, value in enumerate(row):
+                        if "\n" in value or "\r" in value:
+                            col = header[i] if i < len(header) else f"#{i + 1}"
+                            raise InputError(
+                                f"input file {str(f)!r} has a quoted value with a line break "
+                                f"(column {col!r}, record ending at line {reader.line_num}); "
+                                f"Spark's CSV reader would split that row in two: set "
+                                f"input.csv_options.multiLine=true"
+                            )
+        except (OSError, UnicodeError, LookupError, csv.Error) as err:
+            log.debug("preflight: cannot scan %s (%s); leaving it to Spark", f, err)
 
 
 def check_input(cfg: InputConfig) -> None:
@@ -324,8 +465,73 @@ def check_output(cfg: Config) -> None:
     overlap(cfg.input, cfg.output)
 
 
+def _unwritable(path: Path) -> Path | None:
+    """The directory that keeps `path` from being created or written (the path itself, or its
+    nearest existing ancestor), or None when it can be. A real probe file as well as the
+    permission bits: a read-only mount or an immutable directory refuses even root."""
+    p = path.expanduser().absolute()
+    while not p.exists():
+        if p.parent == p:
+            return p
+        p = p.parent
+    if not p.is_dir():
+        return p
+    if not os.access(p, os.W_OK | os.X_OK):
+        return p
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".date-spark-probe-", dir=p)
+    except OSError:
+        return p
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
+def check_places(cfg: Config, environ: Mapping[str, str] | None = None) -> None:
+    """Every local location the run writes (output, runs directory, MLflow store, response
+    cache, `$TMPDIR` for Spark's log) can be written by this user: refused now, not after the
+    job's work."""
+    env = os.environ if environ is None else environ
+    tmp = env.get("TMPDIR")
+    if tmp:
+        blocked = _unwritable(Path(tmp))
+        if blocked is not None or not Path(tmp).is_dir():
+            raise ConfigError(
+                f"TMPDIR={tmp!r} is not a directory this user can write (Spark's log and "
+                f"temporary files go there); point TMPDIR at one, e.g. export TMPDIR=$HOME/tmp"
+            )
+    places: list[tuple[str, str | None]] = [
+        ("output.path", cfg.output.path),
+        ("output.runs_dir", cfg.output.runs_dir),
+    ]
+    uri = cfg.tracking.uri
+    if cfg.tracking.enabled and uri and uri.startswith("sqlite:///"):
+        places.append(("tracking.uri", str(Path(uri[len("sqlite:///") :]).parent)))
+    if cfg.generation.generator == "llm" and cfg.llm.cache_path:
+        places.append(("llm.cache_path", cfg.llm.cache_path))
+    for key, where in places:
+        p = local_path(where) if where else None
+        if p is None:
+            continue  # remote storage: its credentials decide, at write time
+        blocked = _unwritable(p)
+        if blocked is None:
+            continue
+        why = (
+            "is not a directory"
+            if blocked.exists() and not blocked.is_dir()
+            else "is not writable by this user"
+        )
+        flag = " (--out PATH)" if key == "output.path" else ""
+        raise OutputError(
+            f"{key} {where!r} cannot be written: {str(blocked)!r} {why}; choose a location "
+            f"this user can write{flag}"
+        )
+
+
 def check_run(cfg: Config) -> None:
     """Everything `date-spark run` can refuse before Spark starts."""
     check_output(cfg)
     check_input(cfg.input)
     check_llm(cfg)
+    check_places(cfg)

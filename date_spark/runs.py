@@ -294,7 +294,16 @@ def resume_config(
             f"run {run_id!r} under {probe.output.runs_dir!r} has no saved config to resume from; "
             f"start a new run"
         )
-    return load_config(paths, overrides, environ, base=saved)
+    cfg = load_config(paths, overrides, environ, base=saved)
+    from date_spark.secrets import has_mask
+
+    for key, value in (("llm.base_url", cfg.llm.base_url), ("tracking.uri", cfg.tracking.uri)):
+        if has_mask(value):
+            raise ConfigError(
+                f"run {run_id} saved {key} without its credentials ({value}); state it again "
+                f"on this command line: --set {key}=URL (or better, keep credentials out of URLs)"
+            )
+    return cfg
 
 
 def input_fingerprint(raw: DataFrame, source: Mapping[str, Any], rows: int) -> dict[str, Any]:

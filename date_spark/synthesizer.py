@@ -37,6 +37,7 @@ from date_spark.errors import (
 from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
 from date_spark.interrupts import rewatch_sigint, watch_sigint
 from date_spark.io import Profile
+from date_spark.locks import writer_lock
 from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
@@ -696,7 +697,8 @@ class DateSynthesizer:
     # -- run ------------------------------------------------------------------------------------
     def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:
         """The whole job. Input problems raise before anything is written."""
-        with watch_sigint(self):
+        with watch_sigint(self), contextlib.ExitStack() as held:
+            self._held = held  # the output's writer lock, taken once the input passed its checks
             return self._run(df, resume)
 
     def _interrupted(self, run: Run) -> Interrupted:
@@ -714,11 +716,12 @@ class DateSynthesizer:
         return bool(getattr(self, "sigint_", False)) or interrupted_by(exc)
 
     def _run(self, df: DataFrame | None, resume: str | None) -> RunResult:
-        from date_spark.preflight import check_llm
+        from date_spark.preflight import check_llm, check_places
 
         cfg = self.config
         if df is None or (not cfg.output.path and not cfg.output.table):
             io.check_output(cfg.input, cfg.output)
+        check_places(cfg)  # an unwritable output, runs or cache directory: refused now
         # A resume is checked before any work: a config that changes a finished stage is refused
         # by name, a changed input once it is read; neither writes anything.
         resumed = open_run(cfg.output.runs_dir, resume) if resume else None
@@ -727,6 +730,7 @@ class DateSynthesizer:
         changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
         self._prepare_input(df)
+        self._held.enter_context(writer_lock(cfg.output.path))  # one writer per output
         run = self._open_run(df, resumed, changed)
         run.finish_stage(
             "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}

@@ -19,6 +19,7 @@ from typing import Any
 
 from date_spark.config import Config
 from date_spark.errors import Interrupted, interrupted_by
+from date_spark.secrets import mask_url
 
 __all__ = [
     "ARTIFACTS_DIR",
@@ -27,7 +28,9 @@ __all__ = [
     "Tracker",
     "artifact_location",
     "default_uri",
+    "mark_dead_runs",
     "metric_key",
+    "process_tags",
     "tracking_uri",
     "ui_command",
 ]
@@ -72,10 +75,90 @@ def artifact_location(uri: str) -> str | None:
 
 def ui_command(cfg: Config) -> str:
     """How a person opens this job's runs."""
-    uri = tracking_uri(cfg)
+    uri = mask_url(tracking_uri(cfg))
     if uri.startswith(("http://", "https://", "databricks")):
         return uri
     return f"mlflow ui --backend-store-uri {uri}"
+
+
+PID_TAG = "date_spark.pid"
+HOST_TAG = "date_spark.host"
+START_TAG = "date_spark.process_start"
+ENDED_TAG = "date_spark.ended"
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (Linux: field 22 of /proc/PID/stat), so a reused pid is
+    not taken for the process that logged the run; None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_tags() -> dict[str, str]:
+    """Who logs this run: the host, the pid and the pid's start time."""
+    import socket
+
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    start = _process_start(os.getpid())
+    if start is not None:
+        tags[START_TAG] = start
+    return tags
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    except OSError:
+        return True
+    now = _process_start(pid)
+    return start is None or now is None or now == start
+
+
+def mark_dead_runs(experiment_id: str) -> list[str]:
+    """Runs of this experiment still RUNNING whose process, on this host, is gone (`kill -9`, an
+    out-of-memory kill, a lost machine's reboot): marked KILLED, with a tag saying so. Runs of
+    other hosts are left alone: whether their process lives cannot be told from here."""
+    import socket
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    host = socket.gethostname()
+    try:
+        running = mlflow.search_runs(
+            experiment_ids=[experiment_id],
+            filter_string="attributes.status = 'RUNNING'",
+            output_format="list",
+        )
+    except Exception as err:  # a store that cannot search: nothing to clean, never fatal
+        log.debug("tracking: cannot search for abandoned runs (%s)", err)
+        return []
+    client = MlflowClient()
+    marked = []
+    for r in running:
+        tags = r.data.tags
+        pid = tags.get(PID_TAG) or ""
+        if tags.get(HOST_TAG) != host or not pid.isdigit():
+            continue
+        if int(pid) == os.getpid() or _alive(int(pid), tags.get(START_TAG)):
+            continue
+        client.set_tag(r.info.run_id, ENDED_TAG, "its process died without ending the run")
+        client.set_terminated(r.info.run_id, status="KILLED")
+        marked.append(r.info.run_id)
+    if marked:
+        log.warning(
+            "MLflow: %d run(s) whose process died without ending them marked KILLED: %s",
+            len(marked),
+            ", ".join(marked),
+        )
+    return marked
 
 
 class Tracker:
@@ -119,8 +202,11 @@ class Tracker:
                     wanted,
                 )
         mlflow.set_experiment(experiment_id=exp_id)
+        mark_dead_runs(exp_id)
         self.artifact_uri: str | None = None
-        run = mlflow.start_run(run_name=self.run_id, tags={"date_spark.run_id": self.run_id})
+        run = mlflow.start_run(
+            run_name=self.run_id, tags={"date_spark.run_id": self.run_id, **process_tags()}
+        )
         self.mlflow_run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
         params = {k: v[:MLFLOW_PARAM_MAX] for k, v in self.cfg.flat().items()}

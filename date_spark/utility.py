@@ -43,7 +43,7 @@ from date_spark.schema import TableSchema
 from date_spark.spark import to_pandas
 from date_spark.split import SPLIT_COL, TEST, row_uniform
 
-__all__ = ["Gain", "SegmentGain", "Utility", "bootstrap_interval", "utility"]
+__all__ = ["NEGLIGIBLE_LOSS", "Gain", "SegmentGain", "Utility", "bootstrap_interval", "utility"]
 
 VARIANTS = ("no_partition", "partition_only", "date", "global_synthetic")
 
@@ -73,6 +73,9 @@ def bootstrap_interval(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+NEGLIGIBLE_LOSS = 1e-6
+
+
 def _pct(share: float) -> float:
     """Percent rounded to one decimal, without a signed zero ("-0.0%")."""
     return round(100 * share, 1) + 0.0
@@ -90,6 +93,15 @@ class Gain:
     high: float
     error_before: float  # mean 0/1 error (MSE for regression)
     error_after: float
+    # the loss of knowing nothing (1 for a classifier's loss, the target's variance for MSE): a
+    # loss below NEGLIGIBLE_LOSS of it is a perfect fit, and ratios between two of them are noise
+    scale: float = 1.0
+
+    @property
+    def negligible(self) -> bool:
+        """Both losses are too small to compare (the model is already all but perfect)."""
+        worst = max(self.before, self.after)
+        return math.isfinite(worst) and worst < NEGLIGIBLE_LOSS * self.scale
 
     @property
     def gain(self) -> float:
@@ -101,7 +113,10 @@ class Gain:
 
     @property
     def significant(self) -> int:
-        """+1 significantly better, -1 significantly worse, 0 the interval holds zero."""
+        """+1 significantly better, -1 significantly worse, 0 the interval holds zero (or both
+        losses are too small to compare)."""
+        if self.negligible:
+            return 0
         if self.low > 0:
             return 1
         if self.high < 0:
@@ -114,6 +129,12 @@ class Gain:
     def text(self, loss_name: str) -> str:
         if not self.rows:
             return f"{self.name}: no test rows"
+        if self.negligible:
+            return (
+                f"{self.name}: {loss_name} {self.before:.2g} -> {self.after:.2g}, both too small "
+                f"to compare (below {NEGLIGIBLE_LOSS:g} of a constant model's): no measurable "
+                f"change"
+            )
         rel = self.relative
         pct = (
             f"{_pct(-rel):+.1f}% ({self.before:.4g} -> {self.after:.4g})"
@@ -127,7 +148,12 @@ class Gain:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(gain=self.gain, relative=self.relative, significant=self.significant)
+        d.update(
+            gain=self.gain,
+            relative=self.relative,
+            significant=self.significant,
+            negligible=self.negligible,
+        )
         return d
 
 
@@ -272,11 +298,14 @@ class _Scores:
     resamples: int
     confidence: float
     seed: int
+    scale: float = 1.0  # Gain.scale
 
     @staticmethod
-    def empty(n: int, resamples: int, confidence: float, seed: int) -> _Scores:
+    def empty(n: int, resamples: int, confidence: float, seed: int, scale: float = 1.0) -> _Scores:
         zeros = {v: np.zeros(n) for v in VARIANTS}
-        return _Scores(zeros, {v: np.zeros(n) for v in VARIANTS}, resamples, confidence, seed)
+        return _Scores(
+            zeros, {v: np.zeros(n) for v in VARIANTS}, resamples, confidence, seed, scale
+        )
 
     def put(self, variant: str, m: Any, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
         if mask.any():
@@ -295,7 +324,7 @@ class _Scores:
 
         return Gain(
             name, int(m.sum()), mean(self.loss[before]), mean(self.loss[after]), lo, hi,
-            mean(self.err[before]), mean(self.err[after]),
+            mean(self.err[before]), mean(self.err[after]), self.scale,
         )  # fmt: skip
 
 
@@ -400,7 +429,11 @@ def utility(
         return model.fit(encode(frame), frame[target].to_numpy())
 
     n = len(test)
-    scores = _Scores.empty(n, resamples, confidence, seed)
+    scale = 1.0
+    if schema.task == "regression" and n:
+        var = float(np.var(test[target].to_numpy(dtype=float)))
+        scale = var if math.isfinite(var) and var > 0 else 1.0
+    scores = _Scores.empty(n, resamples, confidence, seed, scale)
     _score_variants(scores, train, test, synth, rules, fit, encode(test), test[target].to_numpy())
     loss, err = scores.loss, scores.err
     return Utility(

@@ -61,7 +61,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.columns import ARM, ROUND, RULE, named_col
+from date_spark.columns import ARM, ROUND, RULE, named_col, pandas_safe, restore_names
 from date_spark.config import Config
 from date_spark.errors import ConfigError, RuleError
 from date_spark.generation.fields import (
@@ -188,7 +188,9 @@ class Generator:
         )
         self.sample_sdf = sample.select(*[named_col(c) for c in self.columns], DGR_COL, SPLIT_COL)
         # capped per DGR: small by construction; in a fixed row order, whatever the partitioning
-        keyed = self.sample_sdf.withColumn(ORDER_COL, F.xxhash64(*self.sample_sdf.columns))
+        keyed = self.sample_sdf.withColumn(
+            ORDER_COL, F.xxhash64(*[named_col(c) for c in self.sample_sdf.columns])
+        )
         self.sample_pd = (
             to_pandas(keyed)
             .sort_values(ORDER_COL, kind="mergesort")
@@ -296,10 +298,12 @@ class Generator:
         per_rule = self.gcfg.requests_per_rule
         added = self.gcfg.rows_per_request * per_rule * self.gcfg.iterations
 
-        def fn(pdf: pd.DataFrame) -> pd.DataFrame:
-            return partition_benefit(pdf, spec, added)
+        src, back = pandas_safe(self.sample_sdf)  # dotted or backticked names: aliased
 
-        frame = to_pandas(self.sample_sdf.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
+        def fn(pdf: pd.DataFrame) -> pd.DataFrame:
+            return partition_benefit(restore_names(pdf, back), spec, added)
+
+        frame = to_pandas(src.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
         by_id = {str(d.rule_id): d for d in self.all_dgrs}
         rest = frame[frame[DGR_COL] == REST]
         if len(rest) and self.thin_ids:
@@ -460,10 +464,11 @@ class Generator:
                     r[REQUEST_COL] = rec["request_id"]
                     r[QRULE_COL] = rec[QRULE_COL]
                     into.append(r)
-        valid = typed_frame(pd.DataFrame(rows), self.schema)
+        valid = typed_frame(pd.DataFrame(rows, dtype=object), self.schema)
         if not off:
             return valid
-        moved = self._reroute(typed_frame(pd.DataFrame(off), self.schema), rnd, stats)
+        off_frame = typed_frame(pd.DataFrame(off, dtype=object), self.schema)
+        moved = self._reroute(off_frame, rnd, stats)
         return pd.concat([valid, moved], ignore_index=True) if len(valid) else moved
 
     def _reroute(self, off: pd.DataFrame, rnd: int, stats: RoundStats) -> pd.DataFrame:
@@ -581,14 +586,17 @@ class Generator:
         spec = dataclasses.replace(self.spec, group_gains=group_gains)
         cols = [f.name for f in out_schema.fields]
 
+        gen_sdf, g_back = pandas_safe(gen_sdf)  # dotted or backticked names: aliased
+        score_sdf, p_back = pandas_safe(self.score_sdf)
+
         def fn(g: pd.DataFrame, p: pd.DataFrame) -> pd.DataFrame:
             if g.empty:
                 return pd.DataFrame(columns=cols)
-            return score_groups(g, p, spec)[cols]
+            return score_groups(restore_names(g, g_back), restore_names(p, p_back), spec)[cols]
 
         scored = (
             gen_sdf.groupBy(GROUP_COL)
-            .cogroup(self.score_sdf.groupBy(GROUP_COL))
+            .cogroup(score_sdf.groupBy(GROUP_COL))
             .applyInPandas(fn, schema=out_schema)
         )
         return to_pandas(scored)

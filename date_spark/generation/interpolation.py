@@ -10,7 +10,19 @@ import pandas as pd
 from date_spark.rules import Rule
 from date_spark.schema import Kind, TableSchema
 
-__all__ = ["interpolate"]
+__all__ = ["exact_ints", "interpolate"]
+
+_STEPS = 1 << 53  # the interpolation weight as an exact fraction of this
+
+
+def exact_ints(values: pd.Series) -> pd.Series:
+    """Whole numbers as pandas' nullable Int64, without a float64 detour (which rounds values
+    past 2**53: a bigint near 2**60 would come out a multiple of 256)."""
+    items = [
+        None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else int(v)
+        for v in values.tolist()
+    ]
+    return pd.Series(pd.array(items, dtype="Int64"), index=values.index, name=values.name)
 
 
 def interpolate(
@@ -39,9 +51,11 @@ def interpolate(
             va, vb = a[spec.name], b[spec.name]
             if spec.name == target and schema.task == "classification":
                 row[spec.name] = va
+            elif spec.kind is Kind.NUMERIC and pd.notna(va) and pd.notna(vb) and spec.integral:
+                ia, ib = int(va), int(vb)  # exact: a bigint near 2**60 never passes a float
+                row[spec.name] = ia + ((ib - ia) * int(lam * _STEPS) + _STEPS // 2) // _STEPS
             elif spec.kind is Kind.NUMERIC and pd.notna(va) and pd.notna(vb):
-                v = float(va) + lam * (float(vb) - float(va))
-                row[spec.name] = round(v) if spec.integral else v
+                row[spec.name] = float(va) + lam * (float(vb) - float(va))
             elif spec.kind in (Kind.DATE, Kind.TIMESTAMP) and pd.notna(va) and pd.notna(vb):
                 ta, tb = pd.Timestamp(va), pd.Timestamp(vb)
                 t = ta + (tb - ta) * lam
@@ -52,5 +66,5 @@ def interpolate(
     out = pd.DataFrame(rows, columns=schema.names)
     for spec in schema.columns:
         if spec.kind is Kind.NUMERIC and spec.integral:
-            out[spec.name] = pd.to_numeric(out[spec.name]).astype("Int64")
+            out[spec.name] = exact_ints(out[spec.name])
     return out[rule.mask(out).to_numpy(dtype=bool)].reset_index(drop=True)

@@ -138,12 +138,19 @@ def prompt_budget(cfg: Config) -> int:
 
 
 def typed_frame(pdf: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """JSON carries dates and timestamps as ISO text; give them back their types."""
+    """JSON carries dates and timestamps as ISO text; give them back their types (whole
+    numbers as exact nullable Int64, built from `pdf`'s object values, never through float64)."""
+    from date_spark.generation.interpolation import exact_ints
+
     for spec in schema.columns:
         if spec.name not in pdf.columns:
             continue
-        if spec.kind is Kind.DATE:
+        if spec.kind is Kind.NUMERIC and spec.integral and pdf[spec.name].dtype == object:
+            pdf[spec.name] = exact_ints(pdf[spec.name])
+        elif spec.kind is Kind.NUMERIC and pdf[spec.name].dtype == object:
+            pdf[spec.name] = pd.to_numeric(pdf[spec.name])
+        elif spec.kind is Kind.DATE:
             pdf[spec.name] = pd.to_datetime(pdf[spec.name], errors="coerce").dt.date
         elif spec.kind is Kind.TIMESTAMP:
             pdf[spec.name] = pd.to_datetime(pdf[spec.name], errors="coerce")
-    return pdf
+    return pdf.infer_objects()

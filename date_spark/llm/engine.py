@@ -44,6 +44,7 @@ from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key
 from date_spark.llm.client import key_required, make_client, read_api_key
 from date_spark.llm.limits import AdaptiveConcurrency, RateLimiter, backoff_delay, parse_retry_after
 from date_spark.llm.rows import RowSchema
+from date_spark.secrets import mask_url
 
 __all__ = ["STATUSES", "LlmRequest", "LlmResult", "TaskEngine", "TaskPlan", "estimate_tokens"]
 
@@ -173,7 +174,8 @@ class TaskEngine:
         self._successes = 0
         self._slot_timeouts = 0
         self._dead: str | None = None
-        self.url = plan.base_url or "https://api.openai.com/v1"
+        # shown in messages only (requests use the client's own URL): no credentials in it
+        self.url = mask_url(plan.base_url or "https://api.openai.com/v1")
 
     def _own_key(self) -> str | None:
         try:

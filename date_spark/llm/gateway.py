@@ -44,6 +44,7 @@ from date_spark.llm.client import (
 )
 from date_spark.llm.engine import LlmRequest, LlmResult, TaskEngine, TaskPlan
 from date_spark.llm.rows import REASONS, RowSchema
+from date_spark.secrets import mask_url
 from date_spark.spark import to_pandas
 
 log = logging.getLogger("date_spark.llm")
@@ -370,7 +371,7 @@ class GatewayStats:
     def raise_if_dead(self, base_url: str | None = None) -> None:
         if not self.all_failed:
             return
-        where = f" at {base_url}" if base_url else ""
+        where = f" at {mask_url(base_url)}" if base_url else ""
         first = self.first_error or ""
         # A timeout on the local server already names its fix; that server is up (it was
         # busy), so the URL and key hint would only mislead.
