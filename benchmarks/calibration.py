@@ -82,6 +82,7 @@ POOL_MAX = 3000
 TEST_MAX = 20_000
 FULL_MAX = 20_000
 DEFAULTS = SelectionConfig()  # the keep rule's defaults: which variant is "default"
+DEFAULT_RULE = f"gain z>{DEFAULTS.keep_z:g}"
 PREPARED = ("raw_", "data_", "schema_", "profile_", "free_text_", "seconds_")
 
 
@@ -372,6 +373,27 @@ def report(summary: list[dict[str, Any]]) -> None:
         )
 
 
+def combine(names: list[str], out: str) -> None:
+    """Merge the records of several partial runs (e.g. tables split over two processes) into
+    one results file, with the summary recomputed over all of them."""
+    import json
+
+    from recording import RESULTS
+
+    docs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    records = [r for d in docs for r in d["figures"]["records"]]
+    params = {**docs[0]["parameters"], "combined_from": names, "default_rule": DEFAULT_RULE}
+    params["tables"] = [t for d in docs for t in d["parameters"]["tables"]]
+    env = {k: v for k, v in docs[0].items() if k not in ("name", "parameters", "figures")}
+    env.pop("load_avg_1m_at_end", None)
+    summary = summarise(records)
+    seconds = max(d["figures"]["seconds"] for d in docs)
+    figures = {"summary": summary, "headroom": headroom(summary), "records": records,
+               "seconds": seconds}  # fmt: skip
+    write_result(out, params, figures, env)
+    report(summary)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tables", default=",".join(SOURCES))
@@ -382,7 +404,11 @@ def main() -> None:
     ap.add_argument("--name", default="calibration")
     ap.add_argument("--iterations", type=int, default=1)
     ap.add_argument("--legacy-seeds", type=int, default=3)
+    ap.add_argument("--combine", default="", help="merge these results files (comma list)")
     args = ap.parse_args()
+    if args.combine:
+        combine(args.combine.split(","), args.name)
+        return
     from date_spark.spark import session
 
     tables = args.tables.split(",")
@@ -394,7 +420,7 @@ def main() -> None:
         "tables": tables, "sizes": sizes, "seeds": args.seeds, "full_seeds": args.full_seeds,
         "generators": generators, "keep_z": list(KEEP_Z), "pool_max": POOL_MAX,
         "test_max": TEST_MAX, "full_max": FULL_MAX, "iterations": args.iterations,
-        "legacy_seeds": args.legacy_seeds,
+        "legacy_seeds": args.legacy_seeds, "default_rule": DEFAULT_RULE,
     }  # fmt: skip
     records: list[dict[str, Any]] = []
     t0 = time.monotonic()

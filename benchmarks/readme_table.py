@@ -372,6 +372,15 @@ def _see_below(r: dict[str, Any] | None) -> str:
 
 Cell = Callable[[dict[str, Any] | None], str]
 ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
+    (
+        "calibration",
+        "`benchmarks/calibration.py`",
+        _fixed(
+            "the keep rule on real tables at few rows: oracle rows kept, noise rows refused, "
+            "held-out loss over seeds"
+        ),
+        _see_below,
+    ),
     ("assign_rules", "`benchmarks/assign_rules.py`", _what_assign, assign_rules),
     ("discovery", "`benchmarks/discovery.py`", _what_discovery, _see_below),
     (
@@ -467,7 +476,66 @@ def _discovery_intro(r: dict[str, Any] | None) -> str:
     return f"{text} The discovery log's own count agrees on {same} of {len(levels)} levels."
 
 
+def _calibration_intro(r: dict[str, Any] | None) -> str:
+    text = (
+        "Calibration (`benchmarks/calibration.py`): the keep rule on real tables at 300 input "
+        "rows, every seed drawing its own split; held-out rows are every row outside the input "
+        "and the pool. Per generator, the default rule (`selection.rule: gain`): the share of "
+        "seeds that kept rows, the mean held-out loss change of `selection.model` with its 95% "
+        "interval across seeds (negative = better), the share of seeds significantly worse; "
+        "for the oracle, the share of the gain of as many random pool rows captured. "
+        "`always 1x`: as many oracle rows as input rows, added unconditionally (headroom: its "
+        "interval below zero)."
+    )
+    if r is None:
+        return text
+    p = r["parameters"]
+    return f"{text} Seeds: {p['seeds']}; keep rules compared on the same rows: gain at keep_z " + (
+        f"{', '.join(str(z) for z in p['keep_z'])}, holm and paper on the first "
+        f"{p['legacy_seeds']} seeds (all in the results file)."
+    )
+
+
+def calibration_table(r: dict[str, Any] | None) -> list[str]:
+    if r is None:
+        return [NOT_YET]
+    rows = r["figures"]["summary"]
+    room = r["figures"].get("headroom", {})
+    default = r["parameters"].get("default_rule", "gain z>1")
+    gens = ["oracle", "noise", "interpolation", "stub"]
+    out = [
+        "| table | always 1x | " + " | ".join(gens) + " |",
+        "|---|---|" + "---|" * len(gens),
+    ]
+    keys = sorted({(x["table"], x["size"]) for x in rows})
+    for table, size in keys:
+        mine = {(x["generator"], x["rule"]): x for x in rows if (x["table"], x["size"]) ==
+                (table, size)}  # fmt: skip
+
+        def cell(x: dict[str, Any] | None, kept: bool = True) -> str:
+            if x is None:
+                return "-"
+            ch = f"{100 * x['mean_change']:+.1f}% [{100 * x['low']:+.1f}, {100 * x['high']:+.1f}]"
+            if not kept:
+                return ch
+            cap = x.get("captured")
+            cap_s = f", {100 * cap:.0f}% captured" if cap is not None and cap == cap else ""
+            return (
+                f"kept {100 * x['kept_share']:.0f}% ({x['mean_kept_rows']:.0f} rows), {ch}, "
+                f"worse {100 * x['worse_share']:.0f}%{cap_s}"
+            )
+
+        always = cell(mine.get(("always_1x", "control")), kept=False)
+        mark = " (headroom)" if room.get(f"{table}/{size}") else ""
+        out.append(
+            f"| {table} ({size}, {mine.get(('oracle', default), {}).get('seeds', 0)} seeds) | "
+            f"{always}{mark} | " + " | ".join(cell(mine.get((g, default))) for g in gens) + " |"
+        )
+    return out
+
+
 SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]]] = (
+    ("calibration", _calibration_intro, calibration_table),
     ("discovery", _discovery_intro, discovery_table),
     (
         "generation",

@@ -507,6 +507,7 @@ class DateSynthesizer:
     ) -> Path:
         """The report under the run, and a copy beside a path output; returns the HTML page."""
         from date_spark.evaluation.report import render_report
+        from date_spark.evaluation.report_sections import keep_section
 
         cfg = self.config
         arms, sel, u = self.arms_, self.selection_, self.utility_
@@ -538,6 +539,7 @@ class DateSynthesizer:
             power=None
             if sel.confirmation is None
             else {**sel.confirmation.to_dict(), "power": cfg.selection.power},
+            extra_sections=[keep_section(sel.gain.to_dict())] if sel.gain is not None else (),
         )
         if cfg.output.path and "://" not in cfg.output.path:
             beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()

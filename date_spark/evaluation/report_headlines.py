@@ -169,9 +169,16 @@ def _gain_headline(g: Mapping[str, Any]) -> Headline:
     verdict, vt = {1: ("good", "better"), -1: ("poor", "worse")}.get(sig, ("n/a", "within noise"))
     rows = g.get("rows")
     on = f" on {_count(rows)} test rows" if _is_number(rows) else ""
-    text = f"{100 * change:+.1f}%" if math.isfinite(change) else "n/a"
+    half = (high - low) / 2 / scale
+    if sig == 0 and math.isfinite(half) and _is_number(rows):
+        # say when the test split is what cannot see it, not only that nothing was seen
+        vt = f"within noise: {_count(rows)} test rows cannot see a change below {half:.1%}"
+    # the value says what moved and which way (a card titled "gain" showing "+5.8%" for a loss
+    # that rose 5.8% read as a gain)
+    text = f"loss {100 * change:+.1f}%" if math.isfinite(change) else "n/a"
+    name = str(g.get("name", "gain")).replace("gain", "effect")
     return Headline(
-        str(g.get("name", "gain")),
+        name,
         text,
         verdict if rows else "n/a",
         vt if rows else "no test rows",

@@ -499,4 +499,68 @@ def _ceiling(p: Mapping[str, Any]) -> str:
     return f"{_fmt(rel, pct=True)} ({_count(n)} rows)"
 
 
-__all__ = ["PRIVACY_RULE_WORDS", "SECTIONS", "SectionBuilder"]
+def keep_section(decision: Mapping[str, Any]) -> Section:
+    """The gain rule's decision (`GainDecision.to_dict()`): what the kept rows are expected to do
+    to the user's model, with the interval, and per partition every volume tried, so a reader
+    sees what the generator's rows were worth where nothing was kept."""
+    q = 1.959964
+    keep_z, power = _num(decision.get("keep_z")), _num(decision.get("power"))
+    z_power = 0.841621 if not math.isfinite(power) else _z_of(power)
+    joint = decision.get("joint") or None
+    intro = (
+        f"<p>Rows are kept by their expected effect on one model of the configured kind trained "
+        f"on real + kept rows: {_count(decision.get('folds'))}-fold cross-fitting repeated "
+        f"{_count(decision.get('repeats'))} times over {_count(decision.get('scored_rows'))} "
+        f"real rows, a standard error that respects the folds, every estimate shrunk toward 0 "
+        f"across partitions, kept when the posterior z exceeds {_fmt(keep_z, digits=2)}.</p>"
+    )
+    if joint:
+        base = _num(joint.get("base_loss"))
+        rel, se = _num(joint.get("shrunk")) / base, _num(joint.get("shrunk_se")) / base
+        intro += (
+            f"<p>The kept rows together: expected loss change <b>{-rel:+.1%}</b> "
+            f"(95% interval [{-(rel + q * se):+.1%}, {-(rel - q * se):+.1%}]; below 0 is "
+            "better).</p>"
+        )
+    else:
+        intro += "<p>Nothing was kept: no partition's rows showed a gain this test can see.</p>"
+    rows = []
+    for p in decision.get("partitions") or []:
+        for e in p.get("tried") or []:
+            base = _num(e.get("base_loss"))
+            g, se = _num(e.get("gain")) / base, _num(e.get("se")) / base
+            post_z = _num(e.get("shrunk")) / _num(e.get("shrunk_se")) if _num(
+                e.get("shrunk_se")
+            ) > 0 else 0.0  # fmt: skip
+            kept = bool(p.get("kept")) and e.get("rows") == p.get("rows")
+            rows.append(
+                [
+                    p.get("key"), _count(p.get("real_rows")), _count(e.get("rows")),
+                    f"{-g:+.1%}", f"[{-(g + q * se):+.1%}, {-(g - q * se):+.1%}]",
+                    _fmt(post_z, digits=2), f"{(keep_z + z_power) * se:.1%}",
+                    "kept" if kept else "",
+                ]
+            )  # fmt: skip
+    table = _table(
+        ["partition", "real rows", "generated rows tried", "loss change", "95% interval",
+         "posterior z", "smallest visible gain", ""],
+        rows,
+        numeric=[False, True, True, True, False, True, True, False],
+    ) if rows else ""  # fmt: skip
+    note = (
+        "<p class='note'>Loss change: the cross-fitted change of the mean loss before shrinkage. "
+        f"Smallest visible gain: the gain this test detects with {power:.0%} power at its "
+        "threshold, given that volume's standard error.</p>"
+        if rows
+        else ""
+    )
+    return Section("keep", "Which rows were kept, and what they are worth", intro + table + note)
+
+
+def _z_of(p: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
+
+
+__all__ = ["PRIVACY_RULE_WORDS", "SECTIONS", "SectionBuilder", "keep_section"]
