@@ -404,6 +404,12 @@ def main() -> None:
     ap.add_argument("--name", default="calibration")
     ap.add_argument("--iterations", type=int, default=1)
     ap.add_argument("--legacy-seeds", type=int, default=3)
+    ap.add_argument(
+        "--extra-seeds",
+        type=int,
+        default=10,
+        help="interpolation and stub run on the first N seeds only (oracle and noise on all)",
+    )
     ap.add_argument("--combine", default="", help="merge these results files (comma list)")
     args = ap.parse_args()
     if args.combine:
@@ -421,6 +427,7 @@ def main() -> None:
         "generators": generators, "keep_z": list(KEEP_Z), "pool_max": POOL_MAX,
         "test_max": TEST_MAX, "full_max": FULL_MAX, "iterations": args.iterations,
         "legacy_seeds": args.legacy_seeds, "default_rule": DEFAULT_RULE,
+        "extra_seeds": args.extra_seeds,
     }  # fmt: skip
     records: list[dict[str, Any]] = []
     t0 = time.monotonic()
@@ -429,8 +436,10 @@ def main() -> None:
             seeds = args.seeds if size != "full" else args.full_seeds
             for seed in range(seeds):
                 for table in tables:
+                    gens = [g for g in generators if g in ("oracle", "noise")
+                            or seed < args.extra_seeds]  # fmt: skip
                     records += run_one(
-                        spark, table, size, seed, generators, runs_dir,
+                        spark, table, size, seed, gens, runs_dir,
                         iterations=args.iterations, legacy=seed < args.legacy_seeds,
                     )  # fmt: skip
                     summary = summarise(records)
