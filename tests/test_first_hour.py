@@ -3,7 +3,7 @@ Ctrl-C (SIGINT to the process group, as a terminal sends it), the printed `--res
 what the terminal shows: our own short lines only (no Java, py4j or MLflow noise), a line at
 least every 30 s, and at the end the output path, the report path and the MLflow run.
 
-The run keeps nothing (`selection.min_z: 50`), so it also shows the report written when nothing
+The run keeps nothing (`selection.keep_z: 50`), so it also shows the report written when nothing
 was kept, saying why."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_ctrl_c_then_resume_as_a_new_user(tmp_path: Path) -> None:
     argv = [
         "run", "credit.csv", "--target", "default", "--out", "out",
         "--set", "generation.generator=interpolation", "--set", "generation.iterations=1",
-        "--set", "selection.min_z=50",
+        "--set", "selection.keep_z=50",
     ]  # fmt: skip
 
     # 1. Ctrl-C during discovery

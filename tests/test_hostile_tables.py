@@ -67,7 +67,8 @@ def hostile_run(spark: Any, tmp_path_factory: Any) -> dict[str, Any]:
         code = main(
             job_args(
                 table, tmp, url, "--set", "selection.strategy=topk",
-                "--set", "selection.confirm=false",
+                "--set", "selection.confirm=false", "--set", "selection.rule=holm",
+                "--set", "generation.rows_per_real_row=0",
             )
         )  # fmt: skip
         bodies = srv.bodies

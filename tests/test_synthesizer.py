@@ -72,10 +72,11 @@ def job_args(table: Path, tmp: Path, url: str, *extra: str) -> list[str]:
 def test_job_end_to_end_then_resume_rewrites_the_same_rows(
     table: Path, tmp_path: Path, spark: Any, capsys: Any
 ) -> None:
-    """The job's plumbing under the paper's acceptance rule (`min_z: 0`, no confirmation), so
-    that rows are kept and every check on them is about something; the default rule's effect is
-    tested in tests/test_value.py."""
-    paper = ("--set", "selection.min_z=0", "--set", "selection.confirm=false")
+    """The job's plumbing under the paper's acceptance rule (`selection.rule: paper`: any
+    improvement, no confirmation) and the request sizing it was written with, so that rows are
+    kept and every check on them is about something; the default rule's effect is tested in
+    tests/selection/test_keep_rule.py."""
+    paper = ("--set", "selection.rule=paper", "--set", "generation.rows_per_real_row=0")
     with StubServer(row_factory=planted_rows(harmful_regimes=HARMFUL_REGIMES)) as url:
         assert main(["run", *job_args(table, tmp_path, url, *paper)]) == 0
         printed = capsys.readouterr().out
@@ -190,6 +191,7 @@ def test_job_evaluates_and_reports(tmp_path: Path) -> None:
         "--set", f"output.path={tmp_path / 'out'}", "--set", f"output.runs_dir={tmp_path / 'runs'}",
         "--set", "generation.generator=interpolation", "--set", "generation.iterations=1",
         "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+        "--set", "selection.rule=holm", "--set", "generation.rows_per_real_row=0",
         "--set", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]  # fmt: skip
     assert main(["run", *args]) == 0
@@ -227,6 +229,9 @@ def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: A
             "input.target": "y",
             "generation.generator": "interpolation",
             "generation.iterations": 1,
+            "generation.rows_per_real_row": 0,
+            # fitted under the paper's search, whose candidates need every group's gain
+            "selection.rule": "holm",
             "tracking.enabled": False,
         }
     )
@@ -237,12 +242,14 @@ def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: A
     synth.fit(df)
     fitted = synth.selection_
     rows_before = len(synth.generation_.rows)
-    topk = synth.select(strategy="topk", top_k=2, confirm=False)
-    forward = synth.select(strategy="forward", min_z=0)
+    topk = synth.select(rule="holm", strategy="topk", top_k=2, confirm=False)
+    forward = synth.select(rule="paper", strategy="forward")
     candidates = int(synth.arms_["candidate"].sum())
     assert candidates > 0
     assert topk.strategy == "topk" and len(topk.selected) == min(2, candidates)
     assert forward.strategy == "forward"
+    gain = synth.select(rule="gain", keep_z=0.5)  # the default rule on the same rows
+    assert gain.strategy == "gain" and gain.gain is not None and gain.gain.partitions
     assert synth.selection_ is fitted and fitted.strategy == "bandit"
     assert len(synth.generation_.rows) == rows_before
     with pytest.raises(DateSparkError, match="strategy"):
