@@ -65,7 +65,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from recording import environment, write_result  # noqa: E402
 
-from date_spark.config import SelectionConfig  # noqa: E402
+from date_spark.config import GenerationConfig, SelectionConfig  # noqa: E402
 
 # (R package, item, target, task, columns that restate the target)
 SOURCES: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
@@ -83,6 +83,7 @@ TEST_MAX = 20_000
 FULL_MAX = 20_000
 DEFAULTS = SelectionConfig()  # the keep rule's defaults: which variant is "default"
 DEFAULT_RULE = f"gain z>{DEFAULTS.keep_z:g}"
+DEFAULTS_GEN = GenerationConfig()
 PREPARED = ("raw_", "data_", "schema_", "profile_", "free_text_", "seconds_")
 
 
@@ -168,16 +169,15 @@ def endpoint(generator: str, pool: pd.DataFrame, target: str, seed: int) -> Any:
 class HeldOut:
     """The downstream model on the input rows, with and without added rows, on the test rows."""
 
-    def __init__(self, synth: Any, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    def __init__(
+        self, schema: Any, encoder: Any, seed: int, train: pd.DataFrame, test: pd.DataFrame
+    ) -> None:
         from date_spark.models import ModelSpec
 
-        self.synth = synth
-        cfg = synth.config
-        self.spec = ModelSpec.for_table(
-            cfg.selection, synth.schema_, synth.rules_.encoder, seed=cfg.seed
-        )
-        self.names = synth.schema_.names
-        self.target = synth.schema_.target
+        self.encoder = encoder
+        self.spec = ModelSpec.for_table(DEFAULTS, schema, encoder, seed=seed)
+        self.names = schema.names
+        self.target = schema.target
         self.train = train[self.names]
         self.test = test[self.names]
         self.xt = self._x(self.test)
@@ -185,8 +185,7 @@ class HeldOut:
         self.base = self._losses(None)
 
     def _x(self, frame: pd.DataFrame) -> np.ndarray:
-        enc = self.synth.rules_.encoder
-        return np.asarray(enc.transform(frame.drop(columns=[self.target])), dtype=float)
+        return np.asarray(self.encoder.transform(frame.drop(columns=[self.target])), dtype=float)
 
     def _losses(self, extra: pd.DataFrame | None) -> np.ndarray:
         frame = (
@@ -263,7 +262,7 @@ def run_one(
                 synth.__dict__.update({k: first.__dict__[k] for k in PREPARED})
                 synth.fit(rules=first.rules_)
             fit_s = time.monotonic() - t0
-        held = held or HeldOut(synth, train, test)
+        held = held or HeldOut(synth.schema_, synth.rules_.encoder, seed, train, test)
         fitted = cfg.selection.rule, cfg.selection.keep_z
         default = DEFAULTS.rule, DEFAULTS.keep_z
         for name, over in variants(legacy):
@@ -297,6 +296,83 @@ def run_one(
              "rule": "control", "default": True, "kept_rows": n,
              "held_out": held.change(extra)}
         )  # fmt: skip
+    return records
+
+
+def run_rule(spark: Any, table: str, seed: int, generators: list[str]) -> list[dict[str, Any]]:
+    """The keep rule alone (``--mode rule``): no discovery and no endpoint. The job's view of a
+    300-row input is emulated (its 20% test split held back: the rule scores the other 240 rows,
+    one partition), and the generated rows are what the endpoints would serve for a rule that
+    covers the table: ``oracle`` = pool rows, ``noise`` = pool rows with the target permuted
+    across the pool, ``interpolation`` = the job's interpolation of the 240 rows; as many as
+    `generation.rows_per_real_row` asks for. Every keep_z is applied to the same estimates."""
+    from date_spark.columns import ARM
+    from date_spark.features import FeatureEncoder
+    from date_spark.generation.interpolation import interpolate
+    from date_spark.models import ModelSpec
+    from date_spark.rules import Rule
+    from date_spark.schema import TableSchema, column_specs
+    from date_spark.selection import gain_evaluator, select_by_gain
+
+    df, target, task = load(table)
+    train, pool, test = draw(df, "300", seed)
+    specs = column_specs(spark.createDataFrame(train.head(50)).schema)
+    classes = (
+        tuple(sorted(train[target].dropna().unique(), key=str)) if task != "regression" else ()
+    )
+    schema = TableSchema(specs, target, "regression" if task == "regression" else "classification",
+                         classes)  # fmt: skip
+    enc = FeatureEncoder.from_pandas(schema, train)
+    names = schema.names
+    real = train.sample(frac=0.8, random_state=seed)[names].reset_index(drop=True)
+    model = ModelSpec.for_table(DEFAULTS, schema, enc, seed=seed)
+    t0 = time.monotonic()
+    ev = gain_evaluator(real, DEFAULTS, target=target, encode=enc.transform, model=model, seed=seed)
+    held = HeldOut(schema, enc, seed, train, test)
+    want = round(DEFAULTS_GEN.rows_per_real_row * len(real))
+    rng = np.random.default_rng(seed)
+    records: list[dict[str, Any]] = []
+    oracle_kept = 0
+    for gen in generators:
+        if gen in ("oracle", "noise"):
+            rows = pool.sample(n=min(want, len(pool)), random_state=seed)[names].copy()
+            if gen == "noise":
+                rows[target] = pool[target].to_numpy()[rng.permutation(len(pool))][: len(rows)]
+        elif gen == "interpolation":
+            rows = interpolate(real, Rule.true(), schema, want, seed)[names]
+        else:
+            continue
+        rows = rows.reset_index(drop=True).assign(**{ARM: gen, "_part": "all"})
+        for z in KEEP_Z:
+            t1 = time.monotonic()
+            cfg = DEFAULTS.model_copy(update={"keep_z": z})
+            sel = select_by_gain(
+                rows, real.assign(_part="all"), cfg, part="_part", target=target,
+                encode=enc.transform, model=model, seed=seed, evaluator=ev,
+            )  # fmt: skip
+            kept = sel.rows.drop(columns=[ARM], errors="ignore")
+            name = f"gain z>{z:g}"
+            rec = {
+                "table": table, "task": task, "size": "300", "seed": seed, "generator": gen,
+                "rule": name, "default": name == DEFAULT_RULE, "input_rows": len(train),
+                "pool_rows": len(pool), "test_rows": len(test), "generated_rows": len(rows),
+                "kept_rows": len(kept), "select_seconds": round(time.monotonic() - t1, 1),
+                "held_out": held.change(kept), "kept_text": sel.stop_reason,
+            }  # fmt: skip
+            if sel.gain is not None and sel.gain.joint is not None:
+                rec["reported"] = sel.gain.joint.relative
+            records.append(rec)
+            if gen == "oracle" and name == DEFAULT_RULE:
+                oracle_kept = len(kept)
+    for name, n in (("always_1x", len(train)), ("always_matched", oracle_kept)):
+        n = min(n, len(pool))
+        extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
+        records.append(
+            {"table": table, "task": task, "size": "300", "seed": seed, "generator": name,
+             "rule": "control", "default": True, "kept_rows": n,
+             "held_out": held.change(extra)}
+        )  # fmt: skip
+    print(f"  {table} seed {seed}: {time.monotonic() - t0:.0f} s", flush=True)
     return records
 
 
@@ -411,6 +487,10 @@ def main() -> None:
         help="interpolation and stub run on the first N seeds only (oracle and noise on all)",
     )
     ap.add_argument("--combine", default="", help="merge these results files (comma list)")
+    ap.add_argument(
+        "--mode", choices=("job", "rule"), default="job",
+        help="job: the whole job per generator; rule: the keep rule alone (see run_rule)",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.combine:
         combine(args.combine.split(","), args.name)
@@ -427,7 +507,7 @@ def main() -> None:
         "generators": generators, "keep_z": list(KEEP_Z), "pool_max": POOL_MAX,
         "test_max": TEST_MAX, "full_max": FULL_MAX, "iterations": args.iterations,
         "legacy_seeds": args.legacy_seeds, "default_rule": DEFAULT_RULE,
-        "extra_seeds": args.extra_seeds,
+        "extra_seeds": args.extra_seeds, "mode": args.mode,
     }  # fmt: skip
     records: list[dict[str, Any]] = []
     t0 = time.monotonic()
@@ -438,10 +518,13 @@ def main() -> None:
                 for table in tables:
                     gens = [g for g in generators if g in ("oracle", "noise")
                             or seed < args.extra_seeds]  # fmt: skip
-                    records += run_one(
-                        spark, table, size, seed, gens, runs_dir,
-                        iterations=args.iterations, legacy=seed < args.legacy_seeds,
-                    )  # fmt: skip
+                    if args.mode == "rule":
+                        records += run_rule(spark, table, seed, gens)
+                    else:
+                        records += run_one(
+                            spark, table, size, seed, gens, runs_dir,
+                            iterations=args.iterations, legacy=seed < args.legacy_seeds,
+                        )  # fmt: skip
                     summary = summarise(records)
                     figures = {
                         "summary": summary,

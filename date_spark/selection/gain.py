@@ -29,6 +29,12 @@ kept at the volume with the highest posterior mean when its posterior z (mean / 
 `selection.keep_z`; the kept partitions are then assessed together, and the weakest dropped while
 the joint posterior z does not pass. The reported gain is that joint estimate, shrunk, with its
 interval: what a run prints is what held-out rows should see, not the best of many draws.
+
+*Known limit.* The real rows scored are the per-partition sample (`generation.
+partition_sample_rows`, then `selection.max_rows`); on a table larger than that, a volume's
+generated rows weigh more against the sample than they will against the whole table, so the
+estimate answers "these rows added to a sample this size". For the small tables where generated
+rows can matter the sample is the table.
 """
 
 from __future__ import annotations
