@@ -51,6 +51,7 @@ def test_run_reports_rejects_per_column_everywhere(tmp_path: Path, capsys: Any) 
         "generation.iterations": 1,
         "generation.rows_per_request": 6,
         "generation.requests_per_rule": 1,
+        "generation.rows_per_real_row": 0,
         "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
     with StubServer(row_factory=broken_x7_and_an_extra_field) as url:

@@ -183,6 +183,7 @@ def test_a_thin_segments_own_test_loss_drops_with_the_rows_date_generates_for_it
             **{
                 **HOLM,
                 "generation.requests_per_rule": 6,
+                "generation.rows_per_real_row": 0,
                 "selection.budget_rows": 300,
                 "evaluation.segments": {"R5": R5},
                 # half the rows are test rows, so the segment has about a hundred of them to be

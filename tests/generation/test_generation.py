@@ -44,6 +44,7 @@ def llm_cfg(tmp_path: Path, **over: Any) -> Config:
         "generation.iterations": 3,
         "generation.rows_per_request": 8,
         "generation.requests_per_rule": 1,
+        "generation.rows_per_real_row": 0,
     }
     base.update(over)
     return Config().with_overrides(base)
@@ -342,7 +343,7 @@ def test_a_regression_target_refines_within_the_default_prompt_budget(
     cfg = llm_cfg(
         tmp_path,
         **{"generation.iterations": 2, "generation.rows_per_request": 40,
-           "generation.requests_per_rule": 5},
+           "generation.requests_per_rule": 5, "generation.rows_per_real_row": 0},
     )  # fmt: skip
     asked: list[str] = []
 

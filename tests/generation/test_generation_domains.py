@@ -37,6 +37,7 @@ def cfg(tmp_path: Path, **over: Any) -> Config:
             "generation.iterations": 1,
             "generation.rows_per_request": 6,
             "generation.requests_per_rule": 2,
+            "generation.rows_per_real_row": 0,
             **over,
         },
     )

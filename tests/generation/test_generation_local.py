@@ -32,6 +32,7 @@ def test_generation_with_the_local_model_reports_valid_and_rejected_rows(
             "generation.iterations": 1,
             "generation.rows_per_request": 5,
             "generation.requests_per_rule": 1,
+            "generation.rows_per_real_row": 0,
             "generation.example_blocks": 1,
             "generation.example_rows": 3,
         }

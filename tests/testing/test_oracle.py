@@ -296,12 +296,12 @@ def test_a_job_against_the_oracle_generates_pool_rows(spark: Any) -> None:
             "generation.iterations": 1,
             "generation.rows_per_request": 6,
             "generation.requests_per_rule": 1,
+            "generation.rows_per_real_row": 0,
             "generation.max_rules": 4,
             "discovery.max_levels": 2,
             "selection.rule": "holm",
             "selection.strategy": "topk",
             "selection.confirm": False,
-            "generation.rows_per_real_row": 0,
         }
     )
     with oracle_server(pool, "y", columns=list(train.columns), seed=3) as url:
