@@ -159,12 +159,11 @@ def test_ctrl_c_then_resume_as_a_new_user(tmp_path: Path) -> None:
     assert report.is_absolute() and report.is_file()
     page = report.read_text(encoding="utf-8")
     why = next(ln for ln in out.splitlines() if ln.startswith("kept 0 rows: "))
-    why, _, power = why.removeprefix("kept 0 rows: ").partition(
-        "; the confirmation could not see gains below: "
-    )
+    why = why.removeprefix("kept 0 rows: ")
     assert "id='nothing-kept'" in page and html.escape(why[1:]) in page
-    assert power, out  # the terminal says what the confirmation rows could have seen ...
-    assert "<section id='power'>" in page and "all confirmation rows" in page  # ... the page too
+    # the terminal says what the rows were worth and what the keep rule could have seen ...
+    assert "rows: loss" in why and "cannot be seen" in why, out
+    assert "<section id='keep'>" in page and "smallest visible gain" in page  # ... the page too
 
     # 3. MLflow: the database and the artifacts under output.runs_dir, nothing in ./mlruns
     runs_dir = tmp_path / "date_spark_runs"
