@@ -547,3 +547,23 @@ def test_evaluate_prints_schema_problems_on_the_terminal(tmp_path: Path, capsys:
     assert "has 'REGION' where the real one has 'region'" in err
     assert "lacks column 'signup'" in err
     assert "column 'age': 10 synthetic value(s) do not fit" in err
+
+
+@pytest.mark.usefixtures("spark")
+@pytest.mark.parametrize("empty", ["--synthetic", "--real"])
+def test_evaluate_on_an_empty_file_written_by_pandas(
+    tmp_path: Path, capsys: Any, empty: str
+) -> None:
+    """Before: `df.iloc[:0].to_parquet()` types the object columns `null` (read as int) and the
+    evaluation died casting them (`cannot cast "INT" to "DATE"`), a Java trace and exit 1."""
+    full, hollow = tmp_path / "full.parquet", tmp_path / "empty.parquet"
+    table().to_parquet(full, index=False)
+    table().iloc[:0].to_parquet(hollow, index=False)
+    real, syn = (full, hollow) if empty == "--synthetic" else (hollow, full)
+    line = refuse(
+        capsys,
+        ["evaluate", "--real", str(real), "--synthetic", str(syn), "--target", "y",
+         "--out", str(tmp_path / "rep")],
+    )  # fmt: skip
+    assert f"the {empty[2:]} table has no rows" in line, line
+    assert not (tmp_path / "rep").exists()
