@@ -638,3 +638,84 @@ def test_keywords_long_and_unicode_names_and_edge_types_round_trip(
     assert any(int(v) % 2 for v in syn["id64"].dropna())  # no float64 detour (even values)
     assert min(syn["born"].dropna()) < dt.date(1900, 1, 1)
     assert {type(v) for v in syn["born"].dropna()} == {dt.date}
+
+
+# -- a decimal value past its precision is rejected at generation (issue 23) -------------------
+
+
+def test_a_value_past_a_decimal_precision_is_out_of_domain() -> None:
+    """Rounded half up to the scale, as the output writes it: 999.994 fits a decimal(5,2),
+    999.996 (1000.00) does not, though both lie inside the range's margin."""
+    from date_spark.llm.rows import RowSchema
+    from date_spark.schema import ColumnSpec, Kind, TableSchema
+
+    schema = TableSchema(
+        (ColumnSpec("income", Kind.NUMERIC, "double"), ColumnSpec("y", Kind.NUMERIC, "bigint",
+         integral=True)),
+        "y", "classification", (0, 1),
+    )  # fmt: skip
+    rows = [{"income": v, "y": 1} for v in (999.994, 999.996, -999.996, 500.0)]
+    ranges = {"income": (-999.99, 999.99)}
+    strict = RowSchema.from_table(
+        schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}
+    ).validate_rows(rows)
+    assert [r["income"] for r in strict.rows] == [999.994, 500.0]
+    assert strict.by_column_json() == {"income": {"out_of_domain": 2}}
+    clip = RowSchema.from_table(
+        schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}, out_of_range="clip"
+    ).validate_rows(rows)
+    assert [r["income"] for r in clip.rows] == [999.994, 999.99, -999.99, 500.0]
+    assert clip.clipped == {"income": 2}
+    plain_double = RowSchema.from_table(schema, ranges=ranges, margin=0.1).validate_rows(rows)
+    assert plain_double.n_valid == 4  # no decimal: the margin decides
+
+
+@pytest.mark.usefixtures("spark")
+def test_decimal_overflow_counted_in_generation_rejects_not_dropped_at_output(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Before: a generated 999.996 in a decimal(5,2) passed generation (inside the margin) and
+    was dropped at output with only a log line, after selection had counted it."""
+    import threading
+
+    from date_spark.llm.stub import StubServer, default_rows
+    from date_spark.synthesizer import DateSynthesizer
+
+    df = table()
+    df["income"] = np.round(np.clip(df["income"] / 20.0, 100.0, 999.99), 2)
+    df.loc[0, "income"] = 999.99
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    i = t.schema.get_field_index("income")
+    dec = pa.array([Decimal(f"{v:.2f}") for v in df["income"]], pa.decimal128(5, 2))
+    src = tmp_path / "money.parquet"
+    pq.write_table(t.set_column(i, pa.field("income", pa.decimal128(5, 2)), dec), src)
+    served, lock = [0], threading.Lock()
+
+    def rows_past_precision(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
+        out = default_rows(schema, body)
+        for r in out[::2]:
+            r["income"] = 999.996  # 1000.00 once rounded: one digit too many
+        with lock:
+            served[0] += len(out[::2])
+        return out
+
+    with StubServer(row_factory=rows_past_precision) as url:
+        cfg = load_config(
+            [],
+            [
+                f"input.path={src}", "input.format=parquet", "input.target=y",
+                f"output.path={tmp_path / 'out'}", f"output.runs_dir={tmp_path / 'runs'}",
+                "tracking.enabled=false", "generation.generator=llm", "llm.provider=openai",
+                f"llm.base_url={url}", "llm.api_key_env=null", "llm.structured_output=json_object",
+                f"llm.cache_path={tmp_path / 'cache'}", "generation.iterations=1",
+                "generation.rows_per_request=20", "selection.rule=holm",
+                "selection.strategy=topk", "selection.confirm=false",
+            ],
+        )  # fmt: skip
+        with caplog.at_level("WARNING", logger="date_spark"):
+            result = DateSynthesizer(cfg).run()
+    assert served[0] > 0
+    rejected = result.summary["rejected_by_column"]
+    assert rejected.get("income", {}).get("out_of_domain") == served[0], rejected
+    assert not [r for r in caplog.records if "does not fit its decimal" in r.getMessage()]
+    assert result.output["synthetic_rows"] > 0
