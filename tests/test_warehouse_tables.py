@@ -719,3 +719,39 @@ def test_decimal_overflow_counted_in_generation_rejects_not_dropped_at_output(
     assert rejected.get("income", {}).get("out_of_domain") == served[0], rejected
     assert not [r for r in caplog.records if "does not fit its decimal" in r.getMessage()]
     assert result.output["synthetic_rows"] > 0
+
+
+# -- a quiet run on time-zone timestamps in a CSV (issue 23) ----------------------------------
+
+
+def cli(*argv: str, timeout: float = 900) -> subprocess.Popen[str]:
+    """A real `date-spark` process (`python -m date_spark.cli`), output piped."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "date_spark.cli", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def test_time_zone_timestamps_in_a_csv_run_quietly(tmp_path: Path) -> None:
+    """Before: the run succeeded but printed about 3000 lines on the terminal, a pandas
+    `UserWarning: Discarding nonzero nanoseconds` (and its source line) per interpolated
+    timestamp."""
+    src = tmp_path / "tz.csv"
+    df = table()
+    df["seen"] = pd.Timestamp("2024-01-01", tz="Europe/Paris") + pd.to_timedelta(
+        np.arange(len(df)) * 37, unit="min"
+    )
+    df.to_csv(src, index=False)  # `2024-01-01 00:00:00+01:00`
+    proc = cli(*run_args(src, tmp_path, "--set", "generation.iterations=1"))
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-2000:]
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    assert not [ln for ln in lines if "Warning" in ln], "\n".join(lines)
+    assert len(lines) < 60, f"{len(lines)} lines:\n" + "\n".join(lines)
