@@ -131,6 +131,18 @@ def semicolons(d: Path) -> Path:
     return p
 
 
+def tabs(d: Path) -> Path:
+    p = d / "t.csv"
+    table().to_csv(p, index=False, sep="\t")
+    return p
+
+
+def pipes(d: Path) -> Path:
+    p = d / "t.csv"
+    table().to_csv(p, index=False, sep="|")
+    return p
+
+
 def quoted_newlines(d: Path) -> Path:
     """A comment column with line breaks inside quotes (before: 600 rows became 686, `age` a
     string, exit 0)."""
@@ -157,6 +169,12 @@ CASES: list[Case] = [
     ("pandas nanosecond tz timestamps", pandas_nanos, [],
      "column 'seen' of "),
     ("semicolon csv", semicolons, [], "set input.csv_options.sep=';'"),
+    # before: no hint unless the target was one of the split header's names
+    ("semicolon csv, target mistyped", semicolons, ["--target", "label"],
+     "set input.csv_options.sep=';'"),
+    ("tab-separated csv", tabs, [], "set input.csv_options.sep='\\t'"),
+    ("pipe-separated csv, target mistyped", pipes, ["--target", "Y"],
+     "set input.csv_options.sep='|'"),
     ("csv with quoted newlines", quoted_newlines, [],
      "set input.csv_options.multiLine=true"),
     ("key pasted into llm.api_key_env", plain,
@@ -194,6 +212,21 @@ def test_mixed_types_name_both_files_and_nanos_say_how_to_rewrite(
     assert "part-0.parquet' but string in" in line and "part-1.parquet'" in line
     line = refuse(capsys, run_args(pandas_nanos(tmp_path), tmp_path))
     assert "nanosecond timestamps" in line and "coerce_timestamps='us'" in line
+
+
+def test_separator_hint_without_a_target_and_the_hint_works(
+    tmp_path: Path, capsys: Any, no_spark: None
+) -> None:
+    """The hint also when no target is given (before: none); and the option it suggests for a
+    tab reads the header (before: the preflight split on a backslash)."""
+    from date_spark.preflight import check_input
+
+    src = tabs(tmp_path)
+    argv = [a for a in run_args(src, tmp_path) if a not in ("--target", "y")]
+    line = refuse(capsys, argv)
+    assert line.startswith("date-spark: error: no target") and "sep='\\t'" in line, line
+    check_input(load_config([], [f"input.path={src}", "input.format=csv", "input.target=y",
+                                 "input.csv_options.sep='\\t'"]).input)  # fmt: skip
 
 
 def test_csv_options_take_what_a_user_types() -> None:
