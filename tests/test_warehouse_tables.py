@@ -788,3 +788,98 @@ def test_time_zone_timestamps_in_a_csv_run_quietly(tmp_path: Path) -> None:
     lines = [ln for ln in (out + err).splitlines() if ln.strip()]
     assert not [ln for ln in lines if "Warning" in ln], "\n".join(lines)
     assert len(lines) < 60, f"{len(lines)} lines:\n" + "\n".join(lines)
+
+
+# -- date-spark runs --clean; one writer per output table (issue 24) -------------------------
+
+
+def test_runs_clean_marks_a_killed_run_and_lists_the_rest(tmp_path: Path, capsys: Any) -> None:
+    """Before: there was no `date-spark runs` (argparse: invalid choice); a run killed with
+    kill -9 stayed RUNNING until the next `date-spark run` started."""
+    import mlflow
+
+    runs = tmp_path / "runs"
+    over = ["--set", f"output.runs_dir={runs}"]
+    assert main(["runs", "--clean", *over]) == 0  # no store yet: none created
+    assert "no MLflow store at sqlite:///" in capsys.readouterr().out
+    assert not runs.exists()
+    runs.mkdir()
+    uri = f"sqlite:///{runs / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("date-spark")  # the store migrated once, before two processes use it
+    script = textwrap.dedent(f"""
+        import time, mlflow
+        from date_spark.tracking import process_tags
+        mlflow.set_tracking_uri({uri!r})
+        mlflow.set_experiment("date-spark")
+        print(mlflow.start_run(tags=process_tags()).info.run_id, flush=True)
+        time.sleep(300)
+    """)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        )
+        for _ in range(2)
+    ]
+    try:
+        ids = [c.stdout.readline().strip() for c in children if c.stdout is not None]
+        children[0].kill()  # SIGKILL: no chance to end its run
+        children[0].wait()
+        assert main(["runs", *over]) == 0  # listing changes nothing
+        listed = capsys.readouterr().out
+        assert f"RUNNING {ids[0]}" in listed and "its process died" in listed
+        assert f"RUNNING {ids[1]}" in listed and "2 run(s) RUNNING" in listed
+        mlflow.set_tracking_uri(uri)
+        assert mlflow.get_run(ids[0]).info.status == "RUNNING"
+        assert main(["runs", "--clean", *over]) == 0
+        out = capsys.readouterr().out
+        assert f"marked KILLED: {ids[0]}" in out
+        assert "1 run(s) marked KILLED, 1 still RUNNING" in out
+        assert mlflow.get_run(ids[0]).info.status == "KILLED"
+        assert mlflow.get_run(ids[1]).info.status == "RUNNING"  # alive: left alone
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+
+
+def test_a_second_run_into_an_output_table_being_written_is_refused(
+    tmp_path: Path, capsys: Any, no_spark: None
+) -> None:
+    """Before: only output paths were locked; two runs into one `output.table` both wrote."""
+    runs = tmp_path / "runs"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from date_spark.locks import writer_lock
+            with writer_lock(None, "20261207T000000Z-bbbbbb", table="Sales.`Synth`",
+                             runs_dir={str(runs)!r}):
+                print("held", flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        argv = [a for a in run_args(plain(tmp_path), tmp_path) if a not in ("--out",)]
+        argv.remove(str(tmp_path / "out"))
+        line = refuse(capsys, [*argv, "--set", "output.table=sales.synth"])
+        assert "output.table 'sales.synth' is being written by run 20261207T000000Z-bbbbbb" in line
+        assert "another table (output.table)" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    from date_spark.locks import check_writer, writer_lock
+
+    check_writer(None, table="sales.synth", runs_dir=str(runs))  # a killed holder blocks nobody
+    with writer_lock(None, table="sales.synth", runs_dir=str(runs)):
+        with pytest.raises(Exception, match="is being written"):  # noqa: SIM117
+            with writer_lock(None, table="SALES.SYNTH", runs_dir=str(runs)):
+                pass
+        with writer_lock(None, table="sales.other", runs_dir=str(runs)):
+            pass  # another table: its own lock
