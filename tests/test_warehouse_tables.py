@@ -883,3 +883,41 @@ def test_a_second_run_into_an_output_table_being_written_is_refused(
                 pass
         with writer_lock(None, table="sales.other", runs_dir=str(runs)):
             pass  # another table: its own lock
+
+
+def test_two_real_runs_into_one_output_at_once(tmp_path: Path, spark: Any) -> None:
+    """Two `date-spark run` processes started together on the same output: the lock decides
+    once both have read their input; exactly one commits, the other exits 2 with one error
+    line and never says "committed" (before: both printed it, the later rows silently won)."""
+    src = plain(tmp_path)
+    argv = run_args(
+        src,
+        tmp_path,
+        "--set",
+        "generation.iterations=1",
+        "--set",
+        "selection.rule=holm",
+        "--set",
+        "selection.strategy=topk",
+        "--set",
+        "selection.confirm=false",
+    )  # fmt: skip  (rows kept: the winner's write says "committed")
+    procs = [cli(*argv), cli(*argv)]
+    done = [p.communicate(timeout=1500) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], [(c, e[-3000:]) for c, (_, e) in zip(codes, done, strict=True)]
+    (win_out, win_err), (lose_out, lose_err) = done if codes[0] == 0 else (done[1], done[0])
+    assert "committed" in win_out + win_err
+    assert "committed" not in lose_out + lose_err and "Traceback" not in lose_err
+    errors = [ln for ln in lose_err.splitlines() if ln.startswith("date-spark:")]
+    assert len(errors) == 1 and errors[0] == lose_err.strip().splitlines()[-1], lose_err
+    assert errors[0].startswith(
+        f"date-spark: error: output.path '{tmp_path / 'out'}' is being written by "
+    ), errors[0]
+    assert lose_out.strip() == ""
+    written = spark.read.parquet(str(tmp_path / "out"))
+    run_ids = {r[0] for r in written.select("_date_run_id").distinct().collect()}
+    winner = next(ln.split()[1] for ln in win_out.splitlines() if ln.startswith("run "))
+    assert run_ids == {winner}  # only the winner's rows
+    assert [d.name for d in (tmp_path / "runs").iterdir() if d.name.startswith("2")] == [winner]
+    assert not (tmp_path / "out" / "_date_spark_writer.lock").exists()
