@@ -890,18 +890,11 @@ def test_two_real_runs_into_one_output_at_once(tmp_path: Path, spark: Any) -> No
     once both have read their input; exactly one commits, the other exits 2 with one error
     line and never says "committed" (before: both printed it, the later rows silently won)."""
     src = plain(tmp_path)
+    # rows kept, so the winner's write says "committed"
     argv = run_args(
-        src,
-        tmp_path,
-        "--set",
-        "generation.iterations=1",
-        "--set",
-        "selection.rule=holm",
-        "--set",
-        "selection.strategy=topk",
-        "--set",
-        "selection.confirm=false",
-    )  # fmt: skip  (rows kept: the winner's write says "committed")
+        src, tmp_path, "--set", "generation.iterations=1", "--set", "selection.rule=holm",
+        "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+    )  # fmt: skip
     procs = [cli(*argv), cli(*argv)]
     done = [p.communicate(timeout=1500) for p in procs]
     codes = [p.returncode for p in procs]
