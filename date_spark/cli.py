@@ -145,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COL",
         help="column holding each row's rule (default: _date_rule when present)",
     )
+    runs = sub.add_parser(
+        "runs",
+        help="list the MLflow runs still RUNNING; --clean marks those whose process died KILLED",
+        parents=[opts],
+    )
+    _common(runs)
+    runs.add_argument(
+        "--clean",
+        action="store_true",
+        help="mark runs whose process died (kill -9, out of memory) KILLED in MLflow",
+    )
     return parser
 
 
@@ -208,7 +219,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_run(cfg)
     from date_spark.locks import check_writer
 
-    check_writer(cfg.output.path)
+    check_writer(cfg.output.path, table=cfg.output.table, runs_dir=cfg.output.runs_dir)
     log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
         from date_spark.generation import reject_table
@@ -290,6 +301,30 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     for d in found.dgrs:
         print(f"{d.rule_id}\tsupport={d.support}\terror={d.val_error:.4f}\t{d.rule.to_text()}")
     print(f"{len(found.dgrs)} rules covering {found.coverage:.1%} of training rows -> {out}")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    """The store's RUNNING runs on this host and elsewhere; `--clean`: the dead ones KILLED."""
+    from date_spark.secrets import mask_url
+    from date_spark.tracking import runs_in_store, tracking_uri
+
+    cfg = _config(args)
+    found = runs_in_store(cfg, clean=args.clean)
+    if found is None:
+        print(f"no MLflow store at {mask_url(tracking_uri(cfg))}: nothing to list")
+        return 0
+    uri, marked, still = found
+    for run_id in marked:
+        print(f"marked KILLED: {run_id} (its process died without ending the run)")
+    for run_id, name, dead in still:
+        state = "its process died: run `date-spark runs --clean`" if dead else "running"
+        print(f"RUNNING {run_id} {name}: {state}")
+    print(
+        f"{len(marked)} run(s) marked KILLED, {len(still)} still RUNNING in {uri}"
+        if args.clean
+        else f"{len(still)} run(s) RUNNING in {uri}"
+    )
     return 0
 
 
@@ -415,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(verbose=verbose, quiet=bool(getattr(args, "quiet", False)))
     handlers = {"run": _cmd_run, "discover": _cmd_discover, "validate-config": _cmd_validate}
     handlers["evaluate"] = _cmd_evaluate
+    handlers["runs"] = _cmd_runs
     try:
         return handlers[args.command](args)
     except Interrupted as err:

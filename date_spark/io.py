@@ -30,10 +30,12 @@ from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 __all__ = [
     "AUTO_CLASSIFICATION_MAX_DISTINCT",
+    "DECIMAL_META",
     "DOMAIN_MAX_VALUES",
     "ColumnProfile",
     "Profile",
     "check_output",
+    "decimal_limits",
     "free_text_columns",
     "near_duplicate_labels",
     "normalize",
@@ -214,6 +216,19 @@ def select_columns(df: DataFrame, cfg: InputConfig) -> DataFrame:
     return df.select(*[quoted(c) for c in check_names(df.columns, cfg)])
 
 
+DECIMAL_META = "date_spark.decimal"
+
+
+def decimal_limits(fields: list[T.StructField]) -> dict[str, tuple[int, int]]:
+    """(precision, scale) of the columns `normalize` read from a decimal type, by name."""
+    out = {}
+    for f in fields:
+        ps = (f.metadata or {}).get(DECIMAL_META)
+        if ps:
+            out[f.name] = (int(ps[0]), int(ps[1]))
+    return out
+
+
 def normalize(df: DataFrame, target: str | None = None) -> DataFrame:
     """NaN becomes null in float columns, so every engine sees one notion of missing; so does an
     infinite feature value (no model, range or prompt can use it). An infinite target is kept,
@@ -223,11 +238,13 @@ def normalize(df: DataFrame, target: str | None = None) -> DataFrame:
     models, rules, prompts and validation work on numbers, and pandas' decimal objects never
     reach Arrow. The output writes them back in the input's exact decimal type, rounded to its
     scale (`output.synthetic_frame`); input rows in `augmented` mode are the raw ones,
-    untouched."""
+    untouched. The double column keeps its decimal (precision, scale) in its metadata
+    (`DECIMAL_META`), so generation rejects a value past the precision (`decimal_limits`)."""
     out = []
     for f in df.schema.fields:
         if isinstance(f.dataType, T.DecimalType):
-            out.append(named_col(f.name).cast("double").alias(f.name))
+            meta = {**f.metadata, DECIMAL_META: [f.dataType.precision, f.dataType.scale]}
+            out.append(named_col(f.name).cast("double").alias(f.name, metadata=meta))
         elif isinstance(f.dataType, (T.FloatType, T.DoubleType)):
             c = named_col(f.name)
             missing = F.isnan(c) if f.name == target else F.isnan(c) | (F.abs(c) == F.lit(_INF))

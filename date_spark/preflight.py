@@ -121,12 +121,12 @@ def check_names(names: Sequence[str], cfg: InputConfig) -> list[str]:
     if not cfg.target:
         raise ConfigError(
             f"no target: pass --target COLUMN (or set input.target); columns are: "
-            f"{', '.join(names)}"
+            f"{', '.join(names)}{_separator_hint(names)}"
         )
     if cfg.target not in names:
         raise InputError(
             f"target column {cfg.target!r} is not in the input; columns are: "
-            f"{', '.join(names)}; fix input.target{_separator_hint(names, cfg.target)}"
+            f"{', '.join(names)}; fix input.target{_separator_hint(names)}"
         )
     for key, listed in (("input.columns", cfg.columns or ()), ("input.exclude", cfg.exclude)):
         unknown = [c for c in listed if c not in names]
@@ -148,18 +148,37 @@ def check_names(names: Sequence[str], cfg: InputConfig) -> list[str]:
     return used
 
 
-def _separator_hint(names: Sequence[str], target: str) -> str:
+def _separator_hint(names: Sequence[str]) -> str:
     """A CSV read with the wrong separator has one column named like `age;income;y`: say which
-    separator it holds."""
+    separator it holds (the most frequent of `;`, tab, `|`, then `,`), whatever the target."""
     if len(names) != 1:
         return ""
-    for sep, shown in ((";", ";"), ("\t", "\\t"), ("|", "|"), (",", ",")):
-        if sep in names[0] and target in names[0].split(sep):
-            return (
-                f" (the header reads as one column: the file looks separated by {shown!r}; "
-                f"set input.csv_options.sep={shown!r})"
-            )
-    return ""
+    counts = [(names[0].count(sep), -i, shown) for i, (sep, shown) in enumerate(_SEPARATORS)]
+    n, _, shown = max(counts)
+    if not n:
+        return ""
+    return (
+        f" (the header reads as one column: the file looks separated by '{shown}'; "
+        f"set input.csv_options.sep='{shown}')"
+    )
+
+
+# (the character, how Spark's `sep` option spells it)
+_SEPARATORS = ((";", ";"), ("\t", "\\t"), ("|", "|"), (",", ","))
+
+
+def _sep_char(sep: str | None) -> str:
+    """The character Spark's `sep` option means: `\\t` is a tab, `\\u0001` that code point."""
+    if not sep:
+        return ","
+    if sep == "\\t":
+        return "\t"
+    if len(sep) == 6 and sep.startswith("\\u"):
+        try:
+            return chr(int(sep[2:], 16))
+        except ValueError:
+            return sep[:1]
+    return sep[:1]
 
 
 def spark_type_name(t: object) -> str | None:
@@ -337,14 +356,14 @@ def _csv(path: Path, cfg: InputConfig) -> None:
     files = [f for f in files if not f.name.endswith(_COMPRESSED)]
     if not files:
         return
-    sep = opts.get("sep", opts.get("delimiter", ","))
+    sep = _sep_char(opts.get("sep", opts.get("delimiter", ",")))
     encoding = opts.get("encoding", opts.get("charset", "utf-8"))
     quote = opts.get("quote", '"') or '"'
     if encoding.lower().replace("-", "") == "utf8":
         encoding = "utf-8-sig"  # a byte-order mark is not part of the first column's name
     try:
         with open(files[0], newline="", encoding=encoding) as fh:
-            header = next(csv.reader(fh, delimiter=sep[:1] or ",", quotechar=quote[:1]), None)
+            header = next(csv.reader(fh, delimiter=sep, quotechar=quote[:1]), None)
     except (OSError, UnicodeDecodeError, LookupError, csv.Error) as err:
         log.debug("preflight: cannot read the header of %s (%s); leaving it to Spark", path, err)
         return
@@ -365,7 +384,7 @@ def check_csv_rows(files: Sequence[Path], cfg: InputConfig) -> None:
     opts = {k.lower(): str(v).lower() for k, v in cfg.csv_options.items()}
     if opts.get("multiline") == "true":
         return
-    sep = (opts.get("sep") or opts.get("delimiter") or ",")[:1]
+    sep = _sep_char(opts.get("sep") or opts.get("delimiter"))
     quote = (opts.get("quote") or '"')[:1]
     encoding = opts.get("encoding", opts.get("charset", "utf-8"))
     budget = [_CSV_SCAN_BYTES]

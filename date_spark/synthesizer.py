@@ -732,7 +732,8 @@ class DateSynthesizer:
         changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
         self._prepare_input(df)
-        self._held.enter_context(writer_lock(cfg.output.path))  # one writer per output
+        out = cfg.output  # one writer per output (path or table)
+        self._held.enter_context(writer_lock(out.path, table=out.table, runs_dir=out.runs_dir))
         run = self._open_run(df, resumed, changed)
         run.finish_stage(
             "prepare", {"profile": self.profile_.to_dict(), "free_text_columns": self.free_text_}

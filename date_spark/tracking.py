@@ -31,6 +31,7 @@ __all__ = [
     "mark_dead_runs",
     "metric_key",
     "process_tags",
+    "runs_in_store",
     "tracking_uri",
     "ui_command",
 ]
@@ -119,6 +120,43 @@ def _alive(pid: int, start: str | None) -> bool:
         return True
     now = _process_start(pid)
     return start is None or now is None or now == start
+
+
+def runs_in_store(
+    cfg: Config, *, clean: bool
+) -> tuple[str, list[str], list[tuple[str, str, bool]]] | None:
+    """`date-spark runs`: (the store, masked; the runs marked KILLED, when `clean`, because their
+    process died; the RUNNING runs of `tracking.experiment` left, as (MLflow run id, run name,
+    whether its process died)). None when there is no store (a local one is not created)."""
+    import socket
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        return None
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return mask_url(uri), [], []
+    marked = mark_dead_runs(exp.experiment_id) if clean else []
+    running = mlflow.search_runs(
+        experiment_ids=[exp.experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    host, out = socket.gethostname(), []
+    for r in running:
+        tags = r.data.tags
+        pid = tags.get(PID_TAG) or ""
+        dead = (
+            tags.get(HOST_TAG) == host
+            and pid.isdigit()
+            and not _alive(int(pid), tags.get(START_TAG))
+        )
+        out.append((r.info.run_id, r.info.run_name or "", dead))
+    return mask_url(uri), marked, out
 
 
 def mark_dead_runs(experiment_id: str) -> list[str]:

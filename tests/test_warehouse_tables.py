@@ -9,6 +9,7 @@ generator, or the stub endpoint on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -129,6 +131,18 @@ def semicolons(d: Path) -> Path:
     return p
 
 
+def tabs(d: Path) -> Path:
+    p = d / "t.csv"
+    table().to_csv(p, index=False, sep="\t")
+    return p
+
+
+def pipes(d: Path) -> Path:
+    p = d / "t.csv"
+    table().to_csv(p, index=False, sep="|")
+    return p
+
+
 def quoted_newlines(d: Path) -> Path:
     """A comment column with line breaks inside quotes (before: 600 rows became 686, `age` a
     string, exit 0)."""
@@ -155,6 +169,12 @@ CASES: list[Case] = [
     ("pandas nanosecond tz timestamps", pandas_nanos, [],
      "column 'seen' of "),
     ("semicolon csv", semicolons, [], "set input.csv_options.sep=';'"),
+    # before: no hint unless the target was one of the split header's names
+    ("semicolon csv, target mistyped", semicolons, ["--target", "label"],
+     "set input.csv_options.sep=';'"),
+    ("tab-separated csv", tabs, [], "set input.csv_options.sep='\\t'"),
+    ("pipe-separated csv, target mistyped", pipes, ["--target", "Y"],
+     "set input.csv_options.sep='|'"),
     ("csv with quoted newlines", quoted_newlines, [],
      "set input.csv_options.multiLine=true"),
     ("key pasted into llm.api_key_env", plain,
@@ -192,6 +212,21 @@ def test_mixed_types_name_both_files_and_nanos_say_how_to_rewrite(
     assert "part-0.parquet' but string in" in line and "part-1.parquet'" in line
     line = refuse(capsys, run_args(pandas_nanos(tmp_path), tmp_path))
     assert "nanosecond timestamps" in line and "coerce_timestamps='us'" in line
+
+
+def test_separator_hint_without_a_target_and_the_hint_works(
+    tmp_path: Path, capsys: Any, no_spark: None
+) -> None:
+    """The hint also when no target is given (before: none); and the option it suggests for a
+    tab reads the header (before: the preflight split on a backslash)."""
+    from date_spark.preflight import check_input
+
+    src = tabs(tmp_path)
+    argv = [a for a in run_args(src, tmp_path) if a not in ("--target", "y")]
+    line = refuse(capsys, argv)
+    assert line.startswith("date-spark: error: no target") and "sep='\\t'" in line, line
+    check_input(load_config([], [f"input.path={src}", "input.format=csv", "input.target=y",
+                                 "input.csv_options.sep='\\t'"]).input)  # fmt: skip
 
 
 def test_csv_options_take_what_a_user_types() -> None:
@@ -549,3 +584,335 @@ def test_evaluate_prints_schema_problems_on_the_terminal(tmp_path: Path, capsys:
     assert "has 'REGION' where the real one has 'region'" in err
     assert "lacks column 'signup'" in err
     assert "column 'age': 10 synthetic value(s) do not fit" in err
+
+
+@pytest.mark.usefixtures("spark")
+@pytest.mark.parametrize("empty", ["--synthetic", "--real"])
+def test_evaluate_on_an_empty_file_written_by_pandas(
+    tmp_path: Path, capsys: Any, empty: str
+) -> None:
+    """Before: `df.iloc[:0].to_parquet()` types the object columns `null` (read as int) and the
+    evaluation died casting them (`cannot cast "INT" to "DATE"`), a Java trace and exit 1."""
+    full, hollow = tmp_path / "full.parquet", tmp_path / "empty.parquet"
+    table().to_parquet(full, index=False)
+    table().iloc[:0].to_parquet(hollow, index=False)
+    real, syn = (full, hollow) if empty == "--synthetic" else (hollow, full)
+    line = refuse(
+        capsys,
+        ["evaluate", "--real", str(real), "--synthetic", str(syn), "--target", "y",
+         "--out", str(tmp_path / "rep")],
+    )  # fmt: skip
+    assert f"the {empty[2:]} table has no rows" in line, line
+    assert not (tmp_path / "rep").exists()
+
+
+# -- names and types a warehouse allows, end to end (issue 23) --------------------------------
+
+LONG = "a_very_long_column_name_" + "x" * 176  # 200 characters
+TYPED = {"age": "select", "region": "from", "income": LONG}
+EPOCH_1700 = pd.Timestamp("1700-01-01")
+
+
+def typed_table(root: Path, n: int = 600) -> Path:
+    """SQL keywords and a 200-character name; a unicode name on a float32 column, an int64
+    past 2**53, dates before 1900 and time-zone-aware timestamps (microseconds, as Spark reads
+    them)."""
+    rng = np.random.default_rng(5)
+    df = table(n).drop(columns=["signup"]).rename(columns=TYPED)
+    df["größe €"] = rng.normal(170.0, 9.0, n).astype("float32")
+    df["id64"] = (2**53 + rng.integers(0, 10**6, n) * 2 + 1).astype("int64")  # odd: not a double
+    df["born"] = (EPOCH_1700 + pd.to_timedelta(rng.integers(0, 70_000, n), unit="D")).date
+    df["seen"] = pd.Timestamp("2024-03-01", tz="America/New_York") + pd.to_timedelta(
+        rng.integers(0, 10**7, n), unit="s"
+    )
+    p = root / "typed.parquet"
+    df.to_parquet(p, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return p
+
+
+@pytest.mark.usefixtures("spark")
+def test_keywords_long_and_unicode_names_and_edge_types_round_trip(
+    tmp_path: Path, spark: Any
+) -> None:
+    """Read, generated, validated against the input's domain and written back in the input's
+    exact names and types; the input rows of an `augmented` output equal the input (chispa)."""
+    from chispa import assert_df_equality
+    from pyspark.sql import functions as F
+
+    src = typed_table(tmp_path)
+    argv = run_args(
+        src, tmp_path, "--set", "output.mode=augmented", "--set", "selection.rule=holm",
+        "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+        "--set", "generation.iterations=1",
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    # before: pandas' "Discarding nonzero nanoseconds" once per interpolated timestamp
+    assert not [w for w in said if "nanoseconds" in str(w.message)]
+    real = spark.read.parquet(str(src))
+    back = spark.read.parquet(str(tmp_path / "out"))
+    data = [f for f in back.schema.fields if f.name in real.columns]
+    assert [(f.name, f.dataType) for f in data] == [(f.name, f.dataType) for f in real.schema]
+    assert [str(t) for t in (f.dataType for f in data)][-4:] == [
+        "FloatType()", "LongType()", "DateType()", "TimestampType()"
+    ]  # fmt: skip
+    cols = [f"`{c}`" for c in real.columns]
+    kept_real = back.where(~F.col("_date_synthetic")).select(*cols)
+    assert_df_equality(kept_real, real, ignore_row_order=True)
+    syn = back.where("_date_synthetic").select(*cols).toPandas()
+    assert len(syn) > 0
+    lo = real.agg(*[F.min(f"`{c}`").alias(c) for c in real.columns]).first()
+    hi = real.agg(*[F.max(f"`{c}`").alias(c) for c in real.columns]).first()
+    assert lo is not None and hi is not None
+    for c in ["select", LONG, "größe €", "id64", "born", "seen"]:
+        values = syn[c].dropna()
+        assert len(values) and all(lo[c] <= v <= hi[c] for v in values), c  # the domain
+    assert set(syn["from"].dropna()) <= {"north", "south", "east", "west"}
+    assert syn["id64"].dropna().map(int).min() > 2**53
+    assert any(int(v) % 2 for v in syn["id64"].dropna())  # no float64 detour (even values)
+    assert min(syn["born"].dropna()) < dt.date(1900, 1, 1)
+    assert {type(v) for v in syn["born"].dropna()} == {dt.date}
+
+
+# -- a decimal value past its precision is rejected at generation (issue 23) -------------------
+
+
+def test_a_value_past_a_decimal_precision_is_out_of_domain() -> None:
+    """Rounded half up to the scale, as the output writes it: 999.994 fits a decimal(5,2),
+    999.996 (1000.00) does not, though both lie inside the range's margin."""
+    from date_spark.llm.rows import RowSchema
+    from date_spark.schema import ColumnSpec, Kind, TableSchema
+
+    schema = TableSchema(
+        (ColumnSpec("income", Kind.NUMERIC, "double"), ColumnSpec("y", Kind.NUMERIC, "bigint",
+         integral=True)),
+        "y", "classification", (0, 1),
+    )  # fmt: skip
+    rows = [{"income": v, "y": 1} for v in (999.994, 999.996, -999.996, 500.0)]
+    ranges = {"income": (-999.99, 999.99)}
+    strict = RowSchema.from_table(
+        schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}
+    ).validate_rows(rows)
+    assert [r["income"] for r in strict.rows] == [999.994, 500.0]
+    assert strict.by_column_json() == {"income": {"out_of_domain": 2}}
+    clip = RowSchema.from_table(
+        schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}, out_of_range="clip"
+    ).validate_rows(rows)
+    assert [r["income"] for r in clip.rows] == [999.994, 999.99, -999.99, 500.0]
+    assert clip.clipped == {"income": 2}
+    plain_double = RowSchema.from_table(schema, ranges=ranges, margin=0.1).validate_rows(rows)
+    assert plain_double.n_valid == 4  # no decimal: the margin decides
+
+
+@pytest.mark.usefixtures("spark")
+def test_decimal_overflow_counted_in_generation_rejects_not_dropped_at_output(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Before: a generated 999.996 in a decimal(5,2) passed generation (inside the margin) and
+    was dropped at output with only a log line, after selection had counted it."""
+    import threading
+
+    from date_spark.llm.stub import StubServer, default_rows
+    from date_spark.synthesizer import DateSynthesizer
+
+    df = table()
+    df["income"] = np.round(np.clip(df["income"] / 20.0, 100.0, 999.99), 2)
+    df.loc[0, "income"] = 999.99
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    i = t.schema.get_field_index("income")
+    dec = pa.array([Decimal(f"{v:.2f}") for v in df["income"]], pa.decimal128(5, 2))
+    src = tmp_path / "money.parquet"
+    pq.write_table(t.set_column(i, pa.field("income", pa.decimal128(5, 2)), dec), src)
+    served, lock = [0], threading.Lock()
+
+    def rows_past_precision(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
+        out = default_rows(schema, body)
+        for r in out[::2]:
+            r["income"] = 999.996  # 1000.00 once rounded: one digit too many
+        with lock:
+            served[0] += len(out[::2])
+        return out
+
+    with StubServer(row_factory=rows_past_precision) as url:
+        cfg = load_config(
+            [],
+            [
+                f"input.path={src}", "input.format=parquet", "input.target=y",
+                f"output.path={tmp_path / 'out'}", f"output.runs_dir={tmp_path / 'runs'}",
+                "tracking.enabled=false", "generation.generator=llm", "llm.provider=openai",
+                f"llm.base_url={url}", "llm.api_key_env=null", "llm.structured_output=json_object",
+                f"llm.cache_path={tmp_path / 'cache'}", "generation.iterations=1",
+                "generation.rows_per_request=20", "selection.rule=holm",
+                "selection.strategy=topk", "selection.confirm=false",
+            ],
+        )  # fmt: skip
+        with caplog.at_level("WARNING", logger="date_spark"):
+            result = DateSynthesizer(cfg).run()
+    assert served[0] > 0
+    rejected = result.summary["rejected_by_column"]
+    assert rejected.get("income", {}).get("out_of_domain") == served[0], rejected
+    assert not [r for r in caplog.records if "does not fit its decimal" in r.getMessage()]
+    assert result.output["synthetic_rows"] > 0
+
+
+# -- a quiet run on time-zone timestamps in a CSV (issue 23) ----------------------------------
+
+
+def cli(*argv: str, timeout: float = 900) -> subprocess.Popen[str]:
+    """A real `date-spark` process (`python -m date_spark.cli`), output piped."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "date_spark.cli", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def test_time_zone_timestamps_in_a_csv_run_quietly(tmp_path: Path) -> None:
+    """Before: the run succeeded but printed about 3000 lines on the terminal, a pandas
+    `UserWarning: Discarding nonzero nanoseconds` (and its source line) per interpolated
+    timestamp."""
+    src = tmp_path / "tz.csv"
+    df = table()
+    df["seen"] = pd.Timestamp("2024-01-01", tz="Europe/Paris") + pd.to_timedelta(
+        np.arange(len(df)) * 37, unit="min"
+    )
+    df.to_csv(src, index=False)  # `2024-01-01 00:00:00+01:00`
+    proc = cli(*run_args(src, tmp_path, "--set", "generation.iterations=1"))
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-2000:]
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    assert not [ln for ln in lines if "Warning" in ln], "\n".join(lines)
+    assert len(lines) < 60, f"{len(lines)} lines:\n" + "\n".join(lines)
+
+
+# -- date-spark runs --clean; one writer per output table (issue 24) -------------------------
+
+
+def test_runs_clean_marks_a_killed_run_and_lists_the_rest(tmp_path: Path, capsys: Any) -> None:
+    """Before: there was no `date-spark runs` (argparse: invalid choice); a run killed with
+    kill -9 stayed RUNNING until the next `date-spark run` started."""
+    import mlflow
+
+    runs = tmp_path / "runs"
+    over = ["--set", f"output.runs_dir={runs}"]
+    assert main(["runs", "--clean", *over]) == 0  # no store yet: none created
+    assert "no MLflow store at sqlite:///" in capsys.readouterr().out
+    assert not runs.exists()
+    runs.mkdir()
+    uri = f"sqlite:///{runs / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("date-spark")  # the store migrated once, before two processes use it
+    script = textwrap.dedent(f"""
+        import time, mlflow
+        from date_spark.tracking import process_tags
+        mlflow.set_tracking_uri({uri!r})
+        mlflow.set_experiment("date-spark")
+        print(mlflow.start_run(tags=process_tags()).info.run_id, flush=True)
+        time.sleep(300)
+    """)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        )
+        for _ in range(2)
+    ]
+    try:
+        ids = [c.stdout.readline().strip() for c in children if c.stdout is not None]
+        children[0].kill()  # SIGKILL: no chance to end its run
+        children[0].wait()
+        assert main(["runs", *over]) == 0  # listing changes nothing
+        listed = capsys.readouterr().out
+        assert f"RUNNING {ids[0]}" in listed and "its process died" in listed
+        assert f"RUNNING {ids[1]}" in listed and "2 run(s) RUNNING" in listed
+        mlflow.set_tracking_uri(uri)
+        assert mlflow.get_run(ids[0]).info.status == "RUNNING"
+        assert main(["runs", "--clean", *over]) == 0
+        out = capsys.readouterr().out
+        assert f"marked KILLED: {ids[0]}" in out
+        assert "1 run(s) marked KILLED, 1 still RUNNING" in out
+        assert mlflow.get_run(ids[0]).info.status == "KILLED"
+        assert mlflow.get_run(ids[1]).info.status == "RUNNING"  # alive: left alone
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+
+
+def test_a_second_run_into_an_output_table_being_written_is_refused(
+    tmp_path: Path, capsys: Any, no_spark: None
+) -> None:
+    """Before: only output paths were locked; two runs into one `output.table` both wrote."""
+    runs = tmp_path / "runs"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from date_spark.locks import writer_lock
+            with writer_lock(None, "20261207T000000Z-bbbbbb", table="Sales.`Synth`",
+                             runs_dir={str(runs)!r}):
+                print("held", flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        argv = [a for a in run_args(plain(tmp_path), tmp_path) if a not in ("--out",)]
+        argv.remove(str(tmp_path / "out"))
+        line = refuse(capsys, [*argv, "--set", "output.table=sales.synth"])
+        assert "output.table 'sales.synth' is being written by run 20261207T000000Z-bbbbbb" in line
+        assert "another table (output.table)" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    from date_spark.locks import check_writer, writer_lock
+
+    check_writer(None, table="sales.synth", runs_dir=str(runs))  # a killed holder blocks nobody
+    with writer_lock(None, table="sales.synth", runs_dir=str(runs)):
+        with pytest.raises(Exception, match="is being written"):  # noqa: SIM117
+            with writer_lock(None, table="SALES.SYNTH", runs_dir=str(runs)):
+                pass
+        with writer_lock(None, table="sales.other", runs_dir=str(runs)):
+            pass  # another table: its own lock
+
+
+def test_two_real_runs_into_one_output_at_once(tmp_path: Path, spark: Any) -> None:
+    """Two `date-spark run` processes started together on the same output: the lock decides
+    once both have read their input; exactly one commits, the other exits 2 with one error
+    line and never says "committed" (before: both printed it, the later rows silently won)."""
+    src = plain(tmp_path)
+    # rows kept, so the winner's write says "committed"
+    argv = run_args(
+        src, tmp_path, "--set", "generation.iterations=1", "--set", "selection.rule=holm",
+        "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+    )  # fmt: skip
+    procs = [cli(*argv), cli(*argv)]
+    done = [p.communicate(timeout=1500) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], [(c, e[-3000:]) for c, (_, e) in zip(codes, done, strict=True)]
+    (win_out, win_err), (lose_out, lose_err) = done if codes[0] == 0 else (done[1], done[0])
+    assert "committed" in win_out + win_err
+    assert "committed" not in lose_out + lose_err and "Traceback" not in lose_err
+    errors = [ln for ln in lose_err.splitlines() if ln.startswith("date-spark:")]
+    assert len(errors) == 1 and errors[0] == lose_err.strip().splitlines()[-1], lose_err
+    assert errors[0].startswith(
+        f"date-spark: error: output.path '{tmp_path / 'out'}' is being written by "
+    ), errors[0]
+    assert lose_out.strip() == ""
+    written = spark.read.parquet(str(tmp_path / "out"))
+    run_ids = {r[0] for r in written.select("_date_run_id").distinct().collect()}
+    winner = next(ln.split()[1] for ln in win_out.splitlines() if ln.startswith("run "))
+    assert run_ids == {winner}  # only the winner's rows
+    assert [d.name for d in (tmp_path / "runs").iterdir() if d.name.startswith("2")] == [winner]
+    assert not (tmp_path / "out" / "_date_spark_writer.lock").exists()

@@ -121,6 +121,9 @@ def evaluate(
     t0 = time.perf_counter()
     st = settings or EvaluationSettings()
     _check_columns(real, synthetic, schema, rule_column)
+    # before any cast: an empty file written by pandas types its columns `null` (read as int),
+    # and aligning it to the real types would fail in Spark's analyzer with a Java trace
+    _check_rows(0 if real.isEmpty() else 1, 0 if synthetic.isEmpty() else 1)
     t = _aligned(real, synthetic, schema, rule_column)
     chosen, pairs_total, corr_pairs = _scored_pairs(t.shared, t.cont, st)
     rs, ss = _stats(t.real, t.syn, t.cont, t.disc, st, corr_pairs)

@@ -103,6 +103,7 @@ from date_spark.generation.scoring import (
     score_groups,
     volume_requests,
 )
+from date_spark.io import decimal_limits
 from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
 from date_spark.llm.rows import RowColumn, RowSchema
@@ -177,6 +178,7 @@ class Generator:
         )
         self.columns = tuple(schema.names)
         self.input_fields = [data.schema[c] for c in self.columns]
+        self.decimals = decimal_limits(self.input_fields)  # a value past them: out_of_domain
 
     # -- preparation ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -400,6 +402,7 @@ class Generator:
             columns=self.prompt_columns,
             margin=self.gcfg.domain_margin,
             out_of_range=self.gcfg.out_of_range,
+            decimals=self.decimals,
         )
 
     # -- one round ------------------------------------------------------------------------------

@@ -59,7 +59,11 @@ def interpolate(
             elif spec.kind in (Kind.DATE, Kind.TIMESTAMP) and pd.notna(va) and pd.notna(vb):
                 ta, tb = pd.Timestamp(va), pd.Timestamp(vb)
                 t = ta + (tb - ta) * lam
-                row[spec.name] = t.date() if spec.kind is Kind.DATE else t.to_pydatetime()
+                # Spark keeps microseconds: floored first, so no nanosecond is dropped with a
+                # warning per row (and never below the earlier endpoint, itself in microseconds)
+                row[spec.name] = (
+                    t.date() if spec.kind is Kind.DATE else t.floor("us").to_pydatetime()
+                )
             else:
                 row[spec.name] = va if rng.random() < 0.5 else vb
         rows.append(row)

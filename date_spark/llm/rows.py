@@ -30,6 +30,11 @@ never admits them through the margin, and an integral column's widened bounds st
 Past the margin a value is rejected (`out_of_domain`), or with `RowColumn.clip` moved to the
 nearest accepted bound and counted in `ValidationResult.clipped`. Categories never get a margin:
 an unseen category is a schema violation, not an extrapolation.
+
+A column read from a decimal type (`RowColumn.decimal`: precision, scale) also refuses a value
+that, rounded half up to its scale as the output writes it, has more digits than the precision
+holds (`999.996` in a `decimal(5,2)`): `out_of_domain`, or with `clip` the largest decimal the
+column holds, like any value past the range.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, Literal
 
@@ -183,6 +189,7 @@ class RowColumn:
     nullable: bool = False
     margin: float = 0.0
     clip: bool = False
+    decimal: tuple[int, int] | None = None  # (precision, scale) of a decimal column
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,12 +202,14 @@ class RowColumn:
             "nullable": self.nullable,
             "margin": self.margin,
             "clip": self.clip,
+            "decimal": None if self.decimal is None else list(self.decimal),
         }
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> RowColumn:
         kind = Kind(d["kind"])
         vals = d.get("values")
+        dec = d.get("decimal")
         return RowColumn(
             name=str(d["name"]),
             kind=kind,
@@ -211,6 +220,7 @@ class RowColumn:
             nullable=bool(d.get("nullable", False)),
             margin=float(d.get("margin", 0.0)),
             clip=bool(d.get("clip", False)),
+            decimal=None if not dec else (int(dec[0]), int(dec[1])),
         )
 
     @cached_property
@@ -301,14 +311,32 @@ class RowColumn:
             if lo is not None and v < lo:
                 if not self.clip:
                     raise _Bad("out_of_domain")
-                return self._typed_bound(lo), True
+                return self._fit_decimal(self._typed_bound(lo), True)
             if hi is not None and v > hi:
                 if not self.clip:
                     raise _Bad("out_of_domain")
-                return self._typed_bound(hi), True
+                return self._fit_decimal(self._typed_bound(hi), True)
         except TypeError:
             raise _Bad("wrong_type") from None
-        return v, False
+        return self._fit_decimal(v, False)
+
+    def _fit_decimal(self, v: Any, clipped: bool) -> tuple[Any, bool]:
+        """`v` when it fits the decimal column's precision once rounded to its scale; past it
+        `_Bad("out_of_domain")`, or with `clip` the largest decimal of that sign."""
+        if self.decimal is None or v is None:
+            return v, clipped
+        precision, scale = self.decimal
+        try:
+            d = Decimal(str(v)).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+            fits = d == 0 or d.adjusted() + 1 <= precision - scale
+        except (InvalidOperation, ValueError):
+            fits = False
+        if fits:
+            return v, clipped
+        if not self.clip:
+            raise _Bad("out_of_domain")
+        largest = float(Decimal(10) ** (precision - scale) - Decimal(1).scaleb(-scale))
+        return (largest if float(v) > 0 else -largest), True
 
     def _typed_bound(self, b: Any) -> Any:
         if self.kind is Kind.NUMERIC:
@@ -397,12 +425,14 @@ class RowSchema:
         columns: Sequence[str] | None = None,
         margin: float = 0.0,
         out_of_range: str = "reject",
+        decimals: Mapping[str, tuple[int, int]] | None = None,
     ) -> RowSchema:
         """Build from the table schema plus the data's categorical `domains` and ordered `ranges`
         (min, max). The label's classes come from `table.classes` (or its domain). `margin` widens
         every ordered range by that fraction of its width on both sides when rows are validated
         (the JSON schema still asks for the observed range); past it a value is rejected, or
-        clipped to the widened bound with `out_of_range="clip"`."""
+        clipped to the widened bound with `out_of_range="clip"`. `decimals` holds the (precision,
+        scale) of columns read from a decimal type: a value past the precision is out of domain."""
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         if out_of_range not in OUT_OF_RANGE:
@@ -435,6 +465,7 @@ class RowSchema:
                     high,
                     margin=margin if ordered else 0.0,
                     clip=ordered and out_of_range == "clip",
+                    decimal=(decimals or {}).get(spec.name),
                 )
             )
         if isinstance(rule, str):
