@@ -105,6 +105,13 @@ from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
 from date_spark.llm.rows import RowColumn, RowSchema
 from date_spark.models import ModelSpec
+from date_spark.placement import (
+    apply_cogrouped,
+    apply_grouped,
+    frame_cells,
+    on_driver,
+    through_arrow,
+)
 from date_spark.prompts import ExampleBlock, HistoryItem, Masker, generation_messages, header
 from date_spark.prompts import refinement_messages as build_refinement
 from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
@@ -284,7 +291,11 @@ class Generator:
                 T.StructField(FIXED_COL, T.BooleanType()),
             ]
         )
+        self.score_pd = through_arrow(pdf, schema, self._tz())  # as the scoring UDF sees it
         return self.spark.createDataFrame(pdf, schema=schema)
+
+    def _tz(self) -> str:
+        return str(self.spark.conf.get("spark.sql.session.timeZone") or "UTC")
 
     def _rank_by_benefit(self) -> None:
         """Learning curve per partition, in one grouped pandas UDF across the cluster; the
@@ -297,7 +308,12 @@ class Generator:
         def fn(pdf: pd.DataFrame) -> pd.DataFrame:
             return partition_benefit(pdf, spec, added)
 
-        frame = to_pandas(self.sample_sdf.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
+        if on_driver(*frame_cells(self.sample_pd)):  # `placement`: same frame either way
+            frame = apply_grouped(self.sample_pd, DGR_COL, fn, BENEFIT_DDL, self._tz())
+        else:
+            frame = to_pandas(
+                self.sample_sdf.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL)
+            )
         by_id = {str(d.rule_id): d for d in self.all_dgrs}
         rest = frame[frame[DGR_COL] == REST]
         if len(rest) and self.thin_ids:
@@ -557,7 +573,6 @@ class Generator:
         gen = generated.reindex(columns=[f.name for f in gen_fields])
         gen[GROUP_COL] = gen[DGR_COL].where(~gen[DGR_COL].isin(list(self.thin_ids)), REST)
         gen_schema = T.StructType([*gen_fields, T.StructField(GROUP_COL, T.StringType())])
-        gen_sdf = self.spark.createDataFrame(gen, schema=gen_schema)
         out_schema = T.StructType(self.input_fields + META_FIELDS + ARM_FIELDS)
         spec = self.spec
         cols = [f.name for f in out_schema.fields]
@@ -566,6 +581,12 @@ class Generator:
             if g.empty:
                 return pd.DataFrame(columns=cols)
             return score_groups(g, p, spec)[cols]
+
+        if on_driver(*frame_cells(gen, [self.score_pd])):  # `placement`: same rows either way
+            tz = self._tz()
+            gen_pd = through_arrow(gen, gen_schema, tz)  # typed as Spark would hand it over
+            return apply_cogrouped(gen_pd, self.score_pd, GROUP_COL, fn, out_schema, tz)
+        gen_sdf = self.spark.createDataFrame(gen, schema=gen_schema)
 
         scored = (
             gen_sdf.groupBy(GROUP_COL)
