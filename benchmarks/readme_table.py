@@ -362,6 +362,48 @@ def headroom(r: dict[str, Any] | None) -> str:
     return "; ".join(cells)
 
 
+JOB_STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
+
+
+def job_cost(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    runs = r["figures"]["runs"]
+    small = runs.get("300") or next(iter(runs.values()))
+    cli = f"; the CLI end to end {small['cli_s']:.0f} s" if small.get("cli_s") else ""
+    return (
+        f"300 rows: the job {_n(small.get('job_s'), '.0f')} s against a bare Spark start + read "
+        f"+ count of {_n(small.get('baseline_s'), '.0f')} s in the same run, "
+        f"{_n(small.get('job_over_baseline'), '.2f')}x{cli}; the table below"
+    )
+
+
+def job_cost_table(r: dict[str, Any] | None) -> list[str]:
+    """Per size: the first successful job's seconds / Spark jobs per stage, the baseline, the
+    ratio and the load average the job started under."""
+    if r is None or "figures" not in r:
+        return []
+    head = "| rows | " + " | ".join(JOB_STAGES) + " | job s | baseline s | ratio | load |"
+    lines = [head, "|" + "---|" * (len(JOB_STAGES) + 5)]
+    for n, e in r["figures"]["runs"].items():
+        j = next((x for x in e["jobs"] if "failed" not in x), None)
+        if j is None:
+            lines.append(f"| {int(n):,} | did not finish |" + " |" * (len(JOB_STAGES) + 3))
+            continue
+        cells = [f"{j['stage_s'][s]:.1f} s / {j['spark'][s]['jobs']}" for s in JOB_STAGES]
+        lines.append(
+            f"| {int(n):,} | " + " | ".join(cells) + f" | {_n(e.get('job_s'), '.0f')} | "
+            f"{_n(e.get('baseline_s'), '.0f')} | {_n(e.get('job_over_baseline'), '.2f')} | "
+            f"{_n(j.get('load_avg_1m'), '.1f')} |"
+        )
+    lin = r["figures"].get("linearity") or {}
+    if lin:
+        lines += ["", "Stage seconds at 1e7 over 1e6: " + ", ".join(
+            f"{k} {_n(v, '.1f')}x" for k, v in lin.items()
+        )]  # fmt: skip
+    return lines
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -445,6 +487,16 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         ),
         wide_tables,
     ),
+    (
+        "job_cost",
+        "`benchmarks/job_cost.py`",
+        _fixed(
+            "the whole job (instant stub endpoint, MLflow on) on the planted table at 20 columns "
+            "and growing row counts, each run in its own driver, against a bare Spark start + "
+            "read + count of the same file measured in the same run"
+        ),
+        job_cost,
+    ),
 )
 
 
@@ -468,6 +520,28 @@ def _discovery_intro(r: dict[str, Any] | None) -> str:
 
 
 SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]]] = (
+    (
+        "job_cost-before",
+        lambda r: (
+            ""
+            if r is None
+            else "Job cost before issue 21's changes (commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-before.json`): seconds / "
+            "Spark jobs per stage (prepare includes the Spark session start), the job, the "
+            "baseline (bare Spark start + read + count), their ratio, the load average."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost",
+        lambda r: (
+            ""
+            if r is None
+            else f"Job cost now (commit {(r.get('git_commit') or '?')[:7]}; "
+            "`results/job_cost.json`), the same columns."
+        ),
+        job_cost_table,
+    ),
     ("discovery", _discovery_intro, discovery_table),
     (
         "generation",
