@@ -129,7 +129,7 @@ def apply_grouped(
     order, each with a fresh index as a pandas UDF sees it. `pdf` must be what Spark would hand
     the function (a `toPandas()` result, or `through_arrow` of it)."""
     parts = [fn(g.reset_index(drop=True)) for _, g in pdf.groupby(key, sort=True, dropna=False)]
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out = _concat(parts)
     return through_arrow(out, schema, timezone)
 
 
@@ -151,8 +151,17 @@ def apply_cogrouped(
         a = lg.get(k, left.iloc[:0].reset_index(drop=True))
         b = rg.get(k, right.iloc[:0].reset_index(drop=True))
         parts.append(fn(a, b))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out = _concat(parts)
     return through_arrow(out, schema, timezone)
+
+
+def _concat(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The groups' outputs in order; empty ones only when all are (they carry no row, and pandas
+    warns about their dtypes; the Arrow conversion after sets every column's type anyway)."""
+    rows = [p for p in parts if len(p)]
+    if rows:
+        return pd.concat(rows, ignore_index=True)
+    return parts[0].iloc[:0] if parts else pd.DataFrame()
 
 
 def frame_cells(pdf: pd.DataFrame, extra: Sequence[pd.DataFrame] = ()) -> tuple[int, int]:
