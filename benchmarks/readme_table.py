@@ -12,6 +12,7 @@ it). A benchmark with no results file yet is shown as "not measured yet", never 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -379,22 +380,30 @@ def job_cost(r: dict[str, Any] | None) -> str:
 
 
 def job_cost_table(r: dict[str, Any] | None) -> list[str]:
-    """Per size: the first successful job's seconds / Spark jobs per stage, the baseline, the
-    ratio and the load average the job started under."""
+    """Per size: the median seconds per stage over the repeats / the Spark jobs it ran, the
+    median job and baseline, their ratio and the median load average the jobs started under."""
     if r is None or "figures" not in r:
         return []
     head = "| rows | " + " | ".join(JOB_STAGES) + " | job s | baseline s | ratio | load |"
     lines = [head, "|" + "---|" * (len(JOB_STAGES) + 5)]
     for n, e in r["figures"]["runs"].items():
-        j = next((x for x in e["jobs"] if "failed" not in x), None)
-        if j is None:
-            lines.append(f"| {int(n):,} | did not finish |" + " |" * (len(JOB_STAGES) + 3))
+        ok = [x for x in e["jobs"] if "failed" not in x]
+        if not ok:
+            why = e["jobs"][0].get("failed", "?") if e["jobs"] else "?"
+            lines.append(f"| {int(n):,} | not measured: {why} |" + " |" * (len(JOB_STAGES) + 3))
             continue
-        cells = [f"{j['stage_s'][s]:.1f} s / {j['spark'][s]['jobs']}" for s in JOB_STAGES]
+
+        def med(values: Sequence[float]) -> float:
+            return float(statistics.median(values))
+
+        cells = [
+            f"{med([j['stage_s'][s] for j in ok]):.1f} s / {ok[0]['spark'][s]['jobs']}"
+            for s in JOB_STAGES
+        ]
         lines.append(
             f"| {int(n):,} | " + " | ".join(cells) + f" | {_n(e.get('job_s'), '.0f')} | "
             f"{_n(e.get('baseline_s'), '.0f')} | {_n(e.get('job_over_baseline'), '.2f')} | "
-            f"{_n(j.get('load_avg_1m'), '.1f')} |"
+            f"{_n(med([j.get('load_avg_1m') or 0.0 for j in ok]), '.1f')} |"
         )
     lin = r["figures"].get("linearity") or {}
     if lin:
