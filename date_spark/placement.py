@@ -5,11 +5,13 @@ Several steps run pandas functions per group of rows that are already small by c
 generated rows). Through Spark each costs a job, a shuffle, Python worker starts and two Arrow
 conversions, seconds of fixed cost for milliseconds of work; a table of a few hundred rows paid
 most of its run time that way. When a frame holds at most `driver_max_cells()` cells (rows x
-columns; default 1,000,000, e.g. 50,000 rows x 20 columns) the same function runs on the driver,
+columns; default 100,000, e.g. 5,000 rows x 20 columns) the same function runs on the driver,
 group by group, and its output passes through the same Arrow conversion to the declared schema
 that Spark applies, so both paths return the same frame (`tests/test_placement.py` runs both on
 the same inputs). Larger frames stay in Spark, where the groups run in parallel across the
-cluster.
+cluster. The limit follows `benchmarks/job_cost.py` on 2 cores: at 300 and 5,000 rows the
+driver path cut discovery's seconds; at 50,000 rows (a million cells) the driver, training one
+group after the other, was slower than two executors in discovery and generation.
 
 `DATE_SPARK_DRIVER_MAX_CELLS` sets the limit (0: always Spark); `driver_max_cells(n)` sets it for
 a block (tests, benchmarks).
@@ -34,7 +36,7 @@ __all__ = [
     "through_arrow",
 ]
 
-DEFAULT_DRIVER_MAX_CELLS = 1_000_000
+DEFAULT_DRIVER_MAX_CELLS = 100_000
 _ENV = "DATE_SPARK_DRIVER_MAX_CELLS"
 _override: list[int] = []
 
