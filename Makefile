@@ -34,8 +34,12 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(PY) -m date_spark.cli run --config conf/demo.yaml
 
+# Two test processes (pytest-xdist), each with its one Spark session; `worksteal` keeps both busy
+# while the slow tiers (cluster, Connect, notebooks, must-show scenarios) run. PYTEST_WORKERS=0
+# runs everything in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) browser
-	DATE_SPARK_NO_SKIP=1 $(PY) -m pytest -q -p no:cacheprovider
+	DATE_SPARK_NO_SKIP=1 $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist worksteal
 
 # The report test looks at the page in headless Chromium (Debian's package; no browser download).
 browser:
@@ -77,6 +81,7 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/headroom.py
 	$(PY) benchmarks/label_check.py
 	$(PY) benchmarks/wide_tables.py
+	$(PY) benchmarks/job_cost.py --data-dir $(BENCH_DATA)
 	$(PY) benchmarks/readme_table.py --write
 
 bench-readme: $(STAMP)

@@ -12,6 +12,7 @@ it). A benchmark with no results file yet is shown as "not measured yet", never 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -362,6 +363,56 @@ def headroom(r: dict[str, Any] | None) -> str:
     return "; ".join(cells)
 
 
+JOB_STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluation")
+
+
+def job_cost(r: dict[str, Any] | None) -> str:
+    if r is None or "figures" not in r:
+        return NOT_YET
+    runs = r["figures"]["runs"]
+    small = runs.get("300") or next(iter(runs.values()))
+    cli = f"; the CLI end to end {small['cli_s']:.0f} s" if small.get("cli_s") else ""
+    return (
+        f"300 rows: the job {_n(small.get('job_s'), '.0f')} s against a bare Spark start + read "
+        f"+ count of {_n(small.get('baseline_s'), '.0f')} s in the same run, "
+        f"{_n(small.get('job_over_baseline'), '.2f')}x{cli}; the table below"
+    )
+
+
+def job_cost_table(r: dict[str, Any] | None) -> list[str]:
+    """Per size: the median seconds per stage over the repeats / the Spark jobs it ran, the
+    median job and baseline, their ratio and the median load average the jobs started under."""
+    if r is None or "figures" not in r:
+        return []
+    head = "| rows | " + " | ".join(JOB_STAGES) + " | job s | baseline s | ratio | load |"
+    lines = [head, "|" + "---|" * (len(JOB_STAGES) + 5)]
+    for n, e in r["figures"]["runs"].items():
+        ok = [x for x in e["jobs"] if "failed" not in x]
+        if not ok:
+            why = e["jobs"][0].get("failed", "?") if e["jobs"] else "?"
+            lines.append(f"| {int(n):,} | not measured: {why} |" + " |" * (len(JOB_STAGES) + 3))
+            continue
+
+        def med(values: Sequence[float]) -> float:
+            return float(statistics.median(values))
+
+        cells = [
+            f"{med([j['stage_s'][s] for j in ok]):.1f} s / {ok[0]['spark'][s]['jobs']}"
+            for s in JOB_STAGES
+        ]
+        lines.append(
+            f"| {int(n):,} | " + " | ".join(cells) + f" | {_n(e.get('job_s'), '.0f')} | "
+            f"{_n(e.get('baseline_s'), '.0f')} | {_n(e.get('job_over_baseline'), '.2f')} | "
+            f"{_n(med([j.get('load_avg_1m') or 0.0 for j in ok]), '.1f')} |"
+        )
+    lin = r["figures"].get("linearity") or {}
+    if lin:
+        lines += ["", "Stage seconds at 1e7 over 1e6: " + ", ".join(
+            f"{k} {_n(v, '.1f')}x" for k, v in lin.items()
+        )]  # fmt: skip
+    return lines
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -454,6 +505,16 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         ),
         wide_tables,
     ),
+    (
+        "job_cost",
+        "`benchmarks/job_cost.py`",
+        _fixed(
+            "the whole job (instant stub endpoint, MLflow on) on the planted table at 20 columns "
+            "and growing row counts, each run in its own driver, against a bare Spark start + "
+            "read + count of the same file measured in the same run"
+        ),
+        job_cost,
+    ),
 )
 
 
@@ -536,6 +597,28 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
 
 SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]]] = (
     ("calibration", _calibration_intro, calibration_table),
+    (
+        "job_cost-before",
+        lambda r: (
+            ""
+            if r is None
+            else "Job cost before issue 21's changes (commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-before.json`): seconds / "
+            "Spark jobs per stage (prepare includes the Spark session start), the job, the "
+            "baseline (bare Spark start + read + count), their ratio, the load average."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost",
+        lambda r: (
+            ""
+            if r is None
+            else f"Job cost now (commit {(r.get('git_commit') or '?')[:7]}; "
+            "`results/job_cost.json`), the same columns."
+        ),
+        job_cost_table,
+    ),
     ("discovery", _discovery_intro, discovery_table),
     (
         "generation",

@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 
 from date_spark.columns import named_col, pandas_safe, restore_names
 from date_spark.errors import DiscoveryError
+from date_spark.placement import apply_grouped, on_driver
 from date_spark.rules import Conjunction, Rule, count_rules
 from date_spark.scans import ScanMeter
 from date_spark.schema import TableSchema
@@ -115,7 +116,7 @@ class SparkBackend:
 
     def draw(
         self, level: int, conjunctions: Sequence[Conjunction], fractions: Sequence[float]
-    ) -> DataFrame:
+    ) -> DataFrame | pd.DataFrame:
         r = F.col(_RAND_COL)
         draw = row_uniform(self.cols, self.seed * 1_000_003 + level)  # layout-independent
         tagged = self.meter.observe(self.df).withColumn(_RAND_COL, draw)
@@ -133,15 +134,22 @@ class SparkBackend:
             F.xxhash64(*[named_col(c) for c in self.cols]).alias(KEY_COL),
             *[named_col(c) for c in self.cols],
         )
+        if on_driver(self.n_rows, len(self.cols)):
+            # a small table's sample is smaller still: one collect, then the level's models are
+            # trained on the driver (`placement`), with no shuffle or Python worker per level
+            return to_pandas(sample)
         return sample.cache()
 
     def apply(
         self,
-        sample: DataFrame,
+        sample: DataFrame | pd.DataFrame,
         fn: Callable[[pd.DataFrame], pd.DataFrame],
         ddl: str,
         only: Sequence[int] | None = None,
     ) -> pd.DataFrame:
+        if isinstance(sample, pd.DataFrame):
+            src_pd = sample if only is None else sample[sample[CAND_COL].isin(list(only))]
+            return apply_grouped(src_pd, CAND_COL, fn, ddl)
         src = sample if only is None else sample.filter(F.col(CAND_COL).isin(*list(only)))
         src, back = pandas_safe(src)  # dotted or backticked names: aliased through the UDF
 
@@ -150,8 +158,9 @@ class SparkBackend:
 
         return to_pandas(src.groupBy(CAND_COL).applyInPandas(named, ddl))
 
-    def release(self, sample: DataFrame) -> None:
-        sample.unpersist()
+    def release(self, sample: DataFrame | pd.DataFrame) -> None:
+        if not isinstance(sample, pd.DataFrame):
+            sample.unpersist()
 
     def passes(self) -> float | None:
         return self.meter.passes(self.n_rows)

@@ -30,6 +30,9 @@ LOCAL_DEFAULTS: Mapping[str, str] = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.ui.showConsoleProgress": "false",
+    # The web UI costs its start and a listener on every job; a local job is short and its stages
+    # log their own progress. `spark.conf: {spark.ui.enabled: "true"}` brings it back.
+    "spark.ui.enabled": "false",
     "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods",
     "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
 }

@@ -108,6 +108,13 @@ from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
 from date_spark.llm.rows import RowColumn, RowSchema
 from date_spark.models import ModelSpec
+from date_spark.placement import (
+    apply_cogrouped,
+    apply_grouped,
+    frame_cells,
+    on_driver,
+    through_arrow,
+)
 from date_spark.prompts import ExampleBlock, HistoryItem, Masker, generation_messages, header
 from date_spark.prompts import refinement_messages as build_refinement
 from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
@@ -290,7 +297,11 @@ class Generator:
                 T.StructField(FIXED_COL, T.BooleanType()),
             ]
         )
+        self.score_pd = through_arrow(pdf, schema, self._tz())  # as the scoring UDF sees it
         return self.spark.createDataFrame(pdf, schema=schema)
+
+    def _tz(self) -> str:
+        return str(self.spark.conf.get("spark.sql.session.timeZone") or "UTC")
 
     def _rank_by_benefit(self) -> None:
         """Learning curve per partition, in one grouped pandas UDF across the cluster; the
@@ -305,7 +316,10 @@ class Generator:
         def fn(pdf: pd.DataFrame) -> pd.DataFrame:
             return partition_benefit(restore_names(pdf, back), spec, added)
 
-        frame = to_pandas(src.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
+        if on_driver(*frame_cells(self.sample_pd)):  # `placement`: same frame either way
+            frame = apply_grouped(self.sample_pd, DGR_COL, fn, BENEFIT_DDL, self._tz())
+        else:
+            frame = to_pandas(src.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
         by_id = {str(d.rule_id): d for d in self.all_dgrs}
         rest = frame[frame[DGR_COL] == REST]
         if len(rest) and self.thin_ids:
@@ -584,19 +598,26 @@ class Generator:
         gen = generated.reindex(columns=[f.name for f in gen_fields])
         gen[GROUP_COL] = gen[DGR_COL].where(~gen[DGR_COL].isin(list(self.thin_ids)), REST)
         gen_schema = T.StructType([*gen_fields, T.StructField(GROUP_COL, T.StringType())])
-        gen_sdf = self.spark.createDataFrame(gen, schema=gen_schema)
         out_schema = T.StructType(self.input_fields + META_FIELDS + ARM_FIELDS)
         spec = dataclasses.replace(self.spec, group_gains=group_gains)
         cols = [f.name for f in out_schema.fields]
 
-        gen_sdf, g_back = pandas_safe(gen_sdf)  # dotted or backticked names: aliased
-        score_sdf, p_back = pandas_safe(self.score_sdf)
+        g_back: dict[str, str] = {}  # Spark path: aliases of dotted or backticked names
+        p_back: dict[str, str] = {}
 
         def fn(g: pd.DataFrame, p: pd.DataFrame) -> pd.DataFrame:
             if g.empty:
                 return pd.DataFrame(columns=cols)
             return score_groups(restore_names(g, g_back), restore_names(p, p_back), spec)[cols]
 
+        if on_driver(*frame_cells(gen, [self.score_pd])):  # `placement`: same rows either way
+            tz = self._tz()
+            gen_pd = through_arrow(gen, gen_schema, tz)  # typed as Spark would hand it over
+            return apply_cogrouped(gen_pd, self.score_pd, GROUP_COL, fn, out_schema, tz)
+        gen_sdf, back = pandas_safe(self.spark.createDataFrame(gen, schema=gen_schema))
+        score_sdf, p_alias = pandas_safe(self.score_sdf)
+        g_back.update(back)
+        p_back.update(p_alias)
         scored = (
             gen_sdf.groupBy(GROUP_COL)
             .cogroup(score_sdf.groupBy(GROUP_COL))

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -312,7 +313,12 @@ def complete(
         if cfg.provider == "local":
             num_tasks = 1
         else:
-            num_tasks = max(1, min(int(requests.count()), cfg.max_tasks))
+            try:
+                known = _KNOWN_ROWS.get(requests)
+            except TypeError:
+                known = None
+            n = known if known is not None else int(requests.count())
+            num_tasks = max(1, min(n, cfg.max_tasks))
     if num_tasks < 1:
         raise ConfigError(f"num_tasks must be at least 1, got {num_tasks}")
     plan = plan_stage(cfg, base_url=base_url, num_tasks=num_tasks, budget=budget)
@@ -622,7 +628,15 @@ def requests_frame(
         data[name] = list(values)
         fields.append(T.StructField(name, OPTIONAL.get(name, T.StringType())))
     rows = list(zip(*data.values(), strict=True))
-    return spark.createDataFrame(rows, schema=T.StructType(fields))
+    frame = spark.createDataFrame(rows, schema=T.StructType(fields))
+    with contextlib.suppress(TypeError):  # a frame that takes no weak reference is counted
+        _KNOWN_ROWS[frame] = len(rows)
+    return frame
+
+
+# Frames built by `requests_frame` know their row count: `complete` need not run a Spark job to
+# count them (a job per gateway stage, seconds of fixed cost on a small table).
+_KNOWN_ROWS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 __all__ = [

@@ -1,0 +1,118 @@
+"""Work on small frames runs on the driver or in Spark by size (`date_spark.placement`); both
+paths must give the same result. The fit runs twice on one table, once with every step in Spark
+(`driver_max_cells(0)`) and once with the small steps on the driver, and the rules, arms, scored
+rows and kept rows are compared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+from pyspark.sql import types as T
+
+from date_spark.config import load_config
+from date_spark.datasets import planted_regimes
+from date_spark.llm.stub import StubServer, planted_rows
+from date_spark.placement import apply_cogrouped, apply_grouped, driver_max_cells, on_driver
+from date_spark.synthesizer import DateSynthesizer
+
+
+def test_limit_and_override() -> None:
+    assert on_driver(300, 20)
+    assert not on_driver(10_000_000, 20)
+    with driver_max_cells(0):
+        assert not on_driver(1, 1)
+    with driver_max_cells(100):
+        assert on_driver(10, 10) and not on_driver(11, 10)
+
+
+def test_grouped_matches_spark(spark: Any) -> None:
+    pdf = pd.DataFrame(
+        {
+            "k": ["b", "a", "b", "c", "a"],
+            "x": [1.0, None, 3.0, 4.0, 5.0],
+            "d": pd.to_datetime(["2024-01-01", "2024-02-01", None, "2024-03-01", "2024-04-01"]),
+        }
+    )
+    schema = "k string, n long, s double, d timestamp"
+
+    def fn(g: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"k": [g["k"].iloc[0]], "n": [len(g)], "s": [g["x"].sum()], "d": [g["d"].max()]}
+        )
+
+    sdf = spark.createDataFrame(pdf)
+    via_spark = sdf.groupBy("k").applyInPandas(fn, schema).toPandas()
+    local = apply_grouped(sdf.toPandas(), "k", fn, schema)
+    assert_frame_equal(local, via_spark.sort_values("k").reset_index(drop=True))
+
+    other = pd.DataFrame({"k": ["a", "d"], "y": [1, 2]})
+
+    def co(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+        key = a["k"].iloc[0] if len(a) else b["k"].iloc[0]
+        return pd.DataFrame({"k": [key], "left": [len(a)], "right": [len(b)]})
+
+    co_schema = T.StructType(
+        [
+            T.StructField("k", T.StringType()),
+            T.StructField("left", T.IntegerType()),
+            T.StructField("right", T.IntegerType()),
+        ]
+    )
+    osdf = spark.createDataFrame(other)
+    via_spark = sdf.groupBy("k").cogroup(osdf.groupBy("k")).applyInPandas(co, co_schema).toPandas()
+    local = apply_cogrouped(sdf.toPandas(), osdf.toPandas(), "k", co, co_schema)
+    assert_frame_equal(local, via_spark.sort_values("k").reset_index(drop=True))
+
+
+def _fit(table: Path, tmp: Path, url: str) -> DateSynthesizer:
+    cfg = load_config(
+        [],
+        [
+            f"input.path={table}",
+            "input.target=y",
+            f"output.path={tmp / 'out'}",
+            f"output.runs_dir={tmp / 'runs'}",
+            "llm.provider=openai",
+            f"llm.base_url={url}",
+            "llm.api_key_env=null",
+            "llm.structured_output=json_object",
+            "llm.cache_path=null",
+            "generation.iterations=2",
+            "selection.min_z=0",
+            "tracking.enabled=false",
+        ],
+    )
+    return DateSynthesizer(cfg).fit()
+
+
+def _canonical(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return frame.sort_values(by, kind="mergesort").reset_index(drop=True)
+
+
+@pytest.mark.usefixtures("spark")
+def test_fit_is_the_same_on_the_driver_and_in_spark(tmp_path: Path) -> None:
+    table = tmp_path / "planted.parquet"
+    planted_regimes(1500, n_features=8, seed=3).drop(columns=["regime"]).to_parquet(table)
+    with StubServer(row_factory=planted_rows(harmful_regimes={3, 4})) as url:
+        with driver_max_cells(0):
+            spark_fit = _fit(table, tmp_path / "spark", url)
+        driver_fit = _fit(table, tmp_path / "driver", url)
+
+    def rules(fit: DateSynthesizer) -> list[tuple[str, int, float]]:
+        return [(d.rule.to_text(), d.support, d.val_error) for d in fit.rules_.dgrs]
+
+    assert rules(driver_fit) == rules(spark_fit)
+    assert rules(spark_fit)
+    assert len(spark_fit.arms_) > 0
+    assert_frame_equal(
+        _canonical(driver_fit.arms_, ["arm_id"]), _canonical(spark_fit.arms_, ["arm_id"])
+    )
+    rows = ["_date_arm", "_date_request"]
+    gen_d, gen_s = driver_fit.generation_.rows, spark_fit.generation_.rows
+    assert_frame_equal(_canonical(gen_d, rows), _canonical(gen_s, rows))
+    assert driver_fit.selection_.selected == spark_fit.selection_.selected
+    assert_frame_equal(driver_fit.selection_.rows, spark_fit.selection_.rows)
