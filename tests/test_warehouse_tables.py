@@ -445,7 +445,8 @@ def test_decimal_and_any_name_end_to_end_with_interpolation(tmp_path: Path, spar
     src = warehouse_dir(tmp_path)
     argv = run_args(
         src, tmp_path, "--format", "parquet", "--set", "input.merge_schema=true",
-        "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+        "--set", "selection.rule=holm", "--set", "selection.strategy=topk",
+        "--set", "selection.confirm=false",
         "--set", "generation.iterations=1",
     )  # fmt: skip
     assert main(argv) == 0
@@ -476,7 +477,8 @@ def test_decimal_and_dotted_name_with_the_stub_endpoint_and_no_password_kept(
             "--set", "llm.structured_output=json_object",
             "--set", f"llm.cache_path={tmp_path / 'cache'}",
             "--set", "generation.iterations=1", "--set", "generation.rows_per_request=20",
-            "--set", "selection.strategy=topk", "--set", "selection.confirm=false",
+            "--set", "selection.rule=holm", "--set", "selection.strategy=topk",
+            "--set", "selection.confirm=false",
             "--set", "selection.model=decision_tree",
             "--set", "tracking.enabled=true",
             "--set", f"tracking.uri=sqlite:///{tmp_path / 'runs' / 'mlflow.db'}",
