@@ -300,7 +300,7 @@ class SelectionConfig(_Section):
     confirm: bool = True
     power: float = Field(default=0.8, gt=0, lt=1)
     rule: Literal["gain", "holm", "paper"] = "gain"
-    keep_z: float = Field(default=1.0, ge=0)
+    keep_z: float = Field(default=1.5, ge=0)
     volumes: tuple[float, ...] = (0.3, 1.0, 3.0)
     repeats: int = Field(default=2, ge=1, le=10)
     max_rows: int = Field(default=20_000, ge=100)
