@@ -615,7 +615,9 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
             ""
             if r is None
             else f"Job cost now (commit {(r.get('git_commit') or '?')[:7]}; "
-            "`results/job_cost.json`), the same columns."
+            "`results/job_cost.json`), the same columns; measured with the driver limit of "
+            "`placement.py` at a million cells, lowered since to 100,000 after the 50,000-row "
+            "line below."
         ),
         job_cost_table,
     ),
