@@ -551,9 +551,17 @@ def _calibration_intro(r: dict[str, Any] | None) -> str:
     if r is None:
         return text
     p = r["parameters"]
+    zs = ", ".join(str(z) for z in p["keep_z"])
+    if p.get("mode") == "rule":
+        return (
+            f"{text} Mode `rule` (the keep rule alone, on the rows the endpoints would serve for "
+            f"one partition; the whole job per generator is `--mode job`, whose runs so far are "
+            f"in `results/calibration-job.json`). Seeds: {p['seeds']}; gain at keep_z {zs} on "
+            "the same rows (all in the results file); the matched control has as many rows as "
+            "the oracle kept at keep_z 1."
+        )
     return f"{text} Seeds: {p['seeds']}; keep rules compared on the same rows: gain at keep_z " + (
-        f"{', '.join(str(z) for z in p['keep_z'])}, holm and paper on the first "
-        f"{p['legacy_seeds']} seeds (all in the results file)."
+        f"{zs}, holm and paper on the first {p['legacy_seeds']} seeds (all in the results file)."
     )
 
 
