@@ -62,6 +62,7 @@ def job_args(table: Path, tmp: Path, url: str, *extra: str) -> list[str]:
         "generation.rows_per_request=40",
         "--set",
         "generation.requests_per_rule=2",
+        "--set",
         "generation.rows_per_real_row=0",
         "--set",
         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
