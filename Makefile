@@ -39,7 +39,7 @@ run: $(STAMP)
 # runs everything in one process.
 PYTEST_WORKERS ?= 2
 test: $(STAMP) browser
-	DATE_SPARK_NO_SKIP=1 $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist worksteal
+	DATE_SPARK_NO_SKIP=1 $(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist worksteal --durations=40
 
 # The report test looks at the page in headless Chromium (Debian's package; no browser download).
 browser:

@@ -3,11 +3,15 @@ this process already holds a classic session, and one process cannot hold both."
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,16 @@ needs_connect = pytest.mark.skipif(
 )
 
 
+@contextmanager
+def connect_port() -> Iterator[None]:
+    """Hold the local Connect port. A local Connect server always listens on 15002 (the client
+    finds another port only under SPARK_TESTING, which changes the Python workers' behaviour),
+    so the pytest-xdist workers of this machine take turns."""
+    with open(Path(tempfile.gettempdir()) / "date-spark-connect-15002.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def run_script(tmp_path: Path, source: str, timeout: float) -> dict[str, Any]:
     """Run `source`; it prints one line `RESULT <json>`, which is returned."""
     script = tmp_path / "connect_script.py"
@@ -43,14 +57,15 @@ def run_script(tmp_path: Path, source: str, timeout: float) -> dict[str, Any]:
         "DATE_SPARK_DRIVER_MAX_CELLS": "0",
         "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
     }
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    with connect_port():
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])

@@ -14,6 +14,7 @@ import pytest
 
 from date_spark.llm.stub import StubServer
 from date_spark.output import PROVENANCE_COLS, RUN_DATE_COL
+from tests.connect import connect_port
 
 from .conftest import (
     SMALL_JOB,
@@ -49,13 +50,14 @@ def test_job_runs_unchanged_on_spark_connect(
             *stub_llm(stub.base_url),
         ]
     )
-    code, printed = processes.run(
-        [sys.executable, str(HERE / "connect_job.py"), *args],
-        tmp_path / "connect.log",
-        env=base_env(),
-        timeout=1000,
-        cwd=tmp_path,
-    )
+    with connect_port():
+        code, printed = processes.run(
+            [sys.executable, str(HERE / "connect_job.py"), *args],
+            tmp_path / "connect.log",
+            env=base_env(),
+            timeout=1000,
+            cwd=tmp_path,
+        )
     assert code == 0, printed[-8000:]
     res = last_json(printed)
     assert res["session"] == "pyspark.sql.connect.session", res
