@@ -77,7 +77,7 @@ SOURCES: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
     "slid": ("carData", "SLID", "wages", "regression", ()),
 }
 GENERATORS = ("oracle", "noise", "interpolation", "stub")
-KEEP_Z = (0.5, 1.0, 1.5, 2.0)
+KEEP_Z = (1.0, 1.5, 2.0, 2.5)
 POOL_MAX = 3000
 TEST_MAX = 20_000
 FULL_MAX = 20_000

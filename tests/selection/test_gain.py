@@ -13,7 +13,14 @@ from date_spark.errors import InputError
 from date_spark.generation.scoring import volume_requests
 from date_spark.models import ModelSpec, crossfit_losses
 from date_spark.selection.copies import find_copies
-from date_spark.selection.gain import GainEstimate, GainEvaluator, decide, shrink, volumes
+from date_spark.selection.gain import (
+    GainEstimate,
+    GainEvaluator,
+    decide,
+    prior_variance,
+    shrink,
+    volumes,
+)
 
 
 def table(n: int, seed: int) -> pd.DataFrame:
@@ -80,6 +87,16 @@ def test_shrinkage_pulls_noise_to_zero_and_leaves_clear_effects() -> None:
     assert all(e.shrunk == 0 and e.shrunk_z == 0 for e in shrink(noise))
     clear = shrink([GainEstimate(10, g, 0.1, 10.0) for g in (2.0, 1.8, 2.2)])
     assert all(e.shrunk > 0.95 * e.gain and e.shrunk_z > 10 for e in clear)
+
+
+def test_too_few_partitions_to_learn_a_prior_are_not_shrunk() -> None:
+    """Two estimates cannot teach a prior (James-Stein needs three): they are judged raw. Three
+    nested volumes of one partition drove tau^2 to 0 and refused rows with a raw z of 2."""
+    two = [GainEstimate(10, g, 1.0, 10.0) for g in (2.0, 0.5)]
+    assert prior_variance(two) == math.inf
+    assert [(e.shrunk, e.shrunk_z) for e in shrink(two)] == [(2.0, 2.0), (0.5, 0.5)]
+    # a prior learnt elsewhere (one estimate per partition) still applies to them
+    assert all(e.shrunk == 0 for e in shrink(two, tau2=0.0))
 
 
 def test_volumes_are_fractions_of_the_real_rows_capped_by_what_was_generated() -> None:
