@@ -31,8 +31,10 @@ estimated (James-Stein needs three) and nothing is shrunk: the 10-seed calibrati
 nested volumes of one partition driving tau^2 to 0 and refusing perfect rows whose raw z was 2.
 A partition is kept at the volume with the highest posterior mean when its posterior z (mean /
 sd) exceeds `selection.keep_z`; the kept partitions are then assessed together, and the weakest
-dropped while the joint posterior z does not pass. The reported gain is that joint estimate,
-shrunk, with its interval.
+dropped while the joint posterior z does not pass. A gain spread thinly over many partitions
+shows in none of them alone, so every partition together at each fraction is tried too, and kept
+instead when it passes with a larger gain. The reported gain is the kept set's estimate (shrunk
+when chosen among partitions), with its interval.
 
 *Known limit.* The real rows scored are the per-partition sample (`generation.
 partition_sample_rows`, then `selection.max_rows`); on a table larger than that, a volume's
@@ -342,6 +344,7 @@ class GainDecision:
     joint: GainEstimate | None = None
     fits: int = 0
     dropped_at_joint: tuple[str, ...] = field(default=())
+    together: float | None = None  # every partition kept at this fraction of its real rows
 
     @property
     def kept(self) -> dict[str, int]:
@@ -355,7 +358,10 @@ class GainDecision:
                 f"expected loss change {-100 * self.joint.relative:+.1f}% "
                 f"[{-100 * hi:+.1f}%, {-100 * lo:+.1f}%] (z={self.joint.shrunk_z:.2f} > "
                 f"{self.keep_z:g}; {self.folds}-fold x {self.repeats} cross-fit over "
-                f"{self.scored_rows} real rows, shrunk)"
+                f"{self.scored_rows} real rows"
+                + (", shrunk" if self.joint.shrunk_se != self.joint.se else "")
+                + (f"; every partition at {self.together:g}x" if self.together else "")
+                + ")"
             )
         shown = "; ".join(p.text(self.keep_z, self.power) for p in self.partitions if p.tried)
         return "no partition's rows showed a gain" + (f": {shown}" if shown else "")
@@ -385,6 +391,30 @@ def volumes(real_rows: int, available: int, fractions: Sequence[float], minimum:
     `minimum`, at most what was generated for it."""
     out = sorted({min(available, max(minimum, round(f * real_rows))) for f in fractions})
     return [v for v in out if v > 0]
+
+
+def _together(
+    pools: Mapping[str, tuple[int, pd.DataFrame]],
+    evaluator: GainEvaluator,
+    fractions: Sequence[float],
+    min_rows: int,
+) -> list[tuple[float, GainEstimate, dict[str, int]]]:
+    """Every partition's rows at once, one candidate per fraction: a gain spread over all
+    partitions is diluted in each partition's own estimate (every row's loss is averaged, the
+    rows of other partitions only add refit noise) but shows whole in the sum. Not shrunk: the
+    prior describes one partition's gain, and these few nested candidates are not chosen among
+    partitions (each partition's own z may be 0.8 and the sum's 1.6, while the prior learnt from
+    the 0.8s is 0)."""
+    out = []
+    for f in sorted(set(fractions)):
+        counts = {
+            k: min(len(rows), max(min_rows, round(f * real)))
+            for k, (real, rows) in pools.items()
+            if len(rows)
+        }
+        frame = pd.concat([pools[k][1].iloc[:n] for k, n in counts.items()], ignore_index=True)
+        out.append((f, shrink([evaluator.assess(frame)], math.inf)[0], counts))
+    return out
 
 
 def decide(
@@ -443,6 +473,22 @@ def decide(
             reason=f"dropped: the kept rows together did not pass (z={joint.shrunk_z:.2f})",
         )  # fmt: skip
         joint = None
+    together: float | None = None
+    if sum(1 for es in tried.values() if es) >= 2:
+        cands = _together(pools, evaluator, fractions, min_rows)
+        f, est, counts = max(cands, key=lambda c: (c[1].shrunk, c[1].z))
+        if (
+            est.shrunk > 0
+            and est.shrunk_z > keep_z
+            and (joint is None or est.shrunk > joint.shrunk)
+        ):
+            why = (
+                f"kept with every partition at {f:g}x (together z={est.shrunk_z:.2f} > {keep_z:g})"
+            )
+            for k, n in counts.items():
+                choices[k] = dataclasses.replace(choices[k], kept=True, rows=n, reason=why)
+            kept = {k: choices[k] for k in counts}
+            joint, together = est, f
     decision = GainDecision(
         keep_z=keep_z,
         power=power,
@@ -454,5 +500,6 @@ def decide(
         joint=joint,
         fits=evaluator.fits,
         dropped_at_joint=tuple(dropped),
+        together=together,
     )
     return decision, {k: pools[k][1].iloc[: c.rows] for k, c in kept.items()}

@@ -135,6 +135,22 @@ def test_decide_keeps_nothing_from_noise_and_says_what_the_rows_were_worth(
     assert text.startswith("no partition's rows showed a gain") and "loss +" in text, text
 
 
+def test_a_gain_spread_over_partitions_is_kept_together(evaluator: GainEvaluator) -> None:
+    """Four partitions of 15 helpful rows each: no partition shows its gain alone (the prior
+    learnt from them is 0), all of them together do; with permuted targets nothing is kept."""
+    pools = {f"p{i}": (37, table(15, 20 + i)) for i in range(4)}
+    decision, kept = decide(pools, evaluator, fractions=(0.3, 1.0, 3.0), keep_z=1.5)
+    assert all(p.best is not None and p.best.shrunk_z <= 1.5 for p in decision.partitions)
+    assert decision.together == 1.0 and set(kept) == set(pools)
+    assert sum(map(len, kept.values())) == 60
+    assert decision.joint is not None and decision.joint.shrunk_z > 1.5
+    assert "every partition at 1x" in decision.text()
+    for _, rows in pools.values():
+        rows["y"] = np.random.default_rng(9).permutation(rows["y"].to_numpy())
+    decision, kept = decide(pools, evaluator, fractions=(0.3, 1.0, 3.0), keep_z=1.5)
+    assert not kept and decision.together is None and decision.joint is None
+
+
 def test_the_evaluator_refuses_too_few_rows() -> None:
     with pytest.raises(InputError, match="too few"):
         GainEvaluator(table(6, 0), target="y", encode=encode, model=SPEC, folds=5)
