@@ -401,6 +401,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return []
     frame["change"] = frame["held_out"].map(lambda h: h["change"])
     frame["worse"] = frame["held_out"].map(lambda h: bool(h["worse"]))
+    frame["better"] = frame["held_out"].map(lambda h: bool(h.get("better", False)))
     out = []
     for (table, size, gen, rule), g in frame.groupby(["table", "size", "generator", "rule"]):
         mean, lo, hi = _interval(list(g["change"]))
@@ -410,6 +411,9 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "mean_kept_rows": float(g["kept_rows"].mean()),
             "mean_change": mean, "low": lo, "high": hi,
             "worse_share": float(g["worse"].mean()),
+            # kept rows judged by the held-out rows: a noise generator's rows that lowered the
+            # loss significantly were the right thing to keep for this model
+            "better_share": float(g["better"].mean()),
         }  # fmt: skip
         if gen == "oracle":
             matched = frame[(frame["table"] == table) & (frame["size"] == size)
