@@ -304,7 +304,7 @@ def run_rule(spark: Any, table: str, seed: int, generators: list[str]) -> list[d
     covers the table: ``oracle`` = pool rows, ``noise`` = pool rows with the target permuted
     across the pool, ``interpolation`` = the job's interpolation of the 240 rows; as many as
     `generation.rows_per_real_row` asks for. Every keep_z is applied to the same estimates."""
-    from date_spark.columns import ARM
+    from date_spark.columns import ARM, PARENTS
     from date_spark.features import FeatureEncoder
     from date_spark.generation.interpolation import interpolate
     from date_spark.models import ModelSpec
@@ -337,7 +337,9 @@ def run_rule(spark: Any, table: str, seed: int, generators: list[str]) -> list[d
             if gen == "noise":
                 rows[target] = pool[target].to_numpy()[rng.permutation(len(pool))][: len(rows)]
         elif gen == "interpolation":
-            rows = interpolate(real, Rule.true(), schema, want, seed)[names]
+            # the parents it names (labels of `real`, the evaluator's rows) guard the folds
+            rows = interpolate(real, Rule.true(), schema, want, seed, parents=True)
+            rows = rows[[*names, PARENTS]]
         else:
             continue
         rows = rows.reset_index(drop=True).assign(**{ARM: gen, "_part": "all"})
@@ -452,14 +454,20 @@ def report(summary: list[dict[str, Any]]) -> None:
 
 
 def combine(names: list[str], out: str) -> None:
-    """Merge the records of several partial runs (e.g. tables split over two processes) into
-    one results file, with the summary recomputed over all of them."""
+    """Merge the records of several partial runs (e.g. tables split over two processes, or one
+    generator rerun) into one results file, with the summary recomputed over all of them."""
     import json
 
     from recording import RESULTS
 
     docs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
-    records = [r for d in docs for r in d["figures"]["records"]]
+    # a later file's record replaces an earlier one of the same draw, generator and rule (a
+    # generator rerun after a fix)
+    keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for d in docs:
+        for r in d["figures"]["records"]:
+            keyed[(r["table"], r["size"], r["seed"], r["generator"], r["rule"])] = r
+    records = list(keyed.values())
     params = {**docs[0]["parameters"], "combined_from": names, "default_rule": DEFAULT_RULE}
     params["tables"] = [t for d in docs for t in d["parameters"]["tables"]]
     env = {k: v for k, v in docs[0].items() if k not in ("name", "parameters", "figures")}

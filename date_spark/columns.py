@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARM",
     "GENERATOR",
+    "PARENTS",
     "PROVENANCE_NAMES",
     "RESERVED_PREFIX",
     "ROUND",
@@ -39,6 +40,10 @@ ROUND = "_date_round"  # the generation round
 RUN_ID = "_date_run_id"
 GENERATOR = "_date_generator"  # "llm:<model>" or "interpolation"
 PROVENANCE_NAMES = (SYNTHETIC, ARM, RULE, ROUND, RUN_ID, GENERATOR)
+# Within a run, never written: the real rows a generated row was derived from, when the generator
+# knows them ("12.57": row labels of the partition sample), so selection never lets the row train
+# a fold that scores its parents.
+PARENTS = "_date_parents"
 
 
 def quoted(name: str) -> str:

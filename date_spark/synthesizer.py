@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from date_spark import discovery as discovery_stage
 from date_spark import io, output
-from date_spark.columns import ARM, GENERATOR, ROUND, RULE, named_col
+from date_spark.columns import ARM, GENERATOR, PARENTS, ROUND, RULE, named_col
 from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery
 from date_spark.errors import (
@@ -34,7 +34,15 @@ from date_spark.errors import (
     NotFittedError,
     interrupted_by,
 )
-from date_spark.generation import DGR_COL, REST, GenerationResult, Generator, arms_table
+from date_spark.generation import (
+    DGR_COL,
+    REQUEST_COL,
+    REST,
+    GenerationResult,
+    Generator,
+    arms_table,
+    request_parents,
+)
 from date_spark.interrupts import rewatch_sigint, watch_sigint
 from date_spark.io import Profile
 from date_spark.locks import writer_lock
@@ -234,6 +242,7 @@ class DateSynthesizer:
             )
             result = gen.run()
         self.partition_sample_ = gen.sample_pd
+        self._sample_is_generators = True  # its row labels are the ones rows' parents name
         return result
 
     def _evaluators(self, cfg: Config) -> tuple[CrossFitEvaluator, CrossFitEvaluator]:
@@ -349,7 +358,13 @@ class DateSynthesizer:
         rows = self.generation_.rows
         if not len(rows):
             return pd.DataFrame(columns=[*names, ARM, DGR_COL]), None
-        rows = rows[~rows[ARM].astype(str).str.endswith(".rejected")][[*names, ARM, DGR_COL]]
+        rows = rows[~rows[ARM].astype(str).str.endswith(".rejected")]
+        keep = [*names, ARM, DGR_COL]
+        if REQUEST_COL in rows.columns and getattr(self, "_sample_is_generators", False):
+            # parents named by the generator, as labels of the partition sample it drew from
+            rows = rows.assign(**{PARENTS: rows[REQUEST_COL].map(request_parents)})
+            keep.append(PARENTS)
+        rows = rows[keep]
         enc = self.rules_.encoder
         return drop_copies(
             rows.reset_index(drop=True), self._real_rows()[names], self._collected()[1][names],

@@ -20,7 +20,7 @@ from date_spark.generation.fields import (
     DiscoveryLike,
 )
 from date_spark.generation.generator import Generator, generate
-from date_spark.generation.interpolation import interpolate
+from date_spark.generation.interpolation import interpolate, request_parents
 from date_spark.generation.result import (
     Candidate,
     GenerationResult,
@@ -55,5 +55,6 @@ __all__ = [
     "partition_sample",
     "prompt_budget",
     "reject_table",
+    "request_parents",
     "score_groups",
 ]

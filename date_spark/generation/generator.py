@@ -61,7 +61,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.columns import ARM, ROUND, RULE, named_col, pandas_safe, restore_names
+from date_spark.columns import ARM, PARENTS, ROUND, RULE, named_col, pandas_safe, restore_names
 from date_spark.config import Config
 from date_spark.errors import ConfigError, RuleError
 from date_spark.generation.fields import (
@@ -79,7 +79,7 @@ from date_spark.generation.fields import (
     REST,
     DiscoveryLike,
 )
-from date_spark.generation.interpolation import interpolate
+from date_spark.generation.interpolation import interpolate, with_parents
 from date_spark.generation.result import (
     GenerationResult,
     RoundStats,
@@ -580,11 +580,13 @@ class Generator:
                 self.schema,
                 n,
                 seed=self.cfg.seed + 1000 * rnd + q.index,
+                parents=True,  # labels of `sample_pd`, carried in the request id
             )
             rows = rows.drop(columns=list(self.sensitive))
             rows[DGR_COL] = q.dgr_id
             rows[ROUND] = rnd
-            rows[REQUEST_COL] = f"{q.dgr_id}|r{rnd}|q{q.index}|interp"
+            rid = f"{q.dgr_id}|r{rnd}|q{q.index}|interp"
+            rows[REQUEST_COL] = [with_parents(rid, p) for p in rows.pop(PARENTS)]
             rows[QRULE_COL] = q.rule.dumps()
             parts.append(rows)
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from date_spark.columns import ARM
+from date_spark.columns import ARM, PARENTS
 from date_spark.config import SelectionConfig
 from date_spark.models import ModelSpec
 from date_spark.rules import Rule
@@ -81,7 +81,8 @@ def select_by_gain(
     `real`: the non-test real rows, input columns + `part`. A partition key absent from `real`
     (a thin segment, scored inside the rest) counts the real rows its rule in `rules` matches.
     Each partition's rows are taken in a seeded random order (never by a score measured on the
-    same rows, which would carry the search's luck into the estimate)."""
+    same rows, which would carry the search's luck into the estimate). A `PARENTS` column in
+    `generated` names the real rows (by `real`'s index labels) each row was derived from."""
     columns = [c for c in real.columns if c != part]
     if evaluator is None:
         evaluator = gain_evaluator(real[columns], cfg, target=target, encode=encode, model=model,
@@ -96,8 +97,9 @@ def select_by_gain(
         if not n_real and rule is not None:
             n_real = int(rule.mask(real[columns]).sum())
         pools[key] = (max(n_real, 1), rows.iloc[order].reset_index(drop=True))
+    carried = [*columns, PARENTS] if PARENTS in generated.columns else columns
     decision, kept = decide(
-        {k: (n, r[columns]) for k, (n, r) in pools.items()},
+        {k: (n, r[carried]) for k, (n, r) in pools.items()},
         evaluator,
         fractions=cfg.volumes,
         keep_z=cfg.keep_z,
