@@ -286,7 +286,10 @@ def run_one(
         print(f"  {table} {size} seed {seed} {gen}: {time.monotonic() - t0:.0f} s", flush=True)
     assert held is not None
     rng = np.random.default_rng(seed)
-    for name, n in (("always_1x", len(train)), ("always_matched", oracle_kept)):
+    controls = [("always_1x", len(train))]
+    if "oracle" in generators:  # matched to what the oracle's rows kept
+        controls.append(("always_matched", oracle_kept))
+    for name, n in controls:
         n = min(n, len(pool))
         extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
         records.append(
@@ -364,7 +367,10 @@ def run_rule(spark: Any, table: str, seed: int, generators: list[str]) -> list[d
             records.append(rec)
             if gen == "oracle" and name == DEFAULT_RULE:
                 oracle_kept = len(kept)
-    for name, n in (("always_1x", len(train)), ("always_matched", oracle_kept)):
+    controls = [("always_1x", len(train))]
+    if "oracle" in generators:  # matched to what the oracle's rows kept
+        controls.append(("always_matched", oracle_kept))
+    for name, n in controls:
         n = min(n, len(pool))
         extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
         records.append(
