@@ -12,6 +12,7 @@ it). A benchmark with no results file yet is shown as "not measured yet", never 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -558,7 +559,8 @@ def _calibration_intro(r: dict[str, Any] | None) -> str:
             f"one partition; the whole job per generator is `--mode job`, whose runs so far are "
             f"in `results/calibration-job.json`). Seeds: {p['seeds']}; gain at keep_z {zs} on "
             "the same rows (all in the results file); the matched control has as many rows as "
-            "the oracle kept at keep_z 1."
+            "the oracle kept at the default keep_z. `better`: the share of seeds whose kept rows "
+            "lowered the held-out loss significantly."
         )
     return f"{text} Seeds: {p['seeds']}; keep rules compared on the same rows: gain at keep_z " + (
         f"{zs}, holm and paper on the first {p['legacy_seeds']} seeds (all in the results file)."
@@ -591,7 +593,8 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
             cap_s = f", {100 * cap:.0f}% captured" if cap is not None and cap == cap else ""
             return (
                 f"kept {100 * x['kept_share']:.0f}% ({x['mean_kept_rows']:.0f} rows), {ch}, "
-                f"worse {100 * x['worse_share']:.0f}%{cap_s}"
+                f"worse {100 * x['worse_share']:.0f}%, "
+                f"better {100 * x.get('better_share', math.nan):.0f}%{cap_s}"
             )
 
         always = cell(mine.get(("always_1x", "control")), kept=False)
