@@ -586,7 +586,8 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
         def cell(x: dict[str, Any] | None, kept: bool = True) -> str:
             if x is None:
                 return "-"
-            ch = f"{100 * x['mean_change']:+.1f}% [{100 * x['low']:+.1f}, {100 * x['high']:+.1f}]"
+            lo, hi = (math.nan if x[k] is None else x[k] for k in ("low", "high"))  # one seed
+            ch = f"{100 * x['mean_change']:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
             if not kept:
                 return ch
             cap = x.get("captured")
@@ -594,7 +595,7 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
             return (
                 f"kept {100 * x['kept_share']:.0f}% ({x['mean_kept_rows']:.0f} rows), {ch}, "
                 f"worse {100 * x['worse_share']:.0f}%, "
-                f"better {100 * x.get('better_share', math.nan):.0f}%{cap_s}"
+                f"better {100 * (x.get('better_share') or 0.0):.0f}%{cap_s}"
             )
 
         always = cell(mine.get(("always_1x", "control")), kept=False)

@@ -112,13 +112,10 @@ def test_shrinkage_pulls_noise_to_zero_and_leaves_clear_effects() -> None:
     assert all(e.shrunk > 0.95 * e.gain and e.shrunk_z > 10 for e in clear)
 
 
-def test_too_few_partitions_to_learn_a_prior_are_not_shrunk() -> None:
-    """Two estimates cannot teach a prior (James-Stein needs three): they are judged raw. Three
-    nested volumes of one partition drove tau^2 to 0 and refused rows with a raw z of 2."""
+def test_the_prior_needs_finite_estimates_and_can_be_given() -> None:
+    assert prior_variance([GainEstimate(10, math.nan, 1.0, 10.0)]) == math.inf
     two = [GainEstimate(10, g, 1.0, 10.0) for g in (2.0, 0.5)]
-    assert prior_variance(two) == math.inf
-    assert [(e.shrunk, e.shrunk_z) for e in shrink(two)] == [(2.0, 2.0), (0.5, 0.5)]
-    # a prior learnt elsewhere (one estimate per partition) still applies to them
+    assert [(e.shrunk, e.shrunk_z) for e in shrink(two, tau2=math.inf)] == [(2.0, 2.0), (0.5, 0.5)]
     assert all(e.shrunk == 0 for e in shrink(two, tau2=0.0))
 
 
