@@ -217,6 +217,28 @@ class HeldOut:
         }
 
 
+def controls(
+    held: Any,
+    pool: pd.DataFrame,
+    rng: np.random.Generator,
+    base: dict[str, Any],
+    input_rows: int,
+    oracle_kept: int | None,
+) -> list[dict[str, Any]]:
+    """The always-add controls of one draw: as many random pool rows as the input has, and (when
+    the oracle ran) as many as the default rule kept of the oracle's."""
+    sizes = [("always_1x", input_rows)]
+    if oracle_kept is not None:
+        sizes.append(("always_matched", oracle_kept))
+    out = []
+    for name, n in sizes:
+        n = min(n, len(pool))
+        extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
+        out.append({**base, "generator": name, "rule": "control", "default": True,
+                    "kept_rows": n, "held_out": held.change(extra)})  # fmt: skip
+    return out
+
+
 def variants(legacy: bool) -> list[tuple[str, dict[str, Any]]]:
     """The keep rules applied to one fit's rows: the gain rule at each `KEEP_Z`, and with
     `legacy` the familywise confirmation and the paper's rule (about a minute each here)."""
@@ -286,17 +308,9 @@ def run_one(
         print(f"  {table} {size} seed {seed} {gen}: {time.monotonic() - t0:.0f} s", flush=True)
     assert held is not None
     rng = np.random.default_rng(seed)
-    controls = [("always_1x", len(train))]
-    if "oracle" in generators:  # matched to what the oracle's rows kept
-        controls.append(("always_matched", oracle_kept))
-    for name, n in controls:
-        n = min(n, len(pool))
-        extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
-        records.append(
-            {"table": table, "task": task, "size": size, "seed": seed, "generator": name,
-             "rule": "control", "default": True, "kept_rows": n,
-             "held_out": held.change(extra)}
-        )  # fmt: skip
+    base = {"table": table, "task": task, "size": size, "seed": seed}
+    records += controls(held, pool, rng, base, len(train), oracle_kept if "oracle" in generators
+                        else None)  # fmt: skip
     return records
 
 
@@ -367,17 +381,9 @@ def run_rule(spark: Any, table: str, seed: int, generators: list[str]) -> list[d
             records.append(rec)
             if gen == "oracle" and name == DEFAULT_RULE:
                 oracle_kept = len(kept)
-    controls = [("always_1x", len(train))]
-    if "oracle" in generators:  # matched to what the oracle's rows kept
-        controls.append(("always_matched", oracle_kept))
-    for name, n in controls:
-        n = min(n, len(pool))
-        extra = pool.iloc[rng.choice(len(pool), size=n, replace=False)] if n else None
-        records.append(
-            {"table": table, "task": task, "size": "300", "seed": seed, "generator": name,
-             "rule": "control", "default": True, "kept_rows": n,
-             "held_out": held.change(extra)}
-        )  # fmt: skip
+    base = {"table": table, "task": task, "size": "300", "seed": seed}
+    records += controls(held, pool, rng, base, len(train), oracle_kept if "oracle" in generators
+                        else None)  # fmt: skip
     print(f"  {table} seed {seed}: {time.monotonic() - t0:.0f} s", flush=True)
     return records
 
