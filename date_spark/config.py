@@ -210,8 +210,10 @@ class GenerationConfig(_Section):
       partition, over all rounds: the largest volume selection tries (`selection.volumes`) needs
       about 3x. 0 restores the fixed `requests_per_rule` per round.
     max_rows_per_partition / max_generated_rows: cost limits on the rows asked for, per
-      partition and per job (every partition is scaled down in proportion when the job's total
-      would pass it). Requests per round: rows / (`iterations` x `rows_per_request`), rounded up.
+      partition and per job; both hold. Requests per round: rows / (`iterations` x
+      `rows_per_request`), rounded up within the caps. When the job's total would pass its cap,
+      the requests it allows are shared in proportion (largest partitions first), and the run
+      line names the partitions too small for one request.
     out_of_range: what happens to a value past the margin. "reject" (default): the row is
       rejected as `out_of_domain`, counted under that column. "clip": the value is moved to the
       nearest accepted bound and the row goes on (it must still satisfy its rule); clipped values

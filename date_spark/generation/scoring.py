@@ -239,27 +239,47 @@ def volume_requests(
     max_total: int,
 ) -> tuple[dict[str, int], dict[str, int], str]:
     """Requests per round for each prompted partition so that, over all rounds, it is asked for
-    about ``per_real_row`` rows per real row (selection tries volumes up to 3x its rows), capped
-    per partition and, in proportion, per job. Returns (requests per round, rows asked for in
-    all, why: the line the run prints)."""
-    want = {
-        k: min(max_per_partition, round(per_real_row * max(n, 1))) for k, n in real_rows.items()
-    }
-    total = sum(want.values())
-    scale = min(1.0, max_total / total) if total else 1.0
-    per_round = rows_per_request * iterations
-    requests = {k: max(1, math.ceil(scale * w / per_round)) for k, w in want.items()}
+    about ``per_real_row`` rows per real row (selection tries volumes up to 3x its rows). The two
+    caps are cost limits a user sets, so they hold: a partition is never asked for more than
+    `max_per_partition` rows, the job for more than `max_total` (when the job's cap is short, the
+    requests are shared in proportion, largest remainder first, and a partition too small for
+    one request gets none; the line says so). One request is the least a job asks for. Returns
+    (requests per round, rows asked for in all, why: the line the run prints)."""
+    per_round = rows_per_request * iterations  # rows one request per round brings over the run
+    keys = list(real_rows)
+    if not keys:
+        return {}, {}, f"no partition to ask rows for over {iterations} round(s)"
+    want = {k: min(max_per_partition, round(per_real_row * max(n, 1))) for k, n in real_rows.items()}
+    cap_each = max(1, max_per_partition // per_round)
+    need = {k: min(cap_each, max(1, math.ceil(w / per_round))) for k, w in want.items()}
+    budget = max(1, max_total // per_round)
+    requests = dict(need)
+    scaled = sum(need.values()) > budget
+    if scaled:
+        total = sum(need.values())
+        raw = np.array([need[k] * budget / total for k in keys])
+        share = np.floor(raw).astype(int)
+        for i in np.argsort(-(raw - share), kind="stable")[: budget - int(share.sum())]:
+            share[i] += 1
+        requests = {k: int(r) for k, r in zip(keys, share, strict=True)}
     asked = {k: r * per_round for k, r in requests.items()}
     capped = [k for k, w in want.items() if w == max_per_partition]
+    unasked = [k for k in keys if requests[k] == 0]
     why = (
-        f"{sum(asked.values())} rows asked for over {iterations} round(s): {per_real_row:g} per "
-        f"real row of each partition"
+        f"{sum(asked.values())} rows asked for over {iterations} round(s) "
+        f"({rows_per_request} per request): {per_real_row:g} per real row of each partition"
         + (
             f", {len(capped)} capped at max_rows_per_partition={max_per_partition}"
             if capped
             else ""
         )
-        + (f", scaled by {scale:.2f} to max_generated_rows={max_total}" if scale < 1 else "")
+        + (f", shared to fit max_generated_rows={max_total}" if scaled else "")
+        + (
+            f"; {len(unasked)} of {len(keys)} partitions too small for one request under it: "
+            + ", ".join(unasked)
+            if unasked
+            else ""
+        )
     )
     return requests, asked, why
 

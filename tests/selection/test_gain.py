@@ -194,10 +194,26 @@ def test_requests_scale_with_the_partition_and_stop_at_the_cost_limits() -> None
         max_per_partition=2000, max_total=10_000,
     )  # fmt: skip
     assert asked["small"] >= 300 and req["small"] == 10
-    assert asked["big"] <= 2010  # capped per partition
+    assert 1900 < asked["big"] <= 2000  # capped per partition, and the cap holds
     assert "capped" in why and "3 per real row" in why
     req, asked, why = volume_requests(
         {"a": 1000, "b": 1000}, per_real_row=3.0, rows_per_request=10, iterations=1,
         max_per_partition=5000, max_total=600,
     )  # fmt: skip
-    assert sum(asked.values()) <= 620 and "scaled" in why
+    assert sum(asked.values()) == 600 and asked["a"] == asked["b"] and "shared" in why
+
+
+def test_the_jobs_cost_limit_holds_with_more_partitions_than_requests() -> None:
+    """The demo's shape: 11 partitions, 12 rows a request brings over two rounds, a cap of 96
+    rows. Rounding every partition up to one request asked for 132; the cap is the user's cost
+    limit, so the largest partitions get the 8 requests it allows and the line names the rest."""
+    real = {f"dgr{i}": n for i, n in enumerate([1900, 700, 400, 300, 200, 150, 90, 60, 40, 30, 20])}
+    req, asked, why = volume_requests(
+        real, per_real_row=3.0, rows_per_request=6, iterations=2,
+        max_per_partition=2000, max_total=96,
+    )  # fmt: skip
+    assert sum(asked.values()) == 96 and sum(req.values()) == 8
+    assert req["dgr0"] >= req["dgr1"] >= req["dgr10"] == 0
+    unasked = [k for k, r in req.items() if r == 0]
+    assert unasked and f"{len(unasked)} of 11 partitions too small" in why
+    assert all(k in why for k in unasked)
