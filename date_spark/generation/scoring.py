@@ -249,7 +249,9 @@ def volume_requests(
     keys = list(real_rows)
     if not keys:
         return {}, {}, f"no partition to ask rows for over {iterations} round(s)"
-    want = {k: min(max_per_partition, round(per_real_row * max(n, 1))) for k, n in real_rows.items()}
+    want = {
+        k: min(max_per_partition, round(per_real_row * max(n, 1))) for k, n in real_rows.items()
+    }
     cap_each = max(1, max_per_partition // per_round)
     need = {k: min(cap_each, max(1, math.ceil(w / per_round))) for k, w in want.items()}
     budget = max(1, max_total // per_round)
