@@ -622,7 +622,7 @@ class DateSynthesizer:
                 if best is not None:
                     out[f"{choice.key}.gain_relative"] = best.relative
                     out[f"{choice.key}.gain_z"] = best.shrunk_z
-                    out[f"{choice.key}.mde_relative"] = best.mde(d.keep_z, d.power)
+                    out[f"{choice.key}.mde_relative"] = best.mde(d.bar, d.power)
                     out[f"{choice.key}.kept_rows"] = float(choice.rows)
         c = self.selection_.confirmation
         if c is None:

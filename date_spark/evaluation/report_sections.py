@@ -27,6 +27,7 @@ from date_spark.evaluation.report_plots import (
     plot_distribution,
     plot_pair_heatmap,
 )
+from date_spark.selection.gain import bar
 
 PRIVACY_RULE_WORDS = (
     "The synthetic rows are flagged as too close to the training data when either test fires. "
@@ -505,6 +506,13 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
     sees what the generator's rows were worth where nothing was kept."""
     q = 1.959964
     keep_z, power = _num(decision.get("keep_z")), _num(decision.get("power"))
+    candidates = int(_num(decision.get("candidates")) if decision.get("candidates") else 1)
+    z_bar = bar(keep_z, candidates) if math.isfinite(keep_z) else keep_z
+    over = (
+        f" (keep_z {_fmt(keep_z, digits=2)} over {candidates} partitions and their union)"
+        if candidates > 1
+        else ""
+    )
     z_power = 0.841621 if not math.isfinite(power) else _z_of(power)
     joint = decision.get("joint") or None
     intro = (
@@ -512,7 +520,7 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
         f"on real + kept rows: {_count(decision.get('folds'))}-fold cross-fitting repeated "
         f"{_count(decision.get('repeats'))} times over {_count(decision.get('scored_rows'))} "
         f"real rows, a standard error that respects the folds, every estimate shrunk toward 0 "
-        f"across partitions, kept when the posterior z exceeds {_fmt(keep_z, digits=2)}.</p>"
+        f"across partitions, kept when the posterior z exceeds {_fmt(z_bar, digits=2)}{over}.</p>"
     )
     if joint:
         base = _num(joint.get("base_loss"))
@@ -537,7 +545,7 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
                 [
                     p.get("key"), _count(p.get("real_rows")), _count(e.get("rows")),
                     f"{-g:+.1%}", f"[{-(g + q * se):+.1%}, {-(g - q * se):+.1%}]",
-                    _fmt(post_z, digits=2), f"{(keep_z + z_power) * se:.1%}",
+                    _fmt(post_z, digits=2), f"{(z_bar + z_power) * se:.1%}",
                     "kept" if kept else "",
                 ]
             )  # fmt: skip

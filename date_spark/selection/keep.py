@@ -81,8 +81,10 @@ def select_by_gain(
     `real`: the non-test real rows, input columns + `part`. A partition key absent from `real`
     (a thin segment, scored inside the rest) counts the real rows its rule in `rules` matches.
     Each partition's rows are taken in a seeded random order (never by a score measured on the
-    same rows, which would carry the search's luck into the estimate). A `PARENTS` column in
-    `generated` names the real rows (by `real`'s index labels) each row was derived from."""
+    same rows, which would carry the search's luck into the estimate) of their content, so the
+    same rows give the same decision whatever order the endpoint's answers arrived in. A
+    `PARENTS` column in `generated` names the real rows (by `real`'s index labels) each row was
+    derived from."""
     columns = [c for c in real.columns if c != part]
     if evaluator is None:
         evaluator = gain_evaluator(real[columns], cfg, target=target, encode=encode, model=model,
@@ -90,7 +92,7 @@ def select_by_gain(
     counts = real[part].value_counts()
     pools: dict[str, tuple[int, pd.DataFrame]] = {}
     for key in sorted(generated[part].astype(str).unique()) if len(generated) else []:
-        rows = generated[generated[part].astype(str) == key]
+        rows = _by_content(generated[generated[part].astype(str) == key], columns)
         order = np.random.default_rng([seed, zlib.crc32(key.encode())]).permutation(len(rows))
         n_real = int(counts.get(key, 0))
         rule = (rules or {}).get(key)
@@ -140,3 +142,12 @@ def select_by_gain(
         screened=list(selected),
         gain=decision,
     )
+
+
+def _by_content(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`rows` sorted by a hash of their values (ties kept in order): the order concurrent
+    requests were answered in, which varies from run to run, no longer reaches the decision."""
+    if len(rows) < 2:
+        return rows
+    keys = pd.util.hash_pandas_object(rows[columns].astype(str), index=False).to_numpy()
+    return rows.iloc[np.argsort(keys, kind="stable")]

@@ -9,9 +9,11 @@ rows; against the noise endpoint it should keep none.
 
 It is `StubServer` with a row factory (`PoolOracle`), so it speaks every structured-output dialect
 the stub reads. Per request it returns as many matching pool rows as asked (fewer when fewer
-match), drawn without replacement across requests while unused matching rows remain, so one job
-gets distinct rows; after that it reuses them. Draws are seeded by the construction seed and a hash
-of the request (messages, seed), so the same requests in the same order get the same rows.
+match), taken in a fixed seeded order of the rule's matching rows without replacement across
+requests while unused matching rows remain, so one job gets distinct rows; after that it reuses
+them. The order is seeded by the construction seed and the rule alone, so the rows a rule's
+requests receive between them do not depend on the order the requests arrive in (Spark tasks send
+them concurrently); which request gets which of them does.
 Refinement requests (rows of one `rule` field) get no rules back, as with `planted_rows`. A request
 whose row schema or rule names columns the pool lacks is answered with HTTP 400.
 
@@ -29,6 +31,7 @@ import math
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -213,13 +216,13 @@ class PoolOracle:
                 f"the request asks for columns the oracle's pool lacks {lacking}: serve a pool "
                 f"of the job's table"
             )
-        matching = self._matching(rule_text(schema), props)
-        rng = np.random.default_rng([self.seed % 2**63, self._request_hash(body)])
+        matching = self._matching(rule_text(schema), props)  # in the rule's seeded order
         with self._lock:
             k = min(n, len(matching))
             fresh = matching[~self._used[matching]]
-            take = rng.choice(fresh, size=min(k, len(fresh)), replace=False)
+            take = fresh[:k]
             if len(take) < k:  # the matching pool is spent: reuse, still distinct in one reply
+                rng = np.random.default_rng([self.seed % 2**63, self._request_hash(body)])
                 again = matching[self._used[matching]]
                 take = np.concatenate([take, rng.choice(again, size=k - len(take), replace=False)])
             self._used[take] = True
@@ -236,13 +239,14 @@ class PoolOracle:
         return int(hashlib.sha256(src.encode()).hexdigest()[:16], 16)
 
     def _matching(self, text: str | None, props: Mapping[str, Any]) -> np.ndarray:
-        """Positions of the served rows that satisfy the rule (all rows without one); cached per
-        rule and column kinds, since every request of one DGR quotes the same rule."""
+        """Positions of the served rows that satisfy the rule (all rows without one), in an order
+        seeded by the rule; cached per rule and column kinds, since every request of one DGR
+        quotes the same rule."""
         from date_spark.errors import RuleError
         from date_spark.rules import parse_rule
 
         if not text:
-            return np.arange(len(self.served))
+            return np.random.default_rng(self.seed % 2**63).permutation(len(self.served))
         try:
             rule = parse_rule(text)
         except RuleError as e:
@@ -271,6 +275,8 @@ class PoolOracle:
         except (RuleError, TypeError, ValueError) as e:
             raise BadRowRequest(f"the oracle cannot apply the rule {text!r}: {e}") from e
         found = np.flatnonzero(mask)
+        order = np.random.default_rng([self.seed % 2**63, zlib.crc32(repr(key).encode())])
+        found = found[order.permutation(len(found))]
         with self._lock:
             self._masks[key] = found
         return found
