@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from date_spark.columns import PARENTS
+from date_spark.config import SelectionConfig
 from date_spark.errors import InputError
 from date_spark.generation.interpolation import interpolate
 from date_spark.generation.scoring import volume_requests
@@ -20,11 +21,13 @@ from date_spark.selection.copies import find_copies
 from date_spark.selection.gain import (
     GainEstimate,
     GainEvaluator,
+    bar,
     decide,
     prior_variance,
     shrink,
     volumes,
 )
+from date_spark.selection.keep import select_by_gain
 
 
 def table(n: int, seed: int) -> pd.DataFrame:
@@ -165,10 +168,35 @@ def test_a_gain_spread_over_partitions_is_kept_together(evaluator: GainEvaluator
     assert sum(map(len, kept.values())) == 40
     assert decision.joint is not None and decision.joint.shrunk_z > 1.5
     assert "every partition at" in decision.text()
+    # four partitions and their union: five chances for null rows, so the bar is above keep_z
+    assert decision.candidates == 5 and decision.bar == pytest.approx(bar(1.5, 5))
+    assert decision.joint.shrunk_z > decision.bar and "over 5 candidates" in decision.text()
     for _, rows in pools.values():
         rows["y"] = np.random.default_rng(9).permutation(rows["y"].to_numpy())
     decision, kept = decide(pools, evaluator, fractions=(0.3, 1.0, 3.0), keep_z=1.5)
     assert not kept and decision.together is None and decision.joint is None
+
+
+def test_the_bar_holds_several_partitions_to_the_level_of_one() -> None:
+    """Bonferroni: m chances at the one-sided level of keep_z / m (1.5 is 6.7% one-sided)."""
+    assert bar(1.5, 1) == 1.5 and bar(1.5, 0) == 1.5
+    assert bar(1.5, 3) == pytest.approx(2.01, abs=0.005)
+    assert bar(1.5, 2) < bar(1.5, 3) < bar(1.5, 10)
+
+
+def test_the_same_rows_in_another_order_give_the_same_decision() -> None:
+    """Concurrent requests are answered in an order that changes from run to run; the rows
+    kept must not."""
+    real = table(150, 0).assign(part="a")
+    gen = table(120, 5).assign(part="a", _date_arm="a.q0")
+    cfg = SelectionConfig(keep_z=1.0)
+    runs = [
+        select_by_gain(frame, real, cfg, part="part", target="y", encode=encode, model=SPEC, seed=3)
+        for frame in (gen, gen.sample(frac=1.0, random_state=1))
+    ]
+    assert runs[0].n_rows > 0  # rows were kept, so there is an order to compare
+    cols = ["a", "b", "c", "y"]
+    assert runs[0].rows[cols].equals(runs[1].rows[cols])
 
 
 def test_the_evaluator_refuses_too_few_rows() -> None:
