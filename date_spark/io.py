@@ -103,24 +103,36 @@ def read_input(spark: SparkSession, cfg: InputConfig, *, flag: str = "input.path
             f"cannot read {cfg.path or cfg.table!r} as {cfg.format}: {_first_line(str(err))}; "
             f"check {flag} and its format"
         ) from None
+    except Exception as err:  # a Java error through py4j (a stale checksum file on a remote FS)
+        failure = read_failure(err, cfg.path or cfg.table)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _check_local_files(cfg: InputConfig) -> None:
     """The footer and dialect checks the command line runs before Spark (damaged or disagreeing
     Parquet files, nanosecond timestamps, quoted line breaks in a CSV), for a local path read
     through the library too."""
-    from date_spark.preflight import check_csv_rows, check_parquet_files, local_path
+    from date_spark.preflight import (
+        check_checksums,
+        check_csv_rows,
+        check_parquet_files,
+        data_files,
+        local_path,
+    )
 
     assert cfg.path is not None
     p = local_path(cfg.path)
     if p is None or not p.exists() or not cfg.target:
         return
     if cfg.format == "parquet":
-        check_parquet_files(p, cfg)
-    elif str(cfg.csv_options.get("header", "false")).lower() == "true":
-        from date_spark.preflight import _data_files
-
-        check_csv_rows(_data_files(p) if p.is_dir() else [p], cfg)
+        check_parquet_files(p, cfg)  # the checksums too
+        return
+    files = data_files(p) if p.is_dir() else [p]
+    check_checksums(files)
+    if str(cfg.csv_options.get("header", "false")).lower() == "true":
+        check_csv_rows(files, cfg)
 
 
 _READ_FAILURES = (
@@ -134,8 +146,16 @@ _READ_FAILURES = (
 
 def read_failure(err: BaseException, where: str | None) -> InputError | None:
     """A Spark job that failed reading the input's files (a damaged file, a column whose type
-    differs between files) as one line naming the file; None for other failures."""
+    differs between files, a file changed after its checksum was written) as one line naming
+    the file; None for other failures."""
     text = str(err)
+    stale = re.search(r"ChecksumException: Checksum error: (\S+)", text)
+    if stale:
+        return InputError(
+            f"cannot read the input {where!r}: file {stale.group(1)!r} does not match its "
+            f"hidden .crc checksum file (it was changed after it was written); delete that .crc "
+            f"file, or rewrite the directory with one writer"
+        )
     if not any(k in text for k in _READ_FAILURES):
         return None
     m = re.search(r"(?:file|path)[:= ]+`?((?:file:|s3a?:|abfss?:|gs:|hdfs:)?/[^\s`'\]]+)", text)

@@ -34,6 +34,7 @@ from date_spark.errors import ConfigError, InputError, OutputError
 
 __all__ = [
     "FORMAT_BY_SUFFIX",
+    "check_checksums",
     "check_csv_rows",
     "check_input",
     "check_llm",
@@ -42,6 +43,7 @@ __all__ = [
     "check_parquet_files",
     "check_places",
     "check_run",
+    "data_files",
     "format_of",
     "local_path",
     "spark_type_name",
@@ -81,13 +83,13 @@ def format_of(path: str) -> str | None:
     if suffix in FORMAT_BY_SUFFIX:
         return FORMAT_BY_SUFFIX[suffix]
     if p is not None and p.is_dir():
-        found = {format_of(str(f)) for f in _data_files(p)} - {None}
+        found = {format_of(str(f)) for f in data_files(p)} - {None}
         if len(found) == 1:
             return found.pop()
     return None
 
 
-def _data_files(root: Path) -> list[Path]:
+def data_files(root: Path) -> list[Path]:
     """Data files under a directory as Spark lists them (hidden and `_` files skipped)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -261,13 +263,53 @@ def _nanos(t: object) -> bool:
     return bool(pa.types.is_timestamp(t) and t.unit == "ns")
 
 
+def check_checksums(files: Sequence[Path]) -> None:
+    """A data file rewritten after Spark wrote it (by pandas, say) leaves a stale hidden
+    `.<name>.crc` beside it, and Hadoop's local file system then refuses to read the file with a
+    Java stack trace. Hadoop's format: `crc\\0`, the bytes per checksum, then one CRC32 per chunk;
+    checked here by the checksum file's length (it follows the data's size) and the first and
+    last chunk, so nothing large is read."""
+    import struct
+    import zlib
+
+    for f in files:
+        crc = f.with_name(f".{f.name}.crc")
+        if not crc.is_file():
+            continue
+        with crc.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8 or head[:4] != b"crc\x00":
+                continue  # not a checksum file Hadoop wrote: Hadoop decides
+            chunk = struct.unpack(">i", head[4:8])[0]
+            size = f.stat().st_size
+            n = -(-size // chunk) if chunk > 0 else 0
+            stale = chunk <= 0 or crc.stat().st_size != 8 + 4 * n
+            if not stale and n:
+                sums = []
+                for i in sorted({0, n - 1}):
+                    fh.seek(8 + 4 * i)
+                    sums.append((i, struct.unpack(">I", fh.read(4))[0]))
+                with f.open("rb") as data:
+                    for i, want in sums:
+                        data.seek(i * chunk)
+                        if zlib.crc32(data.read(chunk)) != want:
+                            stale = True
+        if stale:
+            raise InputError(
+                f"input file {str(f)!r} does not match its checksum file {crc.name!r} (the file "
+                f"was changed after it was written, and Hadoop refuses to read it); delete that "
+                f".crc file, or rewrite the directory with one writer"
+            )
+
+
 def check_parquet_files(path: Path, cfg: InputConfig) -> None:
     """Every data file's footer, before Spark reads one: a damaged file, a column whose type
     differs between files, a column some files lack (refused unless `input.merge_schema`), and
     pandas' nanosecond timestamps (Spark cannot read them), each named with the file."""
     import pyarrow.parquet as pq
 
-    files = [path] if path.is_file() else _data_files(path)
+    files = [path] if path.is_file() else data_files(path)
+    check_checksums(files)
     if len(files) > _FOOTERS_MAX:
         log.info("preflight: checking the first %d of %d files' footers", _FOOTERS_MAX, len(files))
         files = files[:_FOOTERS_MAX]
@@ -350,9 +392,10 @@ def _parquet(path: Path, cfg: InputConfig) -> None:
 
 def _csv(path: Path, cfg: InputConfig) -> None:
     opts = {k.lower(): str(v) for k, v in cfg.csv_options.items()}
+    files = data_files(path) if path.is_dir() else [path]
+    check_checksums(files)
     if opts.get("header", "false").lower() != "true":
         return
-    files = _data_files(path) if path.is_dir() else [path]
     files = [f for f in files if not f.name.endswith(_COMPRESSED)]
     if not files:
         return

@@ -13,11 +13,13 @@ import datetime as dt
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -114,6 +116,38 @@ def narrowed(root: Path) -> Path:
     return d
 
 
+def hadoop_crc(f: Path, chunk: int = 512) -> None:
+    """The hidden checksum file Hadoop's local file system writes beside `f` (as Spark does)."""
+    data = f.read_bytes()
+    sums = [zlib.crc32(data[i : i + chunk]) for i in range(0, len(data), chunk)]
+    body = b"crc\x00" + struct.pack(">i", chunk) + b"".join(struct.pack(">I", c) for c in sums)
+    f.with_name(f".{f.name}.crc").write_bytes(body)
+
+
+def stale_checksum(root: Path) -> Path:
+    """A directory written with checksums whose first file was rewritten afterwards (by pandas):
+    before, Hadoop's ChecksumException as exit 1 and a Java stack trace in a crash file."""
+    d = root / "parts"
+    d.mkdir()
+    df = table()
+    for i, part in enumerate((df.iloc[:300], df.iloc[300:])):
+        part.to_parquet(d / f"part-{i}.parquet", index=False)
+        hadoop_crc(d / f"part-{i}.parquet")
+    df.iloc[:250].to_parquet(d / "part-0.parquet", index=False)  # the .crc stays behind
+    (d / "_SUCCESS").touch()
+    return d
+
+
+def stale_checksum_csv(root: Path) -> Path:
+    d = root / "parts"
+    d.mkdir()
+    table().to_csv(d / "part-0.csv", index=False)
+    hadoop_crc(d / "part-0.csv")
+    with (d / "part-0.csv").open("a") as fh:
+        fh.write("40,1000.5,north,2024-01-01,1\n")  # an appended row: same first chunk
+    return d
+
+
 def pandas_nanos(d: Path) -> Path:
     """pandas' default: timestamp[ns, tz] (before: Spark's raw PARQUET_TYPE_ILLEGAL)."""
     p = d / "t.parquet"
@@ -168,6 +202,10 @@ CASES: list[Case] = [
      "column 'bonus' is in 1 of the 2 files"),
     ("pandas nanosecond tz timestamps", pandas_nanos, [],
      "column 'seen' of "),
+    ("parquet file changed after its checksum", stale_checksum, [],
+     "part-0.parquet' does not match its checksum file '.part-0.parquet.crc'"),
+    ("csv file changed after its checksum", stale_checksum_csv, [],
+     "part-0.csv' does not match its checksum file"),
     ("semicolon csv", semicolons, [], "set input.csv_options.sep=';'"),
     # before: no hint unless the target was one of the split header's names
     ("semicolon csv, target mistyped", semicolons, ["--target", "label"],
@@ -203,6 +241,29 @@ def test_refused_before_spark_with_one_line(
     assert PASTED_KEY not in line and BARE_KEY not in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
     assert {p: p.read_bytes() for p in before} == before  # the input untouched
+
+
+def test_checksums_that_match_pass_and_a_java_checksum_error_is_one_line(tmp_path: Path) -> None:
+    """Spark's own directories carry .crc files: matching ones pass the check. A stale one on a
+    file system the check cannot see surfaces from Spark as a ChecksumException: one line."""
+    from date_spark.io import read_failure
+    from date_spark.preflight import check_checksums, data_files
+
+    d = tmp_path / "parts"
+    d.mkdir()
+    for i in range(2):
+        table().iloc[i * 300 : (i + 1) * 300].to_parquet(d / f"part-{i}.parquet", index=False)
+        hadoop_crc(d / f"part-{i}.parquet")
+    files = data_files(d)
+    assert len(files) == 2 and all(f.with_name(f".{f.name}.crc").exists() for f in files)
+    check_checksums(files)  # no error
+    err = RuntimeError(
+        "An error occurred while calling o46.load.\n: org.apache.hadoop.fs.ChecksumException: "
+        "Checksum error: file:/data/parts/part-0.parquet at 7168 exp: 1 got: 2\n\tat org..."
+    )
+    failure = read_failure(err, "/data/parts")
+    assert failure is not None and "\n" not in str(failure)
+    assert "'file:/data/parts/part-0.parquet' does not match its hidden .crc" in str(failure)
 
 
 def test_mixed_types_name_both_files_and_nanos_say_how_to_rewrite(
