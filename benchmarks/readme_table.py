@@ -433,6 +433,12 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         ),
         _see_below,
     ),
+    (
+        "crossfit_bias",
+        "`benchmarks/crossfit_bias.py`",
+        _fixed("the keep rule's estimate against the held-out change of the same rows"),
+        _see_below,
+    ),
     ("assign_rules", "`benchmarks/assign_rules.py`", _what_assign, assign_rules),
     ("discovery", "`benchmarks/discovery.py`", _what_discovery, _see_below),
     (
@@ -607,8 +613,41 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _bias_intro(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return ""
+    p = r["parameters"]
+    return (
+        "Can the number be trusted (`benchmarks/crossfit_bias.py`): the gain rule's cross-fitted "
+        f"estimate of adding {p['volume']} rows to the {p['scored_rows']} scored rows, against "
+        f"the held-out change of the same rows added to the {p['input_rows']} input rows; "
+        f"{p['seeds']} seeds of the calibration's draws, K folds x 2 repeats. Bias = estimate "
+        "minus held-out (negative = the estimate promised more than the rows gave), mean and "
+        "95% interval across seeds; sd = the estimate's spread across seeds; z>1.5 = the share "
+        "of seeds whose raw z passes the default bar."
+    )
+
+
+def bias_table(r: dict[str, Any] | None) -> list[str]:
+    if r is None:
+        return []
+    out = [
+        "| table | generator | K | held-out | estimate | bias [95% CI] | sd | z>1.5 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for x in r["figures"]["summary"]:
+        out.append(
+            f"| {x['table']} | {x['generator']} | {x['folds']} | {100 * x['held_out']:+.1f}% | "
+            f"{100 * x['estimate']:+.1f}% | {100 * x['bias']:+.1f}% [{100 * x['bias_low']:+.1f}, "
+            f"{100 * x['bias_high']:+.1f}] | {100 * x['estimate_sd']:.1f}% | "
+            f"{100 * x['z_over_1_5']:.0f}% |"
+        )
+    return out
+
+
 SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]]] = (
     ("calibration", _calibration_intro, calibration_table),
+    ("crossfit_bias", _bias_intro, bias_table),
     (
         "job_cost-before",
         lambda r: (
