@@ -125,6 +125,7 @@ def config(
     url: str | None,
     iterations: int,
     legacy: bool,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
     from date_spark.config import Config
 
@@ -150,7 +151,7 @@ def config(
                 "llm.structured_output": "json_object",
             }
         )
-    return Config().with_overrides(over)
+    return Config().with_overrides({**over, **(extra or {})})
 
 
 def endpoint(generator: str, pool: pd.DataFrame, target: str, seed: int) -> Any:
@@ -260,7 +261,9 @@ def run_one(
     *,
     iterations: int = 1,
     legacy: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
+    """One draw in mode `job`; `extra` overrides the job's config (`--set`)."""
     from date_spark.synthesizer import DateSynthesizer
 
     df, target, task = load(table)
@@ -273,7 +276,7 @@ def run_one(
         t0 = time.monotonic()
         ctx = endpoint(gen, pool, target, seed) if gen != "interpolation" else _null()
         with ctx as url:
-            cfg = config(target, seed, runs_dir, gen, url, iterations, legacy)
+            cfg = config(target, seed, runs_dir, gen, url, iterations, legacy, extra)
             synth = DateSynthesizer(cfg, spark)
             if first is None:
                 synth.fit(spark.createDataFrame(train))
@@ -513,7 +516,16 @@ def main() -> None:
         "--mode", choices=("job", "rule"), default="job",
         help="job: the whole job per generator; rule: the keep rule alone (see run_rule)",
     )  # fmt: skip
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a config override for every job in mode job (e.g. generation.label_check=off)",
+    )  # fmt: skip
     args = ap.parse_args()
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.set)}
+    if overrides and args.mode == "rule":
+        ap.error("--set applies to mode job only (mode rule runs no job)")
     if args.combine:
         combine(args.combine.split(","), args.name)
         return
@@ -529,7 +541,7 @@ def main() -> None:
         "generators": generators, "keep_z": list(KEEP_Z), "pool_max": POOL_MAX,
         "test_max": TEST_MAX, "full_max": FULL_MAX, "iterations": args.iterations,
         "legacy_seeds": args.legacy_seeds, "default_rule": DEFAULT_RULE,
-        "extra_seeds": args.extra_seeds, "mode": args.mode,
+        "extra_seeds": args.extra_seeds, "mode": args.mode, "overrides": overrides,
     }  # fmt: skip
     records: list[dict[str, Any]] = []
     t0 = time.monotonic()
@@ -546,6 +558,7 @@ def main() -> None:
                         records += run_one(
                             spark, table, size, seed, gens, runs_dir,
                             iterations=args.iterations, legacy=seed < args.legacy_seeds,
+                            extra=overrides,
                         )  # fmt: skip
                     summary = summarise(records)
                     figures = {
