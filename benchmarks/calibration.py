@@ -521,9 +521,9 @@ def main() -> None:
         help="a config override for every job in mode job (e.g. generation.label_check=off)",
     )  # fmt: skip
     args = ap.parse_args()
-    import yaml
+    from date_spark.config import parse_override  # as the command line reads --set
 
-    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.set)}
+    overrides = dict(parse_override(o) for o in args.set)
     if overrides and args.mode == "rule":
         ap.error("--set applies to mode job only (mode rule runs no job)")
     if args.combine:
