@@ -250,6 +250,12 @@ class GenerationConfig(_Section):
     max_rows_per_partition: int = Field(default=2000, ge=1)
     max_generated_rows: int = Field(default=10_000, ge=1)
 
+    @field_validator("label_check", mode="before")
+    @classmethod
+    def _off_is_off(cls, v: Any) -> Any:
+        """YAML reads a bare `off` (in a file or `--set generation.label_check=off`) as false."""
+        return "off" if v is False else v
+
 
 ModelName = Literal["hist_gradient_boosting", "decision_tree", "linear", "logistic"]
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from date_spark.config import Config, load_config
+from date_spark.config import Config, load_config, parse_override
 from date_spark.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +136,16 @@ def test_the_package_root_exports_the_facade_and_the_loader_without_importing_py
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_label_check_off_reads_as_written(tmp_path: Path) -> None:
+    """YAML 1.1 reads a bare `off` as false; the documented `label_check: off` must work from
+    `--set` and from a file (before: "Input should be 'filter', 'relabel' or 'off'")."""
+    key, value = parse_override("generation.label_check=off")
+    assert Config().with_overrides({key: value}).generation.label_check == "off"
+    path = tmp_path / "c.yaml"
+    path.write_text("generation:\n  label_check: off\n")
+    assert load_config([path]).generation.label_check == "off"
+    assert load_config(overrides=["generation.label_check=off"]).generation.label_check == "off"
+    with pytest.raises(ConfigError):
+        Config().with_overrides({"generation.label_check": True})
