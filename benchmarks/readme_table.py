@@ -439,6 +439,12 @@ ROWS: Sequence[tuple[str, str, Cell, Cell]] = (
         _fixed("the keep rule's estimate against the held-out change of the same rows"),
         _see_below,
     ),
+    (
+        "label_check_real",
+        "`benchmarks/label_check_real.py`",
+        _fixed("what the label check sets apart when every label is right (real held-out rows)"),
+        _see_below,
+    ),
     ("assign_rules", "`benchmarks/assign_rules.py`", _what_assign, assign_rules),
     ("discovery", "`benchmarks/discovery.py`", _what_discovery, _see_below),
     (
@@ -625,6 +631,40 @@ def _calibration_job_intro(r: dict[str, Any] | None) -> str:
     )
 
 
+def _label_real_intro(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return ""
+    p = r["parameters"]
+    return (
+        "What the label check costs (`benchmarks/label_check_real.py`): "
+        f"{p['volume']}x as many real pool rows as scored rows (every label right), checked by "
+        f"`generation.label_check: filter` at confidence {p['confidence']:g} with the job's "
+        f"teacher; {p['seeds']} seeds of the calibration's draws at {p['input_rows']} input "
+        "rows. Flagged: the share set apart (rare: of the rarest class; other: of the rest); the "
+        "held-out change of the model with all the rows and with the rows the check keeps; "
+        "cost = checked minus all, mean and 95% interval across seeds (positive = the check "
+        "threw away gain)."
+    )
+
+
+def label_real_table(r: dict[str, Any] | None) -> list[str]:
+    if r is None:
+        return []
+    out = [
+        "| table | flagged | rare | other | all rows | checked | cost [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in r["figures"]["summary"]:
+        rare = f"{100 * x['rare_flagged']:.1f}%" if "rare_flagged" in x else "-"
+        other = f"{100 * x['other_flagged']:.1f}%" if "other_flagged" in x else "-"
+        out.append(
+            f"| {x['table']} | {100 * x['flagged']:.1f}% | {rare} | {other} | "
+            f"{100 * x['held_out_all']:+.1f}% | {100 * x['held_out_checked']:+.1f}% | "
+            f"{100 * x['cost']:+.1f}% [{100 * x['cost_low']:+.1f}, {100 * x['cost_high']:+.1f}] |"
+        )
+    return out
+
+
 def _bias_intro(r: dict[str, Any] | None) -> str:
     if r is None:
         return ""
@@ -661,6 +701,7 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
     ("calibration", _calibration_intro, calibration_table),
     ("calibration-job", _calibration_job_intro, calibration_table),
     ("crossfit_bias", _bias_intro, bias_table),
+    ("label_check_real", _label_real_intro, label_real_table),
     (
         "job_cost-before",
         lambda r: (
