@@ -623,11 +623,16 @@ def _calibration_job_intro(r: dict[str, Any] | None) -> str:
     if r is None:
         return ""
     p = r["parameters"]
+    words = str(r.get("command") or "").split()
+    sets = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]  # as typed
+    with_ = ", ".join(f"`--set {x}`" for x in sets)
     return (
-        f"The same in mode `job` (`results/calibration-job.json`, commit "
-        f"{(r.get('git_commit') or '?')[:7]}): the whole job per generator (discovery, the "
-        f"endpoint answering each partition's rule, validation, copies, the keep rule) on "
-        f"{', '.join(p['tables'])}, {p['seeds']} seeds, generators {', '.join(p['generators'])}."
+        f"The same in mode `job` (`results/{r['name']}.json`, commit "
+        f"{(r.get('git_commit') or '?')[:7]}"
+        + (f", with {with_}" if with_ else ", the defaults of that commit")
+        + "): the whole job per generator (discovery, the endpoint answering each partition's "
+        f"rule, validation, copies, the keep rule) on {', '.join(p['tables'])}, {p['seeds']} "
+        f"seeds, generators {', '.join(p['generators'])}."
     )
 
 
@@ -700,6 +705,7 @@ def bias_table(r: dict[str, Any] | None) -> list[str]:
 SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]]] = (
     ("calibration", _calibration_intro, calibration_table),
     ("calibration-job", _calibration_job_intro, calibration_table),
+    ("calibration-job-nolabel", _calibration_job_intro, calibration_table),
     ("crossfit_bias", _bias_intro, bias_table),
     ("label_check_real", _label_real_intro, label_real_table),
     (
