@@ -7,7 +7,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from date_spark.config import Config, load_config, parse_override
+from date_spark.config import Config, label_check_for, load_config, parse_override
 from date_spark.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +149,11 @@ def test_label_check_off_reads_as_written(tmp_path: Path) -> None:
     assert load_config(overrides=["generation.label_check=off"]).generation.label_check == "off"
     with pytest.raises(ConfigError):
         Config().with_overrides({"generation.label_check": True})
+
+
+def test_the_label_check_is_off_under_the_gain_rule_and_on_under_the_search_rules() -> None:
+    cfg = Config()
+    assert cfg.generation.label_check == "auto" and cfg.selection.rule == "gain"
+    assert label_check_for("auto", "gain") == "off"
+    assert label_check_for("auto", "holm") == label_check_for("auto", "paper") == "filter"
+    assert label_check_for("relabel", "gain") == "relabel"  # a value set is a value kept

@@ -62,7 +62,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from date_spark.columns import ARM, PARENTS, ROUND, RULE, named_col, pandas_safe, restore_names
-from date_spark.config import Config
+from date_spark.config import Config, label_check_for
 from date_spark.errors import ConfigError, RuleError
 from date_spark.generation.fields import (
     ARM_FIELDS,
@@ -250,7 +250,7 @@ class Generator:
             sensitive=self.sensitive,
             tree_max_depth=self.gcfg.tree_max_depth,
             min_arm_rows=self.gcfg.min_arm_rows,
-            label_check=self.gcfg.label_check,
+            label_check=label_check_for(self.gcfg.label_check, self.cfg.selection.rule),
             label_check_confidence=self.gcfg.label_check_confidence,
             model=ModelSpec.for_table(
                 self.cfg.selection, self.schema, self.discovery.encoder, seed=self.cfg.seed
