@@ -29,6 +29,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def run_table(spark: Any, table: str, seeds: int, folds: list[int]) -> list[dict
     return out
 
 
-def _mean_ci(xs: pd.Series) -> tuple[float, float, float]:
+def mean_ci(xs: pd.Series) -> tuple[float, float, float]:
     a = xs.to_numpy(dtype=float)
     m = float(a.mean())
     if len(a) < 2:
@@ -127,10 +128,10 @@ def summarise(records: list[dict[str, Any]], folds: list[int]) -> list[dict[str,
     frame = pd.DataFrame(records)
     out = []
     for (table, gen), g in frame.groupby(["table", "generator"], sort=True):
-        held, held_lo, held_hi = _mean_ci(g["held_out"])
+        held, held_lo, held_hi = mean_ci(g["held_out"])
         for k in folds:
             est = g[f"estimate_k{k}"]
-            bias, lo, hi = _mean_ci(est - g["held_out"])
+            bias, lo, hi = mean_ci(est - g["held_out"])
             out.append(
                 {
                     "table": table, "generator": gen, "folds": k, "seeds": len(g),
@@ -156,6 +157,26 @@ def report(summary: list[dict[str, Any]]) -> None:
         )
 
 
+def run_per_table(
+    tables: list[str],
+    run_table: Callable[[Any, str], list[dict[str, Any]]],
+    summarise: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    report: Callable[[list[dict[str, Any]]], None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One Spark session, `run_table` per table, the summary printed; (figures, environment)."""
+    from date_spark.spark import session
+
+    spark = session()
+    env = environment(spark)
+    t0 = time.monotonic()
+    records: list[dict[str, Any]] = []
+    for table in tables:
+        records += run_table(spark, table)
+    summary = summarise(records)
+    report(summary)
+    return {"summary": summary, "records": records, "seconds": time.monotonic() - t0}, env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tables", default=",".join(cal.SOURCES))
@@ -163,22 +184,16 @@ def main() -> None:
     ap.add_argument("--folds", default="5,10")
     ap.add_argument("--name", default="crossfit_bias")
     args = ap.parse_args()
-    from date_spark.spark import session
-
     folds = [int(k) for k in args.folds.split(",")]
-    spark = session()
-    env = environment(spark)
-    t0 = time.monotonic()
-    records: list[dict[str, Any]] = []
-    for table in args.tables.split(","):
-        records += run_table(spark, table, args.seeds, folds)
-    summary = summarise(records, folds)
-    report(summary)
+    tables = args.tables.split(",")
     params = {
-        "tables": args.tables.split(","), "seeds": args.seeds, "folds": folds,
+        "tables": tables, "seeds": args.seeds, "folds": folds,
         "input_rows": 300, "scored_rows": 240, "volume": "1x", "generators": GENERATORS,
     }  # fmt: skip
-    figures = {"summary": summary, "records": records, "seconds": time.monotonic() - t0}
+    figures, env = run_per_table(
+        tables, lambda spark, t: run_table(spark, t, args.seeds, folds),
+        lambda records: summarise(records, folds), report,
+    )  # fmt: skip
     write_result(args.name, params, figures, env)
 
 

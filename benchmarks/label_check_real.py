@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import calibration as cal  # noqa: E402
-from crossfit_bias import _mean_ci  # noqa: E402
-from recording import environment, write_result  # noqa: E402
+from crossfit_bias import mean_ci, run_per_table  # noqa: E402
+from recording import write_result  # noqa: E402
 
 VOLUME = 3  # pool rows per real row: the largest volume the keep rule tries
 
@@ -99,7 +99,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     frame = pd.DataFrame(records)
     out = []
     for table, g in frame.groupby("table", sort=True):
-        cost, lo, hi = _mean_ci(g["held_out_checked"] - g["held_out_all"])
+        cost, lo, hi = mean_ci(g["held_out_checked"] - g["held_out_all"])
         row = {
             "table": table, "seeds": len(g), "flagged": float(g["flagged"].mean()),
             "held_out_all": float(g["held_out_all"].mean()),
@@ -134,19 +134,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--name", default="label_check_real")
     args = ap.parse_args()
-    from date_spark.spark import session
-
-    spark = session()
-    env = environment(spark)
-    t0 = time.monotonic()
-    records: list[dict[str, Any]] = []
-    for table in args.tables.split(","):
-        records += run_table(spark, table, args.seeds)
-    summary = summarise(records)
-    report(summary)
-    params = {"tables": args.tables.split(","), "seeds": args.seeds, "input_rows": 300,
-              "volume": VOLUME, "confidence": cal.DEFAULTS_GEN.label_check_confidence}  # fmt: skip
-    figures = {"summary": summary, "records": records, "seconds": time.monotonic() - t0}
+    tables = args.tables.split(",")
+    params = {"tables": tables, "seeds": args.seeds, "input_rows": 300, "volume": VOLUME,
+              "confidence": cal.DEFAULTS_GEN.label_check_confidence}  # fmt: skip
+    figures, env = run_per_table(
+        tables, lambda spark, t: run_table(spark, t, args.seeds), summarise, report
+    )
     write_result(args.name, params, figures, env)
 
 
