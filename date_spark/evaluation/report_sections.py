@@ -509,7 +509,7 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
     candidates = int(_num(decision.get("candidates")) if decision.get("candidates") else 1)
     z_bar = bar(keep_z, candidates) if math.isfinite(keep_z) else keep_z
     over = (
-        f" (keep_z {_fmt(keep_z, digits=2)} over {candidates} partitions and their union)"
+        f" (keep_z {_fmt(keep_z, digits=2)} over {candidates} candidates: partitions + union)"
         if candidates > 1
         else ""
     )
