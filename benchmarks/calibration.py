@@ -22,7 +22,9 @@ random labels). One `DateSynthesizer.fit` per table x size x seed x generator, i
 session (prepare and discovery once per draw: `fit(rules=...)`), at the default config except
 ``generation.iterations`` (``--iterations``, 1 by default: none of these generators proposes
 refined rules, so later rounds would repeat round 1's questions; the rows asked for are the same,
-`generation.rows_per_real_row` x the partition's rows); every keep rule is then applied to the
+`generation.rows_per_real_row` x the partition's rows) and ``llm.requests_per_minute`` (raised:
+the loopback endpoints answer at once, and waiting for a hosted API's quota changes no row); every
+keep rule is then applied to the
 same generated rows (`synth.select(...)`, no new generation): the default gain rule at several
 ``keep_z``, the familywise confirmation (``holm``) and the paper's rule (``paper``), the last
 two on the first ``--legacy-seeds`` seeds only (their search costs about a minute a fit here).
@@ -149,6 +151,9 @@ def config(
                 "llm.base_url": url,
                 "llm.api_key_env": None,
                 "llm.structured_output": "json_object",
+                # The endpoints answer at once on loopback: the default rate limit (a hosted
+                # API's quota, 600 requests a minute) would only add waiting, never change a row.
+                "llm.requests_per_minute": 60_000.0,
             }
         )
     return Config().with_overrides({**over, **(extra or {})})

@@ -389,7 +389,8 @@ class LlmConfig(_Section):
     backoff_max_s: float = Field(default=60.0, ge=0)
     concurrency_per_task: int = Field(default=4, ge=1)
     # Spark tasks (independent API clients) the gateway spreads requests over; rate and budget are
-    # divided among them, so keep it at or below the executor cores that can run them at once.
+    # divided among them. The gateway uses no more than the session runs at once (`local[N]`:
+    # N), so a task never waits for a core while holding its share of the rate.
     max_tasks: int = Field(default=8, ge=1)
     requests_per_minute: float = Field(default=600.0, gt=0)
     tokens_per_minute: float = Field(default=1_000_000.0, gt=0)

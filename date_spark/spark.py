@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from date_spark import logs
 from date_spark.config import SparkConfig
 
-__all__ = ["LOCAL_DEFAULTS", "STAGE_SQL_CONF", "session", "sql_conf", "to_pandas"]
+__all__ = ["LOCAL_DEFAULTS", "STAGE_SQL_CONF", "session", "sql_conf", "task_slots", "to_pandas"]
 
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,40 @@ def sql_conf(spark: SparkSession, values: Mapping[str, str] = STAGE_SQL_CONF) ->
                 spark.conf.unset(k)
             else:
                 spark.conf.set(k, prev)
+
+
+def _conf(spark: SparkSession, key: str) -> str | None:
+    try:
+        value = spark.conf.get(key, None)
+    except Exception:  # a managed cluster or Spark Connect may not expose it
+        return None
+    return value or None
+
+
+def _positive_int(text: str | None) -> int | None:
+    try:
+        n = int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+    return n if n > 0 else None
+
+
+def task_slots(spark: SparkSession) -> int | None:
+    """How many tasks the session runs at once, read from its configuration (no Spark job): the
+    cores of a `local[N]` master, else executors x cores, else `spark.default.parallelism`; None
+    when the session does not say (a cluster with dynamic allocation, some Spark Connect servers).
+    Work split into more tasks than this runs in waves."""
+    master = _conf(spark, "spark.master") or ""
+    if master.startswith("local"):
+        inner = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
+        cores = inner.split(",")[0].strip()
+        return (os.cpu_count() or 1) if cores == "*" else _positive_int(cores)
+    executors = _positive_int(_conf(spark, "spark.executor.instances"))
+    cores_each = _positive_int(_conf(spark, "spark.executor.cores"))
+    if executors and cores_each:
+        per_task = _positive_int(_conf(spark, "spark.task.cpus")) or 1
+        return max(1, executors * cores_each // per_task)
+    return _positive_int(_conf(spark, "spark.default.parallelism"))
 
 
 def to_pandas(df: DataFrame) -> pd.DataFrame:

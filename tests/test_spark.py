@@ -44,3 +44,34 @@ def test_a_setting_the_session_refuses_is_skipped_and_the_block_still_runs(
     assert ran and spark.conf.get(static) == before
     assert any(static in r.getMessage() for r in caplog.records)
     assert spark.conf.get(KEY, None) is None
+
+
+class _Conf:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.values.get(key, default)
+
+
+class _Session:
+    def __init__(self, **values: str) -> None:
+        self.conf = _Conf({k.replace("_", "."): v for k, v in values.items()})
+
+
+def test_task_slots_reads_the_session_config(spark: Any) -> None:
+    """The suite's session is local[2,2]; other masters are read from their settings alone."""
+    import os
+
+    from date_spark.spark import task_slots
+
+    assert spark.conf.get("spark.master") == "local[2,2]"  # 2 cores, a failed task retried
+    assert task_slots(spark) == 2
+    assert task_slots(_Session(spark_master="local[*]")) == (os.cpu_count() or 1)  # type: ignore[arg-type]
+    assert task_slots(_Session(spark_master="local")) == 1  # type: ignore[arg-type]
+    assert task_slots(_Session(spark_master="local[3,2]")) == 3  # type: ignore[arg-type]
+    cluster = {"spark_master": "spark://h:7077", "spark_executor_instances": "4",
+               "spark_executor_cores": "4", "spark_task_cpus": "2"}  # fmt: skip
+    assert task_slots(_Session(**cluster)) == 8  # type: ignore[arg-type]
+    assert task_slots(_Session(spark_master="yarn", spark_default_parallelism="6")) == 6  # type: ignore[arg-type]
+    assert task_slots(_Session(spark_master="yarn")) is None  # type: ignore[arg-type]  # unknown

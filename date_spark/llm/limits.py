@@ -2,11 +2,11 @@
 
 Rates are per Spark task: the driver divides `requests_per_minute` and `tokens_per_minute` by the
 number of tasks it launches, so the sum over concurrently running tasks stays within the configured
-rate (with `max_tasks` at or below the executor cores, all of them run at once). Every HTTP attempt,
-retries included, takes a request token, so a storm of 429s cannot push the attempt rate above the
-limit. On a 429 the whole task pauses for Retry-After (or the backoff) and halves its concurrency,
-and once that is down to 1 also its request rate; each success adds them back additively, so
-throughput recovers once the storm passes.
+rate (the gateway launches no more tasks than the session runs at once, so all of them run at once
+and use the whole rate). Every HTTP attempt, retries included, takes a request token, so a storm of
+429s cannot push the attempt rate above the limit. On a 429 the whole task pauses for Retry-After
+(or the backoff) and halves its concurrency, and once that is down to 1 also its request rate; each
+success adds them back additively, so throughput recovers once the storm passes.
 """
 
 from __future__ import annotations

@@ -142,6 +142,18 @@ def test_task_retry_makes_no_duplicate_calls_or_rows(
     assert out.stats.n_valid == 40
 
 
+def test_no_more_tasks_than_the_session_runs_at_once(
+    spark: Any, stub: StubServer, tmp_path: Path
+) -> None:
+    """Tasks queued behind busy cores would idle on their share of the rate: local[2] gets two
+    tasks however many requests and `max_tasks` allow, and every request is still answered."""
+    cfg = make_cfg(stub.base_url, tmp_path / "cache", max_tasks=8)
+    lazy = complete(spark_requests(spark, 8, make_schema()), cfg)
+    assert lazy.rdd.getNumPartitions() == 2  # tests may look at the plan; the library may not
+    out = run(spark_requests(spark, 8, make_schema()), cfg)
+    assert out.stats.requests == 8 and out.stats.ok == 8
+
+
 def test_budget_stops_calls_and_holds_across_stages(
     spark: Any, stub: StubServer, tmp_path: Path
 ) -> None:
