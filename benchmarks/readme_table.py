@@ -586,6 +586,7 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
     room = r["figures"].get("headroom", {})
     default = r["parameters"].get("default_rule", "gain z>1")
     gens = ["oracle", "noise", "interpolation", "stub"]
+    gens += [g for g in ("embedded",) if any(x["generator"] == g for x in rows)]
     out = [
         "| table | always 1x | " + " | ".join(gens) + " |",
         "|---|---|" + "---|" * len(gens),
@@ -706,6 +707,7 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
     ("calibration", _calibration_intro, calibration_table),
     ("calibration-job", _calibration_job_intro, calibration_table),
     ("calibration-job-nolabel", _calibration_job_intro, calibration_table),
+    ("calibration-job-all", _calibration_job_intro, calibration_table),
     ("crossfit_bias", _bias_intro, bias_table),
     ("label_check_real", _label_real_intro, label_real_table),
     (
