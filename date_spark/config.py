@@ -392,8 +392,14 @@ class LlmConfig(_Section):
     # divided among them. The gateway uses no more than the session runs at once (`local[N]`:
     # N), so a task never waits for a core while holding its share of the rate.
     max_tasks: int = Field(default=8, ge=1)
-    requests_per_minute: float = Field(default=600.0, gt=0)
-    tokens_per_minute: float = Field(default=1_000_000.0, gt=0)
+    # Rate limits for the whole stage (divided among its tasks). None: a hosted API's usual quota
+    # for a remote endpoint (600 requests and 1,000,000 tokens a minute, `llm/limits.py`), and no
+    # limit for one on this machine (localhost, 127.0.0.0/8, ::1: vLLM, llama.cpp, the embedded
+    # model), which has no shared quota to protect; a 300-row job waited 22 s of its 63 on the
+    # remote default with an endpoint that answers at once. A number limits any endpoint (a local
+    # proxy to a hosted API). 429s slow the tasks down either way (`llm/limits.py`).
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
     max_total_tokens: int | None = Field(default=None, ge=1)
     max_cost: float | None = Field(default=None, gt=0)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)

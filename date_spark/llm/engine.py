@@ -42,7 +42,13 @@ from date_spark.config import LlmConfig
 from date_spark.llm.budget import TaskBudget, price_for
 from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key
 from date_spark.llm.client import key_required, make_client, read_api_key
-from date_spark.llm.limits import AdaptiveConcurrency, RateLimiter, backoff_delay, parse_retry_after
+from date_spark.llm.limits import (
+    AdaptiveConcurrency,
+    RateLimiter,
+    backoff_delay,
+    parse_retry_after,
+    stage_rates,
+)
 from date_spark.llm.rows import RowSchema
 from date_spark.secrets import mask_url
 
@@ -114,6 +120,11 @@ class TaskPlan:
     def max_concurrency(self) -> int:
         return self.concurrency or self.cfg.concurrency_per_task
 
+    def rates(self) -> tuple[float, float]:
+        """The stage's requests and tokens a minute (`limits.stage_rates`); a task takes its
+        share."""
+        return stage_rates(self.cfg.requests_per_minute, self.cfg.tokens_per_minute, self.base_url)
+
 
 class _Retryable(Exception):
     def __init__(
@@ -161,9 +172,8 @@ class TaskEngine:
         self.client = make_client(cfg, plan.base_url)  # may raise ConfigError (no key)
         self.cache = ResponseCache(cfg.cache_path)
         n = max(1, plan.num_tasks)
-        self.limiter = RateLimiter(
-            cfg.requests_per_minute / n, cfg.tokens_per_minute / n, plan.max_concurrency
-        )
+        rpm, tpm = plan.rates()
+        self.limiter = RateLimiter(rpm / n, tpm / n, plan.max_concurrency)
         self.concurrency = AdaptiveConcurrency(plan.max_concurrency)
         self.budget = TaskBudget(plan.token_share, plan.cost_share, price_for(cfg))
         self.dialect = plan.dialect

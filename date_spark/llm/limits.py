@@ -12,19 +12,56 @@ success adds them back additively, so throughput recovers once the storm passes.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 __all__ = [
+    "NO_LIMIT_PER_MINUTE",
+    "REMOTE_REQUESTS_PER_MINUTE",
+    "REMOTE_TOKENS_PER_MINUTE",
     "AdaptiveConcurrency",
     "RateLimiter",
     "TokenBucket",
     "backoff_delay",
+    "on_this_machine",
     "parse_retry_after",
+    "stage_rates",
 ]
+
+# `llm.requests_per_minute` / `llm.tokens_per_minute` left unset: a hosted API's usual quota for a
+# remote endpoint; for one on this machine, a rate no task reaches (a finite number, so the
+# buckets' arithmetic and the slow-down on 429s work unchanged).
+REMOTE_REQUESTS_PER_MINUTE = 600.0
+REMOTE_TOKENS_PER_MINUTE = 1_000_000.0
+NO_LIMIT_PER_MINUTE = 1e9
+
+
+def on_this_machine(url: str | None) -> bool:
+    """Whether `url` names this machine (localhost, 127.0.0.0/8, ::1). No URL (the provider's
+    hosted default) is remote."""
+    host = (urlsplit(url).hostname or "") if url else ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def stage_rates(
+    requests_per_minute: float | None, tokens_per_minute: float | None, url: str | None
+) -> tuple[float, float]:
+    """The stage's rates: the configured ones, else the remote defaults, or no limit for an
+    endpoint on this machine (no shared quota to protect)."""
+    local = on_this_machine(url)
+    rpm = requests_per_minute or (NO_LIMIT_PER_MINUTE if local else REMOTE_REQUESTS_PER_MINUTE)
+    tpm = tokens_per_minute or (NO_LIMIT_PER_MINUTE if local else REMOTE_TOKENS_PER_MINUTE)
+    return rpm, tpm
 
 
 class TokenBucket:

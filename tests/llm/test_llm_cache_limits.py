@@ -12,10 +12,16 @@ from date_spark.config import ModelPrice
 from date_spark.llm.budget import Budget, TaskBudget, cost_of
 from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key
 from date_spark.llm.limits import (
+    NO_LIMIT_PER_MINUTE,
+    REMOTE_REQUESTS_PER_MINUTE,
+    REMOTE_TOKENS_PER_MINUTE,
     AdaptiveConcurrency,
+    RateLimiter,
     TokenBucket,
     backoff_delay,
+    on_this_machine,
     parse_retry_after,
+    stage_rates,
 )
 
 PARAMS = {
@@ -215,8 +221,6 @@ def test_cost_and_budget_ledger() -> None:
 
 
 def test_rate_limiter_halves_from_observed_rate_and_recovers() -> None:
-    from date_spark.llm.limits import RateLimiter
-
     rl = RateLimiter(requests_per_minute=600, tokens_per_minute=1e9, max_concurrency=4)
     for _ in range(4):
         rl.acquire(10)
@@ -226,3 +230,33 @@ def test_rate_limiter_halves_from_observed_rate_and_recovers() -> None:
     for _ in range(20):
         rl.on_success()
     assert rl.requests.rate == pytest.approx(10.0)  # back to the configured rate, no further
+
+
+@pytest.mark.parametrize(
+    ("url", "here"),
+    [
+        ("http://127.0.0.1:8000/v1", True),
+        ("http://127.3.2.1/v1", True),
+        ("http://localhost:11434/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("http://user:pw@127.0.0.1:9/v1", True),
+        ("https://api.openai.com/v1", False),
+        ("http://10.0.0.5:8000/v1", False),
+        ("http://localhost.example.com/v1", False),
+        (None, False),  # the provider's hosted default
+    ],
+)
+def test_on_this_machine(url: str | None, here: bool) -> None:
+    assert on_this_machine(url) is here
+
+
+def test_unset_rates_limit_a_remote_endpoint_only_and_a_set_rate_limits_any() -> None:
+    """A server on this machine has no shared quota: an unset rate does not hold it back."""
+    remote, local = "https://api.example.com/v1", "http://127.0.0.1:8000/v1"
+    assert stage_rates(None, None, remote) == (REMOTE_REQUESTS_PER_MINUTE, REMOTE_TOKENS_PER_MINUTE)
+    assert stage_rates(None, None, local) == (NO_LIMIT_PER_MINUTE, NO_LIMIT_PER_MINUTE)
+    assert stage_rates(240.0, 5e4, local) == (240.0, 5e4)  # a proxy to a hosted API
+    assert stage_rates(240.0, None, remote) == (240.0, REMOTE_TOKENS_PER_MINUTE)
+    # a task's bucket at the no-limit rate never waits for its concurrency's worth of requests
+    rl = RateLimiter(NO_LIMIT_PER_MINUTE / 2, NO_LIMIT_PER_MINUTE / 2, max_concurrency=4)
+    assert sum(rl.acquire(1000) for _ in range(200)) < 0.01
