@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -73,7 +74,7 @@ from date_spark.selection import (
 from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session, sql_conf, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
-from date_spark.tracking import Tracker
+from date_spark.tracking import Tracker, warm_store
 from date_spark.utility import Utility
 
 __all__ = ["DateSynthesizer", "RunResult"]
@@ -746,6 +747,7 @@ class DateSynthesizer:
             check_llm(cfg)  # an unset key or a missing local model: refused before any directory
         changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
+        opening = warm_store(cfg)  # MLflow's store opens while the input is read
         self._prepare_input(df)
         out = cfg.output  # one writer per output (path or table)
         self._held.enter_context(writer_lock(out.path, table=out.table, runs_dir=out.runs_dir))
@@ -755,7 +757,7 @@ class DateSynthesizer:
         )
         result = RunResult(run.run_id, str(run.root), ["prepare"])
         try:
-            self._tracked_stages(run, result)
+            self._tracked_stages(run, result, opening)
         except KeyboardInterrupt:
             raise self._interrupted(run) from None
         except DateSparkError as err:
@@ -810,10 +812,13 @@ class DateSynthesizer:
         )
         return run
 
-    def _tracked_stages(self, run: Run, result: RunResult) -> None:
-        """The three stages, the output and the evaluation, each logged to MLflow as it ends."""
+    def _tracked_stages(
+        self, run: Run, result: RunResult, opening: threading.Thread | None = None
+    ) -> None:
+        """The three stages, the output and the evaluation, each logged to MLflow as it ends
+        (`opening`: `warm_store`'s thread, joined before the store is used)."""
         cfg = self.config
-        with Tracker(cfg, run.run_id, stopped=self._stopped) as tracker:
+        with Tracker(cfg, run.run_id, stopped=self._stopped, opening=opening) as tracker:
             result.mlflow_run_id = tracker.mlflow_run_id
             tracker.metrics({"rows_in": self.profile_.rows})
             self.fit(run=run)

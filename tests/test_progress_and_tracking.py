@@ -118,3 +118,32 @@ def test_relative_sqlite_uri_keeps_artifacts_beside_the_database(
         (tmp_path / "elsewhere" / "mlartifacts").resolve()
     )
     assert os.path.exists(tmp_path / "elsewhere" / "m.db")
+
+
+def test_the_store_opened_ahead_is_the_one_the_run_logs_to(tmp_path: Path) -> None:
+    """`warm_store` creates the new sqlite store while the input is read; the Tracker waits for
+    it, then logs there. Off when tracking is off; a store that cannot open is left to the
+    Tracker, whose error is the one the user sees."""
+    from date_spark.tracking import warm_store
+
+    cfg = _cfg(tmp_path, "tracking.experiment=ahead")
+    db = tmp_path / "runs" / "mlflow.db"
+    assert not db.exists()
+    opening = warm_store(cfg)
+    assert opening is not None
+    opening.join()
+    assert db.exists() and db.stat().st_size > 0  # the schema is in place before the run
+    with Tracker(cfg, "r5", opening=opening) as t:
+        t.metrics({"rows_in": 3})
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    assert mlflow.get_run(t.mlflow_run_id).data.metrics["rows_in"] == 3
+    assert warm_store(_cfg(tmp_path, "tracking.enabled=false")) is None
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the store's folder should be")
+    bad = _cfg(tmp_path, f"tracking.uri=sqlite:///{blocked}/m.db", "tracking.experiment=bad")
+    failing = warm_store(bad)
+    assert failing is not None
+    failing.join()  # the thread swallowed it; the Tracker raises it in the foreground
+    with pytest.raises(Exception, match=r"not-a-dir|Not a directory|File exists"):
+        Tracker(bad, "r6", opening=failing).__enter__()
