@@ -579,6 +579,10 @@ def _calibration_intro(r: dict[str, Any] | None) -> str:
     )
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def calibration_table(r: dict[str, Any] | None) -> list[str]:
     if r is None:
         return [NOT_YET]
@@ -600,7 +604,9 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
             if x is None:
                 return "-"
             lo, hi = (math.nan if x[k] is None else x[k] for k in ("low", "high"))  # one seed
-            ch = f"{100 * x['mean_change']:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            ch = f"{100 * x['mean_change']:+.1f}%"
+            if lo == lo and hi == hi:  # NaN for one seed: no interval across seeds
+                ch += f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
             if not kept:
                 return ch
             cap = x.get("captured")
@@ -614,7 +620,7 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
         always = cell(mine.get(("always_1x", "control")), kept=False)
         mark = " (headroom)" if room.get(f"{table}/{size}") else ""
         out.append(
-            f"| {table} ({size}, {mine.get(('oracle', default), {}).get('seeds', 0)} seeds) | "
+            f"| {table} ({size}, {_seeds(mine.get(('oracle', default), {}).get('seeds', 0))}) | "
             f"{always}{mark} | " + " | ".join(cell(mine.get((g, default))) for g in gens) + " |"
         )
     return out
@@ -627,13 +633,20 @@ def _calibration_job_intro(r: dict[str, Any] | None) -> str:
     words = str(r.get("command") or "").split()
     sets = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]  # as typed
     with_ = ", ".join(f"`--set {x}`" for x in sets)
+    full = p.get("sizes") == ["full"]
+    seeds = (
+        f"the whole table ({p['full_seeds']} seed each: 20% held out, a pool of at most 3,000 "
+        "rows, the rest, at most 20,000, the job's input)"
+        if full
+        else f"{p['seeds']} seeds"
+    )
     return (
         f"The same in mode `job` (`results/{r['name']}.json`, commit "
         f"{(r.get('git_commit') or '?')[:7]}"
         + (f", with {with_}" if with_ else ", the defaults of that commit")
         + "): the whole job per generator (discovery, the endpoint answering each partition's "
-        f"rule, validation, copies, the keep rule) on {', '.join(p['tables'])}, {p['seeds']} "
-        f"seeds, generators {', '.join(p['generators'])}."
+        f"rule, validation, copies, the keep rule) on {', '.join(p['tables'])}, {seeds}, "
+        f"generators {', '.join(p['generators'])}."
     )
 
 
@@ -708,6 +721,8 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
     ("calibration-job", _calibration_job_intro, calibration_table),
     ("calibration-job-nolabel", _calibration_job_intro, calibration_table),
     ("calibration-job-all", _calibration_job_intro, calibration_table),
+    ("calibration-job-full", _calibration_job_intro, calibration_table),
+    ("calibration-job-embedded", _calibration_job_intro, calibration_table),
     ("crossfit_bias", _bias_intro, bias_table),
     ("label_check_real", _label_real_intro, label_real_table),
     (
