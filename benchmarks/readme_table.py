@@ -620,7 +620,7 @@ def calibration_table(r: dict[str, Any] | None) -> list[str]:
         always = cell(mine.get(("always_1x", "control")), kept=False)
         mark = " (headroom)" if room.get(f"{table}/{size}") else ""
         out.append(
-            f"| {table} ({size}, {_seeds(mine.get(('oracle', default), {}).get('seeds', 0))}) | "
+            f"| {table} ({size}, {_seeds(max(x.get('seeds', 0) for x in mine.values()))}) | "
             f"{always}{mark} | " + " | ".join(cell(mine.get((g, default))) for g in gens) + " |"
         )
     return out
