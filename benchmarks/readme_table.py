@@ -749,6 +749,20 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
         ),
         job_cost_table,
     ),
+    (
+        "job_cost-small",
+        lambda r: (
+            ""
+            if r is None
+            else f"Job cost at the small sizes after this stop's changes (commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-small.json`): the LLM "
+            "stage runs no more tasks than the session runs at once, an endpoint on this "
+            "machine is not rate-limited by default, MLflow's store opens while the input is "
+            "read. The same columns; `results/job_cost-small-2d51da5.json` is the 300-row run "
+            "before them."
+        ),
+        job_cost_table,
+    ),
     ("discovery", _discovery_intro, discovery_table),
     (
         "generation",
