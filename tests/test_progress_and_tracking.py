@@ -120,23 +120,29 @@ def test_relative_sqlite_uri_keeps_artifacts_beside_the_database(
     assert os.path.exists(tmp_path / "elsewhere" / "m.db")
 
 
-def test_the_store_opened_ahead_is_the_one_the_run_logs_to(tmp_path: Path) -> None:
-    """`warm_store` creates the new sqlite store while the input is read; the Tracker waits for
-    it, then logs there. Off when tracking is off; a store that cannot open is left to the
-    Tracker, whose error is the one the user sees."""
+def test_mlflow_loads_ahead_and_a_refused_input_leaves_no_store_behind(tmp_path: Path) -> None:
+    """`warm_store` loads MLflow while the input is read and opens a store that exists; a new
+    store is created by the Tracker only (after the input is accepted), so nothing is written
+    before. Off when tracking is off; a store that cannot open is left to the Tracker, whose
+    error is the one the user sees."""
     from date_spark.tracking import warm_store
 
     cfg = _cfg(tmp_path, "tracking.experiment=ahead")
     db = tmp_path / "runs" / "mlflow.db"
-    assert not db.exists()
     opening = warm_store(cfg)
     assert opening is not None
     opening.join()
-    assert db.exists() and db.stat().st_size > 0  # the schema is in place before the run
+    assert not db.exists() and not db.parent.exists()  # nothing written ahead of the input
     with Tracker(cfg, "r5", opening=opening) as t:
         t.metrics({"rows_in": 3})
+    assert db.exists()
+    again = warm_store(cfg)  # the store exists now: opened ahead, and the run logs there
+    assert again is not None
+    with Tracker(cfg, "r6", opening=again) as t2:
+        t2.metrics({"rows_in": 4})
     mlflow.set_tracking_uri(tracking_uri(cfg))
     assert mlflow.get_run(t.mlflow_run_id).data.metrics["rows_in"] == 3
+    assert mlflow.get_run(t2.mlflow_run_id).data.metrics["rows_in"] == 4
     assert warm_store(_cfg(tmp_path, "tracking.enabled=false")) is None
 
     blocked = tmp_path / "not-a-dir"
@@ -144,6 +150,6 @@ def test_the_store_opened_ahead_is_the_one_the_run_logs_to(tmp_path: Path) -> No
     bad = _cfg(tmp_path, f"tracking.uri=sqlite:///{blocked}/m.db", "tracking.experiment=bad")
     failing = warm_store(bad)
     assert failing is not None
-    failing.join()  # the thread swallowed it; the Tracker raises it in the foreground
+    failing.join()  # nothing raised in the thread; the Tracker raises it in the foreground
     with pytest.raises(Exception, match=r"not-a-dir|Not a directory|File exists"):
-        Tracker(bad, "r6", opening=failing).__enter__()
+        Tracker(bad, "r7", opening=failing).__enter__()
