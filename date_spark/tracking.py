@@ -67,6 +67,11 @@ def tracking_uri(cfg: Config) -> str:
     return uri
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a local sqlite store; None for any other store."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 def warm_store(cfg: Config) -> threading.Thread | None:
     """Start loading MLflow in the background (its import alone took 2-7 s of a 300-row job)
     while the input is read, and open an existing store; `Tracker` waits for it. A store that
@@ -82,8 +87,9 @@ def warm_store(cfg: Config) -> threading.Thread | None:
             from mlflow.tracking import MlflowClient
 
             uri = tracking_uri(cfg)
-            if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
-                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the Tracker's next
+            db = _sqlite_file(uri)
+            if db is not None and not db.exists():  # the Tracker creates it, once input is ok
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - loaded ahead
 
                 return
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
@@ -98,10 +104,8 @@ def warm_store(cfg: Config) -> threading.Thread | None:
 def artifact_location(uri: str) -> str | None:
     """Where a new experiment of a local sqlite store keeps artifacts: beside the database.
     None for servers and other stores, which decide themselves."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri[len("sqlite:///") :]).resolve()
-    return (db.parent / ARTIFACTS_DIR).as_uri()
+    db = _sqlite_file(uri)
+    return None if db is None else (db.resolve().parent / ARTIFACTS_DIR).as_uri()
 
 
 def ui_command(cfg: Config) -> str:
@@ -162,7 +166,8 @@ def runs_in_store(
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = tracking_uri(cfg)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+    db = _sqlite_file(uri)
+    if db is not None and not db.is_file():
         return None
     import mlflow
 
@@ -250,13 +255,14 @@ class Tracker:
         if not self.enabled:
             return self
         if self.opening is not None:
-            self.opening.join()  # never two writers migrating one new sqlite file
+            self.opening.join()  # MLflow loaded ahead; the store is used from here on only
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         import mlflow
 
         uri = tracking_uri(self.cfg)
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        db = _sqlite_file(uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
         name = self.cfg.tracking.experiment
         exp = mlflow.get_experiment_by_name(name)
