@@ -10,15 +10,19 @@ optimistic. This benchmark measures that directly, on the calibration's tables a
 scored, a pool the job never sees, the test set every other row):
 
 - per table, generator (oracle = pool rows, noise = pool rows with permuted targets,
-  interpolation = the job's own interpolation of the 240 rows, parents named) and folds K:
-  the estimated relative loss change of adding as many rows as there are real rows (1x), and the
-  held-out change of the same rows added to the 300 input rows;
+  interpolation = the job's own interpolation of the 240 rows, parents named), volume (rows
+  added as a multiple of the real rows; 1x by default) and folds K: the estimated relative loss
+  change, and the held-out change of the same rows added to the 300 input rows;
 - across seeds: the mean bias (estimate minus held-out) with its 95% interval, the seed-to-seed
-  spread of the estimate (what a keep rule must see through), and the share of seeds whose z
-  passes 1.5.
+  spread of the estimate and of its error (what a keep rule must see through), the mean reported
+  standard error, and the share of seeds whose z passes 1.5;
+- where the noise comes from: `floor_se`, the bootstrap standard error over the scored rows of
+  the repeat-averaged per-row differences (which rows are scored: no number of repeats removes
+  it), and `repeat_sd`, the spread of the estimate from one fold draw to the next (what repeats
+  average away). A gain well below `floor_se` cannot be seen by a cross-fit over these rows.
 
     .venv/bin/python benchmarks/crossfit_bias.py [--tables credit,mlc_churn] [--seeds 10]
-        [--folds 5,10]
+        [--folds 5,10] [--repeats 2] [--volumes 1,3] [--generators oracle,noise]
 
 Writes `benchmarks/results/crossfit_bias.json`.
 """
@@ -46,14 +50,15 @@ GENERATORS = ("oracle", "noise", "interpolation")
 
 
 def rows_for(gen: str, real: pd.DataFrame, pool: pd.DataFrame, schema: Any, seed: int,
-             target: str) -> pd.DataFrame:  # fmt: skip
-    """As many rows of `gen` as there are real rows (the middle volume the rule tries)."""
+             target: str, volume: float = 1.0) -> pd.DataFrame:  # fmt: skip
+    """`volume` times as many rows of `gen` as there are real rows (1: the middle volume the
+    rule tries), at most the pool's rows."""
     from date_spark.columns import PARENTS
     from date_spark.generation.interpolation import interpolate
     from date_spark.rules import Rule
 
     names = schema.names
-    n = len(real)
+    n = max(1, round(volume * len(real)))
     if gen == "interpolation":
         out = interpolate(real, Rule.true(), schema, n, seed, parents=True)
         return out[[*names, PARENTS]].reset_index(drop=True)
@@ -64,7 +69,20 @@ def rows_for(gen: str, real: pd.DataFrame, pool: pd.DataFrame, schema: Any, seed
     return out.reset_index(drop=True)
 
 
-def run_table(spark: Any, table: str, seeds: int, folds: list[int]) -> list[dict[str, Any]]:
+def floor_se(diffs: np.ndarray, seed: int, draws: int = 400) -> float:
+    """The bootstrap standard error, over the scored rows, of the mean of the repeat-averaged
+    per-row differences: the noise of which rows are scored, which no number of repeats (fold
+    draws) removes."""
+    per_row = diffs.mean(axis=0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_row), size=(draws, len(per_row)))
+    return float(per_row[idx].mean(axis=1).std(ddof=1))
+
+
+def run_table(
+    spark: Any, table: str, seeds: int, folds: list[int], repeats: int, volumes: list[float],
+    generators: list[str],
+) -> list[dict[str, Any]]:  # fmt: skip
     from date_spark.features import FeatureEncoder
     from date_spark.models import ModelSpec
     from date_spark.schema import TableSchema, column_specs
@@ -92,23 +110,31 @@ def run_table(spark: Any, table: str, seeds: int, folds: list[int]) -> list[dict
                 encode=enc.transform,
                 model=model,
                 folds=k,
-                repeats=cal.DEFAULTS.repeats,
+                repeats=repeats,
                 seed=seed,
             )
             for k in folds
         }
-        for gen in GENERATORS:
-            rows = rows_for(gen, real, pool, schema, seed, target)
-            change = held.change(rows.drop(columns=["_date_parents"], errors="ignore"))
-            rec: dict[str, Any] = {
-                "table": table, "task": task, "seed": seed, "generator": gen, "rows": len(rows),
-                "held_out": change["change"],
-            }  # fmt: skip
-            for k, ev in evaluators.items():
-                e = ev.assess(rows)
-                rec[f"estimate_k{k}"] = -e.gain / e.base_loss
-                rec[f"z_k{k}"] = e.gain / e.se if e.se > 0 else 0.0
-            out.append(rec)
+        for gen in generators:
+            for volume in volumes:
+                rows = rows_for(gen, real, pool, schema, seed, target, volume)
+                change = held.change(rows.drop(columns=["_date_parents"], errors="ignore"))
+                rec: dict[str, Any] = {
+                    "table": table, "task": task, "seed": seed, "generator": gen,
+                    "volume": volume, "rows": len(rows), "held_out": change["change"],
+                }  # fmt: skip
+                for k, ev in evaluators.items():
+                    diffs = ev.differences(rows)
+                    e = ev.estimate(diffs, len(rows))
+                    base = e.base_loss
+                    rec[f"estimate_k{k}"] = -e.gain / base
+                    rec[f"z_k{k}"] = e.gain / e.se if e.se > 0 else 0.0
+                    rec[f"se_k{k}"] = e.se / base
+                    rec[f"floor_se_k{k}"] = floor_se(diffs, seed) / base
+                    rec[f"repeat_sd_k{k}"] = (
+                        float(diffs.mean(axis=1).std(ddof=1)) / base if repeats > 1 else math.nan
+                    )
+                out.append(rec)
         print(f"  {table} seed {seed}: {time.monotonic() - t0:.0f} s", flush=True)
     return out
 
@@ -126,19 +152,27 @@ def mean_ci(xs: pd.Series) -> tuple[float, float, float]:
 
 def summarise(records: list[dict[str, Any]], folds: list[int]) -> list[dict[str, Any]]:
     frame = pd.DataFrame(records)
+    if "volume" not in frame:
+        frame["volume"] = 1.0
     out = []
-    for (table, gen), g in frame.groupby(["table", "generator"], sort=True):
+    for (table, gen, volume), g in frame.groupby(["table", "generator", "volume"], sort=True):
         held, held_lo, held_hi = mean_ci(g["held_out"])
         for k in folds:
             est = g[f"estimate_k{k}"]
             bias, lo, hi = mean_ci(est - g["held_out"])
+            extra = {
+                name: float(g[f"{name}_k{k}"].mean())
+                for name in ("se", "floor_se", "repeat_sd")
+                if f"{name}_k{k}" in g
+            }
             out.append(
                 {
-                    "table": table, "generator": gen, "folds": k, "seeds": len(g),
-                    "held_out": held, "held_out_low": held_lo, "held_out_high": held_hi,
-                    "estimate": float(est.mean()), "bias": bias, "bias_low": lo,
-                    "bias_high": hi, "estimate_sd": float(est.std(ddof=1)),
-                    "z_over_1_5": float((g[f"z_k{k}"] > 1.5).mean()),
+                    "table": table, "generator": gen, "volume": float(volume), "folds": k,
+                    "seeds": len(g), "held_out": held, "held_out_low": held_lo,
+                    "held_out_high": held_hi, "estimate": float(est.mean()), "bias": bias,
+                    "bias_low": lo, "bias_high": hi, "estimate_sd": float(est.std(ddof=1)),
+                    "error_sd": float((est - g["held_out"]).std(ddof=1)),
+                    "z_over_1_5": float((g[f"z_k{k}"] > 1.5).mean()), **extra,
                 }
             )  # fmt: skip
     return out
@@ -146,14 +180,16 @@ def summarise(records: list[dict[str, Any]], folds: list[int]) -> list[dict[str,
 
 def report(summary: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'table':10} {'generator':13} {'K':>2} {'held-out':>9} {'estimate':>9} "
-        f"{'bias [95% CI]':>24} {'sd':>6} {'z>1.5':>6}"
+        f"\n{'table':10} {'generator':13} {'vol':>4} {'K':>2} {'held-out':>9} {'estimate':>9} "
+        f"{'bias [95% CI]':>24} {'sd':>6} {'err sd':>6} {'se':>6} {'floor':>6} {'z>1.5':>6}"
     )
     for s in summary:
         print(
-            f"{s['table']:10} {s['generator']:13} {s['folds']:>2} {s['held_out']:+9.1%} "
-            f"{s['estimate']:+9.1%} {s['bias']:+8.1%} [{s['bias_low']:+6.1%}, "
-            f"{s['bias_high']:+6.1%}] {s['estimate_sd']:6.1%} {s['z_over_1_5']:6.0%}"
+            f"{s['table']:10} {s['generator']:13} {s['volume']:>4g} {s['folds']:>2} "
+            f"{s['held_out']:+9.1%} {s['estimate']:+9.1%} {s['bias']:+8.1%} "
+            f"[{s['bias_low']:+6.1%}, {s['bias_high']:+6.1%}] {s['estimate_sd']:6.1%} "
+            f"{s['error_sd']:6.1%} {s.get('se', math.nan):6.1%} "
+            f"{s.get('floor_se', math.nan):6.1%} {s['z_over_1_5']:6.0%}"
         )
 
 
@@ -182,16 +218,24 @@ def main() -> None:
     ap.add_argument("--tables", default=",".join(cal.SOURCES))
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--folds", default="5,10")
+    ap.add_argument("--repeats", type=int, default=cal.DEFAULTS.repeats)
+    ap.add_argument("--volumes", default="1", help="rows added, as multiples of the real rows")
+    ap.add_argument("--generators", default=",".join(GENERATORS))
     ap.add_argument("--name", default="crossfit_bias")
     args = ap.parse_args()
     folds = [int(k) for k in args.folds.split(",")]
     tables = args.tables.split(",")
+    volumes = [float(v) for v in args.volumes.split(",")]
+    generators = args.generators.split(",")
     params = {
-        "tables": tables, "seeds": args.seeds, "folds": folds,
-        "input_rows": 300, "scored_rows": 240, "volume": "1x", "generators": GENERATORS,
+        "tables": tables, "seeds": args.seeds, "folds": folds, "repeats": args.repeats,
+        "input_rows": 300, "scored_rows": 240, "volumes": volumes, "generators": generators,
     }  # fmt: skip
     figures, env = run_per_table(
-        tables, lambda spark, t: run_table(spark, t, args.seeds, folds),
+        tables,
+        lambda spark, t: run_table(
+            spark, t, args.seeds, folds, args.repeats, volumes, generators
+        ),
         lambda records: summarise(records, folds), report,
     )  # fmt: skip
     write_result(args.name, params, figures, env)

@@ -286,32 +286,48 @@ class GainEvaluator:
         """The gain of training with `extra` (input columns with the target) added."""
         if extra.empty:
             return GainEstimate(0, 0.0, 0.0, self.base_loss, 0.0, 0.0)
+        key = self._key(extra)
+        if key in self._cache:  # the same rows again (another keep_z, another strategy)
+            return self._cache[key]
+        est = self.estimate(self.differences(extra), len(extra))
+        self._cache[key] = est
+        return est
+
+    def differences(self, extra: pd.DataFrame) -> np.ndarray:
+        """Per-row loss reductions of training with `extra` added, one row per repeat (repeats x
+        scored rows; positive = better): what `estimate` summarises, and what a benchmark needs
+        to tell the noise of the scored rows from that of the fold draws."""
         missing = [c for c in self.columns if c not in extra.columns]
         if missing:
             raise InputError(f"generated rows lack columns {missing}; pass the input columns")
         named = extra[PARENTS].reset_index(drop=True) if PARENTS in extra.columns else None
         extra = extra[self.columns].reset_index(drop=True)
-        key = _digest(extra if named is None else extra.assign(**{PARENTS: named}))
-        if key in self._cache:  # the same rows again (another keep_z, another strategy)
-            return self._cache[key]
         xe, ye = self._x(extra), extra[self.target].to_numpy()
         par = self.parents(xe)
         if named is not None:
             par = self.known_parents(named, par)
-        means: list[float] = []
-        diffs = []
-        for r in range(self.repeats):
-            d = self.base[r] - self._losses(r, (xe, ye, par))
-            diffs.append(d)
-            means += [float(np.mean(d[self.folds[r] == f])) for f in range(self.k)
-                      if (self.folds[r] == f).any()]  # fmt: skip
+        return np.vstack(
+            [self.base[r] - self._losses(r, (xe, ye, par)) for r in range(self.repeats)]
+        )
+
+    def estimate(self, diffs: np.ndarray, rows: int) -> GainEstimate:
+        """The gain of `rows` generated rows and its fold-respecting standard error (module
+        doc), from their `differences`."""
+        means = [
+            float(np.mean(d[self.folds[r] == f]))
+            for r, d in enumerate(diffs)
+            for f in range(self.k)
+            if (self.folds[r] == f).any()
+        ]
         gain = float(np.mean(diffs))
         j = len(means)
         s2 = float(np.var(means, ddof=1)) if j > 1 else 0.0
         se = math.sqrt((1.0 / j + 1.0 / (self.k - 1)) * s2) if j else math.nan
-        est = GainEstimate(len(extra), gain, se, self.base_loss, gain, se)
-        self._cache[key] = est
-        return est
+        return GainEstimate(rows, gain, se, self.base_loss, gain, se)
+
+    def _key(self, extra: pd.DataFrame) -> bytes:
+        cols = [c for c in (*self.columns, PARENTS) if c in extra.columns]
+        return _digest(extra[cols].reset_index(drop=True))
 
 
 def _digest(frame: pd.DataFrame) -> bytes:
