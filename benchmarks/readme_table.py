@@ -700,8 +700,9 @@ def _bias_intro(r: dict[str, Any] | None) -> str:
         else ""
     )
     return (
-        "Can the number be trusted (`benchmarks/crossfit_bias.py`): the gain rule's cross-fitted "
-        f"estimate of adding {added} to the {p['scored_rows']} scored rows, against "
+        f"Can the number be trusted (`benchmarks/crossfit_bias.py`, `results/{r['name']}.json`): "
+        f"the gain rule's cross-fitted estimate of adding {added} to the {p['scored_rows']} "
+        "scored rows, against "
         f"the held-out change of the same rows added to the {p['input_rows']} input rows; "
         f"{p['seeds']} seeds of the calibration's draws, K folds x {p.get('repeats', 2)} "
         "repeats. Bias = estimate minus held-out (negative = the estimate promised more than the "

@@ -19,7 +19,7 @@ import pandas as pd
 
 from date_spark.discovery_backend import CAND_COL, KEY_COL
 from date_spark.features import FeatureEncoder
-from date_spark.models import estimator
+from date_spark.models import estimator, one_thread
 from date_spark.schema import TableSchema
 from date_spark.split import holdout_mask
 from date_spark.trees import RuleTree, Split, score_order
@@ -149,14 +149,11 @@ def _result_frame(row: dict[str, Any]) -> pd.DataFrame:
 
 
 def _one_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run with native thread pools (OpenMP, BLAS) at one thread: Spark already runs one task
-    per core, and oversubscribed pools made a boosted-tree fit 40x slower here (16 s vs 0.4 s)."""
+    """Run `fn` with native thread pools at one thread (`models.one_thread`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
+        with one_thread():
             return fn(*args, **kwargs)
 
     return wrapper

@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 from date_spark.columns import pandas_safe, restore_names
 from date_spark.errors import DiscoveryError, InputError
 from date_spark.features import FeatureEncoder
+from date_spark.models import one_thread
 from date_spark.rules import Conjunction, Rule, assign_rules
 from date_spark.schema import Kind, TableSchema
 
@@ -393,9 +394,7 @@ def spark_type(simple: str) -> T.DataType:
 def _predict_batches(
     batches: Iterator[pd.DataFrame], payload: bytes, column: str, kinds: Mapping[str, Kind]
 ) -> Iterator[pd.DataFrame]:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
+    with one_thread():
         yield from _predict_batches_inner(batches, payload, column, kinds)
 
 

@@ -22,6 +22,7 @@ core, and oversubscribed OpenMP made small fits many times slower here (measured
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ __all__ = [
     "FittedModel",
     "ModelSpec",
     "crossfit_losses",
+    "crossfit_many",
     "estimator",
     "fold_ids",
+    "one_thread",
     "resolve_loss",
 ]
 
@@ -195,8 +198,6 @@ class ModelSpec:
     def fit(self, X: np.ndarray, y: np.ndarray) -> FittedModel:
         """Fit on (X, y). Fewer than two rows, or one class, gives the constant model.
         Classifiers learn class positions in `classes`, so every model speaks the same labels."""
-        from threadpoolctl import threadpool_limits
-
         if self.regression:
             target = np.asarray(y, dtype=np.float64)
             if len(target) < 2:
@@ -208,7 +209,7 @@ class ModelSpec:
             if len(target) < 2 or len(np.unique(target)) < 2:
                 return FittedModel(self, None, self._prior(target))
         model = self.make()
-        with warnings.catch_warnings(), threadpool_limits(limits=1):
+        with warnings.catch_warnings(), one_thread():
             warnings.simplefilter("ignore")
             model.fit(_without_empty_columns(X), target)
         return FittedModel(self, model, None)
@@ -220,14 +221,22 @@ class ModelSpec:
         return np.full(k, 1.0 / k)
 
 
-def _one_thread() -> Any:
-    """Native thread pools (OpenMP, BLAS) at one thread. Predictions on the driver's small
-    frames were as slow as fits: with two cores shared with Spark, an OpenMP team per call spent
-    its time waiting (predicting 300 rows took 0.2 s per call under load, 47 calls in a 300-row
-    job's selection). A row's prediction does not depend on the thread count."""
-    from threadpoolctl import threadpool_limits
+_CONTROLLER: list[Any] = []  # this process's thread-pool controller, made once
 
-    return threadpool_limits(limits=1)
+
+def one_thread() -> Any:
+    """Native thread pools (OpenMP, BLAS) at one thread, for a block. Spark already runs one task
+    per core, and oversubscribed pools made a boosted-tree fit 40x slower there (16 s vs 0.4 s);
+    on the driver's small frames an OpenMP team per call spent its time waiting (a 400-row fit:
+    0.069 s on one thread, 0.095 s on two; predicting 300 rows took 0.2 s per call under load).
+    Results do not depend on the thread count. The controller is made once per process: making
+    one lists the loaded libraries, 1.8 ms a call, against 0.04 ms to reuse it."""
+    if not _CONTROLLER:
+        import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the controller must see)
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1)
 
 
 def _without_empty_columns(X: np.ndarray) -> np.ndarray:
@@ -261,7 +270,7 @@ class FittedModel:
         out = np.zeros((n, k))
         if n == 0:
             return out
-        with warnings.catch_warnings(), _one_thread():
+        with warnings.catch_warnings(), one_thread():
             warnings.simplefilter("ignore")
             p = np.asarray(self.estimator.predict_proba(X), dtype=float)
         out[:, np.asarray(self.estimator.classes_, dtype=int)] = p
@@ -271,7 +280,7 @@ class FittedModel:
         if self.spec.regression:
             if self.estimator is None:
                 return np.full(len(X), float(self.constant))
-            with _one_thread():
+            with one_thread():
                 return np.asarray(self.estimator.predict(X), dtype=np.float64)
         classes = np.asarray(self.spec.classes, dtype=object)
         return classes[np.argmax(self.proba(X), axis=1)] if len(X) else classes[:0]
@@ -358,6 +367,35 @@ def crossfit_losses(
         model = spec.fit(tx, ty)
         out[held] = model.errors(X[held], y[held]) if errors else model.losses(X[held], y[held])
     return out
+
+
+def crossfit_many(
+    spec: ModelSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    extras: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    fixed: tuple[np.ndarray, np.ndarray] | None = None,
+    workers: int = 1,
+) -> list[np.ndarray]:
+    """`crossfit_losses` with each of `extras` added, in `workers` processes
+    (`placement.parallel_map`; the same losses as one after the other)."""
+    from date_spark.placement import parallel_map
+
+    run = functools.partial(_crossfit_with, spec, X, y, folds, fixed)
+    return parallel_map(run, list(extras), workers)
+
+
+def _crossfit_with(
+    spec: ModelSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    fixed: tuple[np.ndarray, np.ndarray] | None,
+    extra: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    return crossfit_losses(spec, X, y, folds, fixed=fixed, extra=extra)
 
 
 def _obj(a: np.ndarray) -> np.ndarray:

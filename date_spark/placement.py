@@ -15,6 +15,14 @@ group after the other, was slower than two executors in discovery and generation
 
 `DATE_SPARK_DRIVER_MAX_CELLS` sets the limit (0: always Spark); `driver_max_cells(n)` sets it for
 a block (tests, benchmarks).
+
+On the driver, the model fits of such a step (the cross-fits of generation's row groups and of
+selection's candidates: tens to hundreds of small fits, each on one core) would leave the
+driver's other cores idle while Spark waits. `parallel_map` spreads them over
+`driver_workers()` processes (scikit-learn's joblib, loky backend; the processes are kept for
+the next call). Each fit is seeded and runs on one thread, so the results are the same as one
+after the other (`tests/test_placement.py`). `DATE_SPARK_DRIVER_WORKERS` sets the number (1: no
+extra process); by default the cores the driver process may use, at most `MAX_DRIVER_WORKERS`.
 """
 
 from __future__ import annotations
@@ -22,23 +30,32 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql import types as T
 
+from date_spark.errors import ConfigError
+
 __all__ = [
     "apply_cogrouped",
     "apply_grouped",
     "driver_max_cells",
+    "driver_workers",
     "frame_cells",
     "on_driver",
+    "parallel_map",
     "through_arrow",
 ]
 
 DEFAULT_DRIVER_MAX_CELLS = 100_000
+MAX_DRIVER_WORKERS = 8
 _ENV = "DATE_SPARK_DRIVER_MAX_CELLS"
+_WORKERS_ENV = "DATE_SPARK_DRIVER_WORKERS"
 _override: list[int] = []
+T_in = TypeVar("T_in")
+T_out = TypeVar("T_out")
 
 
 def _limit() -> int:
@@ -56,6 +73,46 @@ def driver_max_cells(n: int) -> Iterator[None]:
         yield
     finally:
         _override.pop()
+
+
+def driver_workers() -> int:
+    """Processes the driver's model fits may use (module doc): `DATE_SPARK_DRIVER_WORKERS`, else
+    the cores this process may run on, at most `MAX_DRIVER_WORKERS`."""
+    raw = os.environ.get(_WORKERS_ENV, "").strip()
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ConfigError(
+                f"{_WORKERS_ENV}={raw!r} is not a whole number; set it to 1 or more, or unset it"
+            ) from None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DRIVER_WORKERS))
+
+
+def parallel_map(fn: Callable[[T_in], T_out], items: Sequence[T_in], workers: int) -> list[T_out]:
+    """``[fn(x) for x in items]``, in `workers` processes when that is more than one and there
+    are several items. `fn` must pickle (a module-level function or a `functools.partial` of
+    one); what it holds is sent once per process, the items are dealt round-robin."""
+    items = list(items)
+    n = min(workers, len(items))
+    if n <= 1:
+        return [fn(x) for x in items]
+    from sklearn.utils.parallel import Parallel, delayed
+
+    chunks = [items[j::n] for j in range(n)]
+    done = Parallel(n_jobs=n, backend="loky")(delayed(_map_chunk)(fn, c) for c in chunks)
+    out: list[Any] = [None] * len(items)
+    for j, part in enumerate(done):
+        out[j::n] = part
+    return out
+
+
+def _map_chunk(fn: Callable[[T_in], T_out], chunk: list[T_in]) -> list[T_out]:
+    return [fn(x) for x in chunk]
 
 
 def on_driver(rows: int, columns: int) -> bool:

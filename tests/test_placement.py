@@ -5,6 +5,7 @@ rows and kept rows are compared."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,17 @@ from pyspark.sql import types as T
 
 from date_spark.config import load_config
 from date_spark.datasets import planted_regimes
+from date_spark.errors import ConfigError
 from date_spark.llm.stub import StubServer, planted_rows
-from date_spark.placement import apply_cogrouped, apply_grouped, driver_max_cells, on_driver
+from date_spark.placement import (
+    MAX_DRIVER_WORKERS,
+    apply_cogrouped,
+    apply_grouped,
+    driver_max_cells,
+    driver_workers,
+    on_driver,
+    parallel_map,
+)
 from date_spark.synthesizer import DateSynthesizer
 
 
@@ -120,3 +130,26 @@ def test_fit_is_the_same_on_the_driver_and_in_spark(tmp_path: Path) -> None:
     assert_frame_equal(_canonical(gen_d, rows), _canonical(gen_s, rows))
     assert driver_fit.selection_.selected == spark_fit.selection_.selected
     assert_frame_equal(driver_fit.selection_.rows, spark_fit.selection_.rows)
+
+
+def _square_plus(offset: float, x: float) -> float:
+    return x * x + offset
+
+
+def test_parallel_map_returns_what_a_loop_returns_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [float(i) for i in range(11)]
+    fn = functools.partial(_square_plus, 0.5)
+    want = [fn(x) for x in items]
+    assert parallel_map(fn, items, 3) == want  # three processes, items dealt round-robin
+    assert parallel_map(fn, items, 1) == want
+    assert parallel_map(fn, items[:1], 4) == want[:1]  # one item: no process started
+    assert parallel_map(fn, [], 4) == []
+    monkeypatch.setenv("DATE_SPARK_DRIVER_WORKERS", "3")
+    assert driver_workers() == 3
+    monkeypatch.setenv("DATE_SPARK_DRIVER_WORKERS", "0")
+    assert driver_workers() == 1
+    monkeypatch.setenv("DATE_SPARK_DRIVER_WORKERS", "two")
+    with pytest.raises(ConfigError, match="DATE_SPARK_DRIVER_WORKERS='two' is not a whole number"):
+        driver_workers()
+    monkeypatch.delenv("DATE_SPARK_DRIVER_WORKERS")
+    assert 1 <= driver_workers() <= MAX_DRIVER_WORKERS

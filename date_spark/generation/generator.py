@@ -111,6 +111,7 @@ from date_spark.models import ModelSpec
 from date_spark.placement import (
     apply_cogrouped,
     apply_grouped,
+    driver_workers,
     frame_cells,
     on_driver,
     through_arrow,
@@ -601,7 +602,10 @@ class Generator:
         gen[GROUP_COL] = gen[DGR_COL].where(~gen[DGR_COL].isin(list(self.thin_ids)), REST)
         gen_schema = T.StructType([*gen_fields, T.StructField(GROUP_COL, T.StringType())])
         out_schema = T.StructType(self.input_fields + META_FIELDS + ARM_FIELDS)
-        spec = dataclasses.replace(self.spec, group_gains=group_gains)
+        driver = on_driver(*frame_cells(gen, [self.score_pd]))  # `placement`: same rows either way
+        # on the driver, the groups' cross-fits may use its cores; a Spark task keeps to its own
+        workers = driver_workers() if driver else 1
+        spec = dataclasses.replace(self.spec, group_gains=group_gains, workers=workers)
         cols = [f.name for f in out_schema.fields]
 
         g_back: dict[str, str] = {}  # Spark path: aliases of dotted or backticked names
@@ -612,7 +616,7 @@ class Generator:
                 return pd.DataFrame(columns=cols)
             return score_groups(restore_names(g, g_back), restore_names(p, p_back), spec)[cols]
 
-        if on_driver(*frame_cells(gen, [self.score_pd])):  # `placement`: same rows either way
+        if driver:
             tz = self._tz()
             gen_pd = through_arrow(gen, gen_schema, tz)  # typed as Spark would hand it over
             return apply_cogrouped(gen_pd, self.score_pd, GROUP_COL, fn, out_schema, tz)

@@ -27,7 +27,7 @@ from date_spark.generation.fields import (
     REQUEST_COL,
     REROUTED,
 )
-from date_spark.models import ModelSpec, crossfit_losses, fold_ids
+from date_spark.models import ModelSpec, crossfit_losses, crossfit_many, fold_ids
 from date_spark.prompts import Masker
 from date_spark.rules import Rule
 from date_spark.split import SPLIT_COL, TRAIN
@@ -68,6 +68,9 @@ class ScoringSpec:
     # rule, which keeps rows by their gain for the user's model and needs no per-group gain
     # (a refinement prompt would, and none follows the last round): K fits per group saved.
     group_gains: bool = True
+    # Processes for the groups' cross-fits: more than one only where the UDF's body runs on the
+    # driver (`placement`); a Spark task keeps to its core.
+    workers: int = 1
 
 
 def _unscored(gen: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
@@ -165,16 +168,18 @@ def score_groups(gen: pd.DataFrame, part: pd.DataFrame, spec: ScoringSpec) -> pd
     keys = [QRULE_COL, "_q", "_leaf", "_agree"]
     size = gen.groupby(keys)["_leaf"].transform("size")
     gen.loc[size < spec.min_arm_rows, "_leaf"] = POOLED
+    groups = list(gen.groupby(keys, sort=True))
+    gains = [math.nan] * len(groups)
+    if spec.group_gains:
+        extras = [(x_gen[g.index.to_numpy()], y_gen[g.index.to_numpy()]) for _, g in groups]
+        with_group = crossfit_many(
+            spec.model, x_tr, y_tr, folds, extras, fixed=fixed, workers=spec.workers
+        )
+        gains = [base_loss - float(np.mean(w)) for w in with_group]
     parts = []
-    for key, g in gen.groupby(keys, sort=True):
+    for (key, g), gain in zip(groups, gains, strict=True):
         k: tuple[Any, ...] = key
         qrule, qidx, lf, ag = str(k[0]), str(k[1]), int(k[2]), bool(k[3])
-        idx = g.index.to_numpy()
-        gain = math.nan
-        if spec.group_gains:
-            extra = (x_gen[idx], y_gen[idx])
-            with_group = crossfit_losses(spec.model, x_tr, y_tr, folds, fixed=fixed, extra=extra)
-            gain = base_loss - float(np.mean(with_group))
         parts.append(_arm_rows(g, qrule, qidx, paths.get(lf), ag, gain, spec))
     if len(rejected):
         parts.append(rejected)

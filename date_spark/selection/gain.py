@@ -58,6 +58,7 @@ rows can matter the sample is the table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -71,6 +72,7 @@ import pandas as pd
 from date_spark.columns import PARENTS
 from date_spark.errors import InputError
 from date_spark.models import ModelSpec, fold_ids
+from date_spark.placement import parallel_map
 
 __all__ = [
     "MIN_PARTITIONS",
@@ -173,8 +175,9 @@ class GainEvaluator:
 
     `rows` are the real non-test rows (input columns with the target); `encode` maps a frame
     without the target to the model's matrix. The baseline (no generated rows) is fitted once
-    per fold and repeat; each `assess` fits K x R models. Capped at `max_rows` real rows (a
-    seeded sample) so the cost does not grow with the table."""
+    per fold and repeat; each `assess` fits K x R models, in `workers` processes when more
+    than one (the same losses either way). Capped at `max_rows` real rows (a seeded sample) so
+    the cost does not grow with the table."""
 
     def __init__(
         self,
@@ -187,6 +190,7 @@ class GainEvaluator:
         repeats: int = 2,
         seed: int = 42,
         max_rows: int | None = 20_000,
+        workers: int = 1,
     ) -> None:
         if target not in rows.columns:
             raise InputError(f"the gain evaluator's rows lack the target {target!r}")
@@ -215,7 +219,8 @@ class GainEvaluator:
         self._center, self._scale = _standardiser(self.X)
         self._cache: dict[bytes, GainEstimate] = {}
         self._typical: float | None = None
-        self.base = [self._losses(r, None) for r in range(repeats)]
+        self.workers = workers
+        self.base = self._losses(None)
         self.base_loss = float(np.mean(self.base))
 
     @property
@@ -258,28 +263,34 @@ class GainEvaluator:
         derived = dist[:, 0] < CLOSE * self._typical
         return np.where(derived[:, None], np.asarray(idx, dtype=int), -1)
 
-    def _losses(
-        self, r: int, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    ) -> np.ndarray:
-        out = np.zeros(self.n)
-        folds = self.folds[r]
-        for f in range(self.k):
-            held = folds == f
-            if not held.any():
-                continue
-            tx, ty = self.X[~held], np.asarray(self.y[~held], dtype=object)
-            if extra is not None:
-                xe, ye, par = extra
-                pf = np.where(par >= 0, folds[np.maximum(par, 0)], -1)
-                ok = ~(pf == f).any(axis=1)  # never train the fold of a parent
-                if ok.any():
-                    tx = np.vstack([tx, xe[ok]])
-                    ty = np.concatenate([ty, np.asarray(ye[ok], dtype=object)])
-            if self.task == "regression":
-                ty = ty.astype(float)
-            model = self.models[r].fit(tx, ty)
-            self.fits += 1
-            out[held] = model.losses(self.X[held], self.y[held])
+    def _losses(self, extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> list[np.ndarray]:
+        """Out-of-fold losses of every repeat with `extra` (rows, targets, parents) added to
+        training (None: the baseline). The K x R fits are independent: on the driver they run
+        in `workers` processes (`placement.parallel_map`), with the same losses."""
+        jobs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        for r in range(self.repeats):
+            folds = self.folds[r]
+            for f in range(self.k):
+                held = folds == f
+                if not held.any():
+                    continue
+                tx, ty = self.X[~held], np.asarray(self.y[~held], dtype=object)
+                if extra is not None:
+                    xe, ye, par = extra
+                    pf = np.where(par >= 0, folds[np.maximum(par, 0)], -1)
+                    ok = ~(pf == f).any(axis=1)  # never train the fold of a parent
+                    if ok.any():
+                        tx = np.vstack([tx, xe[ok]])
+                        ty = np.concatenate([ty, np.asarray(ye[ok], dtype=object)])
+                if self.task == "regression":
+                    ty = ty.astype(float)
+                jobs.append((r, held, tx, ty))
+        fit = functools.partial(_held_out_losses, self.X, self.y, tuple(self.models))
+        losses = parallel_map(fit, jobs, self.workers)
+        self.fits += len(jobs)
+        out = [np.zeros(self.n) for _ in range(self.repeats)]
+        for (r, held, _, _), got in zip(jobs, losses, strict=True):
+            out[r][held] = got
         return out
 
     def assess(self, extra: pd.DataFrame) -> GainEstimate:
@@ -306,9 +317,8 @@ class GainEvaluator:
         par = self.parents(xe)
         if named is not None:
             par = self.known_parents(named, par)
-        return np.vstack(
-            [self.base[r] - self._losses(r, (xe, ye, par)) for r in range(self.repeats)]
-        )
+        with_rows = self._losses((xe, ye, par))
+        return np.vstack([self.base[r] - with_rows[r] for r in range(self.repeats)])
 
     def estimate(self, diffs: np.ndarray, rows: int) -> GainEstimate:
         """The gain of `rows` generated rows and its fold-respecting standard error (module
@@ -328,6 +338,17 @@ class GainEvaluator:
     def _key(self, extra: pd.DataFrame) -> bytes:
         cols = [c for c in (*self.columns, PARENTS) if c in extra.columns]
         return _digest(extra[cols].reset_index(drop=True))
+
+
+def _held_out_losses(
+    X: np.ndarray,
+    y: np.ndarray,
+    models: tuple[ModelSpec, ...],
+    job: tuple[int, np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """One fold's fit and the losses of the rows it holds out (a `parallel_map` task)."""
+    r, held, tx, ty = job
+    return models[r].fit(tx, ty).losses(X[held], y[held])
 
 
 def _digest(frame: pd.DataFrame) -> bytes:

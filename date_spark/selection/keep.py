@@ -14,6 +14,7 @@ import pandas as pd
 from date_spark.columns import ARM, PARENTS
 from date_spark.config import SelectionConfig
 from date_spark.models import ModelSpec
+from date_spark.placement import driver_workers
 from date_spark.rules import Rule
 from date_spark.selection.copies import CopyCount, find_copies
 from date_spark.selection.gain import GainEvaluator, decide
@@ -55,10 +56,11 @@ def gain_evaluator(
     model: ModelSpec,
     seed: int = 42,
 ) -> GainEvaluator:
-    """The evaluator `select_by_gain` scores with (keep it to rerun selection without refits)."""
+    """The evaluator `select_by_gain` scores with (keep it to rerun selection without refits).
+    It runs on the driver, so its fits may use the driver's cores (`placement`)."""
     return GainEvaluator(
         real, target=target, encode=encode, model=model, folds=cfg.folds,
-        repeats=cfg.repeats, seed=seed, max_rows=cfg.max_rows,
+        repeats=cfg.repeats, seed=seed, max_rows=cfg.max_rows, workers=driver_workers(),
     )  # fmt: skip
 
 

@@ -245,3 +245,17 @@ def test_the_jobs_cost_limit_holds_with_more_partitions_than_requests() -> None:
     unasked = [k for k, r in req.items() if r == 0]
     assert unasked and f"{len(unasked)} of 11 partitions too small" in why
     assert all(k in why for k in unasked)
+
+
+def test_fits_in_worker_processes_give_the_same_gain() -> None:
+    """The K x R fits may run in the driver's processes (`placement.parallel_map`): the same
+    per-row differences, hence the same estimate, as one after the other."""
+    real, rows = table(150, 0), table(200, 5)
+    one = GainEvaluator(real, target="y", encode=encode, model=SPEC, folds=5, repeats=2)
+    two = GainEvaluator(real, target="y", encode=encode, model=SPEC, folds=5, repeats=2, workers=2)
+    np.testing.assert_array_equal(one.base, two.base)
+    d1, d2 = one.differences(rows), two.differences(rows)
+    assert d1.shape == (2, 150) and np.abs(d1).sum() > 0  # the rows change the losses
+    np.testing.assert_array_equal(d1, d2)
+    assert one.assess(rows) == two.assess(rows)
+    assert one.fits == two.fits == 30  # 10 baseline fits, 10 for each call on the rows
