@@ -784,12 +784,24 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
         lambda r: (
             ""
             if r is None
-            else f"Job cost at the small sizes after this stop's changes (commit "
+            else f"Job cost at the small sizes now (commit "
             f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-small.json`): the LLM "
             "stage runs no more tasks than the session runs at once, an endpoint on this "
             "machine is not rate-limited by default, MLflow's store opens while the input is "
-            "read. The same columns; `results/job_cost-small-2d51da5.json` is the 300-row run "
-            "before them."
+            "read, and the driver's model fits use its cores (`placement.parallel_map`). The "
+            "same columns; `results/job_cost-small-2d51da5.json` is the 300-row run before the "
+            "first three."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost-workers1",
+        lambda r: (
+            ""
+            if r is None
+            else f"The same commit ({(r.get('git_commit') or '?')[:7]}; "
+            "`results/job_cost-workers1.json`) with `DATE_SPARK_DRIVER_WORKERS=1`: the driver's "
+            "model fits one after the other in the driver process, as before `parallel_map`."
         ),
         job_cost_table,
     ),
