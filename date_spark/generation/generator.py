@@ -359,7 +359,7 @@ class Generator:
         self.benefits = frame
         log.info(
             "generation: %d of %d partitions (DGRs, thin segments) prompted, by benefit: %s",
-            len(top),
+            sum(1 for k in top if self.requests.get(k, 0) > 0),  # a capped job may ask some none
             len(by_id),
             ", ".join(
                 f"{r[DGR_COL]} ({r['train_rows']} rows, slope {r['slope']:.2f}, "

@@ -457,3 +457,23 @@ def test_the_partition_sample_does_not_depend_on_the_layout(spark: Any, tmp_path
         samples.append(gen.sample_pd)
     assert 0 < len(samples[0]) < len(pdf) // 2  # the cap is active: this is a real sample
     pd.testing.assert_frame_equal(samples[0], samples[1])
+
+
+def test_the_prompted_count_leaves_out_partitions_the_cap_asks_nothing_of(
+    spark: Any, tmp_path: Path, caplog: Any
+) -> None:
+    """Under a job-wide row cap a small partition may get no request; the run line must not
+    count it as prompted (the demo said "4 of 6 prompted" with one of the 4 at 0 requests)."""
+    pdf = planted_regimes(3000, n_features=8, seed=5).drop(columns=["regime"])
+    rules = {k: PLANTED_RULES[k] for k in ("R0", "R1")}
+    data, schema, disc = make_case(spark, pdf, "y", "classification", rules)
+    cfg = llm_cfg(
+        tmp_path, **{"generation.rows_per_real_row": 3, "generation.max_generated_rows": 24}
+    )
+    gen = Generator(data, disc, schema, cfg, route=disc.route(DGR_COL))
+    with caplog.at_level("INFO", logger="date_spark.generation.generator"):
+        gen.prepare()
+    asked = sum(1 for v in gen.requests.values() if v > 0)
+    assert 0 < asked < len(gen.requests)  # the cap left some partition without a request
+    line = next(r.getMessage() for r in caplog.records if "partitions (DGRs" in r.getMessage())
+    assert line.startswith(f"generation: {asked} of "), line
