@@ -805,6 +805,16 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
         ),
         job_cost_table,
     ),
+    (
+        "job_cost-1e6",
+        lambda r: (
+            ""
+            if r is None
+            else f"Job cost at a million rows now (commit {(r.get('git_commit') or '?')[:7]}; "
+            "`results/job_cost-1e6.json`), one run, the same columns."
+        ),
+        job_cost_table,
+    ),
     ("discovery", _discovery_intro, discovery_table),
     (
         "generation",
