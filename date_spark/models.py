@@ -227,10 +227,9 @@ _CONTROLLER: list[Any] = []  # this process's thread-pool controller, made once
 def one_thread() -> Any:
     """Native thread pools (OpenMP, BLAS) at one thread, for a block. Spark already runs one task
     per core, and oversubscribed pools made a boosted-tree fit 40x slower there (16 s vs 0.4 s);
-    on the driver's small frames an OpenMP team per call spent its time waiting (a 400-row fit:
-    0.069 s on one thread, 0.095 s on two; predicting 300 rows took 0.2 s per call under load).
-    Results do not depend on the thread count. The controller is made once per process: making
-    one lists the loaded libraries, 1.8 ms a call, against 0.04 ms to reuse it."""
+    on the driver's small frames an OpenMP team per call spent its time waiting (predicting 300
+    rows took 0.2 s per call under load). Results do not depend on the thread count. The
+    controller is made once per process: making one lists the loaded libraries each time."""
     if not _CONTROLLER:
         import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the controller must see)
         from threadpoolctl import ThreadpoolController
