@@ -104,7 +104,10 @@ def parallel_map(fn: Callable[[T_in], T_out], items: Sequence[T_in], workers: in
     from sklearn.utils.parallel import Parallel, delayed
 
     chunks = [items[j::n] for j in range(n)]
-    done = Parallel(n_jobs=n, backend="loky")(delayed(_map_chunk)(fn, c) for c in chunks)
+    # max_nbytes=None: arrays are pickled, not memory-mapped through /dev/shm (64 MB in a default
+    # container); each chunk goes to one process, so a mapping would save little
+    run = Parallel(n_jobs=n, backend="loky", max_nbytes=None)
+    done = run(delayed(_map_chunk)(fn, c) for c in chunks)
     out: list[Any] = [None] * len(items)
     for j, part in enumerate(done):
         out[j::n] = part
