@@ -815,6 +815,28 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
         ),
         job_cost_table,
     ),
+    (
+        "job_cost-driver400k",
+        lambda r: (
+            ""
+            if r is None
+            else f"The driver limit raised to 400,000 cells (`DATE_SPARK_DRIVER_MAX_CELLS`; commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-driver400k.json`): at 5,000 "
+            "rows generation's scoring then runs on the driver, its fits in worker processes."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost-driver400k-large",
+        lambda r: (
+            ""
+            if r is None
+            else "The same limit at 50,000 rows and a million rows (commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-driver400k-large.json`), "
+            "one run each."
+        ),
+        job_cost_table,
+    ),
     ("discovery", _discovery_intro, discovery_table),
     (
         "generation",
