@@ -260,7 +260,65 @@ def _job_config(table: Path, tmp: Path, url: str, extra: list[str]) -> list[str]
     ]
 
 
-def child_job(table: Path, out: Path, detail: bool, extra: list[str]) -> None:
+class FitCounter:
+    """Every scikit-learn fit of the job, counted and timed per job stage (`--fits`). The job runs
+    with one driver worker and every step on the driver (module doc), so all fits happen in this
+    process: their seconds are the model-fitting work the job's method asks for, whatever the
+    placement. Nested fits (a forest's trees) count once, in the outer fit."""
+
+    CLASSES = (
+        ("sklearn.ensemble", "HistGradientBoostingClassifier"),
+        ("sklearn.ensemble", "HistGradientBoostingRegressor"),
+        ("sklearn.ensemble", "RandomForestClassifier"),
+        ("sklearn.ensemble", "RandomForestRegressor"),
+        ("sklearn.tree", "DecisionTreeClassifier"),
+        ("sklearn.tree", "DecisionTreeRegressor"),
+        ("sklearn.linear_model", "LogisticRegression"),
+        ("sklearn.linear_model", "Ridge"),
+        ("sklearn.dummy", "DummyClassifier"),
+        ("sklearn.dummy", "DummyRegressor"),
+    )
+
+    def __init__(self, synth: Any) -> None:
+        import importlib
+
+        self.synth = synth
+        self.depth = 0
+        self.by_stage: dict[str, dict[str, Any]] = {}
+        for mod, name in self.CLASSES:
+            cls = getattr(importlib.import_module(mod), name)
+            cls.fit = self._wrap(cls.fit, name)
+
+    def _wrap(self, fit: Any, name: str) -> Any:
+        def timed(est: Any, *a: Any, **k: Any) -> Any:
+            if self.depth:
+                return fit(est, *a, **k)
+            self.depth += 1
+            t0 = time.process_time()
+            try:
+                return fit(est, *a, **k)
+            finally:
+                self.depth -= 1
+                rec = self.by_stage.setdefault(
+                    getattr(self.synth, "stage_", None) or "outside",
+                    {"fits": 0, "cpu_s": 0.0, "by_class": {}},
+                )
+                rec["fits"] += 1
+                rec["cpu_s"] += time.process_time() - t0
+                rec["by_class"][name] = rec["by_class"].get(name, 0) + 1
+
+        return timed
+
+    def figures(self) -> dict[str, Any]:
+        stages = {s: {**r, "cpu_s": round(r["cpu_s"], 2)} for s, r in self.by_stage.items()}
+        return {
+            "fits": stages,
+            "fits_total": sum(r["fits"] for r in stages.values()),
+            "fit_cpu_s": round(sum(r["cpu_s"] for r in stages.values()), 2),
+        }
+
+
+def child_job(table: Path, out: Path, detail: bool, extra: list[str], fits: bool = False) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -274,6 +332,7 @@ def child_job(table: Path, out: Path, detail: bool, extra: list[str]) -> None:
     with Sampler() as sampler, StubServer() as url:
         cfg = load_config([], _job_config(table, tmp, url, extra))
         synth = DateSynthesizer(cfg)
+        counter = FitCounter(synth) if fits else None
         t0 = time.perf_counter()
         result = synth.run()
         wall = time.perf_counter() - t0
@@ -292,6 +351,7 @@ def child_job(table: Path, out: Path, detail: bool, extra: list[str]) -> None:
         "dgrs": result.summary["rules"],
         "arms": result.summary["arms"],
         "synthetic_rows": result.summary["synthetic_rows"],
+        **(counter.figures() if counter else {}),
     }
     out.write_text(json.dumps(rec, indent=1))
     synth.spark.stop()
@@ -310,12 +370,14 @@ def cli_run(table: Path, url: str) -> float:
     return round(time.perf_counter() - t0, 2)
 
 
-def _child(kind: str, args: list[str]) -> dict[str, Any]:
+def _child(kind: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="date-spark-job-cost-res-")) / "r.json"
     load = round(os.getloadavg()[0], 2)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--child-out", str(out), *args], check=False
+        [sys.executable, __file__, "--child", kind, "--child-out", str(out), *args],
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode:
         return {"failed": f"exit {proc.returncode}", "load_avg_1m": load}
@@ -339,6 +401,12 @@ def main() -> None:
     ap.add_argument("--detail", action="store_true", help="call sites of each stage's Spark jobs")
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI run at the smallest size")
     ap.add_argument("--set", action="append", default=[], dest="extra", help="config overrides")
+    ap.add_argument(
+        "--fits",
+        action="store_true",
+        help="one more job per size, every step on the driver in one process, its model fits "
+        "counted and timed per stage (the fitting work the method asks for)",
+    )
     ap.add_argument("--name", default="job_cost")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -352,7 +420,7 @@ def main() -> None:
         child_baseline(args.table, args.child_out)
         return
     if args.child == "job":
-        child_job(args.table, args.child_out, args.detail, args.extra)
+        child_job(args.table, args.child_out, args.detail, args.extra, args.fits)
         return
 
     sizes = [_size(s) for s in args.sizes.split(",")] + ([10_000_000] if args.with_1e7 else [])
@@ -378,6 +446,13 @@ def main() -> None:
         }
         if entry["baseline_s"] and entry["job_s"]:
             entry["job_over_baseline"] = round(entry["job_s"] / entry["baseline_s"], 2)
+        if args.fits:
+            entry["fits_job"] = _child(
+                "job",
+                ["--table", str(table), "--fits", *extra],
+                env={"DATE_SPARK_DRIVER_WORKERS": "1", "DATE_SPARK_DRIVER_MAX_CELLS": str(10**12)},
+            )
+            print(f"{n} rows job, fits counted: {_fits_line(entry['fits_job'])}", flush=True)
         if n == sizes[0] and not args.no_cli:
             from date_spark.llm.stub import StubServer
 
@@ -406,6 +481,17 @@ def _short(rec: dict[str, Any]) -> str:
     return (
         f"{rec['job_s']} s ({st}; untagged {rec['spark']['untagged']['jobs']}j; "
         f"outside stages {rec['outside_stages_s']} s) load {rec['load_avg_1m']}"
+    )
+
+
+def _fits_line(rec: dict[str, Any]) -> str:
+    if "failed" in rec:
+        return str(rec)
+    per = " ".join(f"{s}={r['fits']} fits/{r['cpu_s']}s" for s, r in rec["fits"].items())
+    return (
+        f"{rec['job_s']} s in one process; {rec['fits_total']} fits, {rec['fit_cpu_s']} CPU s "
+        f"({per}); on {os.cpu_count()} cores the fits alone take at least "
+        f"{rec['fit_cpu_s'] / (os.cpu_count() or 1):.1f} s"
     )
 
 
@@ -438,6 +524,9 @@ def report(runs: dict[str, Any]) -> None:
             f"{n:>9} {e['baseline_s'] or 0:>7.1f} {e['job_s'] or 0:>7.1f} "
             f"{e.get('job_over_baseline', 0):>6.2f} {(j or {}).get('load_avg_1m', 0):>5}  {stages}"
         )
+    for n, e in runs.items():
+        if "fits_job" in e:
+            print(f"fits at {n} rows: {_fits_line(e['fits_job'])}")
     for n, e in runs.items():
         if "cli_s" in e:
             print(f"CLI end to end at {n} rows: {e['cli_s']} s (load {e['cli_load_avg_1m']})")

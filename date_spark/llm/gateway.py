@@ -14,6 +14,15 @@ returned DataFrame re-runs the tasks; with `llm.cache_path` set that makes no ne
 second evaluation reports cache hits, so call `run()` - it materialises the result once (one Spark
 job for the calls), summarises it on the driver, charges the job's `Budget` and raises
 `EndpointError` when nothing got through.
+
+A few requests are sent from the driver instead. When `run()` gets a frame `requests_frame` built
+(its requests are on the driver already) that is small enough for `placement.on_driver`, the same
+task body runs on the driver: the requests sorted by id and cut into the same number of ranges,
+each range sent by its own engine in its own thread, so the endpoint sees the same concurrency and
+rate shares. A Spark job with Python worker starts and two Arrow trips cost about a second per
+call round for a generation round of a few dozen requests; a 300-row job made five such rounds.
+`tests/llm/test_llm_gateway_spark.py` runs both paths on the same requests and compares the
+results. Either way `run()` returns one result per request in the order the frame listed them.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import logging
 import os
 import weakref
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +55,7 @@ from date_spark.llm.client import (
 )
 from date_spark.llm.engine import LlmRequest, LlmResult, TaskEngine, TaskPlan
 from date_spark.llm.rows import REASONS, RowSchema
+from date_spark.placement import on_driver, through_arrow
 from date_spark.secrets import mask_url
 from date_spark.spark import task_slots, to_pandas
 
@@ -310,31 +321,58 @@ def complete(
     task attempt (never containing the key)."""
     keep = list(keep_columns)
     optional = _check_input(requests, keep)
-    if num_tasks is None:
-        if cfg.provider == "local":
-            num_tasks = 1
-        else:
-            try:
-                known = _KNOWN_ROWS.get(requests)
-            except TypeError:
-                known = None
-            n = known if known is not None else int(requests.count())
-            # Tasks that wait for a free core would hold their share of the rate limit idle:
-            # no more tasks than run at once (on local[2], 8 tasks ran in 4 waves at a quarter
-            # of the configured rate; a 300-row job spent 30 s of its 42 s there).
-            slots = task_slots(requests.sparkSession) or cfg.max_tasks
-            num_tasks = max(1, min(n, cfg.max_tasks, slots))
-    if num_tasks < 1:
-        raise ConfigError(f"num_tasks must be at least 1, got {num_tasks}")
-    plan = plan_stage(cfg, base_url=base_url, num_tasks=num_tasks, budget=budget)
+    n_tasks = _num_tasks(requests, cfg, num_tasks)
+    plan = plan_stage(cfg, base_url=base_url, num_tasks=n_tasks, budget=budget)
     cols = [F.col(c) for c in REQUIRED] + [F.col(c).cast(OPTIONAL[c]) for c in optional]
     cols += [F.col(c) for c in keep]
     # Range partitioning on request_id: balanced tasks and, for a given input, the same requests
     # in the same task on every attempt.
-    staged = requests.select(*cols).repartitionByRange(num_tasks, "request_id")
-    schema = T.StructType(OUTPUT_SCHEMA.fields + [requests.schema[c] for c in keep])
+    staged = requests.select(*cols).repartitionByRange(n_tasks, "request_id")
     fn = _partition_fn(plan, keep, debug_log_dir, _FAIL_ONCE_MARKER[0])
-    return staged.mapInPandas(fn, schema)
+    return staged.mapInPandas(fn, _out_schema(requests, keep))
+
+
+def _num_tasks(requests: DataFrame, cfg: LlmConfig, num_tasks: int | None) -> int:
+    """`num_tasks`, or by default min(#requests, llm.max_tasks, the tasks the session runs at
+    once); 1 for the embedded local model."""
+    if num_tasks is None:
+        if cfg.provider == "local":
+            return 1
+        known = _known(requests)
+        n = len(known) if known is not None else int(requests.count())
+        # Tasks that wait for a free core would hold their share of the rate limit idle:
+        # no more tasks than run at once (on local[2], 8 tasks ran in 4 waves at a quarter
+        # of the configured rate; a 300-row job spent 30 s of its 42 s there).
+        slots = task_slots(requests.sparkSession) or cfg.max_tasks
+        num_tasks = max(1, min(n, cfg.max_tasks, slots))
+    if num_tasks < 1:
+        raise ConfigError(f"num_tasks must be at least 1, got {num_tasks}")
+    return num_tasks
+
+
+def _out_schema(requests: DataFrame, keep: Sequence[str]) -> T.StructType:
+    return T.StructType(OUTPUT_SCHEMA.fields + [requests.schema[c] for c in keep])
+
+
+def _complete_on_driver(
+    local: pd.DataFrame, plan: TaskPlan, keep: Sequence[str], schema: T.StructType
+) -> pd.DataFrame:
+    """What `complete` + `toPandas()` return, with the tasks run on the driver: the requests
+    sorted by id and cut into `plan.num_tasks` ranges, each range sent by its own engine in its
+    own thread, so the endpoint sees the concurrency and rate shares the Spark tasks would give
+    it (module doc)."""
+    cols = [*REQUIRED, *[c for c in OPTIONAL if c in local.columns], *keep]
+    staged = local[cols].sort_values("request_id", kind="stable").reset_index(drop=True)
+    ranges = [r for r in np.array_split(np.arange(len(staged)), plan.num_tasks) if len(r)]
+    fn = _partition_fn(plan, keep, None, None)
+
+    def task(rows: np.ndarray) -> pd.DataFrame:
+        return pd.concat(list(fn(iter([staged.iloc[rows].reset_index(drop=True)]))))
+
+    with ThreadPoolExecutor(max_workers=max(1, len(ranges)), thread_name_prefix="llm-task") as ex:
+        parts = list(ex.map(task, ranges))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_OUT_COLS)
+    return through_arrow(out, schema, "UTC")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -586,17 +624,31 @@ def run(
     """Run the stage once (one Spark job for the calls), then summarise and charge `budget`.
     Raises EndpointError (one line, naming the URL) when every request failed."""
     budget = budget if budget is not None else Budget.from_config(cfg)
-    lazy = complete(
-        requests,
-        cfg,
-        base_url=base_url,
-        num_tasks=num_tasks,
-        budget=budget,
-        keep_columns=keep_columns,
-        debug_log_dir=debug_log_dir,
-    )
-    pdf = to_pandas(lazy)
-    result = requests.sparkSession.createDataFrame(pdf, schema=lazy.schema)
+    local = _known(requests)
+    if local is not None and _on_driver(local, debug_log_dir):
+        keep = list(keep_columns)
+        _check_input(requests, keep)
+        n_tasks = _num_tasks(requests, cfg, num_tasks)
+        plan = plan_stage(cfg, base_url=base_url, num_tasks=n_tasks, budget=budget)
+        schema = _out_schema(requests, keep)
+        pdf = _complete_on_driver(local, plan, keep, schema)
+    else:
+        lazy = complete(
+            requests,
+            cfg,
+            base_url=base_url,
+            num_tasks=num_tasks,
+            budget=budget,
+            keep_columns=keep_columns,
+            debug_log_dir=debug_log_dir,
+        )
+        pdf = to_pandas(lazy)
+        schema = lazy.schema
+    if local is not None:  # one result per request, in the order they were asked
+        pos = {rid: i for i, rid in reversed(list(enumerate(local["request_id"])))}
+        order = np.argsort(pdf["request_id"].map(pos).to_numpy(), kind="stable")
+        pdf = pdf.iloc[order].reset_index(drop=True)
+    result = requests.sparkSession.createDataFrame(pdf, schema=schema)
     stats = summarize_pandas(pdf)
     budget.charge(stats.total_tokens, stats.cost, stats.budget_exhausted)
     if stats.budget_exhausted:
@@ -633,15 +685,34 @@ def requests_frame(
         data[name] = list(values)
         fields.append(T.StructField(name, OPTIONAL.get(name, T.StringType())))
     rows = list(zip(*data.values(), strict=True))
-    frame = spark.createDataFrame(rows, schema=T.StructType(fields))
-    with contextlib.suppress(TypeError):  # a frame that takes no weak reference is counted
-        _KNOWN_ROWS[frame] = len(rows)
+    struct = T.StructType(fields)
+    frame = spark.createDataFrame(rows, schema=struct)
+    with contextlib.suppress(TypeError):  # a frame that takes no weak reference is unknown
+        _KNOWN[frame] = through_arrow(pd.DataFrame(data, columns=list(data)), struct, "UTC")
     return frame
 
 
-# Frames built by `requests_frame` know their row count: `complete` need not run a Spark job to
-# count them (a job per gateway stage, seconds of fixed cost on a small table).
-_KNOWN_ROWS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+# Frames built by `requests_frame` keep their requests on the driver: `complete` need not run a
+# Spark job to count them, and `run` may send a few of them from the driver (module doc).
+_KNOWN: weakref.WeakKeyDictionary[Any, pd.DataFrame] = weakref.WeakKeyDictionary()
+
+
+def _known(requests: DataFrame) -> pd.DataFrame | None:
+    try:
+        return _KNOWN.get(requests)
+    except TypeError:
+        return None
+
+
+def _on_driver(local: pd.DataFrame, debug_log_dir: str | None) -> bool:
+    """Whether `run` sends these requests from the driver: few enough (`placement.on_driver`),
+    no per-task debug log asked for (it is kept per Spark task attempt) and no test hook that
+    needs a Spark task to fail."""
+    return (
+        debug_log_dir is None
+        and _FAIL_ONCE_MARKER[0] is None
+        and on_driver(len(local), len(local.columns))
+    )
 
 
 __all__ = [

@@ -74,7 +74,11 @@ def test_auto_falls_back_to_plain_prompts_when_format_is_rejected(
     assert 1 <= n400 <= 2 and stub.count == 4 + n400
     assert results[0].calls == 2 and results[0].retries == 0
     assert len(stub.bodies) == stub.count  # every request body was recorded
-    assert all("response_format" not in b for b in stub.bodies[n400 + 1 :])
+    # every body that still asked for the format is one the endpoint rejected; which position
+    # the second one takes depends on thread scheduling (under load the first thread's plain
+    # retry and its next request can reach the endpoint before it)
+    assert sum("response_format" in b for b in stub.bodies) == n400
+    assert "response_format" in stub.bodies[0]
     # A rerun (a new task) is served from the cache: no new 400s, no calls at all.
     again = engine(cfg).run(reqs(make_schema(), 4))
     assert stub.count == 4 + n400

@@ -1,10 +1,13 @@
 """The gateway through Spark (`mapInPandas`) against the stub server: faults, exactly-once,
-budget, rate limits and a dead endpoint."""
+budget, rate limits and a dead endpoint. The tests pin the Spark path (`placement.
+driver_max_cells(0)`); the fault table and one comparison also run a few requests from the driver,
+as `run` does by default for a frame `requests_frame` built."""
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,22 @@ from date_spark.llm.gateway import (
 )
 from date_spark.llm.rows import RowSchema
 from date_spark.llm.stub import StubServer
+from date_spark.placement import driver_max_cells
 
 from .support import make_cfg, make_schema, spark_requests
 
 N_REQ, N_ROWS, BAD = 4, 5, 2
+SPARK, DRIVER = 0, 10**9  # driver limits (cells) that pin the Spark path or the driver path
+
+
+@pytest.fixture(autouse=True)
+def _through_spark() -> Iterator[None]:
+    with driver_max_cells(SPARK):
+        yield
+
+
+def _jobs(spark: Any, group: str) -> int:
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
 
 
 def _assert_rows_valid(pdf: pd.DataFrame, schema: RowSchema) -> int:
@@ -59,6 +74,7 @@ FAULTS: list[tuple[str, dict[str, Any], dict[str, Any], int, dict[str, int], int
 ]
 
 
+@pytest.mark.parametrize("where", [SPARK, DRIVER], ids=["spark", "driver"])
 @pytest.mark.parametrize(
     ("fault", "faults", "overrides", "valid", "rejected", "retries", "calls"),
     FAULTS,
@@ -68,6 +84,7 @@ def test_fault_through_spark(
     spark: Any,
     stub: StubServer,
     tmp_path: Path,
+    where: int,
     fault: str,
     faults: dict[str, Any],
     overrides: dict[str, Any],
@@ -79,9 +96,10 @@ def test_fault_through_spark(
     schema = make_schema(n_rows=N_ROWS)
     stub.set(fault=fault, **faults)
     cfg = make_cfg(stub.base_url, tmp_path / "cache", **overrides)
-    out = run(spark_requests(spark, N_REQ, schema), cfg, num_tasks=2)
+    with driver_max_cells(where):
+        out = run(spark_requests(spark, N_REQ, schema), cfg, num_tasks=2)
     pdf = out.pandas
-    assert sorted(pdf["request_id"]) == [f"r{i:03d}" for i in range(N_REQ)]
+    assert pdf["request_id"].tolist() == [f"r{i:03d}" for i in range(N_REQ)]  # asked order
     assert set(pdf["status"]) == {"ok"}, pdf[["status", "error"]]
     assert _assert_rows_valid(pdf, schema) == valid
     st = out.stats
@@ -105,6 +123,38 @@ def test_fault_through_spark(
     if fault in ("truncated", "slow", "violate_rule", "out_of_domain"):
         # run() summarises on the driver; the Spark aggregations must agree.
         assert summarize(out.result) == st
+
+
+def test_a_few_requests_sent_from_the_driver_give_what_spark_tasks_give(
+    spark: Any, stub: StubServer, tmp_path: Path
+) -> None:
+    """The same requests (out of id order, with seeds and kept columns, a third of the rows
+    breaking the rule) through Spark tasks and from the driver, each against its own empty
+    cache: the same results in the same order, and the driver path runs no Spark job."""
+    schema = make_schema(n_rows=N_ROWS)
+    stub.set(fault="violate_rule", bad_rows=BAD)
+    ids = [7, 2, 9, 0, 4, 11, 5]
+    items = [
+        (f"q{i:02d}", [{"role": "user", "content": f"rows for block {i}"}], schema) for i in ids
+    ]
+    extra = {"seed": [10 + i for i in ids], "tag": [f"t{i}" for i in ids]}
+    out = {}
+    for where, name in ((SPARK, "spark"), (DRIVER, "driver")):
+        cfg = make_cfg(stub.base_url, tmp_path / f"cache-{name}")
+        frame = requests_frame(spark, items, **extra)
+        spark.sparkContext.setJobGroup(f"gateway-{name}", name)
+        try:
+            with driver_max_cells(where):
+                out[name] = run(frame, cfg, num_tasks=3, keep_columns=["tag"])
+        finally:
+            spark.sparkContext.setJobGroup("", "")
+    assert _jobs(spark, "gateway-spark") >= 1 and _jobs(spark, "gateway-driver") == 0
+    a, b = out["spark"].pandas, out["driver"].pandas
+    assert a["request_id"].tolist() == [f"q{i:02d}" for i in ids]
+    assert (a["n_valid"] > 0).all() and out["spark"].stats.rejected == {"violates_rule": 14}
+    pd.testing.assert_frame_equal(a.drop(columns="latency_s"), b.drop(columns="latency_s"))
+    assert out["driver"].stats.calls == out["spark"].stats.calls == len(ids)
+    assert out["driver"].result.count() == len(ids)
 
 
 def test_rerun_makes_no_calls(spark: Any, stub: StubServer, tmp_path: Path) -> None:
