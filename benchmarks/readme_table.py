@@ -406,11 +406,42 @@ def job_cost_table(r: dict[str, Any] | None) -> list[str]:
             f"{_n(e.get('baseline_s'), '.0f')} | {_n(e.get('job_over_baseline'), '.2f')} | "
             f"{_n(med([j.get('load_avg_1m') or 0.0 for j in ok]), '.1f')} |"
         )
+    lines += _fits_table(r)
     lin = r["figures"].get("linearity") or {}
     if lin:
         lines += ["", "Stage seconds at 1e7 over 1e6: " + ", ".join(
             f"{k} {_n(v, '.1f')}x" for k, v in lin.items()
         )]  # fmt: skip
+    return lines
+
+
+def _fits_table(r: dict[str, Any]) -> list[str]:
+    """The `--fits` runs: every model fit of one job counted and timed per stage, the job run in
+    one process (one driver worker, every step on the driver); the fits' CPU seconds over the
+    cores are the least time they take, wherever they run."""
+    runs = {n: e["fits_job"] for n, e in r["figures"]["runs"].items() if "fits_job" in e}
+    runs = {n: f for n, f in runs.items() if "failed" not in f}
+    if not runs:
+        return []
+    cores = int(r.get("cores") or 1)
+    lines = [
+        "",
+        "Model fits per job (`--fits`: the job in one process, every fit counted; fits / CPU s):",
+        "",
+        "| rows | " + " | ".join(JOB_STAGES[1:]) + " | fits | fit CPU s | least on "
+        f"{cores} cores | job in one process s |",
+        "|" + "---|" * (len(JOB_STAGES) + 4),
+    ]
+    for n, f in runs.items():
+        per = f["fits"]
+        cells = [
+            f"{per[s]['fits']} / {per[s]['cpu_s']:.1f}" if s in per else "-"
+            for s in JOB_STAGES[1:]
+        ]
+        lines.append(
+            f"| {int(n):,} | " + " | ".join(cells) + f" | {f['fits_total']} | "
+            f"{f['fit_cpu_s']:.1f} | {f['fit_cpu_s'] / cores:.1f} | {f['job_s']:.0f} |"
+        )
     return lines
 
 
@@ -834,6 +865,18 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
             else "The same limit at 50,000 rows and a million rows (commit "
             f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-driver400k-large.json`), "
             "one run each."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost-gateway",
+        lambda r: (
+            ""
+            if r is None
+            else "A generation round's LLM requests sent from the driver (commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-gateway.json`): compare "
+            "generation's Spark jobs with `job_cost-small` above. Medians of 2 runs, then one "
+            "run per size with every model fit counted."
         ),
         job_cost_table,
     ),

@@ -370,8 +370,9 @@ def validate_and_profile(
     rows, present = _check_target_values(stats, tspec, cfg.min_rows)
     df, specs, empty = _drop_empty_columns(df, specs, stats, target)
     task = _detect_task(stats, tspec, cfg.task)
-    domains = _domains(df, specs, stats)
-    classes, class_values, mean, std = _target_summary(df, stats, tspec, task, cfg.max_classes)
+    domains, classes, class_values, mean, std = _domains_and_target(
+        df, specs, stats, tspec, task, cfg.max_classes
+    )
     schema = TableSchema(specs, target, task, class_values)
     profile = Profile(
         rows=rows,
@@ -506,43 +507,50 @@ def _detect_task(stats: Row, tspec: ColumnSpec, task: str) -> str:
     return task
 
 
-def _domains(df: DataFrame, specs: tuple[ColumnSpec, ...], stats: Row) -> dict[str, list[Any]]:
-    """Second job: value domains of low-cardinality columns (prompts and validation need them)."""
+def _domains_and_target(
+    df: DataFrame,
+    specs: tuple[ColumnSpec, ...],
+    stats: Row,
+    tspec: ColumnSpec,
+    task: str,
+    max_classes: int,
+) -> tuple[dict[str, list[Any]], dict[str, int], tuple[Any, ...], float | None, float | None]:
+    """The second job: value domains of low-cardinality columns (prompts and validation need
+    them) and, for a classification target, the rows per class, in one aggregation grouped by
+    the target. Returns (domains, class counts, class values, mean, std)."""
+    target = tspec.name
     small = [
         s
         for s in specs
         if s.kind in (Kind.CATEGORICAL, Kind.BOOLEAN)
         and int(stats[f"d::{s.name}"]) <= DOMAIN_MAX_VALUES
     ]
+    sets = [F.collect_set(named_col(s.name)).alias(f"set::{s.name}") for s in small]
+    groups: list[Row] = []
+    if task == "classification":
+        if int(stats[f"d::{target}"]) > max_classes * 2:
+            raise InputError(
+                f"target {target!r} has about {int(stats[f'd::{target}'])} distinct values, too "
+                f"many classes (input.max_classes={max_classes}); set input.task: regression"
+            )
+        by_class = df.groupBy(named_col(target).alias("v"))
+        groups = by_class.agg(F.count(F.lit(1)).alias("n"), *sets).collect()
+    elif sets:
+        row = df.agg(*sets).first()
+        assert row is not None
+        groups = [row]
     domains: dict[str, list[Any]] = {}
-    if small:
-        drow = df.agg(*[F.collect_set(named_col(s.name)).alias(s.name) for s in small]).first()
-        assert drow is not None
-        for s in small:
-            domains[s.name] = sorted(drow[s.name], key=lambda v: (str(type(v)), v))
-    return domains
-
-
-def _target_summary(
-    df: DataFrame, stats: Row, tspec: ColumnSpec, task: str, max_classes: int
-) -> tuple[dict[str, int], tuple[Any, ...], float | None, float | None]:
-    """(class counts, class values, mean, std): the classes (third job) of a classification
-    target, the mean and spread of a regression one; fails when there is nothing to model."""
-    target = tspec.name
+    for s in small:
+        values = {v for g in groups for v in g[f"set::{s.name}"]}
+        domains[s.name] = sorted(values, key=lambda v: (str(type(v)), v))
     if task != "classification":
         mean, std = float(stats["__mean"]), float(stats["__std"] or 0.0)
         if std == 0.0:
             raise InputError(f"target {target!r} is constant ({mean:g}); there is nothing to model")
-        return {}, (), mean, std
-    if int(stats[f"d::{target}"]) > max_classes * 2:
-        raise InputError(
-            f"target {target!r} has about {int(stats[f'd::{target}'])} distinct values, too "
-            f"many classes (input.max_classes={max_classes}); set input.task: regression"
-        )
-    y = named_col(target)
-    counts = df.where(y.isNotNull()).groupBy(y.alias("v")).count().collect()
+        return domains, {}, (), mean, std
+    counts = [g for g in groups if g["v"] is not None]
     typed_classes = sorted((r["v"] for r in counts), key=lambda v: (str(type(v)), v))
-    classes = {str(r["v"]): int(r["count"]) for r in counts}
+    classes = {str(r["v"]): int(r["n"]) for r in counts}
     _warn_near_duplicate_labels(target, classes)
     if len(classes) < 2:
         only = next(iter(classes), "?")
@@ -555,7 +563,7 @@ def _target_summary(
             f"target {target!r} has {len(classes)} classes (input.max_classes="
             f"{max_classes}); set input.task: regression or raise input.max_classes"
         )
-    return classes, tuple(typed_classes), None, None
+    return domains, classes, tuple(typed_classes), None, None
 
 
 def near_duplicate_labels(classes: dict[str, int]) -> list[list[str]]:

@@ -258,8 +258,11 @@ def write(
     expected = out.columns
     if staged.columns != expected:
         raise OutputError(f"staged output has columns {staged.columns}, expected {expected}")
-    rows = staged.count()
-    synthetic = staged.where(F.col(SYNTHETIC)).count()
+    counts = staged.agg(
+        F.count(F.lit(1)).alias("rows"), F.count(F.when(F.col(SYNTHETIC), 1)).alias("synthetic")
+    ).first()  # one job for both counts
+    assert counts is not None
+    rows, synthetic = int(counts["rows"]), int(counts["synthetic"])
     if rows == 0:
         # Dynamic overwrite of zero rows replaces nothing: clear the date explicitly, so a rerun
         # that keeps no row does not leave the previous run's rows for that date; then write the

@@ -28,7 +28,9 @@ extra process); by default the cores the driver process may use, at most `MAX_DR
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +39,8 @@ import pyarrow as pa
 from pyspark.sql import types as T
 
 from date_spark.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "apply_cogrouped",
@@ -47,6 +51,7 @@ __all__ = [
     "on_driver",
     "parallel_map",
     "through_arrow",
+    "warm_workers",
 ]
 
 DEFAULT_DRIVER_MAX_CELLS = 100_000
@@ -101,6 +106,11 @@ def parallel_map(fn: Callable[[T_in], T_out], items: Sequence[T_in], workers: in
     n = min(workers, len(items))
     if n <= 1:
         return [fn(x) for x in items]
+    _join_warming()
+    return _run_parallel(fn, items, n)
+
+
+def _run_parallel(fn: Callable[[T_in], T_out], items: list[T_in], n: int) -> list[T_out]:
     from sklearn.utils.parallel import Parallel, delayed
 
     chunks = [items[j::n] for j in range(n)]
@@ -116,6 +126,43 @@ def parallel_map(fn: Callable[[T_in], T_out], items: Sequence[T_in], workers: in
 
 def _map_chunk(fn: Callable[[T_in], T_out], chunk: list[T_in]) -> list[T_out]:
     return [fn(x) for x in chunk]
+
+
+_WARMING: list[threading.Thread] = []
+
+
+def warm_workers() -> threading.Thread | None:
+    """Start the driver's worker processes (`parallel_map`) in the background, while Spark starts
+    and reads the input, so the first cross-fit does not wait for them: each imports numpy,
+    pandas, scikit-learn and the model code before its first fit. They are kept for the job's
+    later calls, as any `parallel_map` call keeps them. None when the driver fits in-process."""
+    n = driver_workers()
+    _WARMING[:] = [t for t in _WARMING if t.is_alive()]
+    if n <= 1 or _WARMING:
+        return None
+
+    def work() -> None:
+        try:
+            _run_parallel(_import_models, list(range(n)), n)
+        except Exception as exc:  # the first real call starts them, and reports a failure
+            log.debug("starting the driver's worker processes ahead failed: %s", exc)
+
+    thread = threading.Thread(target=work, name="date-spark-warm-workers", daemon=True)
+    _WARMING.append(thread)
+    thread.start()
+    return thread
+
+
+def _join_warming() -> None:
+    for thread in _WARMING:
+        if thread is not threading.current_thread():
+            thread.join()
+
+
+def _import_models(_: int) -> None:
+    import sklearn.ensemble  # noqa: F401
+
+    import date_spark.models  # noqa: F401  (and numpy, pandas)
 
 
 def on_driver(rows: int, columns: int) -> bool:

@@ -49,6 +49,7 @@ from date_spark.io import Profile
 from date_spark.locks import writer_lock
 from date_spark.logs import Heartbeat
 from date_spark.models import ModelSpec
+from date_spark.placement import warm_workers
 from date_spark.rules import parse_rule
 from date_spark.runs import (
     STAGES,
@@ -748,6 +749,7 @@ class DateSynthesizer:
         changed = check_resume_config(resumed, cfg) if resumed else []
         self.seconds_ = {}
         opening = warm_store(cfg)  # MLflow's store opens while the input is read
+        warm_workers()  # and the driver's worker processes start
         self._prepare_input(df)
         out = cfg.output  # one writer per output (path or table)
         self._held.enter_context(writer_lock(out.path, table=out.table, runs_dir=out.runs_dir))

@@ -6,6 +6,7 @@ rows and kept rows are compared."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from date_spark.placement import (
     driver_workers,
     on_driver,
     parallel_map,
+    warm_workers,
 )
 from date_spark.synthesizer import DateSynthesizer
 
@@ -153,3 +155,37 @@ def test_parallel_map_returns_what_a_loop_returns_in_order(monkeypatch: pytest.M
         driver_workers()
     monkeypatch.delenv("DATE_SPARK_DRIVER_WORKERS")
     assert 1 <= driver_workers() <= MAX_DRIVER_WORKERS
+
+
+def _worker_pids() -> set[int]:
+    """This process's children that run loky's worker entry point (not its resource trackers)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"popen_loky" in cmd:
+            out.add(int(d.name))
+    return out
+
+
+def test_worker_processes_start_ahead_and_serve_the_first_map(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)  # none left over from an earlier test
+    assert not _worker_pids()
+    monkeypatch.setenv("DATE_SPARK_DRIVER_WORKERS", "1")
+    assert warm_workers() is None  # fits stay in this process: nothing to start
+    monkeypatch.setenv("DATE_SPARK_DRIVER_WORKERS", "2")
+    thread = warm_workers()
+    assert thread is not None
+    thread.join(timeout=120)
+    started = _worker_pids()
+    assert len(started) == 2
+    fn = functools.partial(_square_plus, 1.0)
+    assert parallel_map(fn, [1.0, 2.0, 3.0], 2) == [2.0, 5.0, 10.0]
+    assert _worker_pids() == started  # the first map ran in the processes started ahead
