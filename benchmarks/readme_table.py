@@ -435,8 +435,7 @@ def _fits_table(r: dict[str, Any]) -> list[str]:
     for n, f in runs.items():
         per = f["fits"]
         cells = [
-            f"{per[s]['fits']} / {per[s]['cpu_s']:.1f}" if s in per else "-"
-            for s in JOB_STAGES[1:]
+            f"{per[s]['fits']} / {per[s]['cpu_s']:.1f}" if s in per else "-" for s in JOB_STAGES[1:]
         ]
         lines.append(
             f"| {int(n):,} | " + " | ".join(cells) + f" | {f['fits_total']} | "
