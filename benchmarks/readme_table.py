@@ -444,6 +444,40 @@ def _fits_table(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _same_rows(r: dict[str, Any] | None, against: str) -> str:
+    """A rerun of part of a calibration at a later commit, against the earlier full run: does
+    every draw, generator and rule keep the same rows (`calibration.py --compare`)?"""
+    if r is None or "figures" not in r:
+        return ""
+    other = load_results().get(against)
+    if other is None:
+        return ""
+
+    def keyed(d: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+        return {
+            (x["table"], x["size"], x["seed"], x["generator"], x["rule"]): x
+            for x in d["figures"]["records"]
+        }
+
+    a, b = keyed(other), keyed(r)
+    common = [k for k in b if k in a]
+    differ = sum(1 for k in common if a[k]["kept_rows"] != b[k]["kept_rows"])
+    moved = sum(1 for k in common if a[k]["held_out"] != b[k]["held_out"])
+    tables = ", ".join(r["parameters"]["tables"])
+    gens = ", ".join(r["parameters"]["generators"])
+    return (
+        f"The same calibration rerun at commit {(r.get('git_commit') or '?')[:7]} ({tables}; "
+        f"{gens}; `results/{r['name']}.json`) against `{against}` "
+        f"({(other.get('git_commit') or '?')[:7]}): of {len(common)} records (draw x "
+        f"generator x rule) in both, {differ} kept a different number of rows and {moved} "
+        "measured a different held-out change (`calibration.py --compare`)."
+    )
+
+
+def _nothing(_r: dict[str, Any] | None) -> list[str]:
+    return []
+
+
 def _fixed(text: str) -> Callable[[dict[str, Any] | None], str]:
     return lambda _r: text
 
@@ -780,6 +814,7 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
     ("calibration-job", _calibration_job_intro, calibration_table),
     ("calibration-job-nolabel", _calibration_job_intro, calibration_table),
     ("calibration-job-all", _calibration_job_intro, calibration_table),
+    ("calibration-order-check", lambda r: _same_rows(r, "calibration-job-all"), _nothing),
     ("calibration-job-full", _calibration_job_intro, calibration_table),
     ("calibration-job-embedded", _calibration_job_intro, calibration_table),
     ("crossfit_bias", _bias_intro, bias_table),
