@@ -387,6 +387,13 @@ def _child(kind: str, args: list[str], env: dict[str, str] | None = None) -> dic
     return rec
 
 
+def _commit(checkout: Path) -> str | None:
+    proc = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return proc.stdout.strip() or None
+
+
 def _median(recs: list[dict[str, Any]], key: str) -> float | None:
     vals = [r[key] for r in recs if r.get(key) is not None]
     return round(statistics.median(vals), 2) if vals else None
@@ -406,6 +413,12 @@ def main() -> None:
         action="store_true",
         help="one more job per size, every step on the driver in one process, its model fits "
         "counted and timed per stage (the fitting work the method asks for)",
+    )
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout of the repository (a git worktree of an earlier commit): each "
+        "job is run with its date_spark too, interleaved, beside the same baseline",
     )
     ap.add_argument("--name", default="job_cost")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -429,7 +442,7 @@ def main() -> None:
     for n in sizes:
         table = ensure_table(args.data_dir, n)
         reps = args.repeats if n <= 5000 else 1
-        base, jobs = [], []
+        base, jobs, other = [], [], []
         for _ in range(reps):  # interleaved: load changes hit both alike
             base.append(_child("baseline", ["--table", str(table)]))
             print(f"{n} rows baseline: {base[-1]}", flush=True)
@@ -437,6 +450,10 @@ def main() -> None:
             detail = ["--detail"] if args.detail else []
             jobs.append(_child("job", ["--table", str(table), *detail, *extra]))
             print(f"{n} rows job: {_short(jobs[-1])}", flush=True)
+            if args.against:
+                env = {"PYTHONPATH": str(args.against.resolve())}
+                other.append(_child("job", ["--table", str(table), *detail, *extra], env=env))
+                print(f"{n} rows job, {args.against}: {_short(other[-1])}", flush=True)
         ok = [j for j in jobs if "failed" not in j]
         entry: dict[str, Any] = {
             "baseline": base,
@@ -446,6 +463,18 @@ def main() -> None:
         }
         if entry["baseline_s"] and entry["job_s"]:
             entry["job_over_baseline"] = round(entry["job_s"] / entry["baseline_s"], 2)
+        if args.against:
+            done = [j for j in other if "failed" not in j]
+            entry["against"] = {
+                "code": str(args.against),
+                "git_commit": _commit(args.against),
+                "jobs": other,
+                "job_s": _median(done, "job_s"),
+            }
+            if entry["against"]["job_s"] and entry["baseline_s"]:
+                entry["against"]["job_over_baseline"] = round(
+                    entry["against"]["job_s"] / entry["baseline_s"], 2
+                )
         if args.fits:
             entry["fits_job"] = _child(
                 "job",
@@ -524,6 +553,13 @@ def report(runs: dict[str, Any]) -> None:
             f"{n:>9} {e['baseline_s'] or 0:>7.1f} {e['job_s'] or 0:>7.1f} "
             f"{e.get('job_over_baseline', 0):>6.2f} {(j or {}).get('load_avg_1m', 0):>5}  {stages}"
         )
+    for n, e in runs.items():
+        if "against" in e:
+            a = e["against"]
+            print(
+                f"{n} rows with {a['code']} ({(a['git_commit'] or '?')[:7]}): job {a['job_s']} s, "
+                f"{a.get('job_over_baseline')}x the baseline, against {e['job_s']} s here"
+            )
     for n, e in runs.items():
         if "fits_job" in e:
             print(f"fits at {n} rows: {_fits_line(e['fits_job'])}")

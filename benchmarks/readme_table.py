@@ -397,15 +397,22 @@ def job_cost_table(r: dict[str, Any] | None) -> list[str]:
         def med(values: Sequence[float]) -> float:
             return float(statistics.median(values))
 
-        cells = [
-            f"{med([j['stage_s'][s] for j in ok]):.1f} s / {ok[0]['spark'][s]['jobs']}"
-            for s in JOB_STAGES
-        ]
-        lines.append(
-            f"| {int(n):,} | " + " | ".join(cells) + f" | {_n(e.get('job_s'), '.0f')} | "
-            f"{_n(e.get('baseline_s'), '.0f')} | {_n(e.get('job_over_baseline'), '.2f')} | "
-            f"{_n(med([j.get('load_avg_1m') or 0.0 for j in ok]), '.1f')} |"
-        )
+        rows = [(f"{int(n):,}", ok, e.get("job_s"), e.get("job_over_baseline"))]
+        a = e.get("against")
+        done = [x for x in (a or {}).get("jobs", []) if "failed" not in x]
+        if a and done:
+            code = f"{int(n):,} at {(a.get('git_commit') or '?')[:7]}"
+            rows.append((code, done, a.get("job_s"), a.get("job_over_baseline")))
+        for label, jobs, job_s, ratio in rows:
+            cells = [
+                f"{med([j['stage_s'][s] for j in jobs]):.1f} s / {jobs[0]['spark'][s]['jobs']}"
+                for s in JOB_STAGES
+            ]
+            lines.append(
+                f"| {label} | " + " | ".join(cells) + f" | {_n(job_s, '.0f')} | "
+                f"{_n(e.get('baseline_s'), '.0f')} | {_n(ratio, '.2f')} | "
+                f"{_n(med([j.get('load_avg_1m') or 0.0 for j in jobs]), '.1f')} |"
+            )
     lines += _fits_table(r)
     lin = r["figures"].get("linearity") or {}
     if lin:

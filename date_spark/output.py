@@ -152,7 +152,15 @@ def synthetic_frame(
     for f in input_schema.fields:
         if _needs_text(f) and f.name in rows.columns:
             arrow_safe[f.name] = arrow_safe[f.name].map(lambda v: None if pd.isna(v) else str(v))
-    staged = spark.createDataFrame(arrow_safe[names], schema=T.StructType(staged_fields))
+    if len(arrow_safe):
+        staged = spark.createDataFrame(arrow_safe[names], schema=T.StructType(staged_fields))
+    else:
+        # pandas without rows skips Arrow and becomes a Python RDD, whose first read starts
+        # Python workers (1-2 s of a small job's output stage when nothing was kept); an empty
+        # range with typed nulls is the same empty frame, built in the JVM
+        staged = spark.range(0).select(
+            *[F.lit(None).cast(f.dataType).alias(f.name) for f in staged_fields]
+        )
     return staged.select(
         *cols,
         F.lit(True).alias(SYNTHETIC),

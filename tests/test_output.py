@@ -113,6 +113,18 @@ def test_catalog_table_output(spark: Any, tmp_path: Path) -> None:
     spark.sql(f"DROP TABLE IF EXISTS {name}")
 
 
+def test_no_kept_rows_give_the_same_schema_without_python_data(spark: Any) -> None:
+    """An empty selection is built in the JVM (`spark.range(0)`), not from a Python RDD whose
+    read would start Python workers, and has the schema a non-empty one has."""
+    run_date = dt.date(2026, 1, 2)
+    some = synthetic_frame(spark, synth_rows(2), INPUT, run_id="r1", run_date=run_date)
+    none = synthetic_frame(spark, synth_rows(0), INPUT, run_id="r1", run_date=run_date)
+    assert some.count() == 2 and none.count() == 0
+    assert none.schema == some.schema
+    plan = none._jdf.queryExecution().optimizedPlan().toString()
+    assert "ExistingRDD" not in plan and "LogicalRDD" not in plan, plan
+
+
 def test_rerun_that_keeps_nothing_clears_its_date(spark: Any, tmp_path: Path) -> None:
     cfg = OutputConfig(path=str(tmp_path / "out"), run_date=dt.date(2026, 1, 1))
     write(
