@@ -451,8 +451,8 @@ def main() -> None:
             jobs.append(_child("job", ["--table", str(table), *detail, *extra]))
             print(f"{n} rows job: {_short(jobs[-1])}", flush=True)
             if args.against:
-                env = {"PYTHONPATH": str(args.against.resolve())}
-                other.append(_child("job", ["--table", str(table), *detail, *extra], env=env))
+                code = {"PYTHONPATH": str(args.against.resolve())}
+                other.append(_child("job", ["--table", str(table), *detail, *extra], env=code))
                 print(f"{n} rows job, {args.against}: {_short(other[-1])}", flush=True)
         ok = [j for j in jobs if "failed" not in j]
         entry: dict[str, Any] = {

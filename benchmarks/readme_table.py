@@ -481,6 +481,14 @@ def _same_rows(r: dict[str, Any] | None, against: str) -> str:
     )
 
 
+def _against(r: dict[str, Any]) -> str:
+    """The commit a `job_cost.py --against` run compared with."""
+    for e in r["figures"]["runs"].values():
+        if e.get("against"):
+            return str(e["against"].get("git_commit") or "?")[:7]
+    return "?"
+
+
 def _nothing(_r: dict[str, Any] | None) -> list[str]:
     return []
 
@@ -918,6 +926,30 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
             f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-gateway.json`): compare "
             "generation's Spark jobs with `job_cost-small` above. Medians of 2 runs, then one "
             "run per size with every model fit counted."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost-small-against",
+        lambda r: (
+            ""
+            if r is None
+            else "Before and after this round of fixed costs, interleaved in one run (commit "
+            f"{(r.get('git_commit') or '?')[:7]} against {_against(r)}"
+            "; `results/job_cost-small-against.json`, `job_cost.py --against`): medians of 3 "
+            "runs each beside the same baselines. Since then a small round's LLM requests go "
+            "from the driver, the worker processes start with Spark, profiling and the output "
+            "counts take a job each fewer, and an empty selection starts no Python worker."
+        ),
+        job_cost_table,
+    ),
+    (
+        "job_cost-large",
+        lambda r: (
+            ""
+            if r is None
+            else "The large sizes at the same code (commit "
+            f"{(r.get('git_commit') or '?')[:7]}; `results/job_cost-large.json`), one run each."
         ),
         job_cost_table,
     ),
