@@ -134,8 +134,8 @@ _WARMING: list[threading.Thread] = []
 def warm_workers() -> threading.Thread | None:
     """Start the driver's worker processes (`parallel_map`) in the background, while Spark starts
     and reads the input, so the first cross-fit does not wait for them: each imports numpy,
-    pandas, scikit-learn and the model code before its first fit. They are kept for the job's
-    later calls, as any `parallel_map` call keeps them. None when the driver fits in-process."""
+    pandas and scikit-learn before its first fit. They are kept for the job's later calls, as
+    any `parallel_map` call keeps them. None when the driver fits in-process."""
     n = driver_workers()
     _WARMING[:] = [t for t in _WARMING if t.is_alive()]
     if n <= 1 or _WARMING:
@@ -160,9 +160,8 @@ def _join_warming() -> None:
 
 
 def _import_models(_: int) -> None:
-    import sklearn.ensemble  # noqa: F401
-
-    import date_spark.models  # noqa: F401  (and numpy, pandas)
+    import pandas  # noqa: F401
+    import sklearn.ensemble  # noqa: F401  (numpy, scipy and the estimators the fits use)
 
 
 def on_driver(rows: int, columns: int) -> bool:
