@@ -213,7 +213,7 @@ class HeldOut:
 
     def change(self, extra: pd.DataFrame | None) -> dict[str, Any]:
         """Relative change of the held-out loss with `extra` added, with its paired interval."""
-        from date_spark.utility import bootstrap_interval
+        from date_spark.evaluation.utility import bootstrap_interval
 
         n = 0 if extra is None else len(extra)
         if not n:

@@ -14,7 +14,7 @@ model never saw*. For each table, size and budget B:
 - the downstream model (``selection.model`` of the default config, with its loss) is trained on
   the training rows, then on the training rows + the pool, and both score the same test rows:
   the paired per-row loss reduction, its percentile bootstrap 95% interval
-  (`date_spark.utility.bootstrap_interval`, the job's own) and its verdict.
+  (`date_spark.evaluation.utility.bootstrap_interval`, the job's own) and its verdict.
 
 Repeated over ``--draws`` seeded draws (sample, split and pool change; seed 42 + draw). Reported
 per table x size x budget: the mean relative gain, the draws where the interval excludes zero
@@ -113,7 +113,7 @@ class Scorer:
 
 
 def measure(scorer: Scorer, df: pd.DataFrame, size: str, budget: int, draws: int) -> dict[str, Any]:
-    from date_spark.utility import bootstrap_interval
+    from date_spark.evaluation.utility import bootstrap_interval
 
     df = df[df[scorer.target].notna()].reset_index(drop=True)
     out: list[dict[str, float]] = []

@@ -43,9 +43,9 @@ def run_table(spark: Any, table: str, seeds: int) -> list[dict[str, Any]]:
     from date_spark.columns import ROUND
     from date_spark.features import FeatureEncoder
     from date_spark.generation.fields import DGR_COL, QRULE_COL, REQUEST_COL
+    from date_spark.generation.prompts import Masker
     from date_spark.generation.scoring import ScoringSpec, label_check
     from date_spark.models import ModelSpec, crossfit_losses, fold_ids
-    from date_spark.prompts import Masker
     from date_spark.rules import Rule
     from date_spark.schema import TableSchema, column_specs
 

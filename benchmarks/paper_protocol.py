@@ -14,13 +14,13 @@ rows ("no partition"), of the partitioned model (test rows routed to their DGR's
 tree for uncovered rows), and of the partitioned model trained with the rows each strategy kept:
 DATE (the bandit), forward greedy, backward greedy, Top-5. "DATE vs none" is the relative error
 reduction of DATE against no partition, the paper's headline figure; the baseline is measured in
-the same run. The figures come from `date_spark.utility.utility` (what `DateSynthesizer.utility`
-computes), with the decision tree as the evaluation model; the results file also keeps its
-partition and synthetic gains in loss with bootstrap intervals, and, for the default rule, the
-same figures with the gradient-boosted model selection itself uses. Two acceptance rules are
-shown: the paper's (any improvement, no confirmation: `selection.min_z 0`, `selection.confirm
-false`) and date-spark's default (screened, then confirmed significant on validation rows).
-
+the same run. The figures come from `date_spark.evaluation.utility.utility` (what
+`DateSynthesizer.utility` computes), with the decision tree as the evaluation model; the results
+file also keeps its partition and synthetic gains in loss with bootstrap intervals, and, for the
+default rule, the same figures with the gradient-boosted model selection itself uses. Two acceptance
+rules are shown: the paper's (any improvement, no confirmation: `selection.min_z 0`,
+`selection.confirm false`) and date-spark's default (screened, then confirmed significant on
+validation rows).
 Generators: the no-LLM interpolation generator (rule-bounded SMOTE); the stub server (rows drawn
 uniformly inside the rule with random labels: a noise generator that selection must refuse); on
 the planted table only, `stub-planted` (the stub's rows labelled by the planted relation in
@@ -95,8 +95,8 @@ def measure(
     synth: Any, train: pd.DataFrame, test: pd.DataFrame, rows: pd.DataFrame, kind: str
 ) -> Any:
     """`DateSynthesizer.utility` with evaluation model `kind`, on rows collected once per fit."""
+    from date_spark.evaluation.utility import utility
     from date_spark.models import ModelSpec
-    from date_spark.utility import utility
 
     cfg = synth.config
     spec = ModelSpec.for_table(
@@ -142,11 +142,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from date_spark.config import Config, SparkConfig
+    from date_spark.evaluation.utility import collect
     from date_spark.llm.local import LocalModelServer
     from date_spark.llm.stub import StubServer, planted_rows
     from date_spark.spark import session
     from date_spark.synthesizer import DateSynthesizer
-    from date_spark.utility import collect
 
     spark = session(SparkConfig(app_name="date-spark-paper-protocol"))
     env = environment(spark)

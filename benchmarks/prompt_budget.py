@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import environment, write_result
 
 from date_spark.config import Config
+from date_spark.generation.prompts import ExampleBlock, generation_messages, header
 from date_spark.llm.engine import estimate_tokens
-from date_spark.prompts import ExampleBlock, generation_messages, header
 from date_spark.rules import parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 

@@ -98,7 +98,7 @@ class InputConfig(_Section):
 
 
 class DiscoveryConfig(_Section):
-    """Algorithm 1 (DGR discovery). `date_spark/discovery.py` documents the semantics.
+    """Algorithm 1 (DGR discovery). `date_spark/discovery/algorithm.py` documents the semantics.
 
     rho_mode: how `rho` becomes the error threshold a DGR's model must meet on its rows:
       - "relative" (default): threshold = floor * (root_error / floor) ** rho, where root_error
@@ -337,7 +337,7 @@ class SelectionConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """The evaluation on the test split (`date_spark/utility.py`) and of the kept rows
+    """The evaluation on the test split (`date_spark/evaluation/utility.py`) and of the kept rows
     (`date_spark/evaluation/`).
 
     model: the model trained for the utility figures; null = `selection.model`.

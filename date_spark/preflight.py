@@ -503,9 +503,9 @@ def check_llm(cfg: Config) -> None:
         read_api_key(cfg.llm)
     if cfg.llm.provider == "local" and not cfg.llm.base_url:
         from date_spark.errors import EndpointError
-        from date_spark.llm.local import INSTALL_HINT, _missing_modules, find_model
+        from date_spark.llm.local import INSTALL_HINT, find_model, missing_server_modules
 
-        missing = _missing_modules()
+        missing = missing_server_modules()
         if missing:
             raise EndpointError(
                 f"llm.provider is local but the embedded model server is not installed "

@@ -35,6 +35,7 @@ from date_spark.errors import (
     NotFittedError,
     interrupted_by,
 )
+from date_spark.evaluation.utility import Utility
 from date_spark.generation import (
     DGR_COL,
     REQUEST_COL,
@@ -76,7 +77,6 @@ from date_spark.selection import Partition as SelPartition
 from date_spark.spark import session, sql_conf, to_pandas
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.tracking import Tracker, warm_store
-from date_spark.utility import Utility
 
 __all__ = ["DateSynthesizer", "RunResult"]
 
@@ -378,7 +378,7 @@ class DateSynthesizer:
         """The non-test and test rows, collected once (seeded samples of at most
         `evaluation.max_rows`): the utility's rows and the copy check's test rows."""
         if not hasattr(self, "_utility_rows"):
-            from date_spark.utility import collect
+            from date_spark.evaluation.utility import collect
 
             cfg = self.config
             self._utility_rows = collect(
@@ -447,9 +447,9 @@ class DateSynthesizer:
 
     def utility(self, selection: Selection | None = None) -> Utility:
         """The test-split utility of `selection` (default: the fitted one): partition gain and
-        synthetic gains with bootstrap intervals (`date_spark.utility`). The collected train and
-        test rows are kept, so comparing several selections collects them once."""
-        from date_spark.utility import utility
+        synthetic gains with bootstrap intervals (`date_spark.evaluation.utility`). The collected
+        train and test rows are kept, so comparing several selections collects them once."""
+        from date_spark.evaluation.utility import utility
 
         self._check_fitted("utility()", "rules_")
         cfg = self.config

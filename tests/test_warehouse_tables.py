@@ -582,7 +582,7 @@ def test_near_duplicate_labels_are_warned(spark: Any, caplog: Any) -> None:
 
 def test_a_near_zero_loss_gets_no_headline_verdict() -> None:
     """Before: `Brier -68.5% (5.1e-08 -> 1.6e-08), CI [-200.4%, -0.9%]: better`."""
-    from date_spark.utility import Gain
+    from date_spark.evaluation.utility import Gain
 
     g = Gain("synthetic gain (global)", 120, 5.1e-08, 1.6e-08, 1e-9, 6e-08, 0.0, 0.0)
     assert g.significant == 0 and g.negligible

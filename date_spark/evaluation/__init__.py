@@ -4,7 +4,9 @@ does not import matplotlib).
 
 One module per concern: `settings` (accuracy and sample caps), `tables` (schema and alignment of
 the two tables), `stats` (the shared first pass), `fidelity`, `privacy`, `validity`, and
-`evaluator` (`evaluate`, which runs them, and its `EvaluationResult`).
+`evaluator` (`evaluate`, which runs them, and its `EvaluationResult`). `utility` is the job's own
+test-split evaluation of the kept rows: the loss of one model, and of a model per rule, with and
+without them.
 """
 
 from __future__ import annotations

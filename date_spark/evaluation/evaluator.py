@@ -23,12 +23,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from date_spark.errors import InputError
-from date_spark.evaluation.fidelity import Distribution, Fidelity, _fidelity, _scored_pairs
-from date_spark.evaluation.privacy import Privacy, _privacy
+from date_spark.evaluation.fidelity import Distribution, Fidelity, measure_fidelity, scored_pairs
+from date_spark.evaluation.privacy import Privacy, measure_privacy
 from date_spark.evaluation.settings import EvaluationSettings
-from date_spark.evaluation.stats import _stats
-from date_spark.evaluation.tables import _align_reference, _Aligned, _aligned
-from date_spark.evaluation.validity import Validity, _validity
+from date_spark.evaluation.stats import first_pass
+from date_spark.evaluation.tables import Aligned, align_reference, aligned
+from date_spark.evaluation.validity import Validity, measure_validity
 from date_spark.schema import TableSchema
 
 log = logging.getLogger(__name__)
@@ -124,17 +124,17 @@ def evaluate(
     # before any cast: an empty file written by pandas types its columns `null` (read as int),
     # and aligning it to the real types would fail in Spark's analyzer with a Java trace
     _check_rows(0 if real.isEmpty() else 1, 0 if synthetic.isEmpty() else 1)
-    t = _aligned(real, synthetic, schema, rule_column)
-    chosen, pairs_total, corr_pairs = _scored_pairs(t.shared, t.cont, st)
-    rs, ss = _stats(t.real, t.syn, t.cont, t.disc, st, corr_pairs)
+    t = aligned(real, synthetic, schema, rule_column)
+    chosen, pairs_total, corr_pairs = scored_pairs(t.shared, t.cont, st)
+    rs, ss = first_pass(t.real, t.syn, t.cont, t.disc, st, corr_pairs)
     _check_rows(rs.rows, ss.rows)
-    fidelity, dists, cat_adherence = _fidelity(t, rs, ss, st, chosen, pairs_total)
-    validity = _validity(
+    fidelity, dists, cat_adherence = measure_fidelity(t, rs, ss, st, chosen, pairs_total)
+    validity = measure_validity(
         synthetic, schema, t.align, t.shared, t.cont, rs, rule_column, cat_adherence, st
     )
     train_a, train_rows = _training(train, t, rs.rows)
-    hold_a = _align_reference(holdout, t.sub, "holdout") if holdout is not None else None
-    privacy = _privacy(
+    hold_a = align_reference(holdout, t.sub, "holdout") if holdout is not None else None
+    privacy = measure_privacy(
         t.syn, ss.rows, train_a, train_rows, hold_a, t.shared, t.cont, t.disc, rs, st
     )
     _log_summary(fidelity, privacy, validity, ss.rows)
@@ -177,11 +177,11 @@ def _check_rows(real_rows: int, synthetic_rows: int) -> None:
         raise InputError("the synthetic table has no rows; there is nothing to evaluate")
 
 
-def _training(train: DataFrame | None, t: _Aligned, real_rows: int) -> tuple[DataFrame, int]:
+def _training(train: DataFrame | None, t: Aligned, real_rows: int) -> tuple[DataFrame, int]:
     """The rows the generator saw and their count: `train` when given, else the real table."""
     if train is None:
         return t.real, real_rows
-    train_a = _align_reference(train, t.sub, "training")
+    train_a = align_reference(train, t.sub, "training")
     counted = train_a.agg(F.count(F.lit(1)).alias("n")).first()
     train_rows = int(counted["n"]) if counted else 0
     if train_rows == 0:

@@ -34,8 +34,16 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from date_spark.evaluation.settings import EvaluationSettings
-from date_spark.evaluation.stats import _Stats
-from date_spark.evaluation.tables import _Aligned, _disc, _is_discrete, _mean, _num, _sample, _unit
+from date_spark.evaluation.stats import Stats
+from date_spark.evaluation.tables import (
+    Aligned,
+    discrete_col,
+    is_discrete,
+    mean_of,
+    numeric_col,
+    sample_table,
+    unit_of,
+)
 from date_spark.schema import ColumnSpec, TableSchema
 
 log = logging.getLogger(__name__)
@@ -154,8 +162,8 @@ def _continuous(
     real: DataFrame,
     syn: DataFrame,
     cont: Sequence[ColumnSpec],
-    rs: _Stats,
-    ss: _Stats,
+    rs: Stats,
+    ss: Stats,
     st: EvaluationSettings,
 ) -> tuple[list[ColumnShape], list[Distribution]]:
     if not cont:
@@ -171,7 +179,7 @@ def _continuous(
 
     def side(df: DataFrame, k: int) -> DataFrame:
         return df.select(
-            F.lit(k).alias("_side"), *[_num(s).alias(f"c{j}") for j, s in enumerate(cont)]
+            F.lit(k).alias("_side"), *[numeric_col(s).alias(f"c{j}") for j, s in enumerate(cont)]
         )
 
     counts = (
@@ -205,7 +213,7 @@ def _continuous(
             Distribution(
                 column=s.name,
                 kind="continuous",
-                unit=_unit(s),
+                unit=unit_of(s),
                 labels=[f"{e[i]:.4g}..{e[i + 1]:.4g}" for i in range(len(e) - 1)],
                 real=(hr / max(nr, 1)).tolist(),
                 synthetic=(hs / max(ns, 1)).tolist(),
@@ -224,7 +232,10 @@ def _continuous(
 
 def _explode_discrete(df: DataFrame, side: int, disc: Sequence[ColumnSpec]) -> DataFrame:
     arr = F.array(
-        *[F.struct(F.lit(j).alias("col"), _disc(s).alias("value")) for j, s in enumerate(disc)]
+        *[
+            F.struct(F.lit(j).alias("col"), discrete_col(s).alias("value"))
+            for j, s in enumerate(disc)
+        ]
     )
     return df.select(F.lit(side).alias("side"), F.explode(arr).alias("e")).select(
         "side", "e.col", "e.value"
@@ -235,8 +246,8 @@ def _discrete(
     real: DataFrame,
     syn: DataFrame,
     disc: Sequence[ColumnSpec],
-    rs: _Stats,
-    ss: _Stats,
+    rs: Stats,
+    ss: Stats,
     st: EvaluationSettings,
 ) -> tuple[list[ColumnShape], list[Distribution], dict[str, float | None]]:
     if not disc:
@@ -316,7 +327,7 @@ def _discrete(
 
 def _bin_expr(spec: ColumnSpec, lo: float | None, hi: float | None, bins: int) -> Column:
     """Equal-width bin of the real range as text: 0..bins-1, 'below', 'above' or null."""
-    x = _num(spec)
+    x = numeric_col(spec)
     if lo is None or hi is None:
         return F.when(x.isNotNull(), F.lit("0"))
     if hi <= lo:
@@ -359,14 +370,14 @@ def _pair_trends(
     syn: DataFrame,
     schema: TableSchema,
     shared: Sequence[ColumnSpec],
-    rs: _Stats,
-    ss: _Stats,
+    rs: Stats,
+    ss: Stats,
     st: EvaluationSettings,
     chosen: Sequence[tuple[ColumnSpec, ColumnSpec]] | None = None,
 ) -> tuple[list[PairTrend], dict[str, int]]:
     """One trend per chosen pair, in their order: correlations from pass 1 for two continuous
     columns, contingency tables of a sample for any other pair."""
-    discrete = {s.name: _is_discrete(s, schema) for s in shared}
+    discrete = {s.name: is_discrete(s, schema) for s in shared}
     if chosen is None:
         chosen = [(a, b) for i, a in enumerate(shared) for b in shared[i + 1 :]]
     corr_pairs = [(a, b) for a, b in chosen if not (discrete[a.name] or discrete[b.name])]
@@ -393,7 +404,7 @@ def _pair_trends(
 
 
 def _correlation_trends(
-    pairs: Sequence[tuple[ColumnSpec, ColumnSpec]], rs: _Stats, ss: _Stats
+    pairs: Sequence[tuple[ColumnSpec, ColumnSpec]], rs: Stats, ss: Stats
 ) -> dict[tuple[str, str], PairTrend]:
     """CorrelationSimilarity from the correlations of pass 1; None when a column is constant."""
     out: dict[tuple[str, str], PairTrend] = {}
@@ -418,8 +429,8 @@ def _contingency_trends(
     shared: Sequence[ColumnSpec],
     discrete: Mapping[str, bool],
     pairs: Sequence[tuple[ColumnSpec, ColumnSpec]],
-    rs: _Stats,
-    ss: _Stats,
+    rs: Stats,
+    ss: Stats,
     st: EvaluationSettings,
 ) -> tuple[dict[tuple[str, str], PairTrend], dict[str, int]]:
     """ContingencySimilarity of each pair from one groupBy over a sample of both sides, and the
@@ -427,12 +438,12 @@ def _contingency_trends(
 
     def key(spec: ColumnSpec) -> Column:
         if discrete[spec.name]:
-            return _disc(spec)
+            return discrete_col(spec)
         return _bin_expr(spec, rs.lo[spec.name], rs.hi[spec.name], st.contingency_bins)
 
     cap = min(st.pair_sample_rows, max(1_000, st.pair_sample_cells // len(pairs)))
-    rsamp = _sample(real, rs.rows, cap, st.seed)
-    ssamp = _sample(syn, ss.rows, cap, st.seed + 1)
+    rsamp = sample_table(real, rs.rows, cap, st.seed)
+    ssamp = sample_table(syn, ss.rows, cap, st.seed + 1)
     joint = (
         _pair_keys(rsamp, 0, shared, pairs, key)
         .unionByName(_pair_keys(ssamp, 1, shared, pairs, key))
@@ -499,7 +510,7 @@ def _joint_tvd(joint: DataFrame) -> DataFrame:
     )
 
 
-def _scored_pairs(
+def scored_pairs(
     shared: Sequence[ColumnSpec], cont: Sequence[ColumnSpec], st: EvaluationSettings
 ) -> tuple[list[tuple[ColumnSpec, ColumnSpec]], int, list[tuple[int, int]]]:
     """The pairs pair trends score, the table's pair count, and the continuous pairs among them
@@ -518,10 +529,10 @@ def _scored_pairs(
     return chosen, pairs_total, corr_pairs
 
 
-def _fidelity(
-    t: _Aligned,
-    rs: _Stats,
-    ss: _Stats,
+def measure_fidelity(
+    t: Aligned,
+    rs: Stats,
+    ss: Stats,
     st: EvaluationSettings,
     chosen: Sequence[tuple[ColumnSpec, ColumnSpec]],
     pairs_total: int,
@@ -534,11 +545,19 @@ def _fidelity(
     shapes = sorted(cshapes + dshapes, key=lambda c: order[c.column])
     dists = sorted(cdists + ddists, key=lambda d: order[d.column])
     pairs, sample_rows = _pair_trends(t.real, t.syn, t.sub, t.shared, rs, ss, st, chosen)
-    shape_score = _mean([s.score for s in shapes])
-    pair_score = _mean([p.score for p in pairs])
-    overall = _mean([shape_score, pair_score])
+    shape_score = mean_of([s.score for s in shapes])
+    pair_score = mean_of([p.score for p in pairs])
+    overall = mean_of([shape_score, pair_score])
     fidelity = Fidelity(shapes, pairs, shape_score, pair_score, overall, sample_rows, pairs_total)
     return fidelity, dists, cat_adherence
 
 
-__all__ = ["ColumnShape", "Distribution", "Fidelity", "PairTrend", "choose_pairs"]
+__all__ = [
+    "ColumnShape",
+    "Distribution",
+    "Fidelity",
+    "PairTrend",
+    "choose_pairs",
+    "measure_fidelity",
+    "scored_pairs",
+]

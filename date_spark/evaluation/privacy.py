@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 
 from date_spark.columns import named_col
 from date_spark.evaluation.settings import EvaluationSettings
-from date_spark.evaluation.stats import _Stats
-from date_spark.evaluation.tables import _disc, _num, _sample
+from date_spark.evaluation.stats import Stats
+from date_spark.evaluation.tables import discrete_col, numeric_col, sample_table
 from date_spark.schema import ColumnSpec
 from date_spark.spark import to_pandas
 
@@ -119,7 +119,7 @@ def _samples(
     column, and a 20-column evaluation ran the driver out of heap."""
     parts = []
     for t, (df, rows, cap) in enumerate(frames):
-        part = _sample(df, rows, int(cap * 1.2) + 10, seed + t)
+        part = sample_table(df, rows, int(cap * 1.2) + 10, seed + t)
         parts.append(part.select(F.lit(t).alias("_tag"), *cols))
     pdf = to_pandas(reduce(DataFrame.unionByName, parts))
     rng = np.random.default_rng(seed + 100)
@@ -213,7 +213,7 @@ def _exceeds(a: float, b: float, n_a: int, n_b: int) -> bool:
     return a - b > max(_FLAG_FLOOR, _FLAG_Z * se)
 
 
-def _privacy(
+def measure_privacy(
     syn: DataFrame,
     syn_rows: int,
     train: DataFrame,
@@ -222,7 +222,7 @@ def _privacy(
     shared: Sequence[ColumnSpec],
     cont: Sequence[ColumnSpec],
     disc: Sequence[ColumnSpec],
-    rs: _Stats,
+    rs: Stats,
     st: EvaluationSettings,
 ) -> Privacy:
     names = [s.name for s in shared]
@@ -233,8 +233,8 @@ def _privacy(
     hold_rows = counted[1][0] if holdout is not None else 0
     hold_rate = counted[1][1] / hold_rows if hold_rows else None
 
-    cols = [_num(s).alias(f"c{j}") for j, s in enumerate(cont)] + [
-        _disc(s).alias(f"d{j}") for j, s in enumerate(disc)
+    cols = [numeric_col(s).alias(f"c{j}") for j, s in enumerate(cont)] + [
+        discrete_col(s).alias(f"d{j}") for j, s in enumerate(disc)
     ]
     wanted = [(train, train_rows, st.dcr_reference_rows), (syn, syn_rows, st.dcr_query_rows)]
     if holdout is not None and hold_rows:
@@ -283,4 +283,11 @@ def _privacy(
     )
 
 
-__all__ = ["FLAG_RULE", "DcrStats", "Privacy", "exact_copies_frame", "nearest_distances"]
+__all__ = [
+    "FLAG_RULE",
+    "DcrStats",
+    "Privacy",
+    "exact_copies_frame",
+    "measure_privacy",
+    "nearest_distances",
+]

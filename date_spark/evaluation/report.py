@@ -34,8 +34,8 @@ from typing import Any
 from date_spark import __version__
 from date_spark.errors import OutputError
 from date_spark.evaluation.evaluator import EvaluationResult
-from date_spark.evaluation.report_format import _count, _e, _fmt, _num
-from date_spark.evaluation.report_headlines import Headline, _card, headlines
+from date_spark.evaluation.report_format import count_text, escape, fmt, to_number
+from date_spark.evaluation.report_headlines import Headline, card, headlines
 from date_spark.evaluation.report_inputs import (
     FIDELITY_NOISE_MAX,
     ReportInputs,
@@ -44,7 +44,7 @@ from date_spark.evaluation.report_inputs import (
     rows_for_fidelity,
 )
 from date_spark.evaluation.report_plots import plot_distribution
-from date_spark.evaluation.report_sections import SECTIONS, _ceiling
+from date_spark.evaluation.report_sections import SECTIONS, ceiling_text
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,11 @@ class ReportPaths:
 
 
 def _banners(inp: ReportInputs) -> str:
-    out = f"<p class='headline-text'>{_e(inp.headline)}</p>" if inp.headline else ""
+    out = f"<p class='headline-text'>{escape(inp.headline)}</p>" if inp.headline else ""
     if inp.nothing_kept is not None:
         out += (
             "<div class='banner stop' id='nothing-kept'><b>No synthetic row was kept.</b>"
-            f"{_e(inp.nothing_kept[:1].upper() + inp.nothing_kept[1:])}. The output holds no "
+            f"{escape(inp.nothing_kept[:1].upper() + inp.nothing_kept[1:])}. The output holds no "
             "synthetic row for this run; fidelity, privacy and validity are measured on kept "
             "rows, so they are not shown."
             + (
@@ -80,12 +80,13 @@ def _banners(inp: ReportInputs) -> str:
     if r is not None and inp.too_few and inp.noise is not None:
         need = rows_for_fidelity(r.real_rows)
         need_text = (
-            f" Fidelity needs about {_count(need)} synthetic rows to mean much." if need else ""
+            f" Fidelity needs about {count_text(need)} synthetic rows to mean much." if need else ""
         )
         out += (
             "<div class='banner warn' id='too-few-rows'><b>Too few synthetic rows for the "
             "fidelity figures to mean anything.</b>"
-            f"With {_count(r.synthetic_rows)} synthetic rows against {_count(r.real_rows)} real "
+            f"With {count_text(r.synthetic_rows)} synthetic rows against "
+            f"{count_text(r.real_rows)} real "
             f"ones, even rows drawn from the real distribution itself would score as low as "
             f"{max(0.0, 1 - inp.noise):.2f} on a column's shape by chance (95% bound)."
             f"{need_text}</div>"
@@ -97,11 +98,11 @@ def _meta(inp: ReportInputs) -> str:
     r = inp.result
     if r is None:
         util = inp.utility_numbers or {}
-        parts = [f"{_count(v)} {k.replace('_', ' ')}" for k, v in util.items() if "." not in k]
-        return _e("; ".join(parts) + (f"; task {inp.task_name}" if inp.task_name else ""))
-    return _e(
-        f"{_count(r.real_rows)} real rows, {_count(r.synthetic_rows)} synthetic rows, "
-        f"{_count(len(r.columns))} columns; target {r.target or '(none)'} ({r.task}); "
+        parts = [f"{count_text(v)} {k.replace('_', ' ')}" for k, v in util.items() if "." not in k]
+        return escape("; ".join(parts) + (f"; task {inp.task_name}" if inp.task_name else ""))
+    return escape(
+        f"{count_text(r.real_rows)} real rows, {count_text(r.synthetic_rows)} synthetic rows, "
+        f"{count_text(len(r.columns))} columns; target {r.target or '(none)'} ({r.task}); "
         f"evaluated in {r.seconds:.1f} s."
     )
 
@@ -146,16 +147,17 @@ def render_html(
     )
     sections = [s for s in (b(inp) for b in SECTIONS) if s is not None] + list(extra_sections)
     body = "\n".join(
-        f"<section id='{_e(s.id)}'><h2>{_e(s.heading)}</h2>\n{s.body}\n</section>" for s in sections
+        f"<section id='{escape(s.id)}'><h2>{escape(s.heading)}</h2>\n{s.body}\n</section>"
+        for s in sections
     )
-    toc = "".join(f"<a href='#{_e(s.id)}'>{_e(s.heading)}</a>" for s in sections)
+    toc = "".join(f"<a href='#{escape(s.id)}'>{escape(s.heading)}</a>" for s in sections)
     return Template(_template("report.html")).substitute(
-        title=_e(title),
-        version=_e(__version__),
+        title=escape(title),
+        version=escape(__version__),
         style=_template("report.css"),
         meta=_meta(inp),
         banners=_banners(inp),
-        cards="\n".join(_card(h) for h in headlines(inp)),
+        cards="\n".join(card(h) for h in headlines(inp)),
         toc=toc,
         sections=body,
         written=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -183,9 +185,7 @@ def render_markdown(
     if result is None:
         lines.append(f"- no synthetic row was kept: {nothing_kept or 'nothing to evaluate'}")
         if errors:
-            lines.append(
-                "- error: " + ", ".join(f"{k} {_fmt(float(x))}" for k, x in errors.items())
-            )
+            lines.append("- error: " + ", ".join(f"{k} {fmt(float(x))}" for k, x in errors.items()))
         lines += _power_lines(power)
         return "\n".join(lines) + "\n"
     f, p, v = result.fidelity, result.privacy, result.validity
@@ -193,10 +193,11 @@ def render_markdown(
         (s for s in f.column_shapes if s.score is not None), key=lambda s: s.score or 0.0
     )[:3]
     lines += [
-        f"- rows: {_count(result.real_rows)} real, {_count(result.synthetic_rows)} synthetic; "
+        f"- rows: {count_text(result.real_rows)} real, "
+        f"{count_text(result.synthetic_rows)} synthetic; "
         f"{len(result.columns)} columns",
-        f"- fidelity: overall {_fmt(f.overall)} (column shapes {_fmt(f.column_shapes_score)}, "
-        f"pair trends {_fmt(f.column_pair_trends_score)}; 0 unlike the real data, 1 same "
+        f"- fidelity: overall {fmt(f.overall)} (column shapes {fmt(f.column_shapes_score)}, "
+        f"pair trends {fmt(f.column_pair_trends_score)}; 0 unlike the real data, 1 same "
         f"distributions)",
     ]
     noise = fidelity_noise(result.synthetic_rows, result.real_rows)
@@ -207,7 +208,7 @@ def render_markdown(
         )
     if worst:
         lines.append(
-            "- weakest columns: " + ", ".join(f"`{s.column}` {_fmt(s.score)}" for s in worst)
+            "- weakest columns: " + ", ".join(f"`{s.column}` {fmt(s.score)}" for s in worst)
         )
     dcr = ""
     if p.dcr_synthetic is not None:
@@ -216,24 +217,24 @@ def render_markdown(
             dcr += f" (holdout {p.dcr_holdout.median:.4f})"
     flag = "n/a (no holdout)" if p.too_close is None else ("**TOO CLOSE**" if p.too_close else "ok")
     lines.append(
-        f"- privacy: {flag}; exact copies {_count(p.exact_copies)} "
-        f"({_fmt(p.exact_copy_rate, True)}){dcr}"
+        f"- privacy: {flag}; exact copies {count_text(p.exact_copies)} "
+        f"({fmt(p.exact_copy_rate, True)}){dcr}"
     )
     if p.too_close:
         lines.append(f"  - {p.reason}")
     lines.append(
-        f"- validity: rule {_fmt(v.rule_share, True)}, schema {_fmt(v.schema_adherence)}, "
-        f"categories {_fmt(v.category_adherence_score)}, bounds {_fmt(v.boundary_adherence_score)}"
+        f"- validity: rule {fmt(v.rule_share, True)}, schema {fmt(v.schema_adherence)}, "
+        f"categories {fmt(v.category_adherence_score)}, bounds {fmt(v.boundary_adherence_score)}"
     )
     if v.missing_columns:
         lines.append(f"  - missing columns: {', '.join(v.missing_columns)}")
     if errors:
-        lines.append("- error: " + ", ".join(f"{k} {_fmt(float(x))}" for k, x in errors.items()))
+        lines.append("- error: " + ", ".join(f"{k} {fmt(float(x))}" for k, x in errors.items()))
     util = utility or result.utility
     if util:
         lines.append(
             "- utility: "
-            + ", ".join(f"{k} {_count(x) if '.' not in k else _fmt(x)}" for k, x in util.items())
+            + ", ".join(f"{k} {count_text(x) if '.' not in k else fmt(x)}" for k, x in util.items())
         )
     return "\n".join(lines) + "\n"
 
@@ -241,15 +242,15 @@ def render_markdown(
 def _power_lines(power: Mapping[str, Any] | None, limit: int = 6) -> list[str]:
     if not power:
         return []
-    parts = sorted(power.get("partitions") or (), key=lambda p: -_num(p.get("rows")))
+    parts = sorted(power.get("partitions") or (), key=lambda p: -to_number(p.get("rows")))
     out = [
-        f"- smallest detectable loss reduction: {_fmt(power.get('mde_relative'), pct=True)} over "
-        f"all {_count(power.get('rows'))} confirmation rows"
+        f"- smallest detectable loss reduction: {fmt(power.get('mde_relative'), pct=True)} over "
+        f"all {count_text(power.get('rows'))} confirmation rows"
     ]
     out += [
-        f"  - `{p.get('key')}` ({_count(p.get('rows'))} rows): "
-        f"{_fmt(p.get('mde_relative'), pct=True)}"
-        + (f"; its last real rows bought {_ceiling(p)}" if _ceiling(p) else "")
+        f"  - `{p.get('key')}` ({count_text(p.get('rows'))} rows): "
+        f"{fmt(p.get('mde_relative'), pct=True)}"
+        + (f"; its last real rows bought {ceiling_text(p)}" if ceiling_text(p) else "")
         for p in parts[:limit]
     ]
     if len(parts) > limit:

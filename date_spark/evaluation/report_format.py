@@ -8,23 +8,23 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-_MAX_TABLE_ROWS = 200
+MAX_TABLE_ROWS = 200
 
 
-def _short(text: str, n: int = 28) -> str:
+def shorten(text: str, n: int = 28) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _e(v: Any) -> str:
+def escape(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
-def _fmt(v: Any, pct: bool = False, digits: int = 4) -> str:
-    """A score or share; whole-number counts go through `_count`."""
+def fmt(v: Any, pct: bool = False, digits: int = 4) -> str:
+    """A score or share; whole-number counts go through `count_text`."""
     if v is None:
         return "n/a"
     if isinstance(v, bool):
@@ -38,7 +38,7 @@ def _fmt(v: Any, pct: bool = False, digits: int = 4) -> str:
     return str(v)
 
 
-def _count(v: Any) -> str:
+def count_text(v: Any) -> str:
     """A count as an integer (`1,234`), whatever numeric type it arrived as."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -48,24 +48,24 @@ def _count(v: Any) -> str:
         return str(v)
 
 
-def _num(v: Any) -> float:
+def to_number(v: Any) -> float:
     """A number from a loosely typed mapping; NaN when it is not one."""
-    return float(v) if _is_number(v) else math.nan
+    return float(v) if is_number(v) else math.nan
 
 
-def _is_whole(v: Any) -> bool:
-    return _is_number(v) and float(v).is_integer()
+def is_whole(v: Any) -> bool:
+    return is_number(v) and float(v).is_integer()
 
 
-def _img(b64: str, plot: str, alt: str, column: str | None = None) -> str:
-    col = f' data-column="{_e(column)}"' if column is not None else ""
+def img_tag(b64: str, plot: str, alt: str, column: str | None = None) -> str:
+    col = f' data-column="{escape(column)}"' if column is not None else ""
     return (
-        f'<img class="plot" data-plot="{_e(plot)}"{col} alt="{_e(alt)}" '
+        f'<img class="plot" data-plot="{escape(plot)}"{col} alt="{escape(alt)}" '
         f'src="data:image/png;base64,{b64}">'
     )
 
 
-def _table(
+def html_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[Any]],
     cls: str = "",
@@ -76,14 +76,16 @@ def _table(
 
     def cell(tag: str, i: int, v: Any) -> str:
         c = " class='num'" if i < len(num) and num[i] else ""
-        return f"<{tag}{c}>{_e(v)}</{tag}>"
+        return f"<{tag}{c}>{escape(v)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     body = ""
     for k, r in enumerate(rows):
-        rc = f" class='{_e(row_classes[k])}'" if row_classes and row_classes[k] else ""
+        rc = f" class='{escape(row_classes[k])}'" if row_classes and row_classes[k] else ""
         body += f"<tr{rc}>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>"
-    return f'<table class="{_e(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
 
 
 __all__: list[str] = []

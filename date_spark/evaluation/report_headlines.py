@@ -11,7 +11,7 @@ from typing import Any
 from date_spark.evaluation.evaluator import EvaluationResult
 from date_spark.evaluation.fidelity import Fidelity
 from date_spark.evaluation.privacy import Privacy
-from date_spark.evaluation.report_format import _count, _e, _fmt, _is_number, _num
+from date_spark.evaluation.report_format import count_text, escape, fmt, is_number, to_number
 from date_spark.evaluation.report_inputs import ReportInputs
 from date_spark.evaluation.validity import Validity
 
@@ -74,8 +74,10 @@ def headlines(inp: ReportInputs) -> list[Headline]:
 def _kept_headline(r: EvaluationResult | None) -> Headline:
     if r is None:
         return Headline("synthetic rows kept", "0", "poor", "none", note="see why above", bar=False)
-    note = f"against {_count(r.real_rows)} real training rows"
-    return Headline("synthetic rows kept", _count(r.synthetic_rows), "n/a", note=note, bar=False)
+    note = f"against {count_text(r.real_rows)} real training rows"
+    return Headline(
+        "synthetic rows kept", count_text(r.synthetic_rows), "n/a", note=note, bar=False
+    )
 
 
 def _fidelity_headline(f: Fidelity, too_few: bool) -> Headline:
@@ -94,8 +96,8 @@ def _fidelity_headline(f: Fidelity, too_few: bool) -> Headline:
         value=f.overall,
         bands=FIDELITY_BANDS,
         ends=("0 unlike the real data", "1 same distributions"),
-        note=f"column shapes {_fmt(f.column_shapes_score, digits=2)}, pair trends "
-        f"{_fmt(f.column_pair_trends_score, digits=2)}; good from {hi_b:.2f}, poor "
+        note=f"column shapes {fmt(f.column_shapes_score, digits=2)}, pair trends "
+        f"{fmt(f.column_pair_trends_score, digits=2)}; good from {hi_b:.2f}, poor "
         f"below {lo_b:.2f}",
     )
 
@@ -109,7 +111,7 @@ def _copies_headline(p: Privacy, kept: int) -> Headline:
         cv = "poor"
     cvt = {"good": "as real data", "fair": "some", "poor": "too many"}[cv]
     hold_note = (
-        f"unseen real rows that equal a training row: {_fmt(hold, pct=True)}"
+        f"unseen real rows that equal a training row: {fmt(hold, pct=True)}"
         if p.holdout_exact_copy_rate is not None
         else "no holdout to compare with"
     )
@@ -123,7 +125,7 @@ def _copies_headline(p: Privacy, kept: int) -> Headline:
         higher_is_better=False,
         bands=(min(copy_bands[0], COPY_SCALE_MAX), min(copy_bands[1], COPY_SCALE_MAX)),
         ends=("0%", f"{COPY_SCALE_MAX:.0%} or more"),
-        note=f"{_count(p.exact_copies)} of {_count(kept)} rows; {hold_note}. Lower is "
+        note=f"{count_text(p.exact_copies)} of {count_text(kept)} rows; {hold_note}. Lower is "
         f"better: good within {COPY_MARGINS[0]:.0%} of that, poor more than "
         f"{COPY_MARGINS[1]:.0%} above it",
     )
@@ -153,7 +155,7 @@ def _rule_headline(v: Validity) -> Headline:
         value=v.rule_share,
         bands=RULE_SHARE_BANDS,
         ends=("0%", "100%"),
-        note=f"{_count(v.rule_satisfied)} of {_count(v.rule_rows)}; every kept row "
+        note=f"{count_text(v.rule_satisfied)} of {count_text(v.rule_rows)}; every kept row "
         f"should satisfy the rule it was generated for",
     )
 
@@ -168,11 +170,11 @@ def _gain_headline(g: Mapping[str, Any]) -> Headline:
     change = -(before - after) / scale  # negative: the loss went down
     verdict, vt = {1: ("good", "better"), -1: ("poor", "worse")}.get(sig, ("n/a", "within noise"))
     rows = g.get("rows")
-    on = f" on {_count(rows)} test rows" if _is_number(rows) else ""
+    on = f" on {count_text(rows)} test rows" if is_number(rows) else ""
     half = (high - low) / 2 / scale
-    if sig == 0 and math.isfinite(half) and _is_number(rows):
+    if sig == 0 and math.isfinite(half) and is_number(rows):
         # say when the test split is what cannot see it, not only that nothing was seen
-        vt = f"within noise: {_count(rows)} test rows cannot see a change below {half:.1%}"
+        vt = f"within noise: {count_text(rows)} test rows cannot see a change below {half:.1%}"
     # the value says what moved and which way (a card titled "gain" showing "+5.8%" for a loss
     # that rose 5.8% read as a gain)
     text = f"loss {100 * change:+.1f}%" if math.isfinite(change) else "n/a"
@@ -193,8 +195,8 @@ def _power_headline(inp: ReportInputs) -> list[Headline]:
     """With nothing kept: the smallest gain the confirmation rows could have shown, so a reader
     can tell "no effect" from "too few rows to see one"."""
     c = inp.power or {}
-    rel, rows, level = _num(c.get("mde_relative")), c.get("rows"), _num(c.get("power"))
-    if not (math.isfinite(rel) and _is_number(rows)):
+    rel, rows, level = to_number(c.get("mde_relative")), c.get("rows"), to_number(c.get("power"))
+    if not (math.isfinite(rel) and is_number(rows)):
         return []
     at = f" (with {level:.0%} power)" if math.isfinite(level) else ""
     return [
@@ -202,7 +204,7 @@ def _power_headline(inp: ReportInputs) -> list[Headline]:
             "smallest gain the confirmation could see",
             f"{rel:.1%}",
             "n/a",
-            note=f"a loss reduction below this share, over all {_count(rows)} confirmation "
+            note=f"a loss reduction below this share, over all {count_text(rows)} confirmation "
             f"rows{at}, is indistinguishable from noise; per partition in the Minimum "
             "detectable effect section",
             bar=False,
@@ -214,11 +216,11 @@ def _error_headline(inp: ReportInputs, util: Mapping[str, float]) -> list[Headli
     """Without measured gains: DATE's test error against one model, numbers only."""
     errs = inp.errors or {}
     before, after = errs.get("no partition"), errs.get("DATE")
-    if not (_is_number(before) and _is_number(after)):
+    if not (is_number(before) and is_number(after)):
         return []
     assert before is not None and after is not None
     n_test = util.get("test_rows")
-    on = f" on {_count(n_test)} test rows" if _is_number(n_test) else ""
+    on = f" on {count_text(n_test)} test rows" if is_number(n_test) else ""
     if after < before:
         verdict, vt = "good", "lower"
     elif after > before:
@@ -227,7 +229,7 @@ def _error_headline(inp: ReportInputs, util: Mapping[str, float]) -> list[Headli
         verdict, vt = "n/a", "no change"
     digits = 4 if inp.task_name != "regression" else 2
     middle = errs.get("partition only")
-    per_rule = f"a model per rule {middle:.{digits}f}, " if _is_number(middle) else ""
+    per_rule = f"a model per rule {middle:.{digits}f}, " if is_number(middle) else ""
     return [
         Headline(
             f"test {inp.error_name} (DATE)",
@@ -256,9 +258,9 @@ def _scale_css(h: Headline) -> str:
     )
 
 
-def _card(h: Headline) -> str:
+def card(h: Headline) -> str:
     badge = (
-        f"<span class='verdict {h.verdict}'>{_e(h.verdict_text or h.verdict)}</span>"
+        f"<span class='verdict {h.verdict}'>{escape(h.verdict_text or h.verdict)}</span>"
         if (h.verdict_text or h.verdict != "n/a")
         else ""
     )
@@ -267,13 +269,14 @@ def _card(h: Headline) -> str:
         pos = min(100.0, max(0.0, (h.value - h.lo) / ((h.hi - h.lo) or 1.0) * 100))
         bar = (
             f"<div class='scale' style='{_scale_css(h)}'><div class='mark' "
-            f"style='left:{pos:.1f}%'></div></div><div class='ends'><span>{_e(h.ends[0])}"
-            f"</span><span>{_e(h.ends[1])}</span></div>"
+            f"style='left:{pos:.1f}%'></div></div><div class='ends'><span>{escape(h.ends[0])}"
+            f"</span><span>{escape(h.ends[1])}</span></div>"
         )
-    note = f"<div class='note'>{_e(h.note)}</div>" if h.note else ""
+    note = f"<div class='note'>{escape(h.note)}</div>" if h.note else ""
     return (
-        f"<div class='card {h.verdict}' data-headline='{_e(h.label)}'>"
-        f"<div class='label'>{_e(h.label)}</div><div class='value'>{_e(h.text)}{badge}</div>"
+        f"<div class='card {h.verdict}' data-headline='{escape(h.label)}'>"
+        f"<div class='label'>{escape(h.label)}</div>"
+        f"<div class='value'>{escape(h.text)}{badge}</div>"
         f"{bar}{note}</div>"
     )
 
@@ -284,5 +287,6 @@ __all__ = [
     "FIDELITY_BANDS",
     "RULE_SHARE_BANDS",
     "Headline",
+    "card",
     "headlines",
 ]

@@ -15,7 +15,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from date_spark.evaluation.evaluator import EvaluationResult
 from date_spark.evaluation.fidelity import Distribution
-from date_spark.evaluation.report_format import _is_number, _is_whole, _short
+from date_spark.evaluation.report_format import is_number, is_whole, shorten
 
 _REAL, _SYN = "#4c72b0", "#dd8452"
 _MAX_BARS = 30
@@ -48,7 +48,7 @@ def plot_distribution(d: Distribution) -> str:
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: _epoch_label(x * scale)))
             ax.tick_params(axis="x", labelrotation=30)
     else:
-        labels = [_short(v, 16) for v in d.labels]
+        labels = [shorten(v, 16) for v in d.labels]
         real, syn = list(d.real), list(d.synthetic)
         if d.real_other > 1e-12 or d.synthetic_other > 1e-12:
             labels.append("(other)")
@@ -62,7 +62,7 @@ def plot_distribution(d: Distribution) -> str:
     title = d.column
     if d.real_null or d.synthetic_null:
         title += f"  (missing: real {d.real_null:.1%}, synthetic {d.synthetic_null:.1%})"
-    ax.set_title(_short(title, 70), fontsize=10)
+    ax.set_title(shorten(title, 70), fontsize=10)
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -83,7 +83,7 @@ def plot_pair_heatmap(result: EvaluationResult) -> str | None:
     fig = Figure(figsize=(size, size * 0.85))
     ax = fig.subplots()
     im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="RdYlGn")
-    labels = [_short(c, 18) for c in cols]
+    labels = [shorten(c, 18) for c in cols]
     ax.set_xticks(range(len(cols)), labels, rotation=90)
     ax.set_yticks(range(len(cols)), labels)
     ax.set_title("column pair trends (1 = same as real)", fontsize=10)
@@ -91,11 +91,11 @@ def plot_pair_heatmap(result: EvaluationResult) -> str | None:
     return _png(fig)
 
 
-def _barh(values: Mapping[str, float], title: str, xlabel: str) -> str:
+def barh_plot(values: Mapping[str, float], title: str, xlabel: str) -> str:
     items = sorted(values.items(), key=lambda kv: kv[1], reverse=True)[:_MAX_BARS]
     fig = Figure(figsize=(7.0, 1.2 + 0.32 * len(items)))
     ax = fig.subplots()
-    names = [_short(k, 60) for k, _ in items][::-1]
+    names = [shorten(k, 60) for k, _ in items][::-1]
     vals = [v for _, v in items][::-1]
     ax.barh(range(len(items)), vals, color=[_REAL if v >= 0 else _SYN for v in vals])
     ax.set_yticks(range(len(items)), names, fontsize=8)
@@ -108,20 +108,20 @@ def _barh(values: Mapping[str, float], title: str, xlabel: str) -> str:
 _TRACE_KEYS = ("score_after", "score", "utility", "best_score", "validation_error", "error", "gain")
 
 
-def _trace_plot(trace: Sequence[Mapping[str, Any]]) -> str | None:
-    keys = [k for k in _TRACE_KEYS if any(_is_number(r.get(k)) for r in trace)]
+def trace_plot(trace: Sequence[Mapping[str, Any]]) -> str | None:
+    keys = [k for k in _TRACE_KEYS if any(is_number(r.get(k)) for r in trace)]
     if not keys:
         return None
     fig = Figure(figsize=(7.0, 3.2))
     ax = fig.subplots()
-    steps = _trace_steps(trace)
+    steps = trace_steps(trace)
     for k in keys[:1]:
-        pts = [(s, float(r[k])) for s, r in zip(steps, trace, strict=True) if _is_number(r.get(k))]
+        pts = [(s, float(r[k])) for s, r in zip(steps, trace, strict=True) if is_number(r.get(k))]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=k)
         took = [
             (s, float(r[k]))
             for s, r in zip(steps, trace, strict=True)
-            if _is_number(r.get(k)) and r.get("accepted") is True
+            if is_number(r.get(k)) and r.get("accepted") is True
         ]
         if took:
             ax.scatter(
@@ -135,22 +135,29 @@ def _trace_plot(trace: Sequence[Mapping[str, Any]]) -> str | None:
     return _png(fig)
 
 
-def _errors_plot(errors: Mapping[str, float], ylabel: str) -> str:
+def errors_plot(errors: Mapping[str, float], ylabel: str) -> str:
     fig = Figure(figsize=(6.0, 3.0))
     ax = fig.subplots()
     names = list(errors)
     ax.bar(range(len(names)), [float(errors[n]) for n in names], color=_REAL)
-    ax.set_xticks(range(len(names)), [_short(n, 18) for n in names], rotation=20, ha="right")
+    ax.set_xticks(range(len(names)), [shorten(n, 18) for n in names], rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title("before and after (lower is better)", fontsize=10)
     return _png(fig)
 
 
-def _trace_steps(trace: Sequence[Mapping[str, Any]]) -> list[int]:
+def trace_steps(trace: Sequence[Mapping[str, Any]]) -> list[int]:
     """The trace's own step numbers when it has them, else 1, 2, 3, ..."""
-    if all(_is_whole(r.get("step")) for r in trace):
+    if all(is_whole(r.get("step")) for r in trace):
         return [int(r["step"]) for r in trace]
     return list(range(1, len(trace) + 1))
 
 
-__all__ = ["plot_distribution", "plot_pair_heatmap"]
+__all__ = [
+    "barh_plot",
+    "errors_plot",
+    "plot_distribution",
+    "plot_pair_heatmap",
+    "trace_plot",
+    "trace_steps",
+]

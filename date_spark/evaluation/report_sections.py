@@ -8,24 +8,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from date_spark.evaluation.report_format import (
-    _MAX_TABLE_ROWS,
-    _count,
-    _e,
-    _fmt,
-    _img,
-    _is_number,
-    _is_whole,
-    _num,
-    _table,
+    MAX_TABLE_ROWS,
+    count_text,
+    escape,
+    fmt,
+    html_table,
+    img_tag,
+    is_number,
+    is_whole,
+    to_number,
 )
 from date_spark.evaluation.report_inputs import ReportInputs, Section
 from date_spark.evaluation.report_plots import (
-    _barh,
-    _errors_plot,
-    _trace_plot,
-    _trace_steps,
+    barh_plot,
+    errors_plot,
     plot_distribution,
     plot_pair_heatmap,
+    trace_plot,
+    trace_steps,
 )
 from date_spark.selection.gain import bar
 
@@ -44,8 +44,8 @@ PRIVACY_RULE_WORDS = (
 def _errors_section(inp: ReportInputs) -> Section | None:
     if not inp.errors:
         return None
-    body = _img(
-        _errors_plot(inp.errors, f"test {inp.error_name}"), "errors", "test error before and after"
+    body = img_tag(
+        errors_plot(inp.errors, f"test {inp.error_name}"), "errors", "test error before and after"
     )
     body += (
         "<p class='note'>On the job's own test split (rows no stage ever used). <b>no "
@@ -55,9 +55,9 @@ def _errors_section(inp: ReportInputs) -> Section | None:
         "model on the training rows plus the kept rows (what a user of the output gets). Lower "
         "is better.</p>"
     )
-    body += _table(
+    body += html_table(
         ["setting", f"test {inp.error_name}"],
-        [(k, _fmt(float(x))) for k, x in inp.errors.items()],
+        [(k, fmt(float(x))) for k, x in inp.errors.items()],
         numeric=[False, True],
     )
     return Section("errors", "Error before and after", body)
@@ -71,12 +71,12 @@ def _utility_cell(column: str, v: float | None) -> str:
     if v is None:
         return ""
     if column in ("relative", "relative_reduction"):
-        return _fmt(v, pct=True)
+        return fmt(v, pct=True)
     if column == "rows" or column.endswith("_rows"):
-        return _count(v)
+        return count_text(v)
     if column == "significant":
-        return {1: "better", -1: "worse"}.get(int(v), "no") if _is_number(v) else "n/a"
-    return _fmt(v)
+        return {1: "better", -1: "worse"}.get(int(v), "no") if is_number(v) else "n/a"
+    return fmt(v)
 
 
 def _utility_section(inp: ReportInputs) -> Section | None:
@@ -101,11 +101,13 @@ def _utility_section(inp: ReportInputs) -> Section | None:
     if counts:
         body += (
             "<p class='note'>"
-            + ", ".join(f"{_e(k.replace('_', ' '))}: {_count(v)}" for k, v in counts.items())
+            + ", ".join(
+                f"{escape(k.replace('_', ' '))}: {count_text(v)}" for k, v in counts.items()
+            )
             + "</p>"
         )
     for cols, names in tables.items():
-        body += _table(
+        body += html_table(
             ["", *[c.replace("_", " ") for c in cols]],
             [
                 (g.replace("_", " "), *[_utility_cell(c, groups[g].get(c)) for c in cols])
@@ -115,7 +117,7 @@ def _utility_section(inp: ReportInputs) -> Section | None:
             numeric=[False, *[True] * len(cols)],
         )
     body += (
-        f"<p class='note'>Losses: test {_e(inp.error_name)}, lower is better. Gains: loss "
+        f"<p class='note'>Losses: test {escape(inp.error_name)}, lower is better. Gains: loss "
         "before minus after (above 0 is better) with the low and high end of its interval; "
         "relative = gain / loss before.</p>"
     )
@@ -139,7 +141,7 @@ def _confirmation_text(c: Mapping[str, Any]) -> str:
             "<p class='note'>The confirmation test did not run (nothing to confirm, or "
             "<code>selection.confirm</code> is off).</p>"
         )
-    z, min_z, gain, base = (_num(c.get(k)) for k in ("z", "min_z", "gain", "baseline_loss"))
+    z, min_z, gain, base = (to_number(c.get(k)) for k in ("z", "min_z", "gain", "baseline_loss"))
     change = -gain / base if base > 0 else math.nan  # below 0: the loss went down
     verdict = (
         "<span class='good-text'>passed</span>"
@@ -148,16 +150,16 @@ def _confirmation_text(c: Mapping[str, Any]) -> str:
     )
     return (
         f"<p>Confirmation: {verdict}. The searched set changed the loss on "
-        f"{_count(c.get('rows'))} confirmation rows by "
+        f"{count_text(c.get('rows'))} confirmation rows by "
         f"{f'{change:+.1%}' if math.isfinite(change) else 'n/a'} (below 0 is better) with "
-        f"z = {_fmt(z, digits=2)}; passing needs a lower loss and z above "
-        f"{_fmt(min_z, digits=2)}.</p>"
+        f"z = {fmt(z, digits=2)}; passing needs a lower loss and z above "
+        f"{fmt(min_z, digits=2)}.</p>"
     )
 
 
 def _mde_note(c: Mapping[str, Any]) -> str:
     """What the minimum detectable effect and the ceiling columns mean."""
-    level = _num(c.get("power"))
+    level = to_number(c.get("power"))
     at = f"{level:.0%}" if math.isfinite(level) else "the configured"
     return (
         "<p class='note'>Minimum detectable effect: the smallest mean loss reduction a "
@@ -174,27 +176,27 @@ def _mde_note(c: Mapping[str, Any]) -> str:
 def _power_table(c: Mapping[str, Any]) -> str:
     """One row per partition (most rows first), its test when there are per-partition tests,
     and a total row over all confirmation rows."""
-    parts = sorted(c.get("partitions") or (), key=lambda p: -_num(p.get("rows")))
+    parts = sorted(c.get("partitions") or (), key=lambda p: -to_number(p.get("rows")))
     tests = {str(t.get("key")): t for t in c.get("tests") or ()}
     rows: list[tuple[Any, ...]] = [
         (
             str(p.get("key", "")),
-            _count(p.get("rows")),
-            _fmt(p.get("loss")),
-            _fmt(p.get("mde")),
-            _fmt(p.get("mde_relative"), pct=True),
-            _ceiling(p),
+            count_text(p.get("rows")),
+            fmt(p.get("loss")),
+            fmt(p.get("mde")),
+            fmt(p.get("mde_relative"), pct=True),
+            ceiling_text(p),
             _partition_test(tests.get(str(p.get("key")))),
         )
-        for p in parts[:_MAX_TABLE_ROWS]
+        for p in parts[:MAX_TABLE_ROWS]
     ]
     rows.append(
         (
             "all confirmation rows",
-            _count(c.get("rows")),
-            _fmt(c.get("baseline_loss")),
-            _fmt(c.get("mde")),
-            _fmt(c.get("mde_relative"), pct=True),
+            count_text(c.get("rows")),
+            fmt(c.get("baseline_loss")),
+            fmt(c.get("mde")),
+            fmt(c.get("mde_relative"), pct=True),
             "",
             "",
         )
@@ -209,7 +211,7 @@ def _power_table(c: Mapping[str, Any]) -> str:
     ]
     if tests:  # per-partition tests (Holm's step-down): which partitions' arms were kept
         headers.append("test of its arms")
-    return _table(
+    return html_table(
         headers,
         [r[: len(headers)] for r in rows],
         "power",
@@ -222,12 +224,12 @@ def _partition_test(t: Mapping[str, Any] | None) -> str:
     """One partition's confirmation test (`PartitionTest.to_dict()`) in words."""
     if t is None:
         return "no arm to test"
-    base, loss = _num(t.get("baseline_loss")), _num(t.get("loss"))
+    base, loss = to_number(t.get("baseline_loss")), to_number(t.get("loss"))
     change = f"{(loss - base) / base:+.1%}" if base > 0 else "n/a"
     verdict = "kept" if t.get("passed") else "dropped"
     return (
-        f"loss {change}, z {_fmt(_num(t.get('z')), digits=2)} vs "
-        f"{_fmt(_num(t.get('threshold')), digits=2)}: {verdict}"
+        f"loss {change}, z {fmt(to_number(t.get('z')), digits=2)} vs "
+        f"{fmt(to_number(t.get('threshold')), digits=2)}: {verdict}"
     )
 
 
@@ -239,25 +241,26 @@ def _fidelity_section(inp: ReportInputs) -> Section | None:
     body = ""
     if inp.too_few and inp.noise is not None:
         body += (
-            f"<p class='poor-text'>With {_count(r.synthetic_rows)} synthetic rows these scores "
+            f"<p class='poor-text'>With {count_text(r.synthetic_rows)} synthetic rows these scores "
             f"mostly measure sampling noise (see the warning at the top).</p>"
         )
     body += (
         "<p class='note'>Scores run from 0 (unlike the real data) to 1 (same distribution). "
         "SDMetrics definitions: KSComplement (numeric, date), TVComplement (categorical, "
         "boolean), CorrelationSimilarity (numeric pairs, full tables), ContingencySimilarity "
-        f"(other pairs, on a sample of {_count(f.contingency_sample_rows.get('real', 0))} real / "
-        f"{_count(f.contingency_sample_rows.get('synthetic', 0))} synthetic rows).</p>"
+        "(other pairs, on a sample of "
+        f"{count_text(f.contingency_sample_rows.get('real', 0))} real / "
+        f"{count_text(f.contingency_sample_rows.get('synthetic', 0))} synthetic rows).</p>"
     )
-    body += _table(
+    body += html_table(
         ["column", "metric", "score", "real non-null", "synthetic non-null"],
         [
             (
                 s.column,
                 s.metric,
-                _fmt(s.score),
-                _count(s.real_non_null),
-                _count(s.synthetic_non_null),
+                fmt(s.score),
+                count_text(s.real_non_null),
+                count_text(s.synthetic_non_null),
             )
             for s in f.column_shapes
         ],
@@ -266,24 +269,24 @@ def _fidelity_section(inp: ReportInputs) -> Section | None:
     )
     heat = plot_pair_heatmap(r)
     if heat:
-        body += _img(heat, "pair-trends", "column pair trends heatmap")
+        body += img_tag(heat, "pair-trends", "column pair trends heatmap")
     worst = sorted(f.pair_trends, key=lambda t: (t.score is None, t.score if t.score else 0.0))
-    shown = worst[:_MAX_TABLE_ROWS]
+    shown = worst[:MAX_TABLE_ROWS]
     if shown:
         body += (
-            f"<p class='note'>Column pairs, lowest score first ({_count(len(shown))} of "
-            f"{_count(len(f.pair_trends))}).</p>"
+            f"<p class='note'>Column pairs, lowest score first ({count_text(len(shown))} of "
+            f"{count_text(len(f.pair_trends))}).</p>"
         )
-        body += _table(
+        body += html_table(
             ["column 1", "column 2", "metric", "score", "real corr", "synthetic corr"],
             [
                 (
                     t.column_1,
                     t.column_2,
                     t.metric,
-                    _fmt(t.score),
-                    _fmt(t.real_correlation),
-                    _fmt(t.synthetic_correlation),
+                    fmt(t.score),
+                    fmt(t.real_correlation),
+                    fmt(t.synthetic_correlation),
                 )
                 for t in shown
             ],
@@ -299,7 +302,9 @@ def _distributions_section(inp: ReportInputs) -> Section | None:
         return None
     body = "<div class='grid'>"
     for d in r.distributions:
-        body += _img(plot_distribution(d), "distribution", f"distribution of {d.column}", d.column)
+        body += img_tag(
+            plot_distribution(d), "distribution", f"distribution of {d.column}", d.column
+        )
     body += "</div>"
     return Section("distributions", "Distributions, real vs synthetic", body)
 
@@ -318,25 +323,25 @@ def _privacy_section(inp: ReportInputs) -> Section | None:
             else "<span class='good-text'>ok</span>"
         )
     )
-    body = f"<p>Verdict: {verdict}. {_e(p.reason)}.</p>"
-    body += f"<p class='rule-words'>{_e(PRIVACY_RULE_WORDS)}</p>"
+    body = f"<p>Verdict: {verdict}. {escape(p.reason)}.</p>"
+    body += f"<p class='rule-words'>{escape(PRIVACY_RULE_WORDS)}</p>"
     body += (
         "<details><summary>the rule as a formula</summary>"
-        f"<p><code>{_e(p.rule)}</code></p></details>"
+        f"<p><code>{escape(p.rule)}</code></p></details>"
     )
     prow: list[tuple[str, str]] = [
         (
             "exact copies of a training row",
-            f"{_count(p.exact_copies)} ({_fmt(p.exact_copy_rate, True)})",
+            f"{count_text(p.exact_copies)} ({fmt(p.exact_copy_rate, True)})",
         ),
-        ("holdout rows equal to a training row", _fmt(p.holdout_exact_copy_rate, True)),
-        ("training rows in the distance reference sample", _count(p.reference_rows)),
+        ("holdout rows equal to a training row", fmt(p.holdout_exact_copy_rate, True)),
+        ("training rows in the distance reference sample", count_text(p.reference_rows)),
     ]
     for name, stats in (("synthetic", p.dcr_synthetic), ("holdout", p.dcr_holdout)):
         if stats is not None:
             prow.append(
                 (
-                    f"distance to the closest training row, {name} ({_count(stats.rows)} rows)",
+                    f"distance to the closest training row, {name} ({count_text(stats.rows)} rows)",
                     f"5th percentile {stats.p05:.4f}, median {stats.median:.4f}, mean "
                     f"{stats.mean:.4f}; at distance 0: {stats.zero_share:.1%}",
                 )
@@ -345,11 +350,11 @@ def _privacy_section(inp: ReportInputs) -> Section | None:
         prow.append(
             (
                 "share within the holdout's 5th-percentile distance",
-                f"synthetic {_fmt(p.synthetic_share_within_p05, True)}, holdout "
-                f"{_fmt(p.holdout_share_within_p05, True)}",
+                f"synthetic {fmt(p.synthetic_share_within_p05, True)}, holdout "
+                f"{fmt(p.holdout_share_within_p05, True)}",
             )
         )
-    body += _table(["measure", "value"], prow, "privacy")
+    body += html_table(["measure", "value"], prow, "privacy")
     return Section("privacy", "Privacy", body)
 
 
@@ -362,10 +367,11 @@ def _validity_section(inp: ReportInputs) -> Section | None:
         ("rule column", v.rule_column or "(none)"),
         (
             "rows satisfying their rule",
-            f"{_count(v.rule_satisfied)} of {_count(v.rule_rows)} ({_fmt(v.rule_share, True)})",
+            f"{count_text(v.rule_satisfied)} of {count_text(v.rule_rows)} "
+            f"({fmt(v.rule_share, True)})",
         ),
-        ("rows without a rule", _count(v.rows_without_rule)),
-        ("schema adherence", _fmt(v.schema_adherence)),
+        ("rows without a rule", count_text(v.rows_without_rule)),
+        ("schema adherence", fmt(v.schema_adherence)),
         ("missing columns", ", ".join(v.missing_columns) or "none"),
         ("extra columns", ", ".join(v.extra_columns) or "none"),
         (
@@ -374,27 +380,27 @@ def _validity_section(inp: ReportInputs) -> Section | None:
         ),
         (
             "uncastable values",
-            ", ".join(f"{k}: {_count(n)}" for k, n in v.uncastable_values.items()) or "none",
+            ", ".join(f"{k}: {count_text(n)}" for k, n in v.uncastable_values.items()) or "none",
         ),
-        ("category adherence", _fmt(v.category_adherence_score)),
-        ("boundary adherence", _fmt(v.boundary_adherence_score)),
+        ("category adherence", fmt(v.category_adherence_score)),
+        ("boundary adherence", fmt(v.boundary_adherence_score)),
     ]
     body = "<p class='note'>Shares from 0 to 1, higher is better: 1 means every synthetic value "
     body += "is a known category or within the real column's range.</p>"
-    body += _table(["measure", "value"], vrow, "validity")
-    per_col = [(c, "category", _fmt(x)) for c, x in v.category_adherence.items()] + [
-        (c, "boundary", _fmt(x)) for c, x in v.boundary_adherence.items()
+    body += html_table(["measure", "value"], vrow, "validity")
+    per_col = [(c, "category", fmt(x)) for c, x in v.category_adherence.items()] + [
+        (c, "boundary", fmt(x)) for c, x in v.boundary_adherence.items()
     ]
     if per_col:
-        body += _table(
+        body += html_table(
             ["column", "adherence", "share"], per_col, "adherence", numeric=[False, False, True]
         )
     if v.rules:
-        body += _table(
+        body += html_table(
             ["rule", "rows", "satisfied", "problem"],
             [
-                (r.rule, _count(r.rows), _count(r.satisfied), r.error or "")
-                for r in v.rules[:_MAX_TABLE_ROWS]
+                (r.rule, count_text(r.rows), count_text(r.satisfied), r.error or "")
+                for r in v.rules[:MAX_TABLE_ROWS]
             ],
             "rules",
             numeric=[False, True, True, False],
@@ -408,11 +414,11 @@ def _coverage_section(inp: ReportInputs) -> Section | None:
     values = {k: float(x) for k, x in inp.coverage.items()}
     whole = all(float(x).is_integer() for x in values.values())
     unit = "training rows" if whole else "support"
-    body = _img(_barh(values, f"{unit} per rule", unit), "coverage", "dgr coverage")
+    body = img_tag(barh_plot(values, f"{unit} per rule", unit), "coverage", "dgr coverage")
     ranked = sorted(values.items(), key=lambda kv: -kv[1])
-    body += _table(
+    body += html_table(
         ["rule", unit],
-        [(k, _count(x) if whole else _fmt(x)) for k, x in ranked],
+        [(k, count_text(x) if whole else fmt(x)) for k, x in ranked],
         numeric=[False, True],
     )
     return Section("coverage", "DGR coverage", body)
@@ -428,10 +434,12 @@ def _arms_section(inp: ReportInputs) -> Section | None:
         "it was generated; above 0 makes it a candidate for selection.</p>"
     )
     if len(values) > 1:  # one bar says nothing the table does not
-        body += _img(_barh(values, "validation gain per arm", "gain"), "arm-gains", "arm gains")
+        body += img_tag(
+            barh_plot(values, "validation gain per arm", "gain"), "arm-gains", "arm gains"
+        )
     ranked = sorted(values.items(), key=lambda kv: -kv[1])
-    body += _table(
-        ["arm", "gain"], [(k, _fmt(x)) for k, x in ranked[:_MAX_TABLE_ROWS]], numeric=[False, True]
+    body += html_table(
+        ["arm", "gain"], [(k, fmt(x)) for k, x in ranked[:MAX_TABLE_ROWS]], numeric=[False, True]
     )
     return Section("arms", "Arm gains", body)
 
@@ -444,35 +452,35 @@ def _trace_section(inp: ReportInputs) -> Section | None:
     if not trace:
         return None
     body = ""
-    tp = _trace_plot(trace)
+    tp = trace_plot(trace)
     if tp:
-        body += _img(tp, "selection-trace", "selection trace")
+        body += img_tag(tp, "selection-trace", "selection trace")
     keys: list[str] = []
     for r in trace:
         keys += [k for k in r if k not in keys and k != "step"]
-    steps = _trace_steps(trace)
+    steps = trace_steps(trace)
 
     def show(k: str, v: Any) -> str:
-        if k in _COUNT_KEYS or (k.endswith("_rows") and _is_whole(v)):
-            return _count(v)
+        if k in _COUNT_KEYS or (k.endswith("_rows") and is_whole(v)):
+            return count_text(v)
         if isinstance(v, float) and math.isnan(v):
             return ""
-        return _fmt(v)
+        return fmt(v)
 
     rows = [(s, *[show(k, r.get(k)) for k in keys]) for s, r in zip(steps, trace, strict=True)]
-    numeric = [True, *[any(_is_number(r.get(k)) for r in trace) for k in keys]]
+    numeric = [True, *[any(is_number(r.get(k)) for r in trace) for k in keys]]
     accepted = ["accepted" if r.get("accepted") is True else "" for r in trace]
     body += (
         "<p class='note'>One row per evaluation; kept arms are highlighted. quality, diversity "
         "and utility are the bandit's normalised parts (utility = alpha x quality + (1 - alpha) "
         "x diversity); gain is the change of the validation score and z its significance.</p>"
     )
-    body += _table(
+    body += html_table(
         ["step", *keys],
-        rows[:_MAX_TABLE_ROWS],
+        rows[:MAX_TABLE_ROWS],
         "trace",
         numeric=numeric,
-        row_classes=accepted[:_MAX_TABLE_ROWS],
+        row_classes=accepted[:MAX_TABLE_ROWS],
     )
     return Section("trace", "Selection trace", body)
 
@@ -492,12 +500,12 @@ SECTIONS: tuple[SectionBuilder, ...] = (
 )
 
 
-def _ceiling(p: Mapping[str, Any]) -> str:
+def ceiling_text(p: Mapping[str, Any]) -> str:
     """The partition's ceiling cell: what its last n real rows did to its loss (a reduction)."""
-    n, rel = p.get("ceiling_rows") or 0, _num(p.get("ceiling_relative"))
+    n, rel = p.get("ceiling_rows") or 0, to_number(p.get("ceiling_relative"))
     if not n or not math.isfinite(rel):
         return ""
-    return f"{_fmt(rel, pct=True)} ({_count(n)} rows)"
+    return f"{fmt(rel, pct=True)} ({count_text(n)} rows)"
 
 
 def keep_section(decision: Mapping[str, Any]) -> Section:
@@ -505,11 +513,11 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
     to the user's model, with the interval, and per partition every volume tried, so a reader
     sees what the generator's rows were worth where nothing was kept."""
     q = 1.959964
-    keep_z, power = _num(decision.get("keep_z")), _num(decision.get("power"))
-    candidates = int(_num(decision.get("candidates")) if decision.get("candidates") else 1)
+    keep_z, power = to_number(decision.get("keep_z")), to_number(decision.get("power"))
+    candidates = int(to_number(decision.get("candidates")) if decision.get("candidates") else 1)
     z_bar = bar(keep_z, candidates) if math.isfinite(keep_z) else keep_z
     over = (
-        f" (keep_z {_fmt(keep_z, digits=2)} over {candidates} candidates: partitions + union)"
+        f" (keep_z {fmt(keep_z, digits=2)} over {candidates} candidates: partitions + union)"
         if candidates > 1
         else ""
     )
@@ -517,14 +525,15 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
     joint = decision.get("joint") or None
     intro = (
         f"<p>Rows are kept by their expected effect on one model of the configured kind trained "
-        f"on real + kept rows: {_count(decision.get('folds'))}-fold cross-fitting repeated "
-        f"{_count(decision.get('repeats'))} times over {_count(decision.get('scored_rows'))} "
+        f"on real + kept rows: {count_text(decision.get('folds'))}-fold cross-fitting repeated "
+        f"{count_text(decision.get('repeats'))} times over "
+        f"{count_text(decision.get('scored_rows'))} "
         f"real rows, a standard error that respects the folds, every estimate shrunk toward 0 "
-        f"across partitions, kept when the posterior z exceeds {_fmt(z_bar, digits=2)}{over}.</p>"
+        f"across partitions, kept when the posterior z exceeds {fmt(z_bar, digits=2)}{over}.</p>"
     )
     if joint:
-        base = _num(joint.get("base_loss"))
-        rel, se = _num(joint.get("shrunk")) / base, _num(joint.get("shrunk_se")) / base
+        base = to_number(joint.get("base_loss"))
+        rel, se = to_number(joint.get("shrunk")) / base, to_number(joint.get("shrunk_se")) / base
         intro += (
             f"<p>The kept rows together: expected loss change <b>{-rel:+.1%}</b> "
             f"(95% interval [{-(rel + q * se):+.1%}, {-(rel - q * se):+.1%}]; below 0 is "
@@ -535,21 +544,21 @@ def keep_section(decision: Mapping[str, Any]) -> Section:
     rows = []
     for p in decision.get("partitions") or []:
         for e in p.get("tried") or []:
-            base = _num(e.get("base_loss"))
-            g, se = _num(e.get("gain")) / base, _num(e.get("se")) / base
-            post_z = _num(e.get("shrunk")) / _num(e.get("shrunk_se")) if _num(
+            base = to_number(e.get("base_loss"))
+            g, se = to_number(e.get("gain")) / base, to_number(e.get("se")) / base
+            post_z = to_number(e.get("shrunk")) / to_number(e.get("shrunk_se")) if to_number(
                 e.get("shrunk_se")
             ) > 0 else 0.0  # fmt: skip
             kept = bool(p.get("kept")) and e.get("rows") == p.get("rows")
             rows.append(
                 [
-                    p.get("key"), _count(p.get("real_rows")), _count(e.get("rows")),
+                    p.get("key"), count_text(p.get("real_rows")), count_text(e.get("rows")),
                     f"{-g:+.1%}", f"[{-(g + q * se):+.1%}, {-(g - q * se):+.1%}]",
-                    _fmt(post_z, digits=2), f"{(z_bar + z_power) * se:.1%}",
+                    fmt(post_z, digits=2), f"{(z_bar + z_power) * se:.1%}",
                     "kept" if kept else "",
                 ]
             )  # fmt: skip
-    table = _table(
+    table = html_table(
         ["partition", "real rows", "generated rows tried", "loss change", "95% interval",
          "posterior z", "smallest visible gain", ""],
         rows,
@@ -571,4 +580,10 @@ def _z_of(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-__all__ = ["PRIVACY_RULE_WORDS", "SECTIONS", "SectionBuilder", "keep_section"]
+__all__ = [
+    "PRIVACY_RULE_WORDS",
+    "SECTIONS",
+    "SectionBuilder",
+    "ceiling_text",
+    "keep_section",
+]

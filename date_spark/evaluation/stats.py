@@ -12,14 +12,14 @@ from pyspark.sql import functions as F
 
 from date_spark.columns import named_col
 from date_spark.evaluation.settings import EvaluationSettings
-from date_spark.evaluation.tables import _float, _num
+from date_spark.evaluation.tables import as_float, numeric_col
 from date_spark.schema import ColumnSpec
 
 _CORR_PAIRS_PER_JOB = 60
 
 
 @dataclass
-class _Stats:
+class Stats:
     rows: int
     non_null: dict[str, int]
     lo: dict[str, float | None]
@@ -28,14 +28,14 @@ class _Stats:
     corr: dict[tuple[str, str], float | None]
 
 
-def _stats(
+def first_pass(
     real: DataFrame,
     syn: DataFrame,
     cont: Sequence[ColumnSpec],
     disc: Sequence[ColumnSpec],
     st: EvaluationSettings,
     corr_pairs: Sequence[tuple[int, int]] | None = None,
-) -> tuple[_Stats, _Stats]:
+) -> tuple[Stats, Stats]:
     """Both sides in one aggregation over their union (each aggregate sees one side's rows).
     Correlations ride along up to `_CORR_PAIRS_PER_JOB` pairs; a wide table's remaining pairs go
     in further jobs of that size, so no plan grows with the square of the column count."""
@@ -58,7 +58,9 @@ def _stats(
 
     def corr_aggs(chunk: Sequence[tuple[int, int]]) -> list[Column]:
         return [
-            F.corr(side(_num(cont[i]), k), side(_num(cont[j]), k)).alias(f"c{i}_{j}_{k}")
+            F.corr(side(numeric_col(cont[i]), k), side(numeric_col(cont[j]), k)).alias(
+                f"c{i}_{j}_{k}"
+            )
             for k in (0, 1)
             for i, j in chunk
         ]
@@ -67,7 +69,7 @@ def _stats(
     for k in (0, 1):
         aggs.append(F.count(side(F.lit(1), k)).alias(f"rows_{k}"))
         for i, s in enumerate(cont):
-            x = side(_num(s), k)
+            x = side(numeric_col(s), k)
             aggs += [
                 F.count(x).alias(f"n{i}_{k}"),
                 F.min(x).alias(f"lo{i}_{k}"),
@@ -85,17 +87,17 @@ def _stats(
         corr_rows.append(more)
     out = []
     for k in (0, 1):
-        o = _Stats(int(row[f"rows_{k}"]), {}, {}, {}, {}, {})
+        o = Stats(int(row[f"rows_{k}"]), {}, {}, {}, {}, {})
         for i, s in enumerate(cont):
             o.non_null[s.name] = int(row[f"n{i}_{k}"])
-            o.lo[s.name] = _float(row[f"lo{i}_{k}"])
-            o.hi[s.name] = _float(row[f"hi{i}_{k}"])
+            o.lo[s.name] = as_float(row[f"lo{i}_{k}"])
+            o.hi[s.name] = as_float(row[f"hi{i}_{k}"])
             o.quantiles[s.name] = [float(v) for v in (row[f"q{i}_{k}"] or []) if v is not None]
         for i, s in enumerate(disc):
             o.non_null[s.name] = int(row[f"d{i}_{k}"])
         for chunk, crow in zip(chunks, corr_rows, strict=True):
             for i, j in chunk:
-                o.corr[(cont[i].name, cont[j].name)] = _float(crow[f"c{i}_{j}_{k}"])
+                o.corr[(cont[i].name, cont[j].name)] = as_float(crow[f"c{i}_{j}_{k}"])
         out.append(o)
     return out[0], out[1]
 

@@ -55,13 +55,13 @@ def infer_schema(real: DataFrame, target: str | None = None) -> TableSchema:
     return TableSchema(specs, target, "classification" if few else "regression")
 
 
-def _is_discrete(spec: ColumnSpec, schema: TableSchema) -> bool:
+def is_discrete(spec: ColumnSpec, schema: TableSchema) -> bool:
     if spec.kind in (Kind.CATEGORICAL, Kind.BOOLEAN):
         return True
     return spec.name == schema.target and schema.task == "classification"
 
 
-def _unit(spec: ColumnSpec) -> str:
+def unit_of(spec: ColumnSpec) -> str:
     if spec.kind is Kind.DATE:
         return "days since 1970-01-01"
     if spec.kind is Kind.TIMESTAMP:
@@ -69,7 +69,7 @@ def _unit(spec: ColumnSpec) -> str:
     return "value"
 
 
-def _num(spec: ColumnSpec) -> Column:
+def numeric_col(spec: ColumnSpec) -> Column:
     """An ordered column as a double (dates as days, timestamps as seconds since the epoch)."""
     c = named_col(spec.name)
     if spec.kind is Kind.DATE:
@@ -81,33 +81,33 @@ def _num(spec: ColumnSpec) -> Column:
     return c.cast("double")
 
 
-def _disc(spec: ColumnSpec) -> Column:
+def discrete_col(spec: ColumnSpec) -> Column:
     return named_col(spec.name).cast("string")
 
 
 @dataclass(frozen=True)
-class _Alignment:
+class Alignment:
     frame: DataFrame  # the table with the schema's present columns, cast to the schema's types
     missing: list[str]
     extra: list[str]
     mismatches: dict[str, str]
 
 
-def _try_cast(name: str, spark_type: str) -> Column:
+def try_cast_column(name: str, spark_type: str) -> Column:
     # try_cast: a value that does not fit becomes null instead of failing the job (ANSI mode).
     return F.expr(f"try_cast({quoted(name)} AS {spark_type})")
 
 
-def _cast_to(spec: ColumnSpec, have: str, source: str | None = None) -> Column:
+def cast_to(spec: ColumnSpec, have: str, source: str | None = None) -> Column:
     """Column `source` (default: the spec's own name) as the spec's type, NaN as null."""
     name = source or spec.name
-    c = named_col(name) if have == spec.spark_type else _try_cast(name, spec.spark_type)
+    c = named_col(name) if have == spec.spark_type else try_cast_column(name, spec.spark_type)
     if spec.spark_type in ("double", "float"):
         c = F.when(F.isnan(c), F.lit(None)).otherwise(c)
     return c
 
 
-def _align(df: DataFrame, schema: TableSchema, what: str, keep: Sequence[str] = ()) -> _Alignment:
+def _align(df: DataFrame, schema: TableSchema, what: str, keep: Sequence[str] = ()) -> Alignment:
     """Select the schema's columns in its order, cast to its types, NaN as null."""
     fields = {f.name: f for f in df.schema.fields}
     missing = [s.name for s in schema.columns if s.name not in fields]
@@ -124,44 +124,44 @@ def _align(df: DataFrame, schema: TableSchema, what: str, keep: Sequence[str] = 
         have = fields[s.name].dataType.simpleString()
         if have != s.spark_type:
             mismatches[s.name] = f"{have} -> {s.spark_type}"
-        cols.append(_cast_to(s, have).alias(s.name))
+        cols.append(cast_to(s, have).alias(s.name))
     if not cols:
         raise InputError(
             f"the {what} table shares no column with the real table; real columns are: "
             f"{', '.join(schema.names)}"
         )
     extras = [named_col(k).alias(k) for k in keep if k in fields]
-    return _Alignment(df.select(*cols, *extras), missing, extra, mismatches)
+    return Alignment(df.select(*cols, *extras), missing, extra, mismatches)
 
 
 @dataclass(frozen=True)
-class _Aligned:
+class Aligned:
     """Both tables on the columns the synthetic one shares with the schema, cast to its types."""
 
     real: DataFrame
     syn: DataFrame
-    align: _Alignment  # the synthetic table's: what it lacks, adds or types otherwise
+    align: Alignment  # the synthetic table's: what it lacks, adds or types otherwise
     shared: list[ColumnSpec]
     sub: TableSchema  # the schema on the shared columns
     cont: list[ColumnSpec]  # ordered columns (KS, correlation, distances)
     disc: list[ColumnSpec]  # discrete columns (TV, contingency, mismatches)
 
 
-def _aligned(
+def aligned(
     real: DataFrame, synthetic: DataFrame, schema: TableSchema, rule_column: str | None
-) -> _Aligned:
+) -> Aligned:
     real_a = _align(real, schema, "real").frame
     align = _align(synthetic, schema, "synthetic", keep=[rule_column] if rule_column else [])
     shared = [s for s in schema.columns if s.name not in align.missing]
     sub = TableSchema(tuple(shared), schema.target, schema.task, schema.classes)
     syn_a = align.frame.select(*[named_col(s.name) for s in shared])
     real_a = real_a.select(*[named_col(s.name) for s in shared])
-    cont = [s for s in shared if not _is_discrete(s, schema)]
-    disc = [s for s in shared if _is_discrete(s, schema)]
-    return _Aligned(real_a, syn_a, align, shared, sub, cont, disc)
+    cont = [s for s in shared if not is_discrete(s, schema)]
+    disc = [s for s in shared if is_discrete(s, schema)]
+    return Aligned(real_a, syn_a, align, shared, sub, cont, disc)
 
 
-def _align_reference(df: DataFrame, schema: TableSchema, what: str) -> DataFrame:
+def align_reference(df: DataFrame, schema: TableSchema, what: str) -> DataFrame:
     a = _align(df, schema, what)
     if a.missing:
         raise InputError(
@@ -171,23 +171,39 @@ def _align_reference(df: DataFrame, schema: TableSchema, what: str) -> DataFrame
     return a.frame
 
 
-def _sample(df: DataFrame, rows: int, cap: int, seed: int) -> DataFrame:
+def sample_table(df: DataFrame, rows: int, cap: int, seed: int) -> DataFrame:
     """At most about `cap` rows (Bernoulli), the whole frame when it is small enough."""
     if rows <= cap:
         return df
     return df.sample(withReplacement=False, fraction=min(1.0, cap / rows), seed=seed)
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_of(values: Sequence[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return float(np.mean(vals)) if vals else None
 
 
-def _float(v: Any) -> float | None:
+def as_float(v: Any) -> float | None:
     if v is None:
         return None
     f = float(v)
     return None if math.isnan(f) else f
 
 
-__all__ = ["infer_schema", "only_synthetic"]
+__all__ = [
+    "Aligned",
+    "Alignment",
+    "align_reference",
+    "aligned",
+    "as_float",
+    "cast_to",
+    "discrete_col",
+    "infer_schema",
+    "is_discrete",
+    "mean_of",
+    "numeric_col",
+    "only_synthetic",
+    "sample_table",
+    "try_cast_column",
+    "unit_of",
+]

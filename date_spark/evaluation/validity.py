@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 from date_spark.columns import RESERVED_PREFIX, named_col
 from date_spark.errors import RuleError
 from date_spark.evaluation.settings import EvaluationSettings
-from date_spark.evaluation.stats import _Stats
-from date_spark.evaluation.tables import _Alignment, _cast_to, _mean, _num, _try_cast
+from date_spark.evaluation.stats import Stats
+from date_spark.evaluation.tables import Alignment, cast_to, mean_of, numeric_col, try_cast_column
 from date_spark.rules import Rule, parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 
@@ -57,13 +57,13 @@ def _parse_any(text: str, kinds: Mapping[str, Kind]) -> Rule:
     return parse_rule(text, kinds)
 
 
-def _validity(
+def measure_validity(
     synthetic: DataFrame,
     schema: TableSchema,
-    align: _Alignment,
+    align: Alignment,
     shared: Sequence[ColumnSpec],
     cont: Sequence[ColumnSpec],
-    rs: _Stats,
+    rs: Stats,
     rule_column: str | None,
     category_adherence: dict[str, float | None],
     st: EvaluationSettings,
@@ -111,9 +111,9 @@ def _validity(
         castable_rows=castable,
         schema_adherence=schema_adherence,
         category_adherence=category_adherence,
-        category_adherence_score=_mean(list(category_adherence.values())),
+        category_adherence_score=mean_of(list(category_adherence.values())),
         boundary_adherence=boundary,
-        boundary_adherence_score=_mean(list(boundary.values())),
+        boundary_adherence_score=mean_of(list(boundary.values())),
     )
 
 
@@ -131,7 +131,7 @@ def _raw_and_cast(
         *([named_col(rule_column).cast("string").alias(rule_column)] if rule_column else []),
     )
     return staged.select(
-        *[_cast_to(s, fields[s.name], raw[i]).alias(s.name) for i, s in enumerate(shared)],
+        *[cast_to(s, fields[s.name], raw[i]).alias(s.name) for i, s in enumerate(shared)],
         *[F.col(r) for r in raw],
         *([named_col(rule_column)] if rule_column else []),
     )
@@ -185,7 +185,11 @@ def _cast_aggs(
     for i, s in enumerate(shared):
         # A value is uncastable when it is present but does not survive the cast (NaN -> null is
         # normalisation, so the check looks at the cast before it).
-        cast = F.col(raw[i]) if fields[s.name] == s.spark_type else _try_cast(raw[i], s.spark_type)
+        cast = (
+            F.col(raw[i])
+            if fields[s.name] == s.spark_type
+            else try_cast_column(raw[i], s.spark_type)
+        )
         bad = F.col(raw[i]).isNotNull() & cast.isNull()
         uncast.append(bad)
         aggs.append(F.count(F.when(bad, 1)).alias(f"u{i}"))
@@ -193,12 +197,12 @@ def _cast_aggs(
     return aggs
 
 
-def _boundary_aggs(cont: Sequence[ColumnSpec], rs: _Stats) -> list[Column]:
+def _boundary_aggs(cont: Sequence[ColumnSpec], rs: Stats) -> list[Column]:
     """`bn{i}`, `bi{i}`: present values of ordered column i, and those within the real range."""
     aggs: list[Column] = []
     for i, s in enumerate(cont):
         lo, hi = rs.lo[s.name], rs.hi[s.name]
-        x = _num(s)
+        x = numeric_col(s)
         inside = x.between(lo, hi) if lo is not None and hi is not None else F.lit(False)
         aggs += [F.count(x).alias(f"bn{i}"), F.count(F.when(inside, 1)).alias(f"bi{i}")]
     return aggs
@@ -216,4 +220,8 @@ def _rule_aggs(
     return aggs
 
 
-__all__ = ["RuleCheck", "Validity"]
+__all__ = [
+    "RuleCheck",
+    "Validity",
+    "measure_validity",
+]

@@ -5,6 +5,8 @@ rule refinement.
 - `scoring.py`: the tree-path grouping, the label check and each group's gain (pure pandas, in
   the scoring UDF), and the learning-curve benefit that decides where to generate;
 - `sampling.py`: the partition sample, example rows, domains and questions;
+- `prompts.py`: the row and refinement prompts within their token budget, and the masking of
+  sensitive values in them;
 - `interpolation.py`: the generator without an LLM;
 - `result.py`: round statistics, the rows, the arms table, save/load;
 - `fields.py`: the internal columns the stage's frames carry.

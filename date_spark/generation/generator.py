@@ -80,6 +80,14 @@ from date_spark.generation.fields import (
     DiscoveryLike,
 )
 from date_spark.generation.interpolation import interpolate, with_parents
+from date_spark.generation.prompts import (
+    ExampleBlock,
+    HistoryItem,
+    Masker,
+    generation_messages,
+    header,
+)
+from date_spark.generation.prompts import refinement_messages as build_refinement
 from date_spark.generation.result import (
     GenerationResult,
     RoundStats,
@@ -116,8 +124,6 @@ from date_spark.placement import (
     on_driver,
     through_arrow,
 )
-from date_spark.prompts import ExampleBlock, HistoryItem, Masker, generation_messages, header
-from date_spark.prompts import refinement_messages as build_refinement
 from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
 from date_spark.schema import Kind, TableSchema
 from date_spark.spark import to_pandas

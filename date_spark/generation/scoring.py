@@ -27,8 +27,8 @@ from date_spark.generation.fields import (
     REQUEST_COL,
     REROUTED,
 )
+from date_spark.generation.prompts import Masker
 from date_spark.models import ModelSpec, crossfit_losses, crossfit_many, fold_ids
-from date_spark.prompts import Masker
 from date_spark.rules import Rule
 from date_spark.split import SPLIT_COL, TRAIN
 from date_spark.trees import RuleTree

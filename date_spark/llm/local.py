@@ -34,7 +34,14 @@ from typing import IO
 from date_spark.config import LocalModelConfig
 from date_spark.errors import ConfigError, EndpointError
 
-__all__ = ["INSTALL_HINT", "LocalModelServer", "find_model", "free_port", "llama_available"]
+__all__ = [
+    "INSTALL_HINT",
+    "LocalModelServer",
+    "find_model",
+    "free_port",
+    "llama_available",
+    "missing_server_modules",
+]
 
 
 INSTALL_HINT = (
@@ -45,12 +52,12 @@ INSTALL_HINT = (
 _SERVER_DEPS = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
 
 
-def _missing_modules() -> list[str]:
+def missing_server_modules() -> list[str]:
     return [m for m in _SERVER_DEPS if importlib.util.find_spec(m) is None]
 
 
 def llama_available() -> bool:
-    return not _missing_modules()
+    return not missing_server_modules()
 
 
 def find_model(cfg: LocalModelConfig) -> Path:
@@ -129,7 +136,7 @@ class LocalModelServer:
         ]  # fmt: skip
 
     def start(self) -> str:
-        missing = _missing_modules()
+        missing = missing_server_modules()
         if missing:
             raise EndpointError(
                 f"llm.provider is local but the embedded model server is not installed "

@@ -157,17 +157,17 @@ def test_ks_on_a_coarse_grid_stays_close_to_exact(spark: Any) -> None:
 def test_wide_tables_compute_correlations_in_bounded_jobs(spark: Any) -> None:
     """13 numeric columns: 78 pairs, more than one aggregation's share; every coefficient still
     matches pandas."""
-    from date_spark.evaluation.stats import _CORR_PAIRS_PER_JOB, _stats
-    from date_spark.evaluation.tables import _is_discrete
+    from date_spark.evaluation.stats import _CORR_PAIRS_PER_JOB, first_pass
+    from date_spark.evaluation.tables import is_discrete
 
     rng = np.random.default_rng(3)
     base = rng.normal(size=(300, 1))
     wide = pd.DataFrame(base + rng.normal(size=(300, 13)), columns=[f"w{i}" for i in range(13)])
     df = spark.createDataFrame(wide)
     schema = infer_schema(df)
-    cont = [s for s in schema.columns if not _is_discrete(s, schema)]
+    cont = [s for s in schema.columns if not is_discrete(s, schema)]
     assert len(cont) * (len(cont) - 1) // 2 > _CORR_PAIRS_PER_JOB
-    rs, ss = _stats(df, df, cont, [], EvaluationSettings(ks_grid_levels=11))
+    rs, ss = first_pass(df, df, cont, [], EvaluationSettings(ks_grid_levels=11))
     want = wide.corr()
     assert len(rs.corr) == 78
     for (a, b), r in rs.corr.items():

@@ -20,15 +20,15 @@ from date_spark.generation import (
     interpolate,
     score_groups,
 )
-from date_spark.llm.engine import estimate_tokens
-from date_spark.llm.stub import StubServer, default_rows
-from date_spark.prompts import (
+from date_spark.generation.prompts import (
     ExampleBlock,
     HistoryItem,
     Masker,
     generation_messages,
     refinement_messages,
 )
+from date_spark.llm.engine import estimate_tokens
+from date_spark.llm.stub import StubServer, default_rows
 from date_spark.rules import parse_rule
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION
 

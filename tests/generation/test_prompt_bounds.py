@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from date_spark.errors import PromptBudgetError
-from date_spark.llm.engine import estimate_tokens
-from date_spark.prompts import (
+from date_spark.generation.prompts import (
     ExampleBlock,
     HistoryItem,
     cut,
@@ -16,6 +15,7 @@ from date_spark.prompts import (
     header,
     refinement_messages,
 )
+from date_spark.llm.engine import estimate_tokens
 from date_spark.rules import parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 

@@ -14,10 +14,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from date_spark.columns import named_col, pandas_safe, restore_names
+from date_spark.discovery.scans import ScanMeter
 from date_spark.errors import DiscoveryError
 from date_spark.placement import apply_grouped, on_driver
 from date_spark.rules import Conjunction, Rule, count_rules
-from date_spark.scans import ScanMeter
 from date_spark.schema import TableSchema
 from date_spark.spark import to_pandas
 from date_spark.split import row_uniform

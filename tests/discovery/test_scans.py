@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import functions as F
 
-from date_spark.scans import ScanMeter, format_passes
+from date_spark.discovery.scans import ScanMeter, format_passes
 
 ROWS = 5000
 

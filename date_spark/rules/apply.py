@@ -1,8 +1,6 @@
-"""DGR rules: the public module. The algebra (predicates, conjunctions, DNF rules and their four
-faces: Spark column, pandas mask, text, JSON) lives in `date_spark.rule_algebra`, literal values and
-per-column views in `date_spark.rule_values`, the text parser in `date_spark.rule_text`; this module
-re-exports them and evaluates many rules over a DataFrame in one pass.
-"""
+"""Many rules over a DataFrame in one pass: tag each row with the rule it falls under
+(`assign_rules`, a projection) or count the rows of every rule in one aggregation
+(`count_rules`)."""
 
 from __future__ import annotations
 
@@ -13,37 +11,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from date_spark.errors import RuleError
-from date_spark.rule_algebra import (
-    COMPARISONS,
-    NULL_OPS,
-    OPS,
-    SET_OPS,
-    Conjunction,
-    Predicate,
-    Rule,
-)
-from date_spark.rule_text import parse_rule, parse_rules
-from date_spark.rule_values import CategorySet, Interval, Scalar, Value, View
+from date_spark.rules.algebra import Rule
 
-__all__ = [
-    "COMPARISONS",
-    "NULL_OPS",
-    "OPS",
-    "SET_OPS",
-    "CategorySet",
-    "Conjunction",
-    "Interval",
-    "Predicate",
-    "Rule",
-    "RuleSet",
-    "Scalar",
-    "Value",
-    "View",
-    "assign_rules",
-    "count_rules",
-    "parse_rule",
-    "parse_rules",
-]
+__all__ = ["RuleSet", "assign_rules", "count_rules"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,20 @@ from pyspark.sql import functions as F
 from date_spark.errors import RuleError
 from date_spark.schema import Kind
 
-__all__ = ["CategorySet", "Interval", "Scalar", "Value", "View"]
+__all__ = [
+    "CategorySet",
+    "Interval",
+    "Scalar",
+    "Value",
+    "View",
+    "check_scalar",
+    "coerce_literal",
+    "identifier_text",
+    "less_than",
+    "literal_text",
+    "merge_views",
+    "spark_literal",
+]
 
 Scalar: TypeAlias = int | float | str | bool | dt.date | dt.datetime
 Value: TypeAlias = Scalar | tuple[Scalar, ...] | None
@@ -29,7 +42,7 @@ Value: TypeAlias = Scalar | tuple[Scalar, ...] | None
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_scalar(v: Any) -> Scalar:
+def check_scalar(v: Any) -> Scalar:
     if isinstance(v, (bool, str, dt.date, dt.datetime)):
         return v
     if isinstance(v, (int, np.integer)):
@@ -54,7 +67,7 @@ def _type_name(v: Any) -> str:
     return "string"
 
 
-def _spark_lit(v: Any) -> Column:
+def spark_literal(v: Any) -> Column:
     """A literal for Spark. A naive timestamp is cast from its text, so Spark reads it in the
     session time zone, as `toPandas` shows timestamps; `F.lit(datetime)` would read it in the
     driver's local zone, and the Spark filter and the pandas mask would disagree."""
@@ -63,7 +76,7 @@ def _spark_lit(v: Any) -> Column:
     return F.lit(v)
 
 
-def _literal_text(v: Scalar) -> str:
+def literal_text(v: Scalar) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -82,33 +95,33 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false", "date", "timestamp"}
 
 
-def _ident_text(name: str) -> str:
+def identifier_text(name: str) -> str:
     if _IDENT.match(name) and name.lower() not in _KEYWORDS:
         return name
     return "`" + name.replace("`", "``") + "`"
 
 
-def _coerce(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
+def coerce_literal(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
     """Fit a literal to its column's kind; wrong types are errors, not silent casts."""
     if kind is Kind.NUMERIC:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RuleError(
                 f"column {column!r} is numeric but the rule compares it with "
-                f"{_literal_text(value)}; write a number, e.g. {column} {op} 10"
+                f"{literal_text(value)}; write a number, e.g. {column} {op} 10"
             )
         return value
     if kind is Kind.BOOLEAN:
         if not isinstance(value, bool):
             raise RuleError(
                 f"column {column!r} is boolean but the rule compares it with "
-                f"{_literal_text(value)}; write true or false"
+                f"{literal_text(value)}; write true or false"
             )
         return value
     if kind is Kind.CATEGORICAL:
         if not isinstance(value, str):
             raise RuleError(
                 f"column {column!r} is categorical but the rule compares it with "
-                f"{_literal_text(value)}; quote the value, e.g. {column} = 'a'"
+                f"{literal_text(value)}; quote the value, e.g. {column} = 'a'"
             )
         return value
     if kind is Kind.DATE:
@@ -123,7 +136,7 @@ def _coerce(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
                 pass
         raise RuleError(
             f"column {column!r} is a date but the rule compares it with "
-            f"{_literal_text(value)}; write date 'YYYY-MM-DD'"
+            f"{literal_text(value)}; write date 'YYYY-MM-DD'"
         )
     # TIMESTAMP
     if isinstance(value, dt.datetime):
@@ -137,7 +150,7 @@ def _coerce(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
             pass
     raise RuleError(
         f"column {column!r} is a timestamp but the rule compares it with "
-        f"{_literal_text(value)}; write timestamp 'YYYY-MM-DD HH:MM:SS'"
+        f"{literal_text(value)}; write timestamp 'YYYY-MM-DD HH:MM:SS'"
     )
 
 
@@ -146,7 +159,7 @@ def _coerce(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
 # ----------------------------------------------------------------------------------------------
 
 
-def _lt(a: Any, b: Any) -> bool:
+def less_than(a: Any, b: Any) -> bool:
     return bool(a < b)
 
 
@@ -167,7 +180,7 @@ class Interval:
             return False
         if self.low is None or self.high is None:
             return False
-        if _lt(self.high, self.low):
+        if less_than(self.high, self.low):
             return True
         if self.low == self.high:
             return not (self.low_closed and self.high_closed) or self.low in self.excluded
@@ -178,11 +191,13 @@ class Interval:
             return self.null_only
         if self.null_only or v in self.excluded:
             return False
-        if self.low is not None and (_lt(v, self.low) or (v == self.low and not self.low_closed)):
+        if self.low is not None and (
+            less_than(v, self.low) or (v == self.low and not self.low_closed)
+        ):
             return False
         return not (
             self.high is not None
-            and (_lt(self.high, v) or (v == self.high and not self.high_closed))
+            and (less_than(self.high, v) or (v == self.high and not self.high_closed))
         )
 
     def intersect(self, other: Interval) -> Interval:
@@ -190,12 +205,14 @@ class Interval:
             return Interval(null_only=self.null_only and other.null_only, low=0, high=-1)
         low, lc = self.low, self.low_closed
         if other.low is not None and (
-            low is None or _lt(low, other.low) or (low == other.low and not other.low_closed)
+            low is None or less_than(low, other.low) or (low == other.low and not other.low_closed)
         ):
             low, lc = other.low, other.low_closed
         high, hc = self.high, self.high_closed
         if other.high is not None and (
-            high is None or _lt(other.high, high) or (high == other.high and not other.high_closed)
+            high is None
+            or less_than(other.high, high)
+            or (high == other.high and not other.high_closed)
         ):
             high, hc = other.high, other.high_closed
         return Interval(low, high, lc, hc, self.excluded | other.excluded)
@@ -213,7 +230,7 @@ class Interval:
         else:
             low, lc = (
                 (self.low, self.low_closed)
-                if _lt(self.low, other.low)
+                if less_than(self.low, other.low)
                 else (other.low, other.low_closed)
             )
         if self.high is None or other.high is None:
@@ -223,7 +240,7 @@ class Interval:
         else:
             high, hc = (
                 (self.high, self.high_closed)
-                if _lt(other.high, self.high)
+                if less_than(other.high, self.high)
                 else (other.high, other.high_closed)
             )
         return Interval(low, high, lc, hc, self.excluded & other.excluded)
@@ -326,7 +343,7 @@ class CategorySet:
 View: TypeAlias = Interval | CategorySet
 
 
-def _merge(a: View, b: View, how: Literal["intersect", "hull"]) -> View | None:
+def merge_views(a: View, b: View, how: Literal["intersect", "hull"]) -> View | None:
     """Intersect or hull two views of one column; None when their kinds differ."""
     if isinstance(a, Interval) and isinstance(b, Interval):
         return a.intersect(b) if how == "intersect" else a.hull(b)

@@ -79,10 +79,10 @@ Spark shape (per level, by design 2 full passes; the driver holds rules, models 
    the function's closure), trains + validates the new model and, if rejected, returns the split
    predicates. The in-level sharing check reads the cached sample again; then it is unpersisted.
 Level 1 scans twice too (statistics, root sample). The passes are measured, not declared: every
-query on the table carries an observed row counter (`date_spark.scans`), and each level's log line
-and `LevelStats.scans` give rows read / table rows ("not measured" where the session does not
-report observed metrics). DataFrame API only, within Spark 3.5, so it runs on Spark Connect. Native
-thread pools are pinned to one thread inside UDFs (Spark already runs a task per core;
+query on the table carries an observed row counter (`date_spark.discovery.scans`), and each level's
+log line and `LevelStats.scans` give rows read / table rows ("not measured" where the session does
+not report observed metrics). DataFrame API only, within Spark 3.5, so it runs on Spark Connect.
+Native thread pools are pinned to one thread inside UDFs (Spark already runs a task per core;
 oversubscription made a fit 40x slower here).
 Determinism: samples are drawn from a hash of each row and the seed (`split.row_uniform`, so
 they do not depend on partitioning), rows are sorted by a hash of their values inside each group,
@@ -105,25 +105,25 @@ from pydantic import ValidationError
 from pyspark.sql import DataFrame
 
 from date_spark.config import DiscoveryConfig
-from date_spark.discovery_backend import CAND_COL, KEY_COL, SearchBackend, SparkBackend, TableStats
-from date_spark.discovery_eval import (
+from date_spark.discovery.backend import CAND_COL, KEY_COL, SearchBackend, SparkBackend, TableStats
+from date_spark.discovery.evaluate import (
     CROSS_DDL,
     RESULT_DDL,
+    CrossSpec,
+    EvalSpec,
     RootExtras,
-    _cross_scorer,
-    _CrossSpec,
-    _EvalSpec,
-    _evaluator,
+    candidate_evaluator,
+    cross_scorer,
     error,
     fit_model,
     losses,
     residuals,
 )
-from date_spark.discovery_result import DGR, Discovery, LevelStats, Part, Thin, spark_type
+from date_spark.discovery.result import DGR, Discovery, LevelStats, Part, Thin, spark_type
+from date_spark.discovery.scans import format_passes
 from date_spark.errors import DiscoveryError
 from date_spark.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule
-from date_spark.scans import format_passes
 from date_spark.schema import TableSchema
 from date_spark.spark import sql_conf
 
@@ -389,9 +389,9 @@ class _Search:
 
     def _spec(
         self, root: bool, seeds: Mapping[int, int], rho: float | None, models: Mapping[int, bytes]
-    ) -> _EvalSpec:
+    ) -> EvalSpec:
         c = self.cfg
-        return _EvalSpec(
+        return EvalSpec(
             schema=self.schema,
             encoder=None if root else self.encoder,
             model=c.model,
@@ -478,7 +478,9 @@ class _Search:
         seeds = {0: self._seed_for(root)}
         sample = self.b.draw(1, [root], [frac])
         try:
-            res = self.b.apply(sample, _evaluator(self._spec(True, seeds, None, {})), RESULT_DDL)
+            res = self.b.apply(
+                sample, candidate_evaluator(self._spec(True, seeds, None, {})), RESULT_DDL
+            )
         finally:
             self.b.release(sample)
         if len(res) != 1:
@@ -595,7 +597,7 @@ class _Search:
         spec = self._spec(False, seeds, self.rho, models)
         sample = self.b.draw(level, conjs, fracs)
         try:
-            res = self.b.apply(sample, _evaluator(spec), RESULT_DDL)
+            res = self.b.apply(sample, candidate_evaluator(spec), RESULT_DDL)
             by_id = {int(r[CAND_COL]): r for _, r in res.iterrows()}
             pending = self._decide(level, live, by_id, level_start, tally)
             cross = self._cross_check(sample, pending)
@@ -650,8 +652,8 @@ class _Search:
         new = {a.cand: a.model_bytes for a in pending if a.model_bytes is not None}
         if not self.cfg.model_sharing or len(new) < 2:
             return {}
-        spec = _CrossSpec(self.encoder, self.schema.task, new)
-        res = self.b.apply(sample, _cross_scorer(spec), CROSS_DDL, only=list(new))
+        spec = CrossSpec(self.encoder, self.schema.task, new)
+        res = self.b.apply(sample, cross_scorer(spec), CROSS_DDL, only=list(new))
         return {
             (int(r[CAND_COL]), int(r["model_id"])): float(r["error"]) for _, r in res.iterrows()
         }

@@ -2,7 +2,7 @@
 
 One rule has four faces that must agree row for row: a Spark `Column` (the filter on big tables), a
 pandas mask (inside UDFs and for generated rows), a one-line text form (what the LLM reads and
-writes, e.g. ``age >= 40 and region in ('north', 'east')``; parsed by `date_spark.rule_text`) and
+writes, e.g. ``age >= 40 and region in ('north', 'east')``; parsed by `date_spark.rules.text`) and
 JSON (what runs persist).
 
 Null policy, identical in both engines: SQL semantics. Any comparison with a missing value is
@@ -29,19 +29,19 @@ from pyspark.sql import functions as F
 
 from date_spark.columns import named_col
 from date_spark.errors import RuleError
-from date_spark.rule_values import (
+from date_spark.rules.values import (
     CategorySet,
     Interval,
     Scalar,
     Value,
     View,
-    _check_scalar,
-    _coerce,
-    _ident_text,
-    _literal_text,
-    _lt,
-    _merge,
-    _spark_lit,
+    check_scalar,
+    coerce_literal,
+    identifier_text,
+    less_than,
+    literal_text,
+    merge_views,
+    spark_literal,
 )
 from date_spark.schema import Kind
 
@@ -81,7 +81,7 @@ class Predicate:
         elif op in SET_OPS:
             raw: Any = self.value
             items: Iterable[Any] = raw if isinstance(raw, (tuple, list, set, frozenset)) else (raw,)
-            vals = tuple(_check_scalar(v) for v in items if v is not None)
+            vals = tuple(check_scalar(v) for v in items if v is not None)
             if not vals:
                 raise RuleError(f"{self.column} {op} () needs at least one non-null value")
             try:
@@ -96,18 +96,18 @@ class Predicate:
                 )
             if isinstance(self.value, (tuple, list)):
                 raise RuleError(f"{self.column} {op} takes one value; use 'in' for a list")
-            object.__setattr__(self, "value", _check_scalar(self.value))
+            object.__setattr__(self, "value", check_scalar(self.value))
 
     # -- forms ------------------------------------------------------------------------------
     def to_text(self) -> str:
-        col = _ident_text(self.column)
+        col = identifier_text(self.column)
         if self.op in NULL_OPS:
             return f"{col} {self.op}"
         if self.op in SET_OPS:
             assert isinstance(self.value, tuple)
-            return f"{col} {self.op} (" + ", ".join(_literal_text(v) for v in self.value) + ")"
+            return f"{col} {self.op} (" + ", ".join(literal_text(v) for v in self.value) + ")"
         assert not isinstance(self.value, tuple) and self.value is not None
-        return f"{col} {self.op} {_literal_text(self.value)}"
+        return f"{col} {self.op} {literal_text(self.value)}"
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"column": self.column, "op": self.op}
@@ -146,10 +146,12 @@ class Predicate:
                 f"use = or in for {kind.value} values"
             )
         if isinstance(self.value, tuple):
-            vals = tuple(_coerce(v, kind, self.column, self.op) for v in self.value)
+            vals = tuple(coerce_literal(v, kind, self.column, self.op) for v in self.value)
             return Predicate(self.column, self.op, vals)
         assert self.value is not None
-        return Predicate(self.column, self.op, _coerce(self.value, kind, self.column, self.op))
+        return Predicate(
+            self.column, self.op, coerce_literal(self.value, kind, self.column, self.op)
+        )
 
     def to_column(self) -> Column:
         c = named_col(self.column)
@@ -160,11 +162,11 @@ class Predicate:
             return c.isNotNull()
         if op == "in":
             assert isinstance(v, tuple)
-            return c.isin(*[_spark_lit(x) for x in v])
+            return c.isin(*[spark_literal(x) for x in v])
         if op == "not in":
             assert isinstance(v, tuple)
-            return ~c.isin(*[_spark_lit(x) for x in v])
-        lit = _spark_lit(v)
+            return ~c.isin(*[spark_literal(x) for x in v])
+        lit = spark_literal(v)
         return {
             "<": c < lit,
             "<=": c <= lit,
@@ -257,7 +259,7 @@ def _from_json_value(v: Any) -> Scalar:
         if "date" in v:
             return dt.date.fromisoformat(str(v["date"]))
         raise RuleError(f"unsupported JSON value {v!r}; use a number, string, boolean or date")
-    return _check_scalar(v)
+    return check_scalar(v)
 
 
 def _comparable(s: pd.Series, value: Value) -> np.ndarray:
@@ -313,7 +315,7 @@ def _apply_op(vals: np.ndarray, op: str, value: Value) -> np.ndarray:
             return np.asarray(vals > v, dtype=bool)
         return np.asarray(vals >= v, dtype=bool)
     except TypeError as err:
-        raise RuleError(f"cannot compare values with {_literal_text(value)}: {err}") from None  # type: ignore[arg-type]
+        raise RuleError(f"cannot compare values with {literal_text(value)}: {err}") from None  # type: ignore[arg-type]
 
 
 def _eq(vals: np.ndarray, v: Any) -> np.ndarray:
@@ -377,7 +379,7 @@ class Conjunction:
             cur = views.get(p.column)
             if cur is None:
                 views[p.column] = v
-            elif (merged := _merge(cur, v, "intersect")) is not None:
+            elif (merged := merge_views(cur, v, "intersect")) is not None:
                 views[p.column] = merged
         return views
 
@@ -414,11 +416,11 @@ def _simplify_column(col: str, preds: list[Predicate]) -> list[Predicate] | None
             v = p.value
             if p.op in (">", ">="):
                 closed = p.op == ">="
-                if low is None or _lt(low[0], v) or (low[0] == v and not closed):
+                if low is None or less_than(low[0], v) or (low[0] == v and not closed):
                     low = (v, closed)
             elif p.op in ("<", "<="):
                 closed = p.op == "<="
-                if high is None or _lt(v, high[0]) or (high[0] == v and not closed):
+                if high is None or less_than(v, high[0]) or (high[0] == v and not closed):
                     high = (v, closed)
             elif p.op in ("=", "in"):
                 vals = set(v) if isinstance(v, tuple) else {v}
@@ -588,7 +590,7 @@ class Rule:
             acc = per[0][col]
             ok = True
             for b in per[1:]:
-                merged = _merge(acc, b[col], "hull")
+                merged = merge_views(acc, b[col], "hull")
                 if merged is not None:
                     acc = merged
                 else:

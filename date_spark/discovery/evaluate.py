@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from date_spark.discovery_backend import CAND_COL, KEY_COL
+from date_spark.discovery.backend import CAND_COL, KEY_COL
 from date_spark.features import FeatureEncoder
 from date_spark.models import estimator, one_thread
 from date_spark.schema import TableSchema
@@ -28,7 +28,11 @@ __all__ = [
     "CROSS_DDL",
     "RESULT_DDL",
     "SUBSTANTIAL_GAIN",
+    "CrossSpec",
+    "EvalSpec",
     "RootExtras",
+    "candidate_evaluator",
+    "cross_scorer",
     "error",
     "fit_model",
     "losses",
@@ -125,7 +129,7 @@ def _dumps(obj: Any) -> bytes:
 
 
 @dataclass(frozen=True)
-class _EvalSpec:
+class EvalSpec:
     schema: TableSchema
     encoder: FeatureEncoder | None  # None at the root: fitted from the root sample
     model: str
@@ -160,7 +164,7 @@ def _one_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @_one_thread
-def _evaluate_group(pdf: pd.DataFrame, spec: _EvalSpec) -> pd.DataFrame:
+def _evaluate_group(pdf: pd.DataFrame, spec: EvalSpec) -> pd.DataFrame:
     """Sharing check, else train + validate; for a rejected candidate also its split nodes."""
     cid = int(pdf[CAND_COL].iloc[0])
     pdf = pdf.sort_values(KEY_COL, kind="mergesort").reset_index(drop=True)
@@ -247,7 +251,7 @@ def residuals(model: Any, X: np.ndarray, y: np.ndarray, task: str) -> np.ndarray
 
 
 def _split_proposals(
-    spec: _EvalSpec,
+    spec: EvalSpec,
     enc: FeatureEncoder,
     model: Any,
     pdf: pd.DataFrame,
@@ -319,7 +323,7 @@ def _split_proposals(
 
 
 def _split_nodes_for(
-    spec: _EvalSpec, enc: FeatureEncoder, model: Any, X: np.ndarray, y: np.ndarray, seed: int
+    spec: EvalSpec, enc: FeatureEncoder, model: Any, X: np.ndarray, y: np.ndarray, seed: int
 ) -> list[Split]:
     """Split nodes of a tree on the candidate's rows: fitted to the residuals of its rejected
     model (splits where the model fails: regime boundaries), or to the label (the authors')."""
@@ -360,7 +364,7 @@ class RootExtras:
 
 
 def _root_extras(
-    spec: _EvalSpec,
+    spec: EvalSpec,
     enc: FeatureEncoder,
     X: np.ndarray,
     y: np.ndarray,
@@ -393,7 +397,7 @@ def _root_extras(
     return RootExtras(enc, float(floor), baseline, se, _dumps(glob), float(global_error))
 
 
-def _evaluator(spec: _EvalSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def candidate_evaluator(spec: EvalSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
     # A plain closure (not functools.partial): applyInPandas inspects the function's type hints.
     def evaluate(pdf: pd.DataFrame) -> pd.DataFrame:
         return _evaluate_group(pdf, spec)
@@ -401,7 +405,7 @@ def _evaluator(spec: _EvalSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
     return evaluate
 
 
-def _cross_scorer(spec: _CrossSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def cross_scorer(spec: CrossSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
     def score(pdf: pd.DataFrame) -> pd.DataFrame:
         return _cross_group(pdf, spec)
 
@@ -409,14 +413,14 @@ def _cross_scorer(spec: _CrossSpec) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 
 @dataclass(frozen=True)
-class _CrossSpec:
+class CrossSpec:
     encoder: FeatureEncoder
     task: str
     models: Mapping[int, bytes]
 
 
 @_one_thread
-def _cross_group(pdf: pd.DataFrame, spec: _CrossSpec) -> pd.DataFrame:
+def _cross_group(pdf: pd.DataFrame, spec: CrossSpec) -> pd.DataFrame:
     """Errors of this level's new models on one candidate's sampled rows."""
     cid = int(pdf[CAND_COL].iloc[0])
     pdf = pdf.sort_values(KEY_COL, kind="mergesort").reset_index(drop=True)

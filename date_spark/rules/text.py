@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from date_spark.errors import RuleError
-from date_spark.rule_algebra import OPS, Predicate, Rule
-from date_spark.rule_values import Scalar
+from date_spark.rules.algebra import OPS, Predicate, Rule
+from date_spark.rules.values import Scalar
 from date_spark.schema import Kind
 
 __all__ = ["parse_rule", "parse_rules"]

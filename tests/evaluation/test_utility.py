@@ -1,5 +1,5 @@
-"""The utility evaluation (`date_spark.utility`): the gains are told apart, their intervals mean
-what they say, and a user's named segment is measured on its own test rows."""
+"""The utility evaluation (`date_spark.evaluation.utility`): the gains are told apart, their
+intervals mean what they say, and a user's named segment is measured on its own test rows."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from date_spark.evaluation.utility import bootstrap_interval, utility
 from date_spark.features import FeatureEncoder
 from date_spark.models import ModelSpec
 from date_spark.rules import parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
-from date_spark.utility import bootstrap_interval, utility
 
 SCHEMA = TableSchema(
     (ColumnSpec("a", Kind.NUMERIC, "double"),

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 __all__ = ["GET_TIMEOUT_S", "ROWS", "ScanMeter", "format_passes"]
 
 
-logger = logging.getLogger("date_spark.scans")
+logger = logging.getLogger("date_spark.discovery.scans")
 
 ROWS = "rows"
 # An Observation is filled when its query finishes; `get` blocks until then (forever on a classic
