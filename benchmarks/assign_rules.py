@@ -30,8 +30,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from recording import environment, write_result
 
-from date_spark.datasets import planted_regimes_spark
 from date_spark.rules import Conjunction, Predicate, Rule, assign_rules, count_rules
+from date_spark.testing.planted import planted_regimes_spark
 
 
 def random_rules(n: int, n_features: int, seed: int) -> list[Rule]:

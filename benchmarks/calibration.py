@@ -169,7 +169,7 @@ def config(
 
 def endpoint(generator: str, pool: pd.DataFrame, target: str, seed: int) -> Any:
     """A context manager giving the base URL of the generator's loopback endpoint."""
-    from date_spark.llm.stub import StubServer
+    from date_spark.testing.stub import StubServer
 
     if generator == "stub":
         return StubServer()

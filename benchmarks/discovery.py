@@ -41,14 +41,14 @@ from recording import environment, write_result
 from spark_rest import UI_CONF, SparkRest
 
 from date_spark.config import DiscoveryConfig
-from date_spark.datasets import (
+from date_spark.discovery import Discovery, discover, run_search
+from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
+from date_spark.testing.planted import (
     planted_regime,
     planted_regimes_spark,
     planted_truth,
     regime_recovery,
 )
-from date_spark.discovery import Discovery, discover, run_search
-from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
 
 N_FEATURES = 20
 

@@ -54,8 +54,8 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from date_spark.config import load_config
-    from date_spark.llm.stub import StubServer
     from date_spark.synthesizer import DateSynthesizer
+    from date_spark.testing.stub import StubServer
 
     spark = (
         SparkSession.builder.master("local[2]")

@@ -22,7 +22,7 @@ per table x size x budget: the mean relative gain, the draws where the interval 
 size can resolve). The baseline of every ratio is the model on the training rows alone, measured
 in the same draw. This is no claim about DATE's rows: it bounds what any generator's rows can
 show on these tables at these sizes, with the job's test split. The ``planted`` table is
-`date_spark.datasets.planted_regimes` (8 features, 5% label noise, 5,000 rows).
+`date_spark.testing.planted.planted_regimes` (8 features, 5% label noise, 5,000 rows).
 
 Results go to `benchmarks/results/<name>.json` through `recording.py`.
 """
@@ -54,7 +54,7 @@ TABLES = (*SOURCES, "planted")
 
 def table(name: str) -> tuple[pd.DataFrame, str, str]:
     if name == "planted":
-        from date_spark.datasets import planted_regimes
+        from date_spark.testing.planted import planted_regimes
 
         df = planted_regimes(5000, n_features=8, noise=0.05, seed=11).drop(columns="regime")
         return df, "y", "classification"

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/job_cost.py [--sizes 300,5000,50000,1e6] [--with-1e7]
 
-The planted-regimes table (`date_spark.datasets`: x0..x17, c0, y; 20 columns) at each size is
+The planted-regimes table (`date_spark.testing.planted`: x0..x17, c0, y; 20 columns) at each size is
 written once as Parquet under `--data-dir` (git-ignored `.bench-data/`). For each size, in fresh
 processes (each with its own Spark driver):
 
@@ -68,7 +68,7 @@ def ensure_table(data_dir: Path, n_rows: int) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if n_rows <= 1_000_000:
-        from date_spark.datasets import planted_regimes
+        from date_spark.testing.planted import planted_regimes
 
         df = planted_regimes(n_rows, n_features=N_FEATURES, seed=0, with_regime=False)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -210,7 +210,7 @@ def spark_jobs(spark: Any, detail: bool) -> dict[str, Any]:
 def child_table(n_rows: int, out: Path) -> None:
     from pyspark.sql import SparkSession
 
-    from date_spark.datasets import planted_regimes_spark
+    from date_spark.testing.planted import planted_regimes_spark
 
     spark = (
         SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
@@ -324,8 +324,8 @@ def child_job(table: Path, out: Path, detail: bool, extra: list[str], fits: bool
     logging.basicConfig(level=logging.WARNING)
     t_import = time.perf_counter()
     from date_spark.config import load_config
-    from date_spark.llm.stub import StubServer
     from date_spark.synthesizer import DateSynthesizer
+    from date_spark.testing.stub import StubServer
 
     import_s = time.perf_counter() - t_import
     tmp = Path(tempfile.mkdtemp(prefix="date-spark-job-cost-"))
@@ -483,7 +483,7 @@ def main() -> None:
             )
             print(f"{n} rows job, fits counted: {_fits_line(entry['fits_job'])}", flush=True)
         if n == sizes[0] and not args.no_cli:
-            from date_spark.llm.stub import StubServer
+            from date_spark.testing.stub import StubServer
 
             with StubServer() as url:
                 entry["cli_load_avg_1m"] = round(os.getloadavg()[0], 2)

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/label_check.py [--tables planted,credit,wage]
         [--generators stub,interpolation] [--seeds 42] [--iterations 1] [--name label_check]
 
-Tables: ``planted`` (`date_spark.datasets.planted_regimes`, 1,000 rows, 8 features, 5% label
+Tables: ``planted`` (`date_spark.testing.planted.planted_regimes`, 1,000 rows, 8 features, 5% label
 noise; the planted relation is known, so a generated row's label can be judged right or wrong)
 and the ~300-training-row samples of `benchmarks/real_tables.py` (same loading and cleaning).
 The job runs at its default config (split 0.2 test / 0.25 validation, tracking off) but for the
@@ -74,7 +74,7 @@ SYN = "synthetic gain (partitioned)"
 
 def table(name: str) -> tuple[pd.DataFrame, str, str]:
     if name == "planted":
-        from date_spark.datasets import planted_regimes
+        from date_spark.testing.planted import planted_regimes
 
         df = planted_regimes(PLANTED_ROWS, n_features=8, noise=0.05, seed=11)
         return df.drop(columns="regime"), "y", "classification"
@@ -84,7 +84,7 @@ def table(name: str) -> tuple[pd.DataFrame, str, str]:
 
 def wrong_share(rows: pd.DataFrame, target: str) -> float | None:
     """Share of rows whose label differs from the planted relation's (planted table only)."""
-    from date_spark.datasets import planted_truth
+    from date_spark.testing.planted import planted_truth
 
     if rows.empty:
         return None
@@ -266,8 +266,8 @@ def main() -> None:
         raise SystemExit(f"variants: 'off' (the baseline) and any of {', '.join(VARIANTS)}")
 
     from date_spark.config import SparkConfig
-    from date_spark.llm.stub import StubServer, default_rows, planted_rows
     from date_spark.spark import session
+    from date_spark.testing.stub import StubServer, default_rows, planted_rows
 
     spark = session(SparkConfig(app_name="date-spark-label-check"))
     env = environment(spark)

@@ -38,8 +38,8 @@ from date_spark.config import LlmConfig  # noqa: E402
 from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key  # noqa: E402
 from date_spark.llm.gateway import GatewayRun, requests_frame, run  # noqa: E402
 from date_spark.llm.rows import RowSchema  # noqa: E402
-from date_spark.llm.stub import StubServer  # noqa: E402
 from date_spark.schema import ColumnSpec, Kind, TableSchema  # noqa: E402
+from date_spark.testing.stub import StubServer  # noqa: E402
 
 TABLE = TableSchema(
     (

@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from recording import environment, write_result  # noqa: E402
 
 from date_spark.config import Config, load_config  # noqa: E402
-from date_spark.datasets import demo_credit  # noqa: E402
 from date_spark.generation import prompt_budget  # noqa: E402
 from date_spark.generation.prompts import ExampleBlock, generation_messages, header  # noqa: E402
 from date_spark.llm.local import LocalModelServer  # noqa: E402
 from date_spark.llm.rows import RowSchema  # noqa: E402
 from date_spark.rules import parse_rule  # noqa: E402
 from date_spark.schema import ColumnSpec, Kind, TableSchema  # noqa: E402
+from date_spark.testing.planted import demo_credit  # noqa: E402
 
 HEADROOM = 3.0  # the recommended timeout covers the slowest request this many times
 ROUND_TO_S = 30

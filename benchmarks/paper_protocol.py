@@ -72,7 +72,7 @@ LOCAL_SIZING = {
 def tables() -> dict[str, Callable[[], tuple[pd.DataFrame, str, str]]]:
     from sklearn import datasets as skd
 
-    from date_spark.datasets import demo_credit, planted_regimes
+    from date_spark.testing.planted import demo_credit, planted_regimes
 
     def sk(loader: Callable[..., Any], task: str) -> Callable[[], tuple[pd.DataFrame, str, str]]:
         return lambda: (loader(as_frame=True).frame, "target", task)
@@ -126,7 +126,7 @@ def rare_segment() -> pd.DataFrame:
     """22,000 planted rows with regime R2 (y = x3 + x4 > 1, a diagonal) cut to a tenth (19,121
     rows left): the thin segment the tool is for, with a test split large enough (about 3,800
     rows) to rank strategies."""
-    from date_spark.datasets import planted_regimes
+    from date_spark.testing.planted import planted_regimes
 
     df = planted_regimes(22_000, n_features=8, seed=11)
     rng = np.random.default_rng(11)
@@ -144,9 +144,9 @@ def main() -> None:
     from date_spark.config import Config, SparkConfig
     from date_spark.evaluation.utility import collect
     from date_spark.llm.local import LocalModelServer
-    from date_spark.llm.stub import StubServer, planted_rows
     from date_spark.spark import session
     from date_spark.synthesizer import DateSynthesizer
+    from date_spark.testing.stub import StubServer, planted_rows
 
     spark = session(SparkConfig(app_name="date-spark-paper-protocol"))
     env = environment(spark)

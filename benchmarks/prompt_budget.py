@@ -140,7 +140,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", default="prompt_budget", help="results file: results/<name>.json")
     args = ap.parse_args()
-    from date_spark.datasets import demo_credit, planted_regimes
+    from date_spark.testing.planted import demo_credit, planted_regimes
 
     env = environment()
 

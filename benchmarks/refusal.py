@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recording import environment, write_result
 
-from date_spark.datasets import demo_credit
+from date_spark.testing.planted import demo_credit
 
 ROWS = 400  # rows of the demo table in each bad input
 

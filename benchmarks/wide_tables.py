@@ -130,8 +130,8 @@ def child(n_rows: int, n_cols: int, out_json: Path) -> None:
     for noisy in ("py4j", "urllib3", "httpx", "httpx2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from date_spark.config import load_config
-    from date_spark.llm.stub import StubServer
     from date_spark.synthesizer import DateSynthesizer
+    from date_spark.testing.stub import StubServer
 
     tmp = Path(tempfile.mkdtemp(prefix=f"date-spark-wide-{n_cols}-"))
     table = tmp / "wide.parquet"

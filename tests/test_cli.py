@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from date_spark.cli import main
-from date_spark.datasets import demo_credit
+from date_spark.testing.planted import demo_credit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from date_spark.datasets import demo_credit
+from date_spark.testing.planted import demo_credit
 
 OURS = re.compile(r"^(\d\d:\d\d:\d\d (warning: )?\S|date-spark: |to continue: )")
 

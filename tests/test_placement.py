@@ -16,9 +16,7 @@ from pandas.testing import assert_frame_equal
 from pyspark.sql import types as T
 
 from date_spark.config import load_config
-from date_spark.datasets import planted_regimes
 from date_spark.errors import ConfigError
-from date_spark.llm.stub import StubServer, planted_rows
 from date_spark.placement import (
     MAX_DRIVER_WORKERS,
     apply_cogrouped,
@@ -30,6 +28,8 @@ from date_spark.placement import (
     warm_workers,
 )
 from date_spark.synthesizer import DateSynthesizer
+from date_spark.testing.planted import planted_regimes
+from date_spark.testing.stub import StubServer, planted_rows
 
 
 def test_limit_and_override() -> None:

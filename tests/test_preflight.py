@@ -17,7 +17,7 @@ import pytest
 from date_spark import cli, preflight
 from date_spark.cli import build_parser, main
 from date_spark.config import load_config
-from date_spark.datasets import demo_credit
+from date_spark.testing.planted import demo_credit
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ import mlflow
 import pytest
 
 from date_spark.cli import main
-from date_spark.datasets import planted_regimes
-from date_spark.llm.stub import StubServer, default_rows, row_schema_of
+from date_spark.testing.planted import planted_regimes
+from date_spark.testing.stub import StubServer, default_rows, row_schema_of
 from date_spark.tracking import metric_key
 
 FAR = 1e6  # past any margin of a column in [0, 1]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from date_spark.cli import main
-from date_spark.datasets import planted_regimes
+from date_spark.testing.planted import planted_regimes
 
 
 def digest(path: Path) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from pyspark.sql import functions as F
 
-from date_spark.datasets import planted_regimes
 from date_spark.split import SPLIT_COL, TEST, assign_split, row_uniform
+from date_spark.testing.planted import planted_regimes
 
 
 def test_row_uniform_is_uniform_layout_free_and_apart_from_the_split(spark: Any) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from date_spark.cli import main
 from date_spark.config import Config
-from date_spark.datasets import planted_regimes, planted_truth
-from date_spark.llm.stub import StubServer, planted_rows
 from date_spark.output import output_schema
 from date_spark.rules import parse_rule
+from date_spark.testing.planted import planted_regimes, planted_truth
+from date_spark.testing.stub import StubServer, planted_rows
 
 HARMFUL_REGIMES = frozenset({3, 4})  # the stub flips labels there
 

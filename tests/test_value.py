@@ -28,10 +28,10 @@ import pandas as pd
 import pytest
 
 from date_spark.config import Config
-from date_spark.datasets import planted_regimes, planted_truth
-from date_spark.llm.stub import StubServer, planted_rows
 from date_spark.selection import Selection
 from date_spark.synthesizer import DateSynthesizer
+from date_spark.testing.planted import planted_regimes, planted_truth
+from date_spark.testing.stub import StubServer, planted_rows
 
 pytestmark = pytest.mark.slow
 

@@ -526,7 +526,7 @@ def test_decimal_and_dotted_name_with_the_stub_endpoint_and_no_password_kept(
     param `llm.base_url` and manifest.json held it in clear)."""
     import mlflow
 
-    from date_spark.llm.stub import StubServer
+    from date_spark.testing.stub import StubServer
 
     src = warehouse_dir(tmp_path)
     with StubServer() as url:
@@ -774,8 +774,8 @@ def test_decimal_overflow_counted_in_generation_rejects_not_dropped_at_output(
     was dropped at output with only a log line, after selection had counted it."""
     import threading
 
-    from date_spark.llm.stub import StubServer, default_rows
     from date_spark.synthesizer import DateSynthesizer
+    from date_spark.testing.stub import StubServer, default_rows
 
     df = table()
     df["income"] = np.round(np.clip(df["income"] / 20.0, 100.0, 999.99), 2)

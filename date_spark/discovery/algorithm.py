@@ -17,7 +17,7 @@ threshold rho. The search is top-down, level by level (breadth first):
     global model (a decision tree on the root sample).
 
 Decisions where the paper and the authors' code are silent (see ../shared/reference/METHOD.md);
-every "measured" below is on `datasets.planted_regimes` (5 regimes, 5% label noise):
+every "measured" below is on `testing.planted.planted_regimes` (5 regimes, 5% label noise):
 
 * **Threshold (`rho_mode`)**. "absolute": rho_eff = rho, as in the paper. A rho below the table's
   irreducible error (0.05 with 5% label noise) can never be met, so discovery warns and ends with

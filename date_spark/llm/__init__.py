@@ -8,9 +8,9 @@ Public surface (what generation calls):
     summarize(result_df) -> GatewayStats          two Spark aggregations (totals, per column)
     Budget.from_config(cfg)                       job-wide token/cost ledger (budget.py)
     LocalModelServer(cfg.local)                   embedded llama.cpp server (local.py)
-    StubServer(...)                               deterministic fake endpoint with faults (stub.py)
 
-Names are imported lazily, so `python -m date_spark.llm.stub` does not pull in Spark first.
+Names are imported lazily, so importing one module does not pull in Spark first. The stub endpoint
+the tests use is a test double: `date_spark.testing.stub`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ _EXPORTS = {
     "RowColumn": "rows",
     "RowSchema": "rows",
     "ValidationResult": "rows",
-    "StubServer": "stub",
 }
 
 if TYPE_CHECKING:
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
     )
     from date_spark.llm.local import LocalModelServer
     from date_spark.llm.rows import REASONS, RowColumn, RowSchema, ValidationResult
-    from date_spark.llm.stub import StubServer
 
 
 def __getattr__(name: str) -> Any:
@@ -76,7 +74,6 @@ __all__ = [
     "ResponseCache",
     "RowColumn",
     "RowSchema",
-    "StubServer",
     "ValidationResult",
     "cache_key",
     "complete",

@@ -19,10 +19,11 @@ A few requests are sent from the driver instead. When `run()` gets a frame `requ
 (its requests are on the driver already) that is small enough for `placement.on_driver`, the same
 task body runs on the driver: the requests sorted by id and cut into the same number of ranges,
 each range sent by its own engine in its own thread, so the endpoint sees the same concurrency and
-rate shares. A Spark job with Python worker starts and two Arrow trips cost about a second per
-call round for a generation round of a few dozen requests; a 300-row job made five such rounds.
-`tests/llm/test_llm_gateway_spark.py` runs both paths on the same requests and compares the
-results. Either way `run()` returns one result per request in the order the frame listed them.
+rate shares, without a Spark job, Python worker starts and two Arrow trips per call round (a
+300-row job's generation ran 5 Spark jobs instead of 18: `benchmarks/results/job_cost-small-
+against.json`). `tests/llm/test_llm_gateway_spark.py` runs both paths on the same requests and
+compares the results. Either way `run()` returns one result per request in the order the frame
+listed them, whatever the number of tasks.
 """
 
 from __future__ import annotations
@@ -621,8 +622,9 @@ def run(
     check_endpoint: bool = True,
     debug_log_dir: str | None = None,
 ) -> GatewayRun:
-    """Run the stage once (one Spark job for the calls), then summarise and charge `budget`.
-    Raises EndpointError (one line, naming the URL) when every request failed."""
+    """Run the stage once (one Spark job for the calls, none when they are sent from the driver:
+    module doc), then summarise and charge `budget`. Raises EndpointError (one line, naming the
+    URL) when every request failed."""
     budget = budget if budget is not None else Budget.from_config(cfg)
     local = _known(requests)
     if local is not None and _on_driver(local, debug_log_dir):

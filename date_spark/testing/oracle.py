@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from date_spark.errors import DateSparkError, InputError
-from date_spark.llm.stub import BadRowRequest, StubServer, row_schema_of, rule_text
 from date_spark.schema import Kind
+from date_spark.testing.stub import BadRowRequest, StubServer, row_schema_of, rule_text
 
 __all__ = ["PoolOracle", "main", "oracle_server"]
 

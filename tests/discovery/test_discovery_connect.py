@@ -15,7 +15,7 @@ import json, tempfile
 import numpy as np
 from pyspark.sql import SparkSession
 from date_spark.config import DiscoveryConfig
-from date_spark.datasets import planted_regimes
+from date_spark.testing.planted import planted_regimes
 from date_spark.discovery import Discovery, discover
 from tests.discovery.test_discovery import planted_schema
 

@@ -17,7 +17,7 @@ import json, logging, os, time
 from pyspark.sql import SparkSession
 from benchmarks.spark_rest import UI_CONF, SparkRest
 from date_spark.config import DiscoveryConfig
-from date_spark.datasets import planted_regimes
+from date_spark.testing.planted import planted_regimes
 from date_spark.discovery import discover
 from tests.discovery.test_discovery import planted_schema
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from date_spark.config import DiscoveryConfig
-from date_spark.datasets import planted_regimes, planted_truth
 from date_spark.discovery import Discovery, discover
+from date_spark.testing.planted import planted_regimes, planted_truth
 
 from .test_discovery import planted_schema, to_spark
 

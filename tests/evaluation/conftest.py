@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from date_spark.datasets import demo_credit
 from date_spark.evaluation import EvaluationResult, evaluate, infer_schema
 from date_spark.schema import TableSchema
+from date_spark.testing.planted import demo_credit
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from date_spark.datasets import PLANTED_RULES, planted_regimes
 from date_spark.features import FeatureEncoder
 from date_spark.rules import Rule, assign_rules, parse_rule
 from date_spark.schema import TableSchema, column_specs
 from date_spark.split import assign_split
+from date_spark.testing.planted import PLANTED_RULES, planted_regimes
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import pytest
 
 from date_spark.columns import ARM, RULE
 from date_spark.config import Config
-from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes
 from date_spark.generation import (
     DGR_COL,
     Generator,
@@ -28,9 +27,10 @@ from date_spark.generation.prompts import (
     refinement_messages,
 )
 from date_spark.llm.engine import estimate_tokens
-from date_spark.llm.stub import StubServer, default_rows
 from date_spark.rules import parse_rule
 from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION
+from date_spark.testing.planted import PLANTED_RULES, demo_credit, planted_regimes
+from date_spark.testing.stub import StubServer, default_rows
 
 from .conftest import make_case
 

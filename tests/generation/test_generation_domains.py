@@ -8,7 +8,7 @@ from typing import Any
 
 from date_spark.config import Config
 from date_spark.generation import DGR_COL, generate, reject_table
-from date_spark.llm.stub import StubServer, default_rows, row_schema_of
+from date_spark.testing.stub import StubServer, default_rows, row_schema_of
 
 from .test_generation import llm_cfg
 

@@ -9,10 +9,10 @@ import pytest
 
 from date_spark.columns import ARM, RULE
 from date_spark.config import Config
-from date_spark.datasets import demo_credit
 from date_spark.generation import DGR_COL, generate
 from date_spark.llm.local import LocalModelServer
 from date_spark.rules import parse_rule
+from date_spark.testing.planted import demo_credit
 
 from .conftest import make_case
 

@@ -10,8 +10,8 @@ import pandas as pd
 
 from date_spark.columns import ARM, RULE
 from date_spark.generation import DGR_COL, REQUEST_COL, REST, GenerationResult, generate
-from date_spark.llm.stub import StubServer, default_rows, rule_text
 from date_spark.rules import parse_rule
+from date_spark.testing.stub import StubServer, default_rows, rule_text
 
 from .test_generation import llm_cfg
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from date_spark.llm.rows import RowSchema
-from date_spark.llm.stub import StubServer
+from date_spark.testing.stub import StubServer
 
 from .support import make_schema
 

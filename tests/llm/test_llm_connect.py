@@ -15,7 +15,7 @@ SCRIPT = """
 import json, os, sys, tempfile
 from pyspark.sql import SparkSession
 from date_spark.llm.gateway import requests_frame, run
-from date_spark.llm.stub import StubServer
+from date_spark.testing.stub import StubServer
 from tests.llm.support import make_cfg, make_schema
 
 spark = SparkSession.builder.remote("local[2]").getOrCreate()

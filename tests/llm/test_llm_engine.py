@@ -15,7 +15,7 @@ from date_spark.config import LlmConfig
 from date_spark.errors import ConfigError
 from date_spark.llm.client import endpoint_id, make_client, resolve_dialect
 from date_spark.llm.engine import LlmRequest, LlmResult
-from date_spark.llm.stub import StubServer, find_schema
+from date_spark.testing.stub import StubServer, find_schema
 
 from .support import FAKE_KEY, FAKE_KEY_ENV, engine, make_cfg, make_schema, reqs
 

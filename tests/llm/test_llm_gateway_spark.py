@@ -25,8 +25,8 @@ from date_spark.llm.gateway import (
     summarize,
 )
 from date_spark.llm.rows import RowSchema
-from date_spark.llm.stub import StubServer
 from date_spark.placement import driver_max_cells
+from date_spark.testing.stub import StubServer
 
 from .support import make_cfg, make_schema, spark_requests
 

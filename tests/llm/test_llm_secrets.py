@@ -16,7 +16,7 @@ from pyspark import cloudpickle
 from date_spark.config import Config
 from date_spark.llm.engine import LlmRequest
 from date_spark.llm.gateway import _partition_fn, plan_stage, run
-from date_spark.llm.stub import StubServer
+from date_spark.testing.stub import StubServer
 
 from .support import FAKE_KEY, FAKE_KEY_ENV, engine, make_cfg, make_schema, spark_requests
 

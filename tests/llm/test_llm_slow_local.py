@@ -15,7 +15,7 @@ from date_spark.config import LlmConfig
 from date_spark.errors import EndpointError
 from date_spark.llm.engine import TaskEngine
 from date_spark.llm.gateway import plan_stage, run
-from date_spark.llm.stub import StubServer
+from date_spark.testing.stub import StubServer
 
 from .support import make_cfg, make_schema, reqs, spark_requests
 

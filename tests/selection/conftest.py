@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from date_spark.datasets import CATEGORIES, planted_regimes
 from date_spark.models import ModelSpec
 from date_spark.rules import CategorySet, Interval, Rule, View, parse_rule
 from date_spark.schema import Kind
 from date_spark.selection import Arm, CrossFitEvaluator, Partition
+from date_spark.testing.planted import CATEGORIES, planted_regimes
 
 NF = 10
 FEATURES = [f"x{i}" for i in range(NF)]

@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from date_spark.datasets import planted_regimes
-from date_spark.llm.stub import StubServer, planted_rows
+from date_spark.testing.planted import planted_regimes
+from date_spark.testing.stub import StubServer, planted_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "y"

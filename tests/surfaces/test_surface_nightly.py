@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from date_spark.config import load_config
-from date_spark.llm.stub import StubServer
+from date_spark.testing.stub import StubServer
 
 from .conftest import (
     LOCAL_SPARK_CONF,

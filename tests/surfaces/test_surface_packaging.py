@@ -31,7 +31,7 @@ def test_wheel_holds_package_data_and_the_one_version(built_dist: dict[str, Path
         "date_spark/__init__.py",
         "date_spark/cli.py",
         "date_spark/synthesizer.py",
-        "date_spark/llm/stub.py",
+        "date_spark/testing/stub.py",
         "date_spark/py.typed",
         "date_spark/data/demo_credit.parquet",
         "date_spark/templates/report.html",

@@ -23,11 +23,11 @@ import pandas as pd
 import pytest
 
 from date_spark.config import Config
-from date_spark.datasets import planted_regimes
 from date_spark.errors import InputError
 from date_spark.llm.rows import RULE_MARKER, RowSchema
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 from date_spark.testing.oracle import PoolOracle, oracle_server
+from date_spark.testing.planted import planted_regimes
 from date_spark.testing.pools import split_pool
 
 ROOT = Path(__file__).resolve().parents[2]

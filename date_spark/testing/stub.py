@@ -25,7 +25,7 @@ queue), a reply the client stopped waiting for is still computed to the end, and
 waits for the slot too (llama-cpp-python answers it only between completions).
 `StubServer.finished` holds when each chat request's reply was done.
 
-    python -m date_spark.llm.stub --port 8099 --latency 0.2 --fault rate_limit --fault-count 3
+    python -m date_spark.testing.stub --port 8099 --latency 0.2 --fault rate_limit --fault-count 3
 """
 
 from __future__ import annotations
@@ -251,15 +251,15 @@ def planted_rows(
     noise: float = 0.0,
     task: Literal["classification", "regression"] = "classification",
 ) -> RowFactory:
-    """A row factory for the planted-regime table (`date_spark.datasets.planted_regimes`, with
-    its thin segment R5 when `segment`): the stub's rule-satisfying rows labelled by the planted
+    """A row factory for the planted-regime table (`testing.planted.planted_regimes`, with its
+    thin segment R5 when `segment`): the stub's rule-satisfying rows labelled by the planted
     relation, so they help, except in `harmful_regimes`, where the label is flipped (regression:
     the value negated), so they hurt. With `noise` (the table's own parameter), helpful labels
     flip at the table's rate, or values get the table's Gaussian noise (sd 4 x `noise`), decided
     by a hash of the row, so repeatable: the rows are then new draws of the real distribution,
     the best an LLM could do. Refinement requests get no rules back (the DGRs stay as
     discovered)."""
-    from date_spark.datasets import planted_truth
+    from date_spark.testing.planted import planted_truth
 
     def factory(schema: dict[str, Any], body: dict[str, Any]) -> list[dict[str, Any]]:
         props, _ = row_schema_of(schema)

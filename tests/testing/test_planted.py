@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from date_spark.datasets import PLANTED_RULES, demo_credit, planted_regimes, regime_recovery
 from date_spark.rules import parse_rule
+from date_spark.testing.planted import PLANTED_RULES, demo_credit, planted_regimes, regime_recovery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def test_planted_rules_describe_the_regimes() -> None:
 
 
 def test_spark_generator_matches_the_formulas(spark: object) -> None:
-    from date_spark.datasets import planted_regimes_spark
+    from date_spark.testing.planted import planted_regimes_spark
 
     df = planted_regimes_spark(spark, 4000, n_features=8, noise=0.0, with_regime=True).toPandas()  # type: ignore[arg-type]
     for i, text in enumerate(PLANTED_RULES.values()):
@@ -38,7 +38,7 @@ def test_spark_generator_matches_the_formulas(spark: object) -> None:
 
 
 def test_planted_truth_recovers_regime_and_noise_free_label() -> None:
-    from date_spark.datasets import planted_truth
+    from date_spark.testing.planted import planted_truth
 
     clean = planted_regimes(2000, n_features=8, noise=0.0, seed=4)
     truth = planted_truth(clean)
@@ -49,8 +49,8 @@ def test_planted_truth_recovers_regime_and_noise_free_label() -> None:
 
 
 def test_planted_truth_recovers_the_regression_value_and_the_stub_writes_it() -> None:
-    from date_spark.datasets import planted_truth
-    from date_spark.llm.stub import planted_rows
+    from date_spark.testing.planted import planted_truth
+    from date_spark.testing.stub import planted_rows
 
     clean = planted_regimes(2000, n_features=8, noise=0.0, seed=4, task="regression")
     truth = planted_truth(clean, task="regression")
