@@ -130,8 +130,6 @@ def test_job_end_to_end_then_resume_rewrites_the_same_rows(
         m["stages"].pop(stage, None)
     runs[0].write_text(json.dumps(m))
     with StubServer(row_factory=planted_rows(harmful_regimes=HARMFUL_REGIMES)) as url2:
-        from date_spark.llm import stub as stubmod  # noqa: F401
-
         code = main(
             [
                 "run",

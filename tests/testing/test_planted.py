@@ -8,7 +8,7 @@ import pytest
 from date_spark.rules import parse_rule
 from date_spark.testing.planted import PLANTED_RULES, demo_credit, planted_regimes, regime_recovery
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bundled_demo_table_is_the_generator_output() -> None:
