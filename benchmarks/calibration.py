@@ -184,7 +184,7 @@ class HeldOut:
     def __init__(
         self, schema: Any, encoder: Any, seed: int, train: pd.DataFrame, test: pd.DataFrame
     ) -> None:
-        from date_spark.models import ModelSpec
+        from date_spark.modeling.models import ModelSpec
 
         self.encoder = encoder
         self.spec = ModelSpec.for_table(DEFAULTS, schema, encoder, seed=seed)
@@ -338,9 +338,9 @@ def run_rule(spark: Any, table: str, seed: int, generators: list[str]) -> list[d
     across the pool, ``interpolation`` = the job's interpolation of the 240 rows; as many as
     `generation.rows_per_real_row` asks for. Every keep_z is applied to the same estimates."""
     from date_spark.columns import ARM, PARENTS
-    from date_spark.features import FeatureEncoder
     from date_spark.generation.interpolation import interpolate
-    from date_spark.models import ModelSpec
+    from date_spark.modeling.features import FeatureEncoder
+    from date_spark.modeling.models import ModelSpec
     from date_spark.rules import Rule
     from date_spark.schema import TableSchema, column_specs
     from date_spark.selection import gain_evaluator, select_by_gain
@@ -587,7 +587,7 @@ def main() -> None:
         return
     if args.compare:
         sys.exit(compare(args.compare.split(",")))
-    from date_spark.spark import session
+    from date_spark.runtime.spark import session
 
     tables = args.tables.split(",")
     sizes = args.sizes.split(",")

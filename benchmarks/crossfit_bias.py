@@ -83,8 +83,8 @@ def run_table(
     spark: Any, table: str, seeds: int, folds: list[int], repeats: int, volumes: list[float],
     generators: list[str],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    from date_spark.features import FeatureEncoder
-    from date_spark.models import ModelSpec
+    from date_spark.modeling.features import FeatureEncoder
+    from date_spark.modeling.models import ModelSpec
     from date_spark.schema import TableSchema, column_specs
     from date_spark.selection.gain import GainEvaluator
 
@@ -200,7 +200,7 @@ def run_per_table(
     report: Callable[[list[dict[str, Any]]], None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One Spark session, `run_table` per table, the summary printed; (figures, environment)."""
-    from date_spark.spark import session
+    from date_spark.runtime.spark import session
 
     spark = session()
     env = environment(spark)

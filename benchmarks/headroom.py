@@ -89,8 +89,8 @@ class Scorer:
 
     def __init__(self, spark: Any, df: pd.DataFrame, target: str, task: str) -> None:
         from date_spark.config import Config
-        from date_spark.features import FeatureEncoder
-        from date_spark.models import ModelSpec
+        from date_spark.modeling.features import FeatureEncoder
+        from date_spark.modeling.models import ModelSpec
         from date_spark.schema import TableSchema, column_specs
 
         df = df[df[target].notna()]
@@ -208,7 +208,7 @@ def main() -> None:
         raise SystemExit("--draws must be at least 1")
 
     from date_spark.config import SparkConfig
-    from date_spark.spark import session
+    from date_spark.runtime.spark import session
 
     spark = session(SparkConfig(app_name="date-spark-headroom"))
     env = environment(spark)

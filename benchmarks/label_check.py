@@ -266,7 +266,7 @@ def main() -> None:
         raise SystemExit(f"variants: 'off' (the baseline) and any of {', '.join(VARIANTS)}")
 
     from date_spark.config import SparkConfig
-    from date_spark.spark import session
+    from date_spark.runtime.spark import session
     from date_spark.testing.stub import StubServer, default_rows, planted_rows
 
     spark = session(SparkConfig(app_name="date-spark-label-check"))

@@ -41,11 +41,11 @@ VOLUME = 3  # pool rows per real row: the largest volume the keep rule tries
 
 def run_table(spark: Any, table: str, seeds: int) -> list[dict[str, Any]]:
     from date_spark.columns import ROUND
-    from date_spark.features import FeatureEncoder
     from date_spark.generation.fields import DGR_COL, QRULE_COL, REQUEST_COL
     from date_spark.generation.prompts import Masker
     from date_spark.generation.scoring import ScoringSpec, label_check
-    from date_spark.models import ModelSpec, crossfit_losses, fold_ids
+    from date_spark.modeling.features import FeatureEncoder
+    from date_spark.modeling.models import ModelSpec, crossfit_losses, fold_ids
     from date_spark.rules import Rule
     from date_spark.schema import TableSchema, column_specs
 

@@ -96,7 +96,7 @@ def measure(
 ) -> Any:
     """`DateSynthesizer.utility` with evaluation model `kind`, on rows collected once per fit."""
     from date_spark.evaluation.utility import utility
-    from date_spark.models import ModelSpec
+    from date_spark.modeling.models import ModelSpec
 
     cfg = synth.config
     spec = ModelSpec.for_table(
@@ -144,7 +144,7 @@ def main() -> None:
     from date_spark.config import Config, SparkConfig
     from date_spark.evaluation.utility import collect
     from date_spark.llm.local import LocalModelServer
-    from date_spark.spark import session
+    from date_spark.runtime.spark import session
     from date_spark.synthesizer import DateSynthesizer
     from date_spark.testing.stub import StubServer, planted_rows
 

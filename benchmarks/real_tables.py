@@ -282,7 +282,7 @@ def main() -> None:
             raise SystemExit(f"unknown size {s!r}; use 'full' or a number of training rows")
 
     from date_spark.config import Config, SparkConfig
-    from date_spark.spark import session
+    from date_spark.runtime.spark import session
     from date_spark.testing.stub import StubServer
 
     spark = session(SparkConfig(app_name="date-spark-real-tables"))

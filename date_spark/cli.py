@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from date_spark import __version__, logs
+from date_spark import logs
 from date_spark.config import Config, dump_yaml, load_config
 from date_spark.errors import ConfigError, DateSparkError, Interrupted
+from date_spark.version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _shortcut_overrides(args: argparse.Namespace) -> list[str]:
     """`date-spark run data.csv --target y --out out/` as `--set` overrides (applied last)."""
-    from date_spark.preflight import format_of
+    from date_spark.io.preflight import format_of
 
     out: list[str] = []
     path = getattr(args, "input", None)
@@ -194,7 +195,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from date_spark.io import check_output
+    from date_spark.io.preflight import check_output
 
     cfg = _config(args)
     if (cfg.input.path or cfg.input.table) and (cfg.output.path or cfg.output.table):
@@ -204,11 +205,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from date_spark.preflight import check_run
+    from date_spark.io.preflight import check_run
 
     t0 = time.monotonic()
     if args.resume:
-        from date_spark.runs import resume_config
+        from date_spark.tracking.runs import resume_config
 
         # the saved run's config, with what this command line states again on top
         cfg = resume_config(args.config, args.overrides, args.resume)
@@ -217,14 +218,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # before Spark starts: paths, header, schema, key, local model, writable places, and no
     # other run writing the same output
     check_run(cfg)
-    from date_spark.locks import check_writer
+    from date_spark.io.locks import check_writer
 
     check_writer(cfg.output.path, table=cfg.output.table, runs_dir=cfg.output.runs_dir)
     log.info("date-spark %s: config and input checked; starting the job", __version__)
     with logs.Heartbeat("start-up", what="loading Spark and the models"):
         from date_spark.generation import reject_table
         from date_spark.synthesizer import DateSynthesizer
-        from date_spark.tracking import ui_command
+        from date_spark.tracking.mlflow_log import ui_command
 
     result = DateSynthesizer(cfg).run(resume=args.resume)
     s = result.summary
@@ -288,7 +289,7 @@ def _duration(secs: float) -> str:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from date_spark.preflight import check_input
+    from date_spark.io.preflight import check_input
     from date_spark.synthesizer import DateSynthesizer
 
     cfg = _config(args)
@@ -307,7 +308,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     """The store's RUNNING runs on this host and elsewhere; `--clean`: the dead ones KILLED."""
     from date_spark.secrets import mask_url
-    from date_spark.tracking import runs_in_store, tracking_uri
+    from date_spark.tracking.mlflow_log import runs_in_store, tracking_uri
 
     cfg = _config(args)
     found = runs_in_store(cfg, clean=args.clean)
@@ -334,8 +335,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from date_spark.errors import ConfigError, InputError
     from date_spark.evaluation import evaluate, infer_schema, only_synthetic
     from date_spark.evaluation.report import log_report, render_report
-    from date_spark.io import read_input, table_format
-    from date_spark.spark import session
+    from date_spark.io.read import read_input, table_format
+    from date_spark.runtime.spark import session
 
     out = args.out
     if not out:

@@ -281,7 +281,7 @@ class SelectionConfig(_Section):
     model: the model the user will train downstream on the output, and the one model every stage
       trains to decide (generation's gain, selection's screen and confirmation, the evaluation):
       "hist_gradient_boosting" (default), "decision_tree" (depth `model_max_depth`), "linear"
-      (logistic / ridge regression; "logistic" is the same). `date_spark/models.py`.
+      (logistic / ridge regression; "logistic" is the same). `date_spark/modeling/models.py`.
     loss: the per-row loss the decisions compare: "auto" (Brier score for classification,
       squared error for regression), "brier", "log_loss" or "squared_error".
     folds: cross-fitting folds over each partition's rows: every row is scored once, by a model

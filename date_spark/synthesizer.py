@@ -24,7 +24,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from date_spark import discovery as discovery_stage
-from date_spark import io, output
 from date_spark.columns import ARM, GENERATOR, PARENTS, ROUND, RULE, named_col
 from date_spark.config import Config, OutputConfig
 from date_spark.discovery import Discovery
@@ -45,24 +44,17 @@ from date_spark.generation import (
     arms_table,
     request_parents,
 )
-from date_spark.interrupts import rewatch_sigint, watch_sigint
-from date_spark.io import Profile
-from date_spark.locks import writer_lock
+from date_spark.io import output
+from date_spark.io import read as io
+from date_spark.io.locks import writer_lock
+from date_spark.io.read import Profile
+from date_spark.io.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
 from date_spark.logs import Heartbeat
-from date_spark.models import ModelSpec
-from date_spark.placement import warm_workers
+from date_spark.modeling.models import ModelSpec
 from date_spark.rules import parse_rule
-from date_spark.runs import (
-    STAGES,
-    Run,
-    check_resume_config,
-    check_resume_input,
-    input_fingerprint,
-    open_run,
-    stage,
-    start_run,
-    write_json_atomic,
-)
+from date_spark.runtime.interrupts import rewatch_sigint, watch_sigint
+from date_spark.runtime.placement import warm_workers
+from date_spark.runtime.spark import session, sql_conf, to_pandas
 from date_spark.schema import TableSchema, column_specs
 from date_spark.selection import (
     Arm,
@@ -74,9 +66,18 @@ from date_spark.selection import (
     select_by_gain,
 )
 from date_spark.selection import Partition as SelPartition
-from date_spark.spark import session, sql_conf, to_pandas
-from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
-from date_spark.tracking import Tracker, warm_store
+from date_spark.tracking.mlflow_log import Tracker, warm_store
+from date_spark.tracking.runs import (
+    STAGES,
+    Run,
+    check_resume_config,
+    check_resume_input,
+    input_fingerprint,
+    open_run,
+    stage,
+    start_run,
+    write_json_atomic,
+)
 
 __all__ = ["DateSynthesizer", "RunResult"]
 
@@ -735,11 +736,11 @@ class DateSynthesizer:
         return bool(getattr(self, "sigint_", False)) or interrupted_by(exc)
 
     def _run(self, df: DataFrame | None, resume: str | None) -> RunResult:
-        from date_spark.preflight import check_llm, check_places
+        from date_spark.io.preflight import check_llm, check_output, check_places
 
         cfg = self.config
         if df is None or (not cfg.output.path and not cfg.output.table):
-            io.check_output(cfg.input, cfg.output)
+            check_output(cfg.input, cfg.output)
         check_places(cfg)  # an unwritable output, runs or cache directory: refused now
         # A resume is checked before any work: a config that changes a finished stage is refused
         # by name, a changed input once it is read; neither writes anything.

@@ -127,7 +127,7 @@ def test_the_package_root_exports_the_facade_and_the_loader_without_importing_py
     code = (
         "import sys, date_spark\n"
         "from date_spark import Config, load_config\n"
-        "import date_spark.columns, date_spark.preflight\n"
+        "import date_spark.columns, date_spark.io.preflight\n"
         "assert 'pyspark' not in sys.modules, 'pyspark imported'\n"
         "from date_spark import DateSynthesizer\n"
         "assert DateSynthesizer.__module__ == 'date_spark.synthesizer'\n"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from date_spark.cli import main
+from date_spark.io.output import output_schema
 from date_spark.llm.engine import estimate_tokens
-from date_spark.output import output_schema
 from date_spark.rules import parse_rule
 from date_spark.testing.planted import planted_regimes
 from date_spark.testing.stub import StubServer, planted_rows

@@ -1,4 +1,4 @@
-"""The one model (`date_spark.models`): losses, class alignment, folds, cross-fitting."""
+"""The one model (`date_spark.modeling.models`): losses, class alignment, folds, cross-fitting."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from date_spark.config import SelectionConfig
 from date_spark.errors import ConfigError
-from date_spark.features import FeatureEncoder
-from date_spark.models import MODEL_KINDS, ModelSpec, crossfit_losses, fold_ids, resolve_loss
+from date_spark.modeling.features import FeatureEncoder
+from date_spark.modeling.models import (
+    MODEL_KINDS,
+    ModelSpec,
+    crossfit_losses,
+    fold_ids,
+    resolve_loss,
+)
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 

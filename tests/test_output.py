@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from date_spark.config import OutputConfig
-from date_spark.output import PROVENANCE_COLS, input_frame, output_schema, synthetic_frame, write
+from date_spark.io.output import PROVENANCE_COLS, input_frame, output_schema, synthetic_frame, write
 
 INPUT = T.StructType(
     [

@@ -1,5 +1,5 @@
-"""Work on small frames runs on the driver or in Spark by size (`date_spark.placement`); both
-paths must give the same result. The fit runs twice on one table, once with every step in Spark
+"""Work on small frames runs on the driver or in Spark by size (`date_spark.runtime.placement`);
+both paths must give the same result. The fit runs twice on one table, once with every step in Spark
 (`driver_max_cells(0)`) and once with the small steps on the driver, and the rules, arms, scored
 rows and kept rows are compared."""
 
@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 
 from date_spark.config import load_config
 from date_spark.errors import ConfigError
-from date_spark.placement import (
+from date_spark.runtime.placement import (
     MAX_DRIVER_WORKERS,
     apply_cogrouped,
     apply_grouped,

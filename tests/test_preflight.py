@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from date_spark import cli, preflight
+from date_spark import cli
 from date_spark.cli import build_parser, main
 from date_spark.config import load_config
+from date_spark.io import preflight
 from date_spark.testing.planted import demo_credit
 
 

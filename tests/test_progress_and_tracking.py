@@ -14,7 +14,7 @@ import pytest
 
 from date_spark import logs
 from date_spark.config import load_config
-from date_spark.tracking import Tracker, tracking_uri, ui_command
+from date_spark.tracking.mlflow_log import Tracker, tracking_uri, ui_command
 
 
 class Collect(logging.Handler):
@@ -125,7 +125,7 @@ def test_mlflow_loads_ahead_and_a_refused_input_leaves_no_store_behind(tmp_path:
     store is created by the Tracker only (after the input is accepted), so nothing is written
     before. Off when tracking is off; a store that cannot open is left to the Tracker, whose
     error is the one the user sees."""
-    from date_spark.tracking import warm_store
+    from date_spark.tracking.mlflow_log import warm_store
 
     cfg = _cfg(tmp_path, "tracking.experiment=ahead")
     db = tmp_path / "runs" / "mlflow.db"

@@ -14,7 +14,7 @@ import pytest
 from date_spark.cli import main
 from date_spark.testing.planted import planted_regimes
 from date_spark.testing.stub import StubServer, default_rows, row_schema_of
-from date_spark.tracking import metric_key
+from date_spark.tracking.mlflow_log import metric_key
 
 FAR = 1e6  # past any margin of a column in [0, 1]
 

@@ -95,7 +95,7 @@ def test_resume_restores_the_run_and_refuses_what_changed(tmp_path: Path, capsys
 
 
 def test_stage_of_config_keys() -> None:
-    from date_spark.runs import stage_of
+    from date_spark.tracking.runs import stage_of
 
     assert stage_of("seed") == "prepare" and stage_of("input.exclude") == "prepare"
     assert stage_of("discovery.rho") == "discovery"
@@ -120,7 +120,7 @@ def test_a_key_newer_than_the_run_at_its_default_does_not_block_the_resume(tmp_p
     while the key keeps its default; set to anything else, it is a change like any other."""
     from date_spark.config import Config, load_config
     from date_spark.errors import ConfigError
-    from date_spark.runs import check_resume_config, start_run
+    from date_spark.tracking.runs import check_resume_config, start_run
 
     run = start_run(tmp_path / "runs")
     saved = Config().redacted()

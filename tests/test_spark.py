@@ -1,4 +1,4 @@
-"""`date_spark.spark`: the per-stage SQL settings put the session's own values back."""
+"""`date_spark.runtime.spark`: the per-stage SQL settings put the session's own values back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from date_spark.spark import STAGE_SQL_CONF, sql_conf
+from date_spark.runtime.spark import STAGE_SQL_CONF, sql_conf
 
 KEY = "spark.sql.constraintPropagation.enabled"
 
@@ -35,7 +35,7 @@ def test_a_setting_the_session_refuses_is_skipped_and_the_block_still_runs(
     before = spark.conf.get(static)
     ran = False
     with (
-        caplog.at_level("INFO", logger="date_spark.spark"),
+        caplog.at_level("INFO", logger="date_spark.runtime.spark"),
         sql_conf(spark, {static: "/nowhere", KEY: "false"}),
     ):
         ran = True
@@ -63,7 +63,7 @@ def test_task_slots_reads_the_session_config(spark: Any) -> None:
     """The suite's session is local[2,2]; other masters are read from their settings alone."""
     import os
 
-    from date_spark.spark import task_slots
+    from date_spark.runtime.spark import task_slots
 
     assert spark.conf.get("spark.master") == "local[2,2]"  # 2 cores, a failed task retried
     assert task_slots(spark) == 2

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pyspark.sql import functions as F
 
-from date_spark.split import SPLIT_COL, TEST, assign_split, row_uniform
+from date_spark.io.split import SPLIT_COL, TEST, assign_split, row_uniform
 from date_spark.testing.planted import planted_regimes
 
 

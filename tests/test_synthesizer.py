@@ -12,7 +12,7 @@ import pytest
 
 from date_spark.cli import main
 from date_spark.config import Config
-from date_spark.output import output_schema
+from date_spark.io.output import output_schema
 from date_spark.rules import parse_rule
 from date_spark.testing.planted import planted_regimes, planted_truth
 from date_spark.testing.stub import StubServer, planted_rows

@@ -246,8 +246,8 @@ def test_refused_before_spark_with_one_line(
 def test_checksums_that_match_pass_and_a_java_checksum_error_is_one_line(tmp_path: Path) -> None:
     """Spark's own directories carry .crc files: matching ones pass the check. A stale one on a
     file system the check cannot see surfaces from Spark as a ChecksumException: one line."""
-    from date_spark.io import read_failure
-    from date_spark.preflight import check_checksums, data_files
+    from date_spark.io.preflight import check_checksums, data_files
+    from date_spark.io.read import read_failure
 
     d = tmp_path / "parts"
     d.mkdir()
@@ -280,7 +280,7 @@ def test_separator_hint_without_a_target_and_the_hint_works(
 ) -> None:
     """The hint also when no target is given (before: none); and the option it suggests for a
     tab reads the header (before: the preflight split on a backslash)."""
-    from date_spark.preflight import check_input
+    from date_spark.io.preflight import check_input
 
     src = tabs(tmp_path)
     argv = [a for a in run_args(src, tmp_path) if a not in ("--target", "y")]
@@ -432,7 +432,7 @@ def test_a_second_run_into_an_output_being_written_is_refused(
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from date_spark.locks import writer_lock
+            from date_spark.io.locks import writer_lock
             with writer_lock({str(out)!r}, "20261207T000000Z-aaaaaa"):
                 print("held", flush=True)
                 time.sleep(60)
@@ -449,7 +449,7 @@ def test_a_second_run_into_an_output_being_written_is_refused(
         holder.kill()
         holder.wait()
     time.sleep(0.1)
-    from date_spark.locks import check_writer
+    from date_spark.io.locks import check_writer
 
     check_writer(str(out))  # a killed holder blocks nobody (the kernel dropped its lock)
 
@@ -563,7 +563,7 @@ def test_decimal_and_dotted_name_with_the_stub_endpoint_and_no_password_kept(
 def test_near_duplicate_labels_are_warned(spark: Any, caplog: Any) -> None:
     """Before: "Yes", "yes " and "YES" became three classes without a word."""
     from date_spark.config import InputConfig
-    from date_spark.io import validate_and_profile
+    from date_spark.io.read import validate_and_profile
     from date_spark.schema import column_specs
 
     df = table(200)
@@ -596,13 +596,13 @@ def test_a_run_killed_with_kill_9_is_marked_on_the_next_start(tmp_path: Path) ->
     """Before: a run whose process died stayed RUNNING in MLflow forever."""
     import mlflow
 
-    from date_spark.tracking import mark_dead_runs
+    from date_spark.tracking.mlflow_log import mark_dead_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import time, mlflow
-            from date_spark.tracking import process_tags
+            from date_spark.tracking.mlflow_log import process_tags
             mlflow.set_tracking_uri({uri!r})
             mlflow.set_experiment("date-spark")
             run = mlflow.start_run(tags=process_tags())
@@ -872,7 +872,7 @@ def test_runs_clean_marks_a_killed_run_and_lists_the_rest(tmp_path: Path, capsys
     mlflow.set_experiment("date-spark")  # the store migrated once, before two processes use it
     script = textwrap.dedent(f"""
         import time, mlflow
-        from date_spark.tracking import process_tags
+        from date_spark.tracking.mlflow_log import process_tags
         mlflow.set_tracking_uri({uri!r})
         mlflow.set_experiment("date-spark")
         print(mlflow.start_run(tags=process_tags()).info.run_id, flush=True)
@@ -917,7 +917,7 @@ def test_a_second_run_into_an_output_table_being_written_is_refused(
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import time
-            from date_spark.locks import writer_lock
+            from date_spark.io.locks import writer_lock
             with writer_lock(None, "20261207T000000Z-bbbbbb", table="Sales.`Synth`",
                              runs_dir={str(runs)!r}):
                 print("held", flush=True)
@@ -937,7 +937,7 @@ def test_a_second_run_into_an_output_table_being_written_is_refused(
         holder.kill()
         holder.wait()
     time.sleep(0.1)
-    from date_spark.locks import check_writer, writer_lock
+    from date_spark.io.locks import check_writer, writer_lock
 
     check_writer(None, table="sales.synth", runs_dir=str(runs))  # a killed holder blocks nobody
     with writer_lock(None, table="sales.synth", runs_dir=str(runs)):

@@ -59,7 +59,8 @@ every "measured" below is on `testing.planted.planted_regimes` (5 regimes, 5% la
   accepted earlier in the same level is deferred (re-queued, rewritten at the next pop).
 * **Null routing**. Split children are ``col < d`` / ``col >= d`` (categoricals ``col in S`` /
   ``col not in S``) plus an explicit ``col is null`` child when the column holds nulls, so every
-  row goes to exactly one child (`date_spark.trees`). NaN in float columns is treated as null.
+  row goes to exactly one child (`date_spark.modeling.trees`). NaN in float columns is treated
+  as null.
 * **Minimum support**. A candidate needs max(`min_rows`, `min_support` * rows) rows to be
   evaluated; smaller ones stay uncovered (global model).
 * **Model sharing**. Existing models are scored on each candidate's sampled rows before training.
@@ -122,10 +123,10 @@ from date_spark.discovery.evaluate import (
 from date_spark.discovery.result import DGR, Discovery, LevelStats, Part, Thin, spark_type
 from date_spark.discovery.scans import format_passes
 from date_spark.errors import DiscoveryError
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule
+from date_spark.runtime.spark import sql_conf
 from date_spark.schema import TableSchema
-from date_spark.spark import sql_conf
 
 __all__ = [
     "CAND_COL",

@@ -16,11 +16,11 @@ from pyspark.sql import types as T
 from date_spark.columns import named_col, pandas_safe, restore_names
 from date_spark.discovery.scans import ScanMeter
 from date_spark.errors import DiscoveryError
-from date_spark.placement import apply_grouped, on_driver
+from date_spark.io.split import row_uniform
 from date_spark.rules import Conjunction, Rule, count_rules
+from date_spark.runtime.placement import apply_grouped, on_driver
+from date_spark.runtime.spark import to_pandas
 from date_spark.schema import TableSchema
-from date_spark.spark import to_pandas
-from date_spark.split import row_uniform
 
 __all__ = ["CAND_COL", "KEY_COL", "SearchBackend", "SparkBackend", "TableStats"]
 

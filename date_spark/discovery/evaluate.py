@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from date_spark.discovery.backend import CAND_COL, KEY_COL
-from date_spark.features import FeatureEncoder
-from date_spark.models import estimator, one_thread
+from date_spark.io.split import holdout_mask
+from date_spark.modeling.features import FeatureEncoder
+from date_spark.modeling.models import estimator, one_thread
+from date_spark.modeling.trees import RuleTree, Split, score_order
 from date_spark.schema import TableSchema
-from date_spark.split import holdout_mask
-from date_spark.trees import RuleTree, Split, score_order
 
 __all__ = [
     "CROSS_DDL",

@@ -18,8 +18,8 @@ from pyspark.sql import types as T
 
 from date_spark.columns import pandas_safe, restore_names
 from date_spark.errors import DiscoveryError, InputError
-from date_spark.features import FeatureEncoder
-from date_spark.models import one_thread
+from date_spark.modeling.features import FeatureEncoder
+from date_spark.modeling.models import one_thread
 from date_spark.rules import Conjunction, Rule, assign_rules
 from date_spark.schema import Kind, TableSchema
 

@@ -25,8 +25,8 @@ from date_spark.columns import named_col
 from date_spark.evaluation.settings import EvaluationSettings
 from date_spark.evaluation.stats import Stats
 from date_spark.evaluation.tables import discrete_col, numeric_col, sample_table
+from date_spark.runtime.spark import to_pandas
 from date_spark.schema import ColumnSpec
-from date_spark.spark import to_pandas
 
 FLAG_RULE = (
     "too_close = tail OR copies. tail: q = 5th percentile of DCR(holdout sample -> training "

@@ -31,7 +31,6 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from date_spark import __version__
 from date_spark.errors import OutputError
 from date_spark.evaluation.evaluator import EvaluationResult
 from date_spark.evaluation.report_format import count_text, escape, fmt, to_number
@@ -45,6 +44,7 @@ from date_spark.evaluation.report_inputs import (
 )
 from date_spark.evaluation.report_plots import plot_distribution
 from date_spark.evaluation.report_sections import SECTIONS, ceiling_text
+from date_spark.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from date_spark.columns import RESERVED_PREFIX, SYNTHETIC, named_col, quoted
 from date_spark.errors import InputError
-from date_spark.io import AUTO_CLASSIFICATION_MAX_DISTINCT
+from date_spark.io.read import AUTO_CLASSIFICATION_MAX_DISTINCT
 from date_spark.schema import ColumnSpec, Kind, TableSchema, column_specs
 
 

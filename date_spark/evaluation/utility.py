@@ -9,7 +9,7 @@ needs them apart, with an interval each, on rows no stage ever saw (the test spl
 - **synthetic gain (global)**: what a user of the output gets: one global model trained on the
   input plus the kept rows vs on the input alone.
 
-Every model is the one model of `date_spark.models` (``evaluation.model``, default
+Every model is the one model of `date_spark.modeling.models` (``evaluation.model``, default
 ``selection.model``), trained on the non-test rows; test rows are routed to their DGR's model by
 the first matching rule, the rest to the global model (the paper's protocol). Each gain is the mean
 over test rows of the per-row loss difference (Brier score or squared error), with a paired
@@ -37,11 +37,11 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from date_spark.models import ModelSpec
+from date_spark.io.split import SPLIT_COL, TEST, row_uniform
+from date_spark.modeling.models import ModelSpec
 from date_spark.rules import Rule
+from date_spark.runtime.spark import to_pandas
 from date_spark.schema import TableSchema
-from date_spark.spark import to_pandas
-from date_spark.split import SPLIT_COL, TEST, row_uniform
 
 __all__ = ["NEGLIGIBLE_LOSS", "Gain", "SegmentGain", "Utility", "bootstrap_interval", "utility"]
 

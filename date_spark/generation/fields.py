@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from pyspark.sql import types as T
 
 from date_spark.columns import ARM, GENERATOR, ROUND, RULE
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
 
 __all__ = [
     "AGREE_COL",

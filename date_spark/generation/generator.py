@@ -111,12 +111,14 @@ from date_spark.generation.scoring import (
     score_groups,
     volume_requests,
 )
-from date_spark.io import decimal_limits
+from date_spark.io.read import decimal_limits
+from date_spark.io.split import SPLIT_COL, TEST, TRAIN
 from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
 from date_spark.llm.rows import RowColumn, RowSchema
-from date_spark.models import ModelSpec
-from date_spark.placement import (
+from date_spark.modeling.models import ModelSpec
+from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
+from date_spark.runtime.placement import (
     apply_cogrouped,
     apply_grouped,
     driver_workers,
@@ -124,10 +126,8 @@ from date_spark.placement import (
     on_driver,
     through_arrow,
 )
-from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
+from date_spark.runtime.spark import to_pandas
 from date_spark.schema import Kind, TableSchema
-from date_spark.spark import to_pandas
-from date_spark.split import SPLIT_COL, TEST, TRAIN
 
 __all__ = ["Generator", "generate"]
 

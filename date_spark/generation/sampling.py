@@ -14,9 +14,9 @@ from pyspark.sql import functions as F
 from date_spark.columns import named_col
 from date_spark.config import Config
 from date_spark.generation.fields import DGR_COL
+from date_spark.io.split import SPLIT_COL, TRAIN, row_uniform
 from date_spark.rules import Rule
 from date_spark.schema import Kind, TableSchema
-from date_spark.split import SPLIT_COL, TRAIN, row_uniform
 
 __all__ = [
     "Question",

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from date_spark.columns import ARM, GENERATOR, ROUND, RULE
-from date_spark.features import FeatureEncoder
 from date_spark.generation.fields import (
     AGREE_COL,
     ARM_FIELDS,
@@ -28,10 +27,11 @@ from date_spark.generation.fields import (
     REROUTED,
 )
 from date_spark.generation.prompts import Masker
-from date_spark.models import ModelSpec, crossfit_losses, crossfit_many, fold_ids
+from date_spark.io.split import SPLIT_COL, TRAIN
+from date_spark.modeling.features import FeatureEncoder
+from date_spark.modeling.models import ModelSpec, crossfit_losses, crossfit_many, fold_ids
+from date_spark.modeling.trees import RuleTree
 from date_spark.rules import Rule
-from date_spark.split import SPLIT_COL, TRAIN
-from date_spark.trees import RuleTree
 
 __all__ = [
     "BENEFIT_DDL",

@@ -56,9 +56,9 @@ from date_spark.llm.client import (
 )
 from date_spark.llm.engine import LlmRequest, LlmResult, TaskEngine, TaskPlan
 from date_spark.llm.rows import REASONS, RowSchema
-from date_spark.placement import on_driver, through_arrow
+from date_spark.runtime.placement import on_driver, through_arrow
+from date_spark.runtime.spark import task_slots, to_pandas
 from date_spark.secrets import mask_url
-from date_spark.spark import task_slots, to_pandas
 
 log = logging.getLogger("date_spark.llm")
 

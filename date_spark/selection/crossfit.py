@@ -2,8 +2,8 @@
 partition, and the paired z that compares two loss vectors.
 
 Every scored row gets one out-of-fold loss (Brier score or squared error) from the one model of
-`date_spark.models` (``selection.model``, the model the user trains downstream), trained per
-partition on the other folds plus the rows under test; the score is minus the mean loss.
+`date_spark.modeling.models` (``selection.model``, the model the user trains downstream), trained
+per partition on the other folds plus the rows under test; the score is minus the mean loss.
 Generation's gain is the same measure on the same rows (the prior the bandit starts from
 predicts what it then measures). The paired z of two selections on the same rows is
 ``z = mean(d) / (sd(d) / sqrt(n))``, ``d = old - new`` (``sd`` with ddof 1; 0 when ``sd = 0`` and
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from date_spark.errors import InputError
-from date_spark.models import ModelSpec, crossfit_losses, fold_ids
+from date_spark.modeling.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.rules import Rule
 
 __all__ = ["MIN_GAIN", "CrossFitEvaluator", "Partition", "paired_z"]

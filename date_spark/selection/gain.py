@@ -71,8 +71,8 @@ import pandas as pd
 
 from date_spark.columns import PARENTS
 from date_spark.errors import InputError
-from date_spark.models import ModelSpec, fold_ids
-from date_spark.placement import parallel_map
+from date_spark.modeling.models import ModelSpec, fold_ids
+from date_spark.runtime.placement import parallel_map
 
 __all__ = [
     "MIN_PARTITIONS",

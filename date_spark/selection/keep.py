@@ -13,9 +13,9 @@ import pandas as pd
 
 from date_spark.columns import ARM, PARENTS
 from date_spark.config import SelectionConfig
-from date_spark.models import ModelSpec
-from date_spark.placement import driver_workers
+from date_spark.modeling.models import ModelSpec
 from date_spark.rules import Rule
+from date_spark.runtime.placement import driver_workers
 from date_spark.selection.copies import CopyCount, find_copies
 from date_spark.selection.gain import GainEvaluator, decide
 from date_spark.selection.result import Selection, TraceStep

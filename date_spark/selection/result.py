@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from date_spark.rules import Rule
-from date_spark.runs import write_json_atomic
 from date_spark.selection.confirmation import Confirmation
 from date_spark.selection.copies import CopyCount
 from date_spark.selection.gain import GainDecision
+from date_spark.tracking.runs import write_json_atomic
 
 __all__ = ["Arm", "Evaluator", "LossEvaluator", "Selection", "TraceStep"]
 

@@ -25,9 +25,9 @@ Strategies (`SelectionConfig.strategy`):
 - ``topk``: the ``top_k`` arms with the highest generation-time gain, within the budget, unchecked
   (the paper's Top-5 baseline; it is scored only for the trace).
 
-Scores (`date_spark/crossfit.py`): every screening row's cross-fitted loss under the one model
-of `date_spark.models`; the score is minus the mean loss; two selections are compared by the
-paired z of their per-row losses.
+Scores (`selection/crossfit.py`): every screening row's cross-fitted loss under the one model
+of `date_spark.modeling.models`; the score is minus the mean loss; two selections are compared by
+the paired z of their per-row losses.
 
 Screen, then confirm (measured: one small validation split scored by 0/1 flips, with a
 Bonferroni-corrected test, kept nothing on every table, and the same rows served discovery, the

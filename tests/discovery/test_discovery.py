@@ -16,7 +16,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from date_spark.config import Config, DiscoveryConfig
 from date_spark.discovery import Discovery, discover, effective_rho, error, subtract
 from date_spark.errors import ConfigError, DiscoveryError
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule, parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 from date_spark.testing.planted import planted_regimes

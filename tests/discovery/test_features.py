@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pandas as pd
 
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 SCHEMA = TableSchema(

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
+from date_spark.modeling.trees import RuleTree, score_order, shortest_between
 from date_spark.rules import Rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
-from date_spark.trees import RuleTree, score_order, shortest_between
 
 
 def _mixed_frame(n: int = 3000, seed: int = 1) -> tuple[pd.DataFrame, TableSchema]:

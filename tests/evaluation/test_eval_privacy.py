@@ -103,8 +103,8 @@ def test_exact_copies_plan_one_join_key_at_300_columns(
     from pyspark.sql import functions as F
 
     from date_spark.evaluation import exact_copies_frame
-    from date_spark.io import normalize
-    from date_spark.split import SPLIT_COL, TEST, assign_split
+    from date_spark.io.read import normalize
+    from date_spark.io.split import SPLIT_COL, TEST, assign_split
 
     pdf = wide_table(400, 300, seed=4)
     names = list(pdf.columns)

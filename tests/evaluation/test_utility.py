@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from date_spark.evaluation.utility import bootstrap_interval, utility
-from date_spark.features import FeatureEncoder
-from date_spark.models import ModelSpec
+from date_spark.modeling.features import FeatureEncoder
+from date_spark.modeling.models import ModelSpec
 from date_spark.rules import parse_rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 

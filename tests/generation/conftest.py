@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from date_spark.features import FeatureEncoder
+from date_spark.io.split import assign_split
+from date_spark.modeling.features import FeatureEncoder
 from date_spark.rules import Rule, assign_rules, parse_rule
 from date_spark.schema import TableSchema, column_specs
-from date_spark.split import assign_split
 from date_spark.testing.planted import PLANTED_RULES, planted_regimes
 
 

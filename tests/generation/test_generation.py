@@ -26,9 +26,9 @@ from date_spark.generation.prompts import (
     generation_messages,
     refinement_messages,
 )
+from date_spark.io.split import SPLIT_COL, TEST, TRAIN, VALIDATION
 from date_spark.llm.engine import estimate_tokens
 from date_spark.rules import parse_rule
-from date_spark.split import SPLIT_COL, TEST, TRAIN, VALIDATION
 from date_spark.testing.planted import PLANTED_RULES, demo_credit, planted_regimes
 from date_spark.testing.stub import StubServer, default_rows
 
@@ -184,8 +184,8 @@ def _r2_case(
 ) -> tuple[pd.DataFrame, ScoringSpec, pd.DataFrame, Any]:
     """R2 with 60 training rows (and validation rows, which scoring must ignore), a spec scoring
     with a decision tree, and 150 fresh noise-free R2 rows."""
-    from date_spark.features import FeatureEncoder
-    from date_spark.models import ModelSpec
+    from date_spark.modeling.features import FeatureEncoder
+    from date_spark.modeling.models import ModelSpec
     from date_spark.schema import ColumnSpec, Kind, TableSchema
 
     r2 = parse_rule(PLANTED_RULES["R2"])

@@ -25,7 +25,7 @@ from date_spark.llm.gateway import (
     summarize,
 )
 from date_spark.llm.rows import RowSchema
-from date_spark.placement import driver_max_cells
+from date_spark.runtime.placement import driver_max_cells
 from date_spark.testing.stub import StubServer
 
 from .support import make_cfg, make_schema, spark_requests

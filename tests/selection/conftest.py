@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from date_spark.models import ModelSpec
+from date_spark.modeling.models import ModelSpec
 from date_spark.rules import CategorySet, Interval, Rule, View, parse_rule
 from date_spark.schema import Kind
 from date_spark.selection import Arm, CrossFitEvaluator, Partition
@@ -49,7 +49,7 @@ _CODES = {c: float(i) for i, c in enumerate(CATEGORIES)}
 
 
 def encode(frame: pd.DataFrame) -> np.ndarray:
-    """Feature matrix for the planted table (stands in for date_spark.features)."""
+    """Feature matrix for the planted table (stands in for date_spark.modeling.features)."""
     codes = frame["c0"].map(_CODES).to_numpy(dtype=float)
     return np.column_stack([frame[FEATURES].to_numpy(dtype=float), codes])
 

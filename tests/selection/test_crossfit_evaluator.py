@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from date_spark.errors import InputError
-from date_spark.models import ModelSpec, crossfit_losses, fold_ids
+from date_spark.modeling.models import ModelSpec, crossfit_losses, fold_ids
 from date_spark.rules import parse_rule
 from date_spark.selection import CrossFitEvaluator, Partition
 from date_spark.testing.planted import planted_regimes

@@ -14,7 +14,7 @@ from date_spark.config import SelectionConfig
 from date_spark.errors import InputError
 from date_spark.generation.interpolation import interpolate
 from date_spark.generation.scoring import volume_requests
-from date_spark.models import ModelSpec, crossfit_losses
+from date_spark.modeling.models import ModelSpec, crossfit_losses
 from date_spark.rules import Rule
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 from date_spark.selection.copies import find_copies

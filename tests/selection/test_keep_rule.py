@@ -13,7 +13,7 @@ import pytest
 
 from date_spark.config import Config
 from date_spark.evaluation.utility import bootstrap_interval
-from date_spark.models import ModelSpec
+from date_spark.modeling.models import ModelSpec
 from date_spark.synthesizer import DateSynthesizer
 from date_spark.testing.oracle import oracle_server
 from date_spark.testing.planted import planted_regimes

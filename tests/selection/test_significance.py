@@ -15,7 +15,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from date_spark.columns import ARM
 from date_spark.config import SelectionConfig
 from date_spark.errors import InputError
-from date_spark.models import ModelSpec
+from date_spark.modeling.models import ModelSpec
 from date_spark.selection import (
     Arm,
     CrossFitEvaluator,

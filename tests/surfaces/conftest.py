@@ -130,7 +130,7 @@ def base_env(**extra: str) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "PYTHONUNBUFFERED": "1",
         # the surfaces' tables are small: keep every per-group step on the executors, which is
-        # what these tiers are here to exercise (`date_spark.placement`)
+        # what these tiers are here to exercise (`date_spark.runtime.placement`)
         "DATE_SPARK_DRIVER_MAX_CELLS": "0",
     }
     env.pop("SPARK_HOME", None)  # always the Spark that ships in the pyspark package

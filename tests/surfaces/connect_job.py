@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     )
     try:
         from date_spark.cli import main as date_spark_main
-        from date_spark.spark import session
+        from date_spark.runtime.spark import session
 
         used = session()  # what the job will use: the active session, not a new classic one
         code = date_spark_main(["run", *argv])

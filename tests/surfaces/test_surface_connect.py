@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from date_spark.output import PROVENANCE_COLS, RUN_DATE_COL
+from date_spark.io.output import PROVENANCE_COLS, RUN_DATE_COL
 from date_spark.testing.stub import StubServer
 from tests.connect import connect_port
 

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from date_spark.output import PROVENANCE_COLS, RUN_DATE_COL
+from date_spark.io.output import PROVENANCE_COLS, RUN_DATE_COL
 from date_spark.testing.stub import StubServer
 
 from .conftest import (

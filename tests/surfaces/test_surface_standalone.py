@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from date_spark import __version__
-from date_spark.output import PROVENANCE_COLS, RUN_DATE_COL
+from date_spark.io.output import PROVENANCE_COLS, RUN_DATE_COL
 from date_spark.rules import parse_rule
 from date_spark.testing.stub import StubServer
 

@@ -37,7 +37,7 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from date_spark.errors import DiscoveryError
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
 from date_spark.rules import Conjunction, Predicate, Rule
 from date_spark.schema import Kind
 

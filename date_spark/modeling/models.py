@@ -33,7 +33,7 @@ import pandas as pd
 
 from date_spark.config import SelectionConfig
 from date_spark.errors import ConfigError
-from date_spark.features import FeatureEncoder
+from date_spark.modeling.features import FeatureEncoder
 from date_spark.schema import TableSchema
 
 MODEL_KINDS: tuple[str, ...] = (
@@ -380,7 +380,7 @@ def crossfit_many(
 ) -> list[np.ndarray]:
     """`crossfit_losses` with each of `extras` added, in `workers` processes
     (`placement.parallel_map`; the same losses as one after the other)."""
-    from date_spark.placement import parallel_map
+    from date_spark.runtime.placement import parallel_map
 
     run = functools.partial(_crossfit_with, spec, X, y, folds, fixed)
     return parallel_map(run, list(extras), workers)

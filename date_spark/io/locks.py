@@ -39,7 +39,7 @@ TABLE_LOCKS = "_writer_locks"
 def _lock_path(
     path: str | None, table: str | None = None, runs_dir: str | None = None
 ) -> Path | None:
-    from date_spark.preflight import local_path
+    from date_spark.io.preflight import local_path
 
     if table:
         root = local_path(runs_dir) if runs_dir else None

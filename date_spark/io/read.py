@@ -24,8 +24,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from date_spark.columns import named_col, quoted
-from date_spark.config import InputConfig, OutputConfig
-from date_spark.errors import ConfigError, InputError, OutputError
+from date_spark.config import InputConfig
+from date_spark.errors import ConfigError, InputError
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "DOMAIN_MAX_VALUES",
     "ColumnProfile",
     "Profile",
-    "check_output",
     "decimal_limits",
     "free_text_columns",
     "near_duplicate_labels",
@@ -114,7 +113,7 @@ def _check_local_files(cfg: InputConfig) -> None:
     """The footer and dialect checks the command line runs before Spark (damaged or disagreeing
     Parquet files, nanosecond timestamps, quoted line breaks in a CSV), for a local path read
     through the library too."""
-    from date_spark.preflight import (
+    from date_spark.io.preflight import (
         check_checksums,
         check_csv_rows,
         check_parquet_files,
@@ -231,7 +230,7 @@ def _check_csv_header(spark: SparkSession, cfg: InputConfig, columns: list[str])
 def select_columns(df: DataFrame, cfg: InputConfig) -> DataFrame:
     """Apply the include/exclude lists and check names, without reading data (the checks live in
     `preflight.check_names`, which the command line also runs on a file's header before Spark)."""
-    from date_spark.preflight import check_names
+    from date_spark.io.preflight import check_names
 
     return df.select(*[quoted(c) for c in check_names(df.columns, cfg)])
 
@@ -610,51 +609,3 @@ def _column_profiles(
             )
         )
     return profiles
-
-
-# ----------------------------------------------------------------------------------------------
-# Output location safety
-# ----------------------------------------------------------------------------------------------
-
-
-def _norm_location(path: str) -> str:
-    parsed = urlparse(path)
-    if parsed.scheme in ("", "file"):
-        local = parsed.path if parsed.scheme == "file" else path
-        return "file://" + os.path.realpath(os.path.abspath(local)).rstrip("/")
-    return f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}".lower()
-
-
-def check_output(input_cfg: InputConfig, output_cfg: OutputConfig) -> None:
-    """Refuse an output that would overwrite or sit inside the input (and the reverse)."""
-    if not output_cfg.path and not output_cfg.table:
-        raise ConfigError("no output: set output.path or output.table")
-    same_table = (
-        input_cfg.table
-        and output_cfg.table
-        and input_cfg.table.strip("`").lower() == output_cfg.table.strip("`").lower()
-    )
-    if same_table:
-        raise OutputError(
-            f"output.table {output_cfg.table!r} is the input table; write to another table"
-        )
-    if input_cfg.path and output_cfg.path:
-        a, b = _norm_location(input_cfg.path), _norm_location(output_cfg.path)
-        if _overlap(a, b):
-            raise OutputError(
-                f"output.path {output_cfg.path!r} overlaps the input {input_cfg.path!r}; "
-                f"choose a separate output location so the input is never touched"
-            )
-    # The run directory holds stage results and staging files: inside the input (or the output)
-    # directory, readers of that directory would see them as data.
-    runs = _norm_location(output_cfg.runs_dir)
-    for key, where in (("the input", input_cfg.path), ("output.path", output_cfg.path)):
-        if where and _overlap(_norm_location(where), runs):
-            raise OutputError(
-                f"output.runs_dir {output_cfg.runs_dir!r} overlaps {key} {where!r}; choose a "
-                f"runs directory outside it, so its readers never see run files"
-            )
-
-
-def _overlap(a: str, b: str) -> bool:
-    return a == b or b.startswith(a + "/") or a.startswith(b + "/")

@@ -9,7 +9,7 @@ category domains, is plain data (picklable, JSON-able) and works on pandas frame
 - date: days since 1970-01-01; timestamp: seconds since 1970-01-01 (naive, as Arrow delivers it);
 - categorical: the value's position in the sorted domain (0..K-1); null and values outside the
   domain are NaN. A threshold on a code column is therefore a *set* of domain values, which
-  `date_spark.trees` writes back as an exact ``=`` / ``in`` / ``not in`` predicate.
+  `date_spark.modeling.trees` writes back as an exact ``=`` / ``in`` / ``not in`` predicate.
 
 The target is not part of the matrix; `target()` returns it as labels (classification) or floats.
 """

@@ -5,7 +5,7 @@ target or an unset key variable should not. Everything here reads at most a file
 header line (pyarrow for Parquet, the csv module for CSV) and the environment:
 
 - the config names an input, a target and an output, and the output does not overlap the input;
-- a local input path exists; its column names are usable (same checks as `io.select_columns`:
+- a local input path exists; its column names are usable (same checks as the reader applies:
   case-insensitive duplicates, the reserved `_date_` prefix, the target, `input.columns` /
   `input.exclude`); Parquet column types are supported, and it has rows (footers only);
 - the LLM can be reached in principle: the key's environment variable is set when the provider
@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from date_spark.columns import RESERVED_PREFIX
-from date_spark.config import Config, InputConfig
+from date_spark.config import Config, InputConfig, OutputConfig
 from date_spark.errors import ConfigError, InputError, OutputError
 
 __all__ = [
@@ -105,7 +105,7 @@ def data_files(root: Path) -> list[Path]:
 
 def check_names(names: Sequence[str], cfg: InputConfig) -> list[str]:
     """The columns the run will use; InputError / ConfigError with the same one-line messages
-    Spark's path gives (`io.select_columns`)."""
+    Spark's path gives (the reader's column selection)."""
     lowered: dict[str, str] = {}
     for n in names:
         if n.lower() in lowered:
@@ -516,15 +516,51 @@ def check_llm(cfg: Config) -> None:
         effective_base_url(cfg.llm)
 
 
-def check_output(cfg: Config) -> None:
-    if not cfg.output.path and not cfg.output.table:
+def _norm_location(path: str) -> str:
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        local = parsed.path if parsed.scheme == "file" else path
+        return "file://" + os.path.realpath(os.path.abspath(local)).rstrip("/")
+    return f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}".lower()
+
+
+def check_output(input_cfg: InputConfig, output_cfg: OutputConfig) -> None:
+    """Refuse a missing output, and one that would overwrite or sit inside the input (or the
+    reverse), before anything is read: the one check the command line and the facade both run."""
+    if not output_cfg.path and not output_cfg.table:
         raise ConfigError(
             "no output: pass --out PATH (or set output.path or output.table); the input is "
             "never written to"
         )
-    from date_spark.io import check_output as overlap
+    same_table = (
+        input_cfg.table
+        and output_cfg.table
+        and input_cfg.table.strip("`").lower() == output_cfg.table.strip("`").lower()
+    )
+    if same_table:
+        raise OutputError(
+            f"output.table {output_cfg.table!r} is the input table; write to another table"
+        )
+    if input_cfg.path and output_cfg.path:
+        a, b = _norm_location(input_cfg.path), _norm_location(output_cfg.path)
+        if _overlap(a, b):
+            raise OutputError(
+                f"output.path {output_cfg.path!r} overlaps the input {input_cfg.path!r}; "
+                f"choose a separate output location so the input is never touched"
+            )
+    # The run directory holds stage results and staging files: inside the input (or the output)
+    # directory, readers of that directory would see them as data.
+    runs = _norm_location(output_cfg.runs_dir)
+    for key, where in (("the input", input_cfg.path), ("output.path", output_cfg.path)):
+        if where and _overlap(_norm_location(where), runs):
+            raise OutputError(
+                f"output.runs_dir {output_cfg.runs_dir!r} overlaps {key} {where!r}; choose a "
+                f"runs directory outside it, so its readers never see run files"
+            )
 
-    overlap(cfg.input, cfg.output)
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or b.startswith(a + "/") or a.startswith(b + "/")
 
 
 def _unwritable(path: Path) -> Path | None:
@@ -593,7 +629,7 @@ def check_places(cfg: Config, environ: Mapping[str, str] | None = None) -> None:
 
 def check_run(cfg: Config) -> None:
     """Everything `date-spark run` can refuse before Spark starts."""
-    check_output(cfg)
+    check_output(cfg.input, cfg.output)
     check_input(cfg.input)
     check_llm(cfg)
     check_places(cfg)
