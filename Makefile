@@ -53,8 +53,9 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check date_spark jobs tests benchmarks
-	$(VENV)/bin/ruff format --check date_spark jobs tests benchmarks
+	$(PY) tools/check_structure.py date_spark
+	$(VENV)/bin/ruff check date_spark jobs tests benchmarks tools
+	$(VENV)/bin/ruff format --check date_spark jobs tests benchmarks tools
 	$(VENV)/bin/mypy date_spark
 
 # Benchmarks write benchmarks/results/<name>.json; the README's figures are rendered from them.
