@@ -58,10 +58,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check date_spark jobs tests benchmarks tools
 	$(VENV)/bin/mypy date_spark
 
-# Benchmarks write benchmarks/results/<name>.json; the README's figures are rendered from them.
+# Benchmarks write benchmarks/results/<name>.json; the figures of benchmarks/README.md are rendered from them.
 # `bench`: the quick ones (minutes); `bench-full`: all, up to 1e7 rows and the local model (hours).
 BENCH_DATA ?= .bench-data
-# The quick runs write <name>-quick.json; the README block shows the full runs (bench-full).
+# The quick runs write <name>-quick.json; the block in benchmarks/README.md shows the full runs (bench-full).
 bench: $(STAMP)
 	$(PY) benchmarks/assign_rules.py --repeats 1 --name assign_rules-quick --data-dir $(BENCH_DATA)
 	$(PY) benchmarks/llm_gateway.py --name llm_gateway-quick
@@ -91,7 +91,7 @@ bench-readme: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist *.egg-info date_spark_runs output spark-warehouse $(BENCH_DATA)
 
-# --- where to run it (README "Where to run it") ---------------------------------------------------
+# --- where to run it (deploy/README.md) ---------------------------------------------------
 .PHONY: dist test-surfaces
 # The wheel and sdist in dist/, plus the wheel under a .zip name for `spark-submit --py-files`
 # (Spark puts only .zip/.egg/.jar py-files on the executors' Python path; a wheel is a zip).

@@ -1,10 +1,10 @@
-"""Render the README's benchmark figures from benchmarks/results/*.json.
+"""Render the benchmark figures of benchmarks/README.md from benchmarks/results/*.json.
 
     .venv/bin/python benchmarks/readme_table.py            # print the rendered block
-    .venv/bin/python benchmarks/readme_table.py --write    # replace the block in README.md
-    .venv/bin/python benchmarks/readme_table.py --check    # exit 1 when README.md differs
+    .venv/bin/python benchmarks/readme_table.py --write    # replace the block in benchmarks/README.md
+    .venv/bin/python benchmarks/readme_table.py --check    # exit 1 when benchmarks/README.md differs
 
-The block between the BEGIN and END markers in README.md is this script's output and nothing
+The block between the BEGIN and END markers in benchmarks/README.md is this script's output and nothing
 else, so every figure there comes from a results file (`tests/test_benchmark_results.py` checks
 it). A benchmark with no results file yet is shown as "not measured yet", never with a number.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recording import ROOT, load_results
 
-README = ROOT / "README.md"
+README = ROOT / "benchmarks" / "README.md"
 BEGIN = "<!-- benchmarks:begin (rendered by benchmarks/readme_table.py from benchmarks/results) -->"
 END = "<!-- benchmarks:end -->"
 NOT_YET = "not measured yet (`make bench-full`)"
@@ -854,7 +854,7 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
             if r is None
             else f"Job cost now (commit {(r.get('git_commit') or '?')[:7]}; "
             "`results/job_cost.json`), the same columns; measured with the driver limit of "
-            "`placement.py` at a million cells, lowered since to 100,000 after the 50,000-row "
+            "`runtime/placement.py` at a million cells, lowered since to 100,000 after the 50,000-row "
             "line below."
         ),
         job_cost_table,
@@ -999,25 +999,31 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 def splice(readme: str, block: str) -> str:
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"README.md has no benchmark block ({BEGIN} ... {END})")
+        raise SystemExit(f"benchmarks/README.md has no benchmark block ({BEGIN} ... {END})")
     return readme[:start] + block + readme[end + len(END) :]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="replace the block in README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md differs")
+    mode.add_argument(
+        "--write", action="store_true", help="replace the block in benchmarks/README.md"
+    )
+    mode.add_argument(
+        "--check", action="store_true", help="exit 1 when benchmarks/README.md differs"
+    )
     args = ap.parse_args()
     block = render(load_results())
     readme = README.read_text()
     if args.write:
         README.write_text(splice(readme, block))
-        print(f"README.md benchmark block rendered from {len(load_results())} results files")
+        print(
+            f"benchmarks/README.md benchmark block rendered from {len(load_results())} results files"
+        )
     elif args.check:
         if splice(readme, block) != readme:
             print(
-                "README.md's benchmark block differs from benchmarks/results: run "
+                "benchmarks/README.md's benchmark block differs from benchmarks/results: run "
                 "`make bench-readme`",
                 file=sys.stderr,
             )
