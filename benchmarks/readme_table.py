@@ -1,12 +1,13 @@
 """Render the benchmark figures of benchmarks/README.md from benchmarks/results/*.json.
 
     .venv/bin/python benchmarks/readme_table.py            # print the rendered block
-    .venv/bin/python benchmarks/readme_table.py --write    # replace the block in benchmarks/README.md
-    .venv/bin/python benchmarks/readme_table.py --check    # exit 1 when benchmarks/README.md differs
+    .venv/bin/python benchmarks/readme_table.py --write    # replace the block in the page
+    .venv/bin/python benchmarks/readme_table.py --check    # exit 1 when the page differs
 
-The block between the BEGIN and END markers in benchmarks/README.md is this script's output and nothing
-else, so every figure there comes from a results file (`tests/test_benchmark_results.py` checks
-it). A benchmark with no results file yet is shown as "not measured yet", never with a number.
+The block between the BEGIN and END markers in benchmarks/README.md is this script's output and
+nothing else, so every figure there comes from a results file
+(`tests/test_benchmark_results.py` checks it). A benchmark with no results file yet is shown as
+"not measured yet", never with a number.
 """
 
 from __future__ import annotations
@@ -854,8 +855,8 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
             if r is None
             else f"Job cost now (commit {(r.get('git_commit') or '?')[:7]}; "
             "`results/job_cost.json`), the same columns; measured with the driver limit of "
-            "`runtime/placement.py` at a million cells, lowered since to 100,000 after the 50,000-row "
-            "line below."
+            "`runtime/placement.py` at a million cells, lowered since to 100,000 after the "
+            "50,000-row line below."
         ),
         job_cost_table,
     ),
@@ -1017,9 +1018,8 @@ def main() -> None:
     readme = README.read_text()
     if args.write:
         README.write_text(splice(readme, block))
-        print(
-            f"benchmarks/README.md benchmark block rendered from {len(load_results())} results files"
-        )
+        n = len(load_results())
+        print(f"benchmarks/README.md benchmark block rendered from {n} results files")
     elif args.check:
         if splice(readme, block) != readme:
             print(

@@ -1,9 +1,9 @@
 """Benchmark results kept as data: every benchmark writes `benchmarks/results/<name>.json`.
 
 Each file holds where and when it was measured (git commit, date, cores, memory, Spark master and
-version, Python, the command line), the parameters and the figures. The benchmark table in benchmarks/README.md
-is rendered from these files (`benchmarks/readme_table.py`), so a figure there always has a file
-behind it.
+version, Python, the command line), the parameters and the figures. The benchmark table in
+benchmarks/README.md is rendered from these files (`benchmarks/readme_table.py`), so a figure
+there always has a file behind it.
 """
 
 from __future__ import annotations

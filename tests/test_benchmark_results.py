@@ -1,5 +1,5 @@
-"""Benchmark figures in benchmarks/README.md come from benchmarks/results/*.json, and every benchmark has
-a results file saying where, when and with what it was measured."""
+"""Benchmark figures in benchmarks/README.md come from benchmarks/results/*.json, and every
+benchmark has a results file saying where, when and with what it was measured."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def test_readme_block_is_rendered_from_the_results() -> None:
     block = render(load_results())
     assert "not measured yet" not in block, "a benchmark in the README has no results file"
     assert splice(readme, block) == readme, (
-        "benchmarks/README.md's benchmark block differs from benchmarks/results: a figure there has no "
-        "result behind it (run `make bench-readme` after a benchmark)"
+        "benchmarks/README.md's benchmark block differs from benchmarks/results: a figure "
+        "there has no result behind it (run `make bench-readme` after a benchmark)"
     )
 
 
