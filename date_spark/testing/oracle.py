@@ -31,7 +31,6 @@ import math
 import os
 import sys
 import threading
-import time
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,7 +40,13 @@ import pandas as pd
 
 from date_spark.errors import DateSparkError, InputError
 from date_spark.schema import Kind
-from date_spark.testing.stub import BadRowRequest, StubServer, row_schema_of, rule_text
+from date_spark.testing.stub import (
+    BadRowRequest,
+    StubServer,
+    row_schema_of,
+    rule_text,
+    serve_until_interrupted,
+)
 
 __all__ = ["PoolOracle", "main", "oracle_server"]
 
@@ -331,13 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(url, flush=True)
     what = "noise (permuted targets)" if a.noise else "oracle"
     print(f"{what}: {len(pool)} pool rows at {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)
     return 0
 
 

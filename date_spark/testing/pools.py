@@ -30,6 +30,15 @@ def _kind(path: Path, what: str) -> str:
     )
 
 
+def _existing(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(
+            f"the {what} {str(p)!r} does not exist: give the path of a CSV or Parquet file"
+        )
+    return p
+
+
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -37,11 +46,7 @@ def _first_line(e: Exception) -> str:
 
 def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
     """A CSV or Parquet file as pandas; an unreadable file is an `InputError` naming it."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(
-            f"the {what} {str(p)!r} does not exist: give the path of a CSV or Parquet file"
-        )
+    p = _existing(path, what)
     kind = _kind(p, what)
     try:
         return pd.read_csv(p) if kind == "csv" else pd.read_parquet(p)
@@ -51,11 +56,7 @@ def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
 
 def read_columns(path: str | Path, what: str = "table") -> list[str]:
     """The column names of a CSV or Parquet file, without reading its rows when it can."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(
-            f"the {what} {str(p)!r} does not exist: give the path of a CSV or Parquet file"
-        )
+    p = _existing(path, what)
     kind = _kind(p, what)
     try:
         if kind == "csv":

@@ -67,6 +67,7 @@ __all__ = [
     "planted_rows",
     "row_schema_of",
     "rule_text",
+    "serve_until_interrupted",
 ]
 
 
@@ -653,6 +654,17 @@ class StubServer:
             return Counter(self._state.responses)
 
 
+def serve_until_interrupted(server: StubServer) -> None:
+    """Block until Ctrl-C, then stop `server`: how a test double started by hand runs."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Stub Chat Completions server with faults")
     ap.add_argument("--host", default="127.0.0.1")
@@ -680,13 +692,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     url = stub.start()
     print(f"stub Chat Completions server at {url} (Ctrl-C to stop)", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stub.stop()
+    serve_until_interrupted(stub)
 
 
 if __name__ == "__main__":
