@@ -468,6 +468,17 @@ class Config(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
+    @property
+    def uses_embedded_model(self) -> bool:
+        """True when generation asks the embedded local model (`llm.local`), which the run starts
+        itself: the LLM generator with `llm.provider: local` and no `llm.base_url` (a URL points
+        `local` at a llama.cpp server already running)."""
+        return (
+            self.generation.generator == "llm"
+            and self.llm.provider == "local"
+            and not self.llm.base_url
+        )
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         """Return a new config with dotted-key overrides applied (the model itself is frozen)."""
         data = self.model_dump(mode="json")

@@ -118,6 +118,21 @@ def test_flat_view_for_tracking() -> None:
     assert flat["llm.api_key_env"] == "OPENAI_API_KEY"
 
 
+def test_the_embedded_model_is_the_llm_generator_on_provider_local_without_a_url() -> None:
+    """`Config.uses_embedded_model`, the one test the run, the prompt budget and the preflight ask
+    (before, each spelled it out)."""
+    assert Config().uses_embedded_model  # the defaults
+    assert (
+        not Config()
+        .with_overrides({"llm.base_url": "http://127.0.0.1:8080/v1"})
+        .uses_embedded_model
+    )
+    assert not Config().with_overrides({"llm.provider": "openai"}).uses_embedded_model
+    assert (
+        not Config().with_overrides({"generation.generator": "interpolation"}).uses_embedded_model
+    )
+
+
 def test_the_package_root_exports_the_facade_and_the_loader_without_importing_pyspark() -> None:
     """`from date_spark import DateSynthesizer, load_config` works; the preflight's modules and
     the config loader do not pull in pyspark (checked in a fresh interpreter)."""
