@@ -42,6 +42,7 @@ __all__ = [
     "TrackingConfig",
     "dump_yaml",
     "env_overrides",
+    "flatten",
     "label_check_for",
     "load_config",
     "parse_override",
@@ -493,18 +494,23 @@ class Config(_Section):
         return data
 
     def flat(self) -> dict[str, str]:
-        """Flattened `section.key -> str` view, for MLflow params."""
-        out: dict[str, str] = {}
+        """Flattened `section.key -> str` view (`flatten` of `redacted`), for MLflow params."""
+        return {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in flatten(self.redacted()).items()
+        }
 
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict) and value:
-                for k, v in value.items():
-                    walk(f"{prefix}.{k}" if prefix else str(k), v)
-            else:
-                out[prefix] = json.dumps(value) if not isinstance(value, str) else value
 
-        walk("", self.redacted())
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (`{"a": {"b": 1}}` -> `{"a.b": 1}`), values
+    as they are; an empty mapping is a value of its own. The one flattening of config data: the
+    MLflow params (`Config.flat`) and the resume's comparison of configs (`tracking/runs.py`)."""
+    if isinstance(data, Mapping) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
+    return {prefix: data}
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

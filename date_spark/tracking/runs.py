@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
+from date_spark.config import flatten
 from date_spark.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -226,18 +227,9 @@ def stage_of(key: str) -> str | None:
     return "prepare"
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: data}
-
-
 def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) for every leaf that differs."""
-    a, b = _flat(dict(saved)), _flat(dict(now))
+    a, b = flatten(dict(saved)), flatten(dict(now))
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -251,8 +243,8 @@ def check_resume_config(run: Run, cfg: Config) -> list[str]:
     done = {s for s in STAGES if run.is_done(s)}
     blocking = []
     changed = []
-    had = _flat(dict(saved))
-    defaults = _flat(type(cfg)().redacted())
+    had = flatten(dict(saved))
+    defaults = flatten(type(cfg)().redacted())
     for key, old, new in config_changes(saved, cfg.redacted()):
         stage = stage_of(key)
         changed.append(key)
