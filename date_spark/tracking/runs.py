@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
-from date_spark.config import flatten
+from date_spark.config import NEUTRAL, flatten, keys_by_stage
 from date_spark.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -159,55 +159,15 @@ def open_run(runs_dir: str | Path, run_id: str) -> Run:
 # ----------------------------------------------------------------------------------------------
 
 # Config keys (prefixes) that shape each stage's result; a key shapes its stage and every later
-# one. Everything not listed under a stage and not neutral counts as shaping `prepare`.
-STAGE_KEYS: Mapping[str, tuple[str, ...]] = {
-    "prepare": ("seed", "input.", "split."),
-    "discovery": ("discovery.",),
-    "generation": (
-        "generation.",
-        "llm.provider",
-        "llm.model",
-        "llm.api_version",
-        "llm.structured_output",
-        "llm.max_tokens",
-        "llm.seed",
-        "llm.local.model_path",
-        "llm.local.model_alias",
-        "llm.local.n_ctx",
-        # the one model every stage trains to decide: generation's gain uses it already
-        "selection.model",
-        "selection.model_max_depth",
-        "selection.loss",
-        "selection.folds",
-    ),
-    "selection": ("selection.",),
-    "output": ("output.",),
-    "evaluation": ("evaluation.",),
-}
-# Keys that never change a result: how to reach the endpoint and how fast, the response cache,
-# tracking, the Spark session, and where runs live.
-NEUTRAL_KEYS: tuple[str, ...] = (
-    "llm.base_url",
-    "llm.api_key_env",
-    "llm.timeout_s",
-    "llm.max_retries",
-    "llm.backoff_base_s",
-    "llm.backoff_max_s",
-    "llm.concurrency_per_task",
-    "llm.max_tasks",
-    "llm.requests_per_minute",
-    "llm.tokens_per_minute",
-    "llm.max_total_tokens",
-    "llm.max_cost",
-    "llm.prices",
-    "llm.cache_path",
-    "llm.local.port",
-    "llm.local.n_threads",
-    "llm.local.startup_timeout_s",
-    "tracking.",
-    "spark.",
-    "output.runs_dir",
-)
+# one. Keys that never change a result (`NEUTRAL_KEYS`): how to reach the endpoint and how fast,
+# the response cache, tracking, the Spark session, and where runs live. Both derived from the
+# config model (`stage` and `key_stages` on each section of config.py); a key the model does not
+# know counts as shaping `prepare`.
+_BY_STAGE = keys_by_stage()
+if set(_BY_STAGE) - {*STAGES, NEUTRAL}:
+    raise TypeError(f"config.py names no stage of {STAGES}: {set(_BY_STAGE) - {*STAGES, NEUTRAL}}")
+STAGE_KEYS: Mapping[str, tuple[str, ...]] = {s: tuple(_BY_STAGE.get(s, ())) for s in STAGES}
+NEUTRAL_KEYS: tuple[str, ...] = tuple(_BY_STAGE.get(NEUTRAL, ()))
 
 
 def _matches(key: str, prefixes: Sequence[str]) -> bool:
