@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +26,7 @@ from date_spark.secrets import hint, looks_like_key, mask
 
 __all__ = [
     "ENV_PREFIX",
+    "NEUTRAL",
     "Config",
     "DiscoveryConfig",
     "EvaluationConfig",
@@ -42,6 +43,8 @@ __all__ = [
     "TrackingConfig",
     "dump_yaml",
     "env_overrides",
+    "flatten",
+    "keys_by_stage",
     "label_check_for",
     "load_config",
     "parse_override",
@@ -53,11 +56,26 @@ ENV_PREFIX = "DATE_SPARK__"
 _SECRET_KEYS = {"api_key", "apikey", "key", "secret", "token", "password", "azure_api_key"}
 
 
+# The stage of a key that never changes a result (`_Section.stage`).
+NEUTRAL = "neutral"
+
+
 class _Section(BaseModel):
+    """A config section. What its keys shape decides whether `--resume` may change them
+    (`tracking/runs.py`, `keys_by_stage`): `stage` names the first run stage whose result every
+    key of the section shapes, or NEUTRAL (how to reach the endpoint and how fast, tracking, the
+    Spark session: never a result); `key_stages` names keys that differ from their section. A
+    section without a `stage` names every key of its own, so a new key is classified where it is
+    added (the run refuses to start otherwise)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    stage: ClassVar[str | None] = None
+    key_stages: ClassVar[Mapping[str, str]] = {}
 
 
 class InputConfig(_Section):
+    stage = "prepare"
+
     path: str | None = None
     format: Literal["parquet", "csv"] = "parquet"
     table: str | None = None
@@ -120,6 +138,8 @@ class DiscoveryConfig(_Section):
       (default): the residuals of the candidate's own model, so splits fall where that model
       fails (regime boundaries); "label": the label itself, as in the authors' code.
     """
+
+    stage = "discovery"
 
     rho: float = Field(default=0.25, gt=0, allow_inf_nan=False)
     rho_mode: Literal["relative", "absolute", "variance"] = "relative"
@@ -229,6 +249,8 @@ class GenerationConfig(_Section):
       the generation stage in the manifest, MLflow `generation_rejected_by_column.*`).
     """
 
+    stage = "generation"
+
     generator: Literal["llm", "interpolation"] = "llm"
     iterations: int = Field(default=3, ge=1, le=10)
     rows_per_request: int = Field(default=10, ge=1, le=200)
@@ -308,6 +330,15 @@ class SelectionConfig(_Section):
     max_rows: the real rows the gain rule scores at most (a seeded sample above it).
     """
 
+    stage = "selection"
+    # the one model every stage trains to decide: generation's gain uses it already
+    key_stages = {
+        "model": "generation",
+        "model_max_depth": "generation",
+        "loss": "generation",
+        "folds": "generation",
+    }
+
     strategy: Literal["bandit", "forward", "backward", "topk"] = "bandit"
     model: ModelName = "hist_gradient_boosting"
     model_max_depth: int | None = Field(default=None, ge=1)
@@ -349,6 +380,8 @@ class EvaluationConfig(_Section):
         rows trained with vs without the kept rows, with its interval, in the summary and report.
     """
 
+    stage = "evaluation"
+
     model: ModelName | None = None
     bootstrap: int = Field(default=2000, ge=100)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
@@ -357,6 +390,17 @@ class EvaluationConfig(_Section):
 
 
 class LocalModelConfig(_Section):
+    # the model and its context window shape the rows; its thread count, port and start-up wait
+    # do not
+    key_stages = {
+        "model_path": "generation",
+        "model_alias": "generation",
+        "n_ctx": "generation",
+        "n_threads": NEUTRAL,
+        "port": NEUTRAL,
+        "startup_timeout_s": NEUTRAL,
+    }
+
     model_path: str | None = None
     model_alias: str = "smollm2"
     n_ctx: int = Field(default=2048, ge=256)
@@ -372,6 +416,31 @@ class ModelPrice(_Section):
 
 
 class LlmConfig(_Section):
+    # What is asked and how it is answered shapes the rows (generation); how to reach the
+    # endpoint, how fast to go, what it may cost and the response cache do not.
+    key_stages = {
+        "provider": "generation",
+        "model": "generation",
+        "api_version": "generation",
+        "structured_output": "generation",
+        "max_tokens": "generation",
+        "seed": "generation",
+        "base_url": NEUTRAL,
+        "api_key_env": NEUTRAL,
+        "timeout_s": NEUTRAL,
+        "max_retries": NEUTRAL,
+        "backoff_base_s": NEUTRAL,
+        "backoff_max_s": NEUTRAL,
+        "concurrency_per_task": NEUTRAL,
+        "max_tasks": NEUTRAL,
+        "requests_per_minute": NEUTRAL,
+        "tokens_per_minute": NEUTRAL,
+        "max_total_tokens": NEUTRAL,
+        "max_cost": NEUTRAL,
+        "prices": NEUTRAL,
+        "cache_path": NEUTRAL,
+    }
+
     provider: Literal["local", "openai", "azure"] = "local"
     base_url: str | None = None
     model: str = "smollm2"
@@ -424,6 +493,9 @@ class LlmConfig(_Section):
 
 
 class OutputConfig(_Section):
+    stage = "output"
+    key_stages = {"runs_dir": NEUTRAL}  # where runs live
+
     path: str | None = None
     table: str | None = None
     format: Literal["parquet"] = "parquet"
@@ -439,23 +511,31 @@ class OutputConfig(_Section):
 
 
 class TrackingConfig(_Section):
+    stage = NEUTRAL
+
     enabled: bool = True
     uri: str | None = None
     experiment: str = "date-spark"
 
 
 class SparkConfig(_Section):
+    stage = NEUTRAL
+
     master: str | None = "local[2]"
     app_name: str = "date-spark"
     conf: dict[str, str] = Field(default_factory=dict)
 
 
 class SplitConfig(_Section):
+    stage = "prepare"
+
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     validation_fraction: float = Field(default=0.25, gt=0, lt=1)
 
 
 class Config(_Section):
+    key_stages = {"seed": "prepare"}
+
     seed: int = 42
     input: InputConfig = Field(default_factory=InputConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -467,6 +547,17 @@ class Config(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    @property
+    def uses_embedded_model(self) -> bool:
+        """True when generation asks the embedded local model (`llm.local`), which the run starts
+        itself: the LLM generator with `llm.provider: local` and no `llm.base_url` (a URL points
+        `local` at a llama.cpp server already running)."""
+        return (
+            self.generation.generator == "llm"
+            and self.llm.provider == "local"
+            and not self.llm.base_url
+        )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         """Return a new config with dotted-key overrides applied (the model itself is frozen)."""
@@ -482,18 +573,51 @@ class Config(_Section):
         return data
 
     def flat(self) -> dict[str, str]:
-        """Flattened `section.key -> str` view, for MLflow params."""
-        out: dict[str, str] = {}
+        """Flattened `section.key -> str` view (`flatten` of `redacted`), for MLflow params."""
+        return {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in flatten(self.redacted()).items()
+        }
 
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict) and value:
-                for k, v in value.items():
-                    walk(f"{prefix}.{k}" if prefix else str(k), v)
-            else:
-                out[prefix] = json.dumps(value) if not isinstance(value, str) else value
 
-        walk("", self.redacted())
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (`{"a": {"b": 1}}` -> `{"a.b": 1}`), values
+    as they are; an empty mapping is a value of its own. The one flattening of config data: the
+    MLflow params (`Config.flat`) and the resume's comparison of configs (`tracking/runs.py`)."""
+    if isinstance(data, Mapping) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
+    return {prefix: data}
+
+
+def keys_by_stage(section: type[_Section] = Config, prefix: str = "") -> dict[str, list[str]]:
+    """Stage (or NEUTRAL) -> the config keys whose changes reach it, from the sections' `stage`
+    and `key_stages`: `section.` for a section's own stage (every key below it), `section.key` for
+    a key of another stage. Raises TypeError naming a key nothing classifies."""
+    out: dict[str, list[str]] = {}
+    unknown = set(section.key_stages) - set(section.model_fields)
+    if unknown:
+        raise TypeError(f"{section.__name__}.key_stages names no key of it: {sorted(unknown)}")
+    if section.stage is not None and prefix:
+        out.setdefault(section.stage, []).append(prefix)
+    for name, field in section.model_fields.items():
+        key = prefix + name
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, _Section):
+            for stage, keys in keys_by_stage(sub, key + ".").items():
+                out.setdefault(stage, []).extend(keys)
+            continue
+        own = section.key_stages.get(name)
+        if own is None and (section.stage is None or not prefix):
+            raise TypeError(
+                f"config key {key!r} shapes no stage: add it to {section.__name__}.key_stages "
+                f"(a stage, or NEUTRAL when it never changes a result)"
+            )
+        if own is not None and (own != section.stage or not prefix):
+            out.setdefault(own, []).append(key)  # else the section's prefix holds it
+    return out
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -11,7 +12,15 @@ from pyspark.sql import types as T
 
 from date_spark.errors import InputError
 
-__all__ = ["ColumnSpec", "Kind", "TableSchema", "column_specs", "is_integral", "kind_of"]
+__all__ = [
+    "ColumnSpec",
+    "Kind",
+    "TableSchema",
+    "column_specs",
+    "is_integral",
+    "kind_of",
+    "parse_timestamp",
+]
 
 
 class Kind(str, Enum):
@@ -46,6 +55,20 @@ def kind_of(dtype: T.DataType) -> Kind | None:
 
 def is_integral(dtype: T.DataType) -> bool:
     return isinstance(dtype, T.IntegralType)
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """ISO 8601 text as a timestamp value: naive, in UTC, as every stage holds timestamps (the
+    session time zone is UTC, `runtime/spark.py`; aware values are converted to UTC and made
+    naive wherever they are compared). A `Z` suffix or a `+hh:mm` offset is converted to UTC;
+    naive text is taken as it is; a date alone is its midnight. Raises ValueError otherwise."""
+    s = text.strip()
+    if s[-1:] in ("Z", "z"):
+        s = s[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read `Z`
+    ts = dt.datetime.fromisoformat(s)
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return ts
 
 
 @dataclass(frozen=True)

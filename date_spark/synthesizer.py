@@ -228,11 +228,7 @@ class DateSynthesizer:
                 empty, arms_table(empty, self.schema_.target), [], cfg.generation.generator
             )
         route = self.rules_.route(column=DGR_COL)
-        use_local = (
-            cfg.generation.generator == "llm"
-            and cfg.llm.provider == "local"
-            and not cfg.llm.base_url
-        )
+        use_local = cfg.uses_embedded_model
         with contextlib.ExitStack() as stack:
             base_url = cfg.llm.base_url
             if use_local:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from date_spark.config import Config, label_check_for, load_config, parse_override
+from date_spark.config import Config, flatten, label_check_for, load_config, parse_override
 from date_spark.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +116,34 @@ def test_flat_view_for_tracking() -> None:
     flat = Config().flat()
     assert flat["discovery.rho"] == str(Config().discovery.rho)
     assert flat["llm.api_key_env"] == "OPENAI_API_KEY"
+
+
+def test_one_flattening_for_tracking_and_resume() -> None:
+    """`flatten` keeps values as they are (the resume compares them); `Config.flat` is the same
+    keys with values as text (MLflow params)."""
+    data = {"a": {"b": 1, "c": {}, "d": {"e": None}}, "f": [1, 2], "g": "x"}
+    assert flatten(data) == {"a.b": 1, "a.c": {}, "a.d.e": None, "f": [1, 2], "g": "x"}
+    cfg = Config().with_overrides({"input.exclude": ["a"], "spark.conf": {"k.v": "1"}})
+    flat, values = cfg.flat(), flatten(cfg.redacted())
+    assert flat.keys() == values.keys()
+    assert flat["input.exclude"] == '["a"]' and values["input.exclude"] == ["a"]
+    assert flat["spark.conf.k.v"] == "1" and flat["evaluation.segments"] == "{}"
+    assert flat["input.path"] == "null" and flat["discovery.rho"] == "0.25"
+
+
+def test_the_embedded_model_is_the_llm_generator_on_provider_local_without_a_url() -> None:
+    """`Config.uses_embedded_model`, the one test the run, the prompt budget and the preflight ask
+    (before, each spelled it out)."""
+    assert Config().uses_embedded_model  # the defaults
+    assert (
+        not Config()
+        .with_overrides({"llm.base_url": "http://127.0.0.1:8080/v1"})
+        .uses_embedded_model
+    )
+    assert not Config().with_overrides({"llm.provider": "openai"}).uses_embedded_model
+    assert (
+        not Config().with_overrides({"generation.generator": "interpolation"}).uses_embedded_model
+    )
 
 
 def test_the_package_root_exports_the_facade_and_the_loader_without_importing_pyspark() -> None:

@@ -17,7 +17,7 @@ from date_spark.rules import (
     count_rules,
     parse_rule,
 )
-from date_spark.schema import Kind
+from date_spark.schema import Kind, parse_timestamp
 
 KINDS = {
     "age": Kind.NUMERIC,
@@ -193,6 +193,48 @@ def test_dates_and_timestamps(spark: Any) -> None:
     r = parse_rule("d < date '2021-01-01' and t >= timestamp '2020-01-01 12:00:00'")
     assert df.where(r.to_column()).count() == 1
     assert r.mask(df.toPandas()).tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-31T10:00:00Z", dt.datetime(2024, 1, 31, 10)),  # Z: UTC
+        ("2024-01-31T10:00:00z", dt.datetime(2024, 1, 31, 10)),
+        ("2024-01-31T10:00:00+02:00", dt.datetime(2024, 1, 31, 8)),  # an offset: to UTC
+        ("2024-01-31T23:30:00-01:00", dt.datetime(2024, 2, 1, 0, 30)),  # across midnight
+        ("2024-01-31 10:00:00.250", dt.datetime(2024, 1, 31, 10, 0, 0, 250_000)),  # naive: as is
+        (" 2024-01-31T10:00 ", dt.datetime(2024, 1, 31, 10)),
+        ("2024-01-31", dt.datetime(2024, 1, 31)),  # a date alone: its midnight
+    ],
+)
+def test_one_iso_timestamp_parser_gives_naive_utc(text: str, expected: dt.datetime) -> None:
+    """`schema.parse_timestamp`, the one reading of ISO timestamps (rule text, rule literals,
+    rules read back from JSON): naive values in UTC, the session's zone."""
+    got = parse_timestamp(text)
+    assert got == expected and got.tzinfo is None
+
+
+@pytest.mark.parametrize("text", ["", "Z", "2024-13-01", "yesterday", "2024-01-31T10:00:00+25:00"])
+def test_the_iso_timestamp_parser_refuses_what_is_not_one(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+def test_timestamp_literals_with_a_zone_are_naive_utc_in_every_form() -> None:
+    """Rule text, a literal coerced to a timestamp column, and a rule read back from JSON agree:
+    an aware literal is the naive UTC value (it compares with the naive values of the table)."""
+    kinds = {"t": Kind.TIMESTAMP}
+    naive = parse_rule("t >= timestamp '2024-01-01 12:00:00'", kinds)
+    for text in (
+        "t >= timestamp '2024-01-01T14:00:00+02:00'",
+        "t >= timestamp '2024-01-01T12:00:00Z'",
+        "t >= '2024-01-01T12:00:00Z'",  # a string literal coerced by the column's kind
+    ):
+        assert parse_rule(text, kinds) == naive, text
+    back = Predicate.from_json(
+        {"column": "t", "op": ">=", "value": {"timestamp": "2024-01-01T12:00:00+00:00"}}
+    )
+    assert back.value == dt.datetime(2024, 1, 1, 12)
 
 
 @pytest.fixture()

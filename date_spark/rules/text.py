@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from date_spark.errors import RuleError
 from date_spark.rules.algebra import OPS, Predicate, Rule
 from date_spark.rules.values import Scalar
-from date_spark.schema import Kind
+from date_spark.schema import Kind, parse_timestamp
 
 __all__ = ["parse_rule", "parse_rules"]
 
@@ -163,7 +163,7 @@ class _Parser:
                 try:
                     if w == "date":
                         return dt.date.fromisoformat(raw)
-                    return dt.datetime.fromisoformat(raw)
+                    return parse_timestamp(raw)
                 except ValueError:
                     raise RuleError(f"invalid {w} literal {raw!r} in rule {self.text!r}") from None
             if w == "null":

@@ -16,7 +16,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from date_spark.errors import RuleError
-from date_spark.schema import Kind
+from date_spark.schema import Kind, parse_timestamp
 
 __all__ = [
     "CategorySet",
@@ -145,7 +145,7 @@ def coerce_literal(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
         return dt.datetime(value.year, value.month, value.day)
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value.strip())
+            return parse_timestamp(value)
         except ValueError:
             pass
     raise RuleError(

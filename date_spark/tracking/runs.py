@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
+from date_spark.config import NEUTRAL, flatten, keys_by_stage
 from date_spark.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -158,55 +159,15 @@ def open_run(runs_dir: str | Path, run_id: str) -> Run:
 # ----------------------------------------------------------------------------------------------
 
 # Config keys (prefixes) that shape each stage's result; a key shapes its stage and every later
-# one. Everything not listed under a stage and not neutral counts as shaping `prepare`.
-STAGE_KEYS: Mapping[str, tuple[str, ...]] = {
-    "prepare": ("seed", "input.", "split."),
-    "discovery": ("discovery.",),
-    "generation": (
-        "generation.",
-        "llm.provider",
-        "llm.model",
-        "llm.api_version",
-        "llm.structured_output",
-        "llm.max_tokens",
-        "llm.seed",
-        "llm.local.model_path",
-        "llm.local.model_alias",
-        "llm.local.n_ctx",
-        # the one model every stage trains to decide: generation's gain uses it already
-        "selection.model",
-        "selection.model_max_depth",
-        "selection.loss",
-        "selection.folds",
-    ),
-    "selection": ("selection.",),
-    "output": ("output.",),
-    "evaluation": ("evaluation.",),
-}
-# Keys that never change a result: how to reach the endpoint and how fast, the response cache,
-# tracking, the Spark session, and where runs live.
-NEUTRAL_KEYS: tuple[str, ...] = (
-    "llm.base_url",
-    "llm.api_key_env",
-    "llm.timeout_s",
-    "llm.max_retries",
-    "llm.backoff_base_s",
-    "llm.backoff_max_s",
-    "llm.concurrency_per_task",
-    "llm.max_tasks",
-    "llm.requests_per_minute",
-    "llm.tokens_per_minute",
-    "llm.max_total_tokens",
-    "llm.max_cost",
-    "llm.prices",
-    "llm.cache_path",
-    "llm.local.port",
-    "llm.local.n_threads",
-    "llm.local.startup_timeout_s",
-    "tracking.",
-    "spark.",
-    "output.runs_dir",
-)
+# one. Keys that never change a result (`NEUTRAL_KEYS`): how to reach the endpoint and how fast,
+# the response cache, tracking, the Spark session, and where runs live. Both derived from the
+# config model (`stage` and `key_stages` on each section of config.py); a key the model does not
+# know counts as shaping `prepare`.
+_BY_STAGE = keys_by_stage()
+if set(_BY_STAGE) - {*STAGES, NEUTRAL}:
+    raise TypeError(f"config.py names no stage of {STAGES}: {set(_BY_STAGE) - {*STAGES, NEUTRAL}}")
+STAGE_KEYS: Mapping[str, tuple[str, ...]] = {s: tuple(_BY_STAGE.get(s, ())) for s in STAGES}
+NEUTRAL_KEYS: tuple[str, ...] = tuple(_BY_STAGE.get(NEUTRAL, ()))
 
 
 def _matches(key: str, prefixes: Sequence[str]) -> bool:
@@ -226,18 +187,9 @@ def stage_of(key: str) -> str | None:
     return "prepare"
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for k, v in data.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: data}
-
-
 def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) for every leaf that differs."""
-    a, b = _flat(dict(saved)), _flat(dict(now))
+    a, b = flatten(dict(saved)), flatten(dict(now))
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -251,8 +203,8 @@ def check_resume_config(run: Run, cfg: Config) -> list[str]:
     done = {s for s in STAGES if run.is_done(s)}
     blocking = []
     changed = []
-    had = _flat(dict(saved))
-    defaults = _flat(type(cfg)().redacted())
+    had = flatten(dict(saved))
+    defaults = flatten(type(cfg)().redacted())
     for key, old, new in config_changes(saved, cfg.redacted()):
         stage = stage_of(key)
         changed.append(key)
