@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from date_spark.columns import ARM, GENERATOR, ROUND, RULE
 from date_spark.generation.fields import AGREE_COL, CANDIDATE_COL, DGR_COL, GAIN_COL, PRED_COL
-from date_spark.llm.rows import REASONS
+from date_spark.llm.validation import REASONS
 from date_spark.rules import Rule, parse_rule
 from date_spark.schema import Kind
 
