@@ -743,6 +743,7 @@ def test_a_value_past_a_decimal_precision_is_out_of_domain() -> None:
     """Rounded half up to the scale, as the output writes it: 999.994 fits a decimal(5,2),
     999.996 (1000.00) does not, though both lie inside the range's margin."""
     from date_spark.llm.rows import RowSchema
+    from date_spark.llm.validation import validate_rows
     from date_spark.schema import ColumnSpec, Kind, TableSchema
 
     schema = TableSchema(
@@ -752,17 +753,20 @@ def test_a_value_past_a_decimal_precision_is_out_of_domain() -> None:
     )  # fmt: skip
     rows = [{"income": v, "y": 1} for v in (999.994, 999.996, -999.996, 500.0)]
     ranges = {"income": (-999.99, 999.99)}
-    strict = RowSchema.from_table(
-        schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}
-    ).validate_rows(rows)
+    strict = validate_rows(
+        RowSchema.from_table(schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}), rows
+    )
     assert [r["income"] for r in strict.rows] == [999.994, 500.0]
     assert strict.by_column_json() == {"income": {"out_of_domain": 2}}
-    clip = RowSchema.from_table(
-        schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}, out_of_range="clip"
-    ).validate_rows(rows)
+    clip = validate_rows(
+        RowSchema.from_table(
+            schema, ranges=ranges, margin=0.1, decimals={"income": (5, 2)}, out_of_range="clip"
+        ),
+        rows,
+    )
     assert [r["income"] for r in clip.rows] == [999.994, 999.99, -999.99, 500.0]
     assert clip.clipped == {"income": 2}
-    plain_double = RowSchema.from_table(schema, ranges=ranges, margin=0.1).validate_rows(rows)
+    plain_double = validate_rows(RowSchema.from_table(schema, ranges=ranges, margin=0.1), rows)
     assert plain_double.n_valid == 4  # no decimal: the margin decides
 
 

@@ -4,6 +4,8 @@ rule refinement.
 - `generator.py`: the rounds (`Generator`, `generate`), with the algorithm's description;
 - `scoring.py`: the tree-path grouping, the label check and each group's gain (pure pandas, in
   the scoring UDF), and the learning-curve benefit that decides where to generate;
+- `refinement.py`: the reflective prompts and the checks a proposed rule must pass (step 4);
+- `reroute.py`: rows outside the rule they were asked for, moved to the partition they satisfy;
 - `sampling.py`: the partition sample, example rows, domains and questions;
 - `prompts.py`: the row and refinement prompts within their token budget, and the masking of
   sensitive values in them;

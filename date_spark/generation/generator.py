@@ -52,30 +52,26 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from date_spark.columns import ARM, PARENTS, ROUND, RULE, named_col, pandas_safe, restore_names
+from date_spark.columns import PARENTS, ROUND, named_col, pandas_safe, restore_names
 from date_spark.config import Config, label_check_for
-from date_spark.errors import ConfigError, RuleError
+from date_spark.errors import ConfigError
 from date_spark.generation.fields import (
     ARM_FIELDS,
     DGR_COL,
     FIXED_COL,
-    GAIN_COL,
     GROUP_COL,
     META_FIELDS,
     ORDER_COL,
-    PRED_COL,
     QRULE_COL,
     REQUEST_COL,
-    REROUTED,
     REST,
     DiscoveryLike,
 )
@@ -87,10 +83,12 @@ from date_spark.generation.prompts import (
     generation_messages,
     header,
 )
-from date_spark.generation.prompts import refinement_messages as build_refinement
+from date_spark.generation.refinement import history_items, read_proposals, refinement_requests
+from date_spark.generation.reroute import reroute
 from date_spark.generation.result import (
     GenerationResult,
     RoundStats,
+    add_gateway_stats,
     arms_table,
     count_arms,
     reject_table,
@@ -100,24 +98,28 @@ from date_spark.generation.sampling import (
     ThinSegment,
     free_text_in,
     partition_sample,
+    prompt_budget,
     stratified_examples,
     typed_domains,
+    typed_frame,
 )
 from date_spark.generation.scoring import (
     BENEFIT_DDL,
     ScoringSpec,
     allocate_requests,
     partition_benefit,
+    rank_partitions,
     score_groups,
+    scoring_frame,
     volume_requests,
 )
 from date_spark.io.read import decimal_limits
 from date_spark.io.split import SPLIT_COL, TEST, TRAIN
 from date_spark.llm import gateway
 from date_spark.llm.budget import Budget
-from date_spark.llm.rows import RowColumn, RowSchema
+from date_spark.llm.rows import RowSchema
 from date_spark.modeling.models import ModelSpec
-from date_spark.rules import CategorySet, Rule, count_rules, parse_rule
+from date_spark.rules import Rule, count_rules
 from date_spark.runtime.placement import (
     apply_cogrouped,
     apply_grouped,
@@ -130,8 +132,6 @@ from date_spark.runtime.spark import to_pandas
 from date_spark.schema import Kind, TableSchema
 
 __all__ = ["Generator", "generate"]
-
-from date_spark.generation.sampling import prompt_budget, typed_frame
 
 log = logging.getLogger(__name__)
 
@@ -280,23 +280,9 @@ class Generator:
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else sample
 
     def _scoring_sample(self) -> DataFrame:
-        """What the scoring UDF cogroups with: each partition's sampled rows under its own key,
-        and, under the rest's key, the covered training rows as fixed rows (the rest is served by
-        the global model, which every row trains)."""
-        pdf = self.sample_pd.copy()
-        pdf[GROUP_COL] = pdf[DGR_COL]
-        pdf[FIXED_COL] = False
-        covered = self.sample_pd[
-            (self.sample_pd[DGR_COL] != REST) & (self.sample_pd[SPLIT_COL] == TRAIN)
-        ]
-        if (self.sample_pd[DGR_COL] == REST).any() and len(covered):
-            cap = max(self.gcfg.partition_sample_rows, 20_000)
-            if len(covered) > cap:
-                covered = covered.sample(n=cap, random_state=self.cfg.seed).sort_index()
-            covered = covered.copy()
-            covered[GROUP_COL] = REST
-            covered[FIXED_COL] = True
-            pdf = pd.concat([pdf, covered], ignore_index=True)
+        """The rows the scoring UDF cogroups with (`scoring_frame`), as Spark hands them over."""
+        cap = max(self.gcfg.partition_sample_rows, 20_000)
+        pdf = scoring_frame(self.sample_pd, cap, self.cfg.seed)
         schema = T.StructType(
             [
                 *self.sample_sdf.schema.fields,
@@ -328,32 +314,8 @@ class Generator:
         else:
             frame = to_pandas(src.groupBy(DGR_COL).applyInPandas(fn, schema=BENEFIT_DDL))
         by_id = {str(d.rule_id): d for d in self.all_dgrs}
-        rest = frame[frame[DGR_COL] == REST]
-        if len(rest) and self.thin_ids:
-            # a thin segment is too small for a learning curve of its own: the rest's slope
-            slope = float(rest["slope"].iloc[0])
-            thin = pd.DataFrame(
-                [
-                    {
-                        DGR_COL: k,
-                        "train_rows": int(by_id[k].support),
-                        "loss": float(rest["loss"].iloc[0]),
-                        "loss_half": float(rest["loss_half"].iloc[0]),
-                        "slope": slope,
-                        "benefit": slope * float(np.log2(1 + added / max(1, by_id[k].support))),
-                    }
-                    for k in sorted(self.thin_ids)
-                ]
-            )
-            frame = pd.concat([frame, thin], ignore_index=True)
-        frame = frame[frame[DGR_COL].isin(list(by_id))]
-        frame["support"] = frame[DGR_COL].map(lambda k: int(by_id[k].support))
-        frame = frame.sort_values(
-            ["benefit", "support", DGR_COL], ascending=[False, False, True], kind="mergesort"
-        ).reset_index(drop=True)
-        top = list(frame[DGR_COL])[: self.gcfg.max_rules]
-        missing = [k for k in by_id if k not in set(frame[DGR_COL])]  # no sampled row
-        top += missing[: max(0, self.gcfg.max_rules - len(top))]
+        support = {k: d.support for k, d in by_id.items()}
+        frame, top = rank_partitions(frame, support, self.thin_ids, added, self.gcfg.max_rules)
         self.dgrs = [by_id[k] for k in top]
         self.by_id = {k: by_id[k] for k in top}
         benefit = frame.set_index(DGR_COL)["benefit"].to_dict()
@@ -492,43 +454,11 @@ class Generator:
         if not off:
             return valid
         off_frame = typed_frame(pd.DataFrame(off, dtype=object), self.schema)
-        moved = self._reroute(off_frame, rnd, stats)
-        return pd.concat([valid, moved], ignore_index=True) if len(valid) else moved
-
-    def _reroute(self, off: pd.DataFrame, rnd: int, stats: RoundStats) -> pd.DataFrame:
-        """Rows outside the rule they were asked for go to the partition they satisfy, as the
-        rule set routes real rows: the first DGR in discovery's order whose rule holds, else the
-        first thin segment's, else the rest. They become rows of that partition's question (its
-        DGR rule) tagged `rerouted`, so they form arms of their own (`<dgr>.r<i>...rerouted`) that
-        scoring and selection judge like any other. The rows are still masked: the rules are
-        masked to match."""
-        target = pd.Series(REST, index=off.index, dtype=object)
-        left = np.ones(len(off), dtype=bool)
+        # as the rule set routes real rows: discovery's DGRs in order, then the thin segments
         order = [d for d in self.discovery.dgrs if str(d.rule_id) not in self.thin_ids]
         order += [d for d in self.all_dgrs if str(d.rule_id) in self.thin_ids]
-        rules = {REST: Rule.true()}
-        for d in order:
-            if not left.any():
-                break
-            try:
-                hit = self.masker.rule(d.rule).mask(off).to_numpy(dtype=bool) & left
-            except Exception:  # a value the mask cannot compare (mixed types): not this rule
-                continue
-            target[hit] = str(d.rule_id)
-            rules[str(d.rule_id)] = d.rule
-            left &= ~hit
-        moved = off.copy()
-        moved[DGR_COL] = target
-        moved[REQUEST_COL] = [
-            f"{t}|r{rnd}|{REROUTED}|from {rid}"
-            for t, rid in zip(target, off[REQUEST_COL], strict=True)
-        ]
-        moved[QRULE_COL] = target.map(lambda t: rules[t].dumps())
-        counts = Counter(str(t) for t in target)
-        stats.rerouted += len(moved)
-        for t, n in counts.items():
-            stats.rerouted_to[t] = stats.rerouted_to.get(t, 0) + n
-        return moved
+        moved = reroute(off_frame, rnd, stats, order, self.masker)
+        return pd.concat([valid, moved], ignore_index=True) if len(valid) else moved
 
     def _check_own_rows(self, prompt: str) -> None:
         """Warn once when the budget leaves fewer own-partition rows than `own_rows`."""
@@ -550,29 +480,9 @@ class Generator:
             )
 
     def _absorb(self, gstats: Any, stats: RoundStats, *, rows: bool = True) -> None:
-        """Add one gateway stage's stats to the round. Rejects of a row stage go to the row
-        tables; those of a refinement stage (its replies carry rules, not rows) to
-        `refined_dropped` as `reply_<reason>`."""
-        for k, v in gstats.as_metrics(prefix="").items():
-            if k.startswith(("rejected_", "clipped.")):
-                continue
-            if "latency" in k or k == "budget_exhausted":
-                stats.llm[k] = max(stats.llm.get(k, 0.0), float(v))
-            else:
-                stats.llm[k] = stats.llm.get(k, 0.0) + float(v)
-        if rows:
-            for k, n in gstats.rejected.items():
-                stats.rejected[k] = stats.rejected.get(k, 0) + int(n)
-            for col, reasons in gstats.rejected_by_column.items():
-                mine = stats.rejected_by_column.setdefault(col, {})
-                for k, n in reasons.items():
-                    mine[k] = mine.get(k, 0) + int(n)
-            for col, n in gstats.clipped.items():
-                stats.clipped[col] = stats.clipped.get(col, 0) + int(n)
-        else:
-            for k, n in gstats.rejected.items():
-                key = f"reply_{k}"
-                stats.refined_dropped[key] = stats.refined_dropped.get(key, 0) + int(n)
+        """Add one gateway stage's stats to the round (`add_gateway_stats`); note an exhausted
+        budget."""
+        add_gateway_stats(stats, gstats, rows=rows)
         if gstats.budget_exhausted:
             self.budget_exhausted = True
 
@@ -639,60 +549,21 @@ class Generator:
 
     # -- refinement -----------------------------------------------------------------------------
     def _history(self, mine: pd.DataFrame) -> list[HistoryItem]:
-        """One partition's scored groups of a round, best and worst first (`history_items`),
-        for the refinement prompt and the next round's row prompt. Rejected rows (label check)
-        have no gain and are left out."""
-        kinds = self.schema.kinds
-        history = []
-        for _, g in mine.groupby(ARM, sort=True):
-            first = g.iloc[0]
-            if pd.isna(first[GAIN_COL]):
-                continue
-            history.append(
-                HistoryItem(
-                    rule=self.masker.rule(parse_rule(first[RULE], kinds)),
-                    predicted=first[PRED_COL],
-                    gain=float(first[GAIN_COL]),
-                    rows=self.masker.frame(g[self.prompt_columns]),
-                )
-            )
-        history = sorted(history, key=lambda h: -h.gain)
-        if self.gcfg.history_items and len(history) > self.gcfg.history_items:
-            k = self.gcfg.history_items
-            history = history[: (k + 1) // 2] + history[len(history) - k // 2 :]
-        return history
+        """One partition's scored groups of a round, for its prompts (`history_items`)."""
+        kinds, columns = self.schema.kinds, self.prompt_columns
+        return history_items(mine, kinds, self.masker, columns, self.gcfg.history_items)
 
     def _refine(
         self, scored: pd.DataFrame, all_rows: pd.DataFrame, rnd: int, stats: RoundStats
     ) -> list[Question]:
-        kinds = self.schema.kinds
-        items, dgr_ids = [], []
-        rule_schema = RowSchema(
-            columns=(RowColumn("rule", Kind.CATEGORICAL),),
-            n_rows=self.gcfg.refined_rules_per_rule,
-        )
-        for dgr_id, d in self.by_id.items():
-            mine = scored[scored[DGR_COL] == dgr_id]
-            if mine.empty:
-                continue
-            history = self._history(mine)
-            counts = None
-            if self.schema.task == "classification":
-                labels = all_rows[all_rows[DGR_COL] == dgr_id][self.schema.target]
-                counts = {str(k): int(v) for k, v in labels.value_counts().items()}
-            messages = build_refinement(
-                head=self.head,
-                columns=self.prompt_columns,
-                dgr=self.masker.rule(d.rule),
-                history=history,
-                class_counts=counts,
-                n_rules=self.gcfg.refined_rules_per_rule,
-                budget=self.prompt_budget,
-                max_value_chars=self.gcfg.max_value_chars,
-            )
-            items.append((f"{dgr_id}|r{rnd}|refine", messages, rule_schema))
-            dgr_ids.append(dgr_id)
-            self.prompts.append(messages[-1]["content"])
+        """Step 4: one reflective request per scored DGR through the gateway; the proposed rules
+        that pass `check_proposal` and match a training row become the next round's questions."""
+        items, dgr_ids = refinement_requests(
+            scored, all_rows, self.by_id, rnd,
+            schema=self.schema, head=self.head, columns=self.prompt_columns, masker=self.masker,
+            gcfg=self.gcfg, budget=self.prompt_budget,
+        )  # fmt: skip
+        self.prompts.extend(messages[-1]["content"] for _, messages, _ in items)
         if not items:
             return []
         req = gateway.requests_frame(
@@ -706,18 +577,11 @@ class Generator:
         )
         self._absorb(out.stats, stats, rows=False)
         dropped: Counter[str] = Counter(stats.refined_dropped)
-        proposals: list[tuple[str, Rule]] = []
-        for rec in out.pandas.to_dict("records"):
-            dgr_id = rec[DGR_COL]
-            parent = self.by_id[dgr_id].rule
-            for r in json.loads(rec["rows"]) if rec["rows"] else []:
-                stats.proposed_rules += 1
-                combined, why = self._proposal(str(r.get("rule", "")), parent, kinds)
-                if combined is None:
-                    dropped[why] += 1
-                else:
-                    proposals.append((dgr_id, combined))
-        proposals = list(dict.fromkeys(proposals))
+        proposals = read_proposals(
+            out.pandas.to_dict("records"), self.by_id, stats, dropped,
+            kinds=self.schema.kinds, masker=self.masker, sensitive=self.sensitive,
+            free_text=self.free_text, domains=self.domains,
+        )  # fmt: skip
         questions: list[Question] = []
         if proposals:
             train = self.sample_sdf.where(F.col(SPLIT_COL) == TRAIN)
@@ -729,37 +593,6 @@ class Generator:
                 questions.append(Question(dgr_id, len(questions) + 1, rule))
         stats.refined_dropped = dict(dropped)
         return questions
-
-    def _proposal(
-        self, text: str, parent: Rule, kinds: Mapping[str, Kind]
-    ) -> tuple[Rule | None, str]:
-        """A proposed rule intersected with its DGR, or None and the reason it is dropped."""
-        try:
-            rule = self.masker.unmask_rule(parse_rule(text, kinds))
-        except RuleError:
-            return None, "unparseable"
-        if rule.columns() & set(self.sensitive):
-            return None, "sensitive_column"
-        if rule.columns() & self.free_text:
-            return None, "free_text_column"
-        if not self._in_domain(rule):
-            return None, "out_of_domain"
-        combined = parent.and_(rule).simplify()
-        if not combined.conjunctions:
-            return None, "contradicts_partition"
-        if combined == parent.simplify():
-            return None, "no_change"
-        return combined, ""
-
-    def _in_domain(self, rule: Rule) -> bool:
-        for conj in rule.conjunctions:
-            for col, view in conj.bounds(self.schema.kinds).items():
-                dom = self.domains.get(col)
-                if not isinstance(view, CategorySet) or view.allowed is None or dom is None:
-                    continue
-                if not set(view.allowed) <= set(dom):
-                    return False
-        return True
 
     # -- the loop -------------------------------------------------------------------------------
     def _next_questions(

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from date_spark.columns import ARM, GENERATOR, ROUND, RULE
 from date_spark.generation.fields import AGREE_COL, CANDIDATE_COL, DGR_COL, GAIN_COL, PRED_COL
-from date_spark.llm.rows import REASONS
+from date_spark.llm.validation import REASONS
 from date_spark.rules import Rule, parse_rule
 from date_spark.schema import Kind
 
@@ -23,6 +23,7 @@ __all__ = [
     "Candidate",
     "GenerationResult",
     "RoundStats",
+    "add_gateway_stats",
     "arms_table",
     "count_arms",
     "ordered_table",
@@ -263,3 +264,29 @@ def count_arms(scored: pd.DataFrame, stats: RoundStats) -> None:
     stats.label_rejected = int(scored[ARM].str.endswith(".rejected").sum())
     stats.candidate_arms = int(arms["cand"].sum())
     stats.rows_in_candidates = int(arms.loc[arms["cand"], "n"].sum())
+
+
+def add_gateway_stats(stats: RoundStats, gstats: Any, *, rows: bool = True) -> None:
+    """Add one gateway stage's stats (`llm.gateway.GatewayStats`) to the round. Rejects of a row
+    stage go to the row tables; those of a refinement stage (its replies carry rules, not rows)
+    to `refined_dropped` as `reply_<reason>`."""
+    for k, v in gstats.as_metrics(prefix="").items():
+        if k.startswith(("rejected_", "clipped.")):
+            continue
+        if "latency" in k or k == "budget_exhausted":
+            stats.llm[k] = max(stats.llm.get(k, 0.0), float(v))
+        else:
+            stats.llm[k] = stats.llm.get(k, 0.0) + float(v)
+    if rows:
+        for k, n in gstats.rejected.items():
+            stats.rejected[k] = stats.rejected.get(k, 0) + int(n)
+        for col, reasons in gstats.rejected_by_column.items():
+            mine = stats.rejected_by_column.setdefault(col, {})
+            for k, n in reasons.items():
+                mine[k] = mine.get(k, 0) + int(n)
+        for col, n in gstats.clipped.items():
+            stats.clipped[col] = stats.clipped.get(col, 0) + int(n)
+    else:
+        for k, n in gstats.rejected.items():
+            key = f"reply_{k}"
+            stats.refined_dropped[key] = stats.refined_dropped.get(key, 0) + int(n)

@@ -5,7 +5,7 @@ that decides where to generate."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,13 @@ from date_spark.generation.fields import (
     DGR_COL,
     FIXED_COL,
     GAIN_COL,
+    GROUP_COL,
     POOLED,
     PRED_COL,
     QRULE_COL,
     REQUEST_COL,
     REROUTED,
+    REST,
 )
 from date_spark.generation.prompts import Masker
 from date_spark.io.split import SPLIT_COL, TRAIN
@@ -41,8 +43,11 @@ __all__ = [
     "majority",
     "partition_benefit",
     "question_tag",
+    "rank_partitions",
     "retype",
     "score_groups",
+    "scoring_frame",
+    "volume_requests",
 ]
 
 
@@ -194,6 +199,24 @@ BENEFIT_DDL = (
 )
 
 
+def scoring_frame(sample: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    """What the scoring UDF cogroups with: each partition's sampled rows under its own key, and,
+    under the rest's key, the covered training rows (at most `cap`) as fixed rows (the rest is
+    served by the global model, which every row trains)."""
+    pdf = sample.copy()
+    pdf[GROUP_COL] = pdf[DGR_COL]
+    pdf[FIXED_COL] = False
+    covered = sample[(sample[DGR_COL] != REST) & (sample[SPLIT_COL] == TRAIN)]
+    if (sample[DGR_COL] == REST).any() and len(covered):
+        if len(covered) > cap:
+            covered = covered.sample(n=cap, random_state=seed).sort_index()
+        covered = covered.copy()
+        covered[GROUP_COL] = REST
+        covered[FIXED_COL] = True
+        pdf = pd.concat([pdf, covered], ignore_index=True)
+    return pdf
+
+
 def partition_benefit(part: pd.DataFrame, spec: ScoringSpec, added_rows: int) -> pd.DataFrame:
     """Expected benefit of generated rows for one partition, from its learning curve: the
     cross-fitted loss of the model trained on half of the other folds vs on all of them gives the
@@ -232,6 +255,45 @@ def allocate_requests(benefit: Mapping[str, float], per_rule: int) -> dict[str, 
     for i in np.argsort(-(raw - extra), kind="stable")[: spare - int(extra.sum())]:
         extra[i] += 1
     return {k: 1 + int(e) for k, e in zip(keys, extra, strict=True)}
+
+
+def rank_partitions(
+    frame: pd.DataFrame,
+    support: Mapping[str, Any],
+    thin_ids: Collection[str],
+    added_rows: int,
+    max_rules: int,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The benefit frame (`partition_benefit` per partition) ranked by expected benefit, then
+    support, then id, with a row per thin segment (too small for a learning curve of its own: it
+    takes the rest's slope); and the ids of the `max_rules` to prompt, topped up with partitions
+    that had no sampled row. `support` maps every partition id to its training rows, in order."""
+    rest = frame[frame[DGR_COL] == REST]
+    if len(rest) and thin_ids:
+        slope = float(rest["slope"].iloc[0])
+        thin = pd.DataFrame(
+            [
+                {
+                    DGR_COL: k,
+                    "train_rows": int(support[k]),
+                    "loss": float(rest["loss"].iloc[0]),
+                    "loss_half": float(rest["loss_half"].iloc[0]),
+                    "slope": slope,
+                    "benefit": slope * float(np.log2(1 + added_rows / max(1, support[k]))),
+                }
+                for k in sorted(thin_ids)
+            ]
+        )
+        frame = pd.concat([frame, thin], ignore_index=True)
+    frame = frame[frame[DGR_COL].isin(list(support))]
+    frame["support"] = frame[DGR_COL].map(lambda k: int(support[k]))
+    frame = frame.sort_values(
+        ["benefit", "support", DGR_COL], ascending=[False, False, True], kind="mergesort"
+    ).reset_index(drop=True)
+    top = list(frame[DGR_COL])[:max_rules]
+    missing = [k for k in support if k not in set(frame[DGR_COL])]  # no sampled row
+    top += missing[: max(0, max_rules - len(top))]
+    return frame, top
 
 
 def volume_requests(

@@ -2,6 +2,7 @@
 
 Public surface (what generation calls):
     RowSchema.from_table(...) / .to_json()        the target of one request (rows.py)
+    validate_reply(schema, text)                  the returned rows checked (validation.py)
     requests_frame(spark, items, seed=[...])      build the requests DataFrame (gateway.py)
     run(requests_df, cfg, ...) -> GatewayRun      materialised result + GatewayStats + budget charge
     complete(requests_df, cfg, ...) -> DataFrame  the lazy mapInPandas stage itself
@@ -33,10 +34,12 @@ _EXPORTS = {
     "summarize": "gateway",
     "summarize_pandas": "gateway",
     "LocalModelServer": "local",
-    "REASONS": "rows",
     "RowColumn": "rows",
     "RowSchema": "rows",
-    "ValidationResult": "rows",
+    "REASONS": "validation",
+    "ValidationResult": "validation",
+    "validate_reply": "validation",
+    "validate_rows": "validation",
 }
 
 if TYPE_CHECKING:
@@ -54,7 +57,13 @@ if TYPE_CHECKING:
         summarize_pandas,
     )
     from date_spark.llm.local import LocalModelServer
-    from date_spark.llm.rows import REASONS, RowColumn, RowSchema, ValidationResult
+    from date_spark.llm.rows import RowColumn, RowSchema
+    from date_spark.llm.validation import (
+        REASONS,
+        ValidationResult,
+        validate_reply,
+        validate_rows,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -83,4 +92,6 @@ __all__ = [
     "run",
     "summarize",
     "summarize_pandas",
+    "validate_reply",
+    "validate_rows",
 ]

@@ -50,6 +50,7 @@ from date_spark.llm.limits import (
     stage_rates,
 )
 from date_spark.llm.rows import RowSchema
+from date_spark.llm.validation import validate_reply
 from date_spark.secrets import mask_url
 
 __all__ = ["STATUSES", "LlmRequest", "LlmResult", "TaskEngine", "TaskPlan", "estimate_tokens"]
@@ -443,7 +444,7 @@ class TaskEngine:
         return True
 
     def _finish(self, req: LlmRequest, res: LlmResult, reply: CachedResponse) -> None:
-        v = req.schema.validate(reply.content)
+        v = validate_reply(req.schema, reply.content)
         res.status = "ok"
         res.error = None
         res.rows = v.rows

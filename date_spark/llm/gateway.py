@@ -55,7 +55,8 @@ from date_spark.llm.client import (
     resolve_dialect,
 )
 from date_spark.llm.engine import LlmRequest, LlmResult, TaskEngine, TaskPlan
-from date_spark.llm.rows import REASONS, RowSchema
+from date_spark.llm.rows import RowSchema
+from date_spark.llm.validation import REASONS
 from date_spark.runtime.placement import on_driver, through_arrow
 from date_spark.runtime.spark import task_slots, to_pandas
 from date_spark.secrets import mask_url

@@ -528,6 +528,24 @@ def bar(keep_z: float, candidates: int) -> float:
     return normal.inv_cdf(1.0 - (1.0 - normal.cdf(keep_z)) / candidates)
 
 
+def _choice(
+    key: str, real: int, rows: pd.DataFrame, es: Sequence[GainEstimate], z_bar: float, min_rows: int
+) -> PartitionChoice:
+    """One partition on its own: its best shrunk volume, kept when its posterior z passes the
+    bar (kept apart from `decide` so the rule reads in one screen)."""
+    if not es:
+        why = "no generated rows" if rows.empty else f"fewer than {min_rows} generated rows"
+        return PartitionChoice(key, real, len(rows), (), 0, False, why)
+    best = max(es, key=lambda e: (e.shrunk, e.z))
+    ok = best.shrunk > 0 and best.shrunk_z > z_bar
+    why = (
+        f"{best.rows} rows: posterior z={best.shrunk_z:.2f} > {z_bar:.3g}"
+        if ok
+        else f"best volume {best.rows} rows: posterior z={best.shrunk_z:.2f} <= {z_bar:.3g}"
+    )
+    return PartitionChoice(key, real, len(rows), tuple(es), best.rows if ok else 0, ok, why)
+
+
 def decide(
     pools: Mapping[str, tuple[int, pd.DataFrame]],
     evaluator: GainEvaluator,
@@ -550,23 +568,10 @@ def decide(
     judged = sum(1 for es in tried.values() if es)
     candidates = judged + (1 if judged >= 2 else 0)  # + every partition together
     z_bar = bar(keep_z, candidates)
-    choices: dict[str, PartitionChoice] = {}
-    for key, (real, rows) in pools.items():
-        es = tried[key]
-        if not es:
-            why = "no generated rows" if rows.empty else f"fewer than {min_rows} generated rows"
-            choices[key] = PartitionChoice(key, real, len(rows), (), 0, False, why)
-            continue
-        best = max(es, key=lambda e: (e.shrunk, e.z))
-        ok = best.shrunk > 0 and best.shrunk_z > z_bar
-        why = (
-            f"{best.rows} rows: posterior z={best.shrunk_z:.2f} > {z_bar:.3g}"
-            if ok
-            else f"best volume {best.rows} rows: posterior z={best.shrunk_z:.2f} <= {z_bar:.3g}"
-        )
-        choices[key] = PartitionChoice(
-            key, real, len(rows), tuple(es), best.rows if ok else 0, ok, why
-        )
+    choices = {
+        key: _choice(key, real, rows, tried[key], z_bar, min_rows)
+        for key, (real, rows) in pools.items()
+    }
     kept = {k: c for k, c in choices.items() if c.kept}
     joint: GainEstimate | None = None
     dropped: list[str] = []

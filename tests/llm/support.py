@@ -97,3 +97,32 @@ def spark_requests(spark: Any, n: int, schema: RowSchema, prefix: str = "r", **e
 
 def json_rows(texts: Any) -> list[dict[str, Any]]:
     return [r for text in texts for r in json.loads(text)]
+
+
+def margin_schema(margin: float = 0.1, out_of_range: str = "reject", rule: str = "") -> RowSchema:
+    table = TableSchema(
+        (
+            ColumnSpec("n", Kind.NUMERIC, "bigint", True, True),  # seen 10..60
+            ColumnSpec("x", Kind.NUMERIC, "double"),  # seen 0.0..100.0
+            ColumnSpec("t", Kind.NUMERIC, "double"),  # seen -50.0..-2.0
+            ColumnSpec("d", Kind.DATE, "date"),  # seen 2020-01-01..2020-12-31
+            ColumnSpec("city", Kind.CATEGORICAL, "string"),
+            ColumnSpec("y", Kind.NUMERIC, "double"),  # regression label, seen 0..10
+        ),
+        target="y",
+        task="regression",
+    )
+    return RowSchema.from_table(
+        table,
+        rule or None,
+        domains={"city": ["Oslo", "Rome"]},
+        ranges={
+            "n": (10, 60),
+            "x": (0.0, 100.0),
+            "t": (-50.0, -2.0),
+            "d": (dt.date(2020, 1, 1), dt.date(2020, 12, 31)),
+            "y": (0.0, 10.0),
+        },
+        margin=margin,
+        out_of_range=out_of_range,
+    )

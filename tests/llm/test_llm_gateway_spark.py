@@ -25,6 +25,7 @@ from date_spark.llm.gateway import (
     summarize,
 )
 from date_spark.llm.rows import RowSchema
+from date_spark.llm.validation import validate_rows
 from date_spark.runtime.placement import driver_max_cells
 from date_spark.testing.stub import StubServer
 
@@ -49,7 +50,7 @@ def _assert_rows_valid(pdf: pd.DataFrame, schema: RowSchema) -> int:
     total = 0
     for text in pdf["rows"]:
         rows = json.loads(text)
-        again = schema.validate_rows(rows)
+        again = validate_rows(schema, rows)
         assert again.n_valid == len(rows), again.rejected
         if rows:
             assert schema.rule.mask(pd.DataFrame(rows)).all()
@@ -119,7 +120,7 @@ def test_fault_through_spark(
     assert len(off) == rejected.get("violates_rule", 0)
     if off:
         assert not schema.rule.mask(pd.DataFrame(off)).any()
-        assert schema.with_rows(None).validate_rows(off).off_rule == off
+        assert validate_rows(schema.with_rows(None), off).off_rule == off
     if fault in ("truncated", "slow", "violate_rule", "out_of_domain"):
         # run() summarises on the driver; the Spark aggregations must agree.
         assert summarize(out.result) == st

@@ -17,6 +17,7 @@ from date_spark.llm import local
 from date_spark.llm.gateway import requests_frame, run
 from date_spark.llm.local import LocalModelServer, find_model, llama_available
 from date_spark.llm.rows import RowSchema
+from date_spark.llm.validation import validate_rows
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 
 needs_llama = pytest.mark.skipif(
@@ -105,7 +106,7 @@ def test_real_local_model_returns_valid_rows(spark: Any, tmp_path: Path) -> None
     assert st.completion_tokens > 0
     assert st.n_valid >= 1, st.rejected
     rows = [r for text in out.pandas["rows"] for r in json.loads(text)]
-    assert schema.validate_rows(rows).n_valid == len(rows) == st.n_valid
+    assert validate_rows(schema, rows).n_valid == len(rows) == st.n_valid
     assert all(r["age"] >= 30 and r["city"] in ("Paris", "Rome") for r in rows)
     assert again.stats.calls == 0 and again.stats.cache_hits == 3
     assert sorted(again.pandas["rows"]) == sorted(out.pandas["rows"])

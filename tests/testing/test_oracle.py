@@ -25,6 +25,7 @@ import pytest
 from date_spark.config import Config
 from date_spark.errors import InputError
 from date_spark.llm.rows import RULE_MARKER, RowSchema
+from date_spark.llm.validation import validate_reply
 from date_spark.schema import ColumnSpec, Kind, TableSchema
 from date_spark.testing.oracle import PoolOracle, oracle_server
 from date_spark.testing.planted import planted_regimes
@@ -98,7 +99,7 @@ def ask(url: str, rs: RowSchema, tag: str) -> list[dict[str, Any]]:
     """Rows for `rs`, checked by the job's own validator: right types, inside the rule. A pool
     row with a null is served with the null, which the job's validator counts as missing."""
     text = post(url, rs.json_schema(), tag)
-    result = rs.validate(text)
+    result = validate_reply(rs, text)
     rows: list[dict[str, Any]] = json.loads(text)["rows"]
     with_null = sum(any(v is None for v in r.values()) for r in rows)
     assert result.rejected == ({"missing_field": with_null} if with_null else {}), text
