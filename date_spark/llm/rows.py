@@ -29,6 +29,7 @@ from typing import Any, Literal
 from date_spark.errors import RuleError
 from date_spark.rules import CategorySet, Interval, Rule, View, parse_rule
 from date_spark.schema import Kind, TableSchema
+from date_spark.schema import parse_timestamp as schema_timestamp
 
 __all__ = [
     "DIALECTS",
@@ -102,12 +103,9 @@ def parse_timestamp(v: Any) -> dt.datetime:
         return dt.datetime(v.year, v.month, v.day)
     if isinstance(v, str):
         try:
-            ts = dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+            return schema_timestamp(v)
         except ValueError:
             raise BadValue("wrong_type") from None
-        if ts.tzinfo is not None:
-            ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return ts
     raise BadValue("wrong_type")
 
 
