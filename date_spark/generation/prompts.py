@@ -11,7 +11,12 @@ Cell values are data, never instructions: each one reaches a prompt as a JSON st
 history rows, the domains in the header) or as a quoted literal of a rule, and is cut to
 `generation.max_value_chars` characters with a marker saying how much was left out, so one long
 cell cannot take over a prompt. Columns holding longer values or line breaks never appear in
-rules (see `io.free_text_columns`).
+rules (see `io.read.free_text_columns`).
+
+What the model receives besides these messages: the reply's JSON schema (`llm/rows.py`,
+`RowSchema.json_schema`: each column's type and range, and the rule after `RULE_MARKER`), sent as
+`response_format`, or, to an endpoint that refuses that, appended as one more user message
+(`llm/engine.py`, `params`). The text a model reads is these messages plus that schema.
 
 Categorical masking (`generation.mask_categoricals`): each categorical value is replaced by a
 stable token (`<column-initial><6 hex>` from a hash of the seed, column and value) in examples,
