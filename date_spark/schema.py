@@ -20,6 +20,7 @@ __all__ = [
     "is_integral",
     "kind_of",
     "parse_timestamp",
+    "to_timestamp",
 ]
 
 
@@ -69,6 +70,19 @@ def parse_timestamp(text: str) -> dt.datetime:
     if ts.tzinfo is not None:
         ts = ts.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return ts
+
+
+def to_timestamp(value: object) -> dt.datetime:
+    """A timestamp column's value from a datetime, a date (its midnight) or ISO text
+    (`parse_timestamp`); ValueError for anything else. Rules and generated rows read values the
+    same way, each raising its own error."""
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        return parse_timestamp(value)
+    raise ValueError(f"not a timestamp: {value!r}")
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,7 @@ from typing import Any, Literal
 
 from date_spark.errors import RuleError
 from date_spark.rules import CategorySet, Interval, Rule, View, parse_rule
-from date_spark.schema import Kind, TableSchema
-from date_spark.schema import parse_timestamp as schema_timestamp
+from date_spark.schema import Kind, TableSchema, to_timestamp
 
 __all__ = [
     "DIALECTS",
@@ -97,16 +96,10 @@ def parse_date(v: Any) -> dt.date:
 
 
 def parse_timestamp(v: Any) -> dt.datetime:
-    if isinstance(v, dt.datetime):
-        return v
-    if isinstance(v, dt.date):
-        return dt.datetime(v.year, v.month, v.day)
-    if isinstance(v, str):
-        try:
-            return schema_timestamp(v)
-        except ValueError:
-            raise BadValue("wrong_type") from None
-    raise BadValue("wrong_type")
+    try:
+        return to_timestamp(v)
+    except ValueError:
+        raise BadValue("wrong_type") from None
 
 
 def _from_stored(v: Any, kind: Kind) -> Any:

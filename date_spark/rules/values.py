@@ -16,7 +16,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from date_spark.errors import RuleError
-from date_spark.schema import Kind, parse_timestamp
+from date_spark.schema import Kind, to_timestamp
 
 __all__ = [
     "CategorySet",
@@ -139,15 +139,10 @@ def coerce_literal(value: Scalar, kind: Kind, column: str, op: str) -> Scalar:
             f"{literal_text(value)}; write date 'YYYY-MM-DD'"
         )
     # TIMESTAMP
-    if isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, str):
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            pass
+    try:
+        return to_timestamp(value)
+    except ValueError:
+        pass
     raise RuleError(
         f"column {column!r} is a timestamp but the rule compares it with "
         f"{literal_text(value)}; write timestamp 'YYYY-MM-DD HH:MM:SS'"
