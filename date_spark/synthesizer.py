@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from date_spark.io import output
 from date_spark.io import read as io
 from date_spark.io.locks import writer_lock
 from date_spark.io.read import Profile
-from date_spark.io.split import SPLIT_COL, TEST, TRAIN, VALIDATION, assign_split
+from date_spark.io.split import SPLIT_COL, TEST, TRAIN, assign_split
 from date_spark.logs import Heartbeat
 from date_spark.modeling.models import ModelSpec
 from date_spark.rules import parse_rule
@@ -62,10 +62,11 @@ from date_spark.selection import (
     Selection,
     drop_copies,
     gain_evaluator,
+    nothing_kept_reason,
+    search_evaluators,
     select,
     select_by_gain,
 )
-from date_spark.selection import Partition as SelPartition
 from date_spark.tracking.mlflow_log import Tracker, warm_store
 from date_spark.tracking.runs import (
     STAGES,
@@ -191,9 +192,9 @@ class DateSynthesizer:
                 run,
                 "discovery",
                 lambda: self._discover(train) if rules is None else rules,
-                lambda d: Discovery.load(d / "discovery.json"),
-                lambda found, d: _save_discovery(found, d),
-                _discovery_summary,
+                Discovery.load,
+                Discovery.save,
+                Discovery.summary,
             )
         if not self.rules_.dgrs:
             log.warning("discovery found no rule within rho; nothing to generate for")
@@ -203,9 +204,9 @@ class DateSynthesizer:
                 run,
                 "generation",
                 self._generate,
-                lambda d: GenerationResult.load(d, cfg.generation.generator),
-                lambda g, d: g.save(d),
-                lambda g: g.summary(),
+                lambda d: GenerationResult.load(d, generator=cfg.generation.generator),
+                GenerationResult.save,
+                GenerationResult.summary,
             )
         self.arms_: pd.DataFrame = self.generation_.arms
 
@@ -215,8 +216,8 @@ class DateSynthesizer:
                 "selection",
                 self._select,
                 Selection.load,
-                lambda sel, d: sel.save(d),
-                self._selection_summary,
+                Selection.save,
+                lambda s: s.summary(rules_found=bool(self.rules_.dgrs)),
             )
         return self
 
@@ -245,49 +246,35 @@ class DateSynthesizer:
         return result
 
     def _evaluators(self, cfg: Config) -> tuple[CrossFitEvaluator, CrossFitEvaluator]:
-        """The screening evaluator (each partition's training rows, cross-fitted) and the
-        confirmation evaluator (its validation rows, cross-fitted with the training rows always
-        in training). Cached per model setting: `select()` reruns reuse their fits."""
+        """The search's screen and confirmation evaluators (`selection.evaluators`), cached per
+        model setting: `select()` reruns reuse their fits."""
         sel = cfg.selection
         key = (sel.model, sel.loss, sel.folds, sel.model_max_depth)
         cache: dict[Any, tuple[CrossFitEvaluator, CrossFitEvaluator]] = self.__dict__.setdefault(
             "_evaluator_cache", {}
         )
-        if key in cache:
-            return cache[key]
+        if key not in cache:
+            cache[key] = search_evaluators(
+                self._partition_sample(),
+                {str(d.rule_id): d.rule for d in self.rules_.dgrs},
+                self.schema_.names,
+                part=DGR_COL,
+                rest=REST,
+                target=self.schema_.target,
+                encode=self.rules_.encoder.transform,
+                model=ModelSpec.for_table(sel, self.schema_, self.rules_.encoder, seed=cfg.seed),
+                folds=sel.folds,
+                seed=cfg.seed,
+            )
+        return cache[key]
+
+    def _partition_sample(self) -> pd.DataFrame:
+        """The capped per-DGR sample of non-test rows: generation's, or recomputed on resume."""
         sample = getattr(self, "partition_sample_", None)
         if sample is None:
             sample = self._resample()
             self.partition_sample_ = sample
-        screen, confirm = [], []
-        split = sample[SPLIT_COL]
-        for d in self.rules_.dgrs:
-            g = sample[sample[DGR_COL] == str(d.rule_id)].drop(columns=[DGR_COL])
-            train = g[g[SPLIT_COL] == TRAIN].drop(columns=[SPLIT_COL])
-            valid = g[g[SPLIT_COL] == VALIDATION].drop(columns=[SPLIT_COL])
-            screen.append(SelPartition(str(d.rule_id), d.rule, train))
-            confirm.append(SelPartition(str(d.rule_id), d.rule, valid, fixed=train))
-        rest = sample[DGR_COL] == REST
-        if rest.any():
-            # rows no DGR covers: the global model, which every row trains
-            names = self.schema_.names
-            r_train, r_valid = sample[rest & (split == TRAIN)], sample[rest & (split == VALIDATION)]
-            c_train = sample[~rest & (split == TRAIN)]
-            c_valid = sample[~rest & (split == VALIDATION)]
-            screen.append(SelPartition(REST, None, r_train[names], fixed=c_train[names]))
-            fixed = pd.concat([sample[split == TRAIN], c_valid])[names]
-            confirm.append(SelPartition(REST, None, r_valid[names], fixed=fixed))
-        model = ModelSpec.for_table(sel, self.schema_, self.rules_.encoder, seed=cfg.seed)
-        common: dict[str, Any] = {
-            "target": self.schema_.target,
-            "encode": self.rules_.encoder.transform,
-            "model": model,
-            "folds": sel.folds,
-            "seed": cfg.seed,
-        }
-        pair = (CrossFitEvaluator(screen, **common), CrossFitEvaluator(confirm, **common))
-        cache[key] = pair
-        return pair
+        return sample
 
     def _resample(self) -> pd.DataFrame:
         """The capped per-DGR sample, recomputed (on resume after generation)."""
@@ -385,11 +372,7 @@ class DateSynthesizer:
 
     def _real_rows(self) -> pd.DataFrame:
         """The capped per-partition sample of non-test rows (input columns + partition)."""
-        sample = getattr(self, "partition_sample_", None)
-        if sample is None:
-            sample = self._resample()
-            self.partition_sample_ = sample
-        return sample[[*self.schema_.names, DGR_COL]]
+        return self._partition_sample()[[*self.schema_.names, DGR_COL]]
 
     def _select_gain(self, cfg: Config, generated: pd.DataFrame) -> Selection:
         """The gain rule; its evaluator is kept per model setting, so `select()` reruns (another
@@ -562,132 +545,13 @@ class DateSynthesizer:
                 (beside / p.name).write_bytes(p.read_bytes())
         return paths.html
 
-    def _nothing_kept_reason(self) -> str:
-        """Why a run kept no synthetic row, in the stage's own terms."""
-        if not self.rules_.dgrs:
-            return "discovery found no rule within rho, so nothing was generated"
-        gen = self.generation_
-        if not len(gen.rows):
-            rejected = gen.summary().get("rejected") or {}
-            why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
-            return "generation returned no valid row" + (f" (rejected: {why})" if why else "")
-        # the selection's own account: screen, confirmation and what it could have detected
-        return self.kept_text().removeprefix("kept 0 rows: ")
-
-    def _selection_summary(self, s: Selection) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "strategy": s.strategy,
-            "screened_arms": len(s.screened),
-            "selected_arms": len(s.selected),
-            "rows": s.n_rows,
-            "baseline": s.baseline,
-            "best_score": s.best_score,
-            "stop_reason": s.stop_reason,
-            "kept": self.kept_text(selection=s),
-        }
-        if s.copies is not None:
-            out["copies"] = asdict(s.copies)
-        if s.gain is not None:
-            out["gain"] = s.gain.to_dict()
-            j = s.gain.joint
-            if j is not None:
-                lo, hi = j.interval()
-                out.update(
-                    expected_gain_relative=j.relative, expected_gain_low=lo,
-                    expected_gain_high=hi, expected_gain_z=j.shrunk_z,
-                )  # fmt: skip
-        c = s.confirmation
-        if c is not None:
-            out.update(
-                confirmation_z=c.z,
-                confirmation_passed=c.passed,
-                confirmation_rows=c.rows,
-                confirmation_gain=c.gain,
-                mde=c.mde,
-                mde_relative=c.mde_relative,
-                partitions=[asdict(p) for p in c.partitions],
-                confirmation_tests=[asdict(t) for t in c.tests],
-            )
-        return out
-
-    def _power_metrics(self) -> dict[str, float]:
-        """Per partition: the gain rule's estimate and minimum detectable effect, or the
-        confirmation's rows and minimum detectable effect, for MLflow."""
-        out: dict[str, float] = {}
-        d = self.selection_.gain
-        if d is not None:
-            for choice in d.partitions:
-                best = choice.best
-                if best is not None:
-                    out[f"{choice.key}.gain_relative"] = best.relative
-                    out[f"{choice.key}.gain_z"] = best.shrunk_z
-                    out[f"{choice.key}.mde_relative"] = best.mde(d.bar, d.power)
-                    out[f"{choice.key}.kept_rows"] = float(choice.rows)
-        c = self.selection_.confirmation
-        if c is None:
-            return out
-        for p in c.partitions:
-            out[f"{p.key}.confirmation_rows"] = float(p.rows)
-            out[f"{p.key}.mde"] = p.mde
-            out[f"{p.key}.mde_relative"] = p.mde_relative
-            if p.ceiling_rows:
-                out[f"{p.key}.ceiling_relative"] = p.ceiling_relative
-        return out
-
     def kept_text(self, power: bool = True, selection: Selection | None = None) -> str:
-        """One line: what was kept and why, or why nothing was, with what the confirmation rows
-        could have shown (`power`; the report shows that as a table instead)."""
+        """One line: what was kept and why, or why nothing was (`Selection.explain`; `power`: with
+        what the confirmation rows could have shown, which the report shows as a table)."""
         if selection is None:
             self._check_fitted("kept_text()", "selection_")
         s = selection if selection is not None else self.selection_
-        if s.gain is not None:
-            return self._gain_text(s)
-        c = s.confirmation
-        power_text = (
-            f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
-        )
-        if s.n_rows:
-            test = (
-                f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
-                f"{c.min_z:g} on {c.rows} confirmation rows"
-                if c is not None and c.tested and c.baseline_loss > 0
-                else "not confirmed (selection.confirm is off)"
-            )
-            if c is not None and c.tested and any(not t.passed for t in c.tests):
-                test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
-            return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
-        if not self.rules_.dgrs:
-            return "kept 0 rows: discovery found no rule"
-        if c is not None and c.tested and not c.passed and c.tests:
-            why = (
-                f"the searched set ({len(s.screened)} arms) failed confirmation in every "
-                "partition it adds rows to ("
-                + ", ".join(f"{t.key}: z={t.z:.2f} <= {t.threshold:.2f}" for t in c.tests)
-                + ")"
-            )
-        elif c is not None and c.tested and not c.passed:
-            why = (
-                f"the searched set ({len(s.screened)} arms) failed confirmation: z={c.z:.2f} <= "
-                f"{c.min_z:g} on {c.rows} rows"
-            )
-        elif not s.screened:
-            why = s.stop_reason or "no arm passed the screen"
-        else:
-            why = s.stop_reason
-        return f"kept 0 rows: {why}{power_text}"
-
-    def _gain_text(self, s: Selection) -> str:
-        """`kept_text` for the gain rule: the kept rows and what they are expected to be worth
-        for the user's model, or per partition what the generated rows were worth."""
-        d = s.gain
-        assert d is not None
-        copies = f"; {s.copies.text()}" if s.copies is not None and s.copies.dropped else ""
-        if s.n_rows:
-            parts = ", ".join(f"{k}: {n}" for k, n in d.kept.items())
-            return f"kept {s.n_rows} rows ({parts}): {d.text()}{copies}"
-        if not self.rules_.dgrs:
-            return "kept 0 rows: discovery found no rule"
-        return f"kept 0 rows: {d.text()}{copies}"
+        return s.explain(power=power, rules_found=bool(self.rules_.dgrs))
 
     # -- sample ---------------------------------------------------------------------------------
     def sample(self, run_id: str = "adhoc") -> DataFrame:
@@ -821,12 +685,13 @@ class DateSynthesizer:
             result.mlflow_run_id = tracker.mlflow_run_id
             tracker.metrics({"rows_in": self.profile_.rows})
             self.fit(run=run)
-            tracker.metrics(_discovery_summary(self.rules_), prefix="discovery_")
+            tracker.metrics(self.rules_.summary(), prefix="discovery_")
             tracker.metrics(self.generation_.metrics(), prefix="generation_")
             for r in self.generation_.rounds:
                 tracker.metrics({k: v for k, v in r.llm.items()}, prefix=f"llm_round{r.round}_")
-            tracker.metrics(self._selection_summary(self.selection_), prefix="selection_")
-            tracker.metrics(self._power_metrics(), prefix="power.")
+            rules_found = bool(self.rules_.dgrs)
+            tracker.metrics(self.selection_.summary(rules_found=rules_found), prefix="selection_")
+            tracker.metrics(self.selection_.power_metrics(), prefix="power.")
             with self._timed("output"):
                 out = self.sample(run.run_id)
                 if cfg.output.mode == "augmented":
@@ -887,7 +752,12 @@ class DateSynthesizer:
             "seconds": dict(self.seconds_),
         }
         if not self.selection_.n_rows:
-            summary["nothing_kept"] = self._nothing_kept_reason()
+            summary["nothing_kept"] = nothing_kept_reason(
+                self.selection_,
+                rules_found=bool(self.rules_.dgrs),
+                generated_rows=len(self.generation_.rows),
+                rejected=self.generation_.summary().get("rejected") or {},
+            )
         return summary
 
 
@@ -895,19 +765,3 @@ def _now() -> str:
     import datetime as dt
 
     return dt.datetime.now(dt.timezone.utc).isoformat()
-
-
-def _save_discovery(found: Discovery, directory: Path) -> None:
-    found.save(directory / "discovery.json")
-
-
-def _discovery_summary(d: Discovery) -> dict[str, Any]:
-    return {
-        "rules": len(d.dgrs),
-        "thin_segments": len(d.thin),
-        "coverage": round(float(d.coverage), 4),
-        "trainings": d.trainings,
-        "shared": d.shared,
-        "incomplete": d.incomplete,
-        "rho": d.rho,
-    }

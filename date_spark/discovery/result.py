@@ -22,10 +22,12 @@ from date_spark.modeling.features import FeatureEncoder
 from date_spark.modeling.models import one_thread
 from date_spark.rules import Conjunction, Rule, assign_rules
 from date_spark.schema import Kind, TableSchema
+from date_spark.tracking.atomic import atomic_path, write_text_atomic
 
 __all__ = ["DGR", "Discovery", "LevelStats", "Part", "Thin", "spark_type"]
 
 _FORMAT_VERSION = 1
+_FILE = "discovery.json"  # in a run's stage directory
 
 
 def _dumps(obj: Any) -> bytes:
@@ -319,22 +321,31 @@ class Discovery:
         p = Path(path)
         return p.with_name(p.stem + ".models.pkl")
 
-    def save(self, path: str | Path) -> Path:
-        """Write the rules as JSON to `path` and the pickled models to `<stem>.models.pkl` beside
-        it (a pickle: load only files this library wrote)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True), encoding="utf-8")
+    @staticmethod
+    def json_path(target: str | Path) -> Path:
+        """`target` itself when it names a `.json` file, else `discovery.json` in that directory."""
+        p = Path(target)
+        return p if p.suffix == ".json" else p / _FILE
+
+    def save(self, target: str | Path) -> Path:
+        """Write the pickled models to `<stem>.models.pkl` (a pickle: load only files this library
+        wrote), then the rules as JSON (last, so a file set without it holds no result), each
+        atomically, under `target`: a stage directory (`discovery.json`) or a `.json` file.
+        Returns `target`, which `load` takes."""
+        p = self.json_path(target)
         blob = {
             "models": {k: _dumps(m) for k, m in self.models.items()},
             "global": _dumps(self.global_model),
         }
-        self.models_path(p).write_bytes(_dumps(blob))
-        return p
+        with atomic_path(self.models_path(p)) as tmp:
+            tmp.write_bytes(_dumps(blob))
+        write_text_atomic(p, json.dumps(self.to_json(), indent=2, sort_keys=True))
+        return Path(target)
 
-    @staticmethod
-    def load(path: str | Path) -> Discovery:
-        p = Path(path)
+    @classmethod
+    def load(cls, target: str | Path) -> Discovery:
+        """What `save` wrote under `target` (a stage directory or a `.json` file)."""
+        p = cls.json_path(target)
         if not p.is_file():
             raise DiscoveryError(f"discovery file {str(p)!r} does not exist")
         try:
@@ -343,14 +354,26 @@ class Discovery:
             raise DiscoveryError(
                 f"discovery file {str(p)!r} is not valid JSON: {err.msg}"
             ) from None
-        mp = Discovery.models_path(p)
+        mp = cls.models_path(p)
         models: dict[int, Any] = {}
         global_model = None
         if mp.is_file():
             blob = pickle.loads(mp.read_bytes())
             models = {int(k): pickle.loads(v) for k, v in blob["models"].items()}
             global_model = pickle.loads(blob["global"])
-        return Discovery.from_json(d, models, global_model)
+        return cls.from_json(d, models, global_model)
+
+    def summary(self) -> dict[str, Any]:
+        """The counts a run's manifest and MLflow keep for this stage."""
+        return {
+            "rules": len(self.dgrs),
+            "thin_segments": len(self.thin),
+            "coverage": round(float(self.coverage), 4),
+            "trainings": self.trainings,
+            "shared": self.shared,
+            "incomplete": self.incomplete,
+            "rho": self.rho,
+        }
 
 
 def _jsonable(obj: Any) -> Any:

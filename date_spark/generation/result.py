@@ -18,6 +18,7 @@ from date_spark.generation.fields import AGREE_COL, CANDIDATE_COL, DGR_COL, GAIN
 from date_spark.llm.validation import REASONS
 from date_spark.rules import Rule, parse_rule
 from date_spark.schema import Kind
+from date_spark.tracking.atomic import atomic_path, write_text_atomic
 
 __all__ = [
     "Candidate",
@@ -157,29 +158,35 @@ class GenerationResult:
             out[f"rerouted_to.{dgr}"] = float(n)
         return out
 
-    def save(self, directory: str | Path) -> None:
+    def save(self, directory: str | Path) -> Path:
+        """Rows, arms and learning curves as parquet, then `asked.json` and `rounds.json` (last:
+        a directory without it holds no result), each atomically. Returns `directory`, which
+        `load` takes."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self.rows.to_parquet(d / "rows.parquet", index=False)
-        self.arms.to_parquet(d / "arms.parquet", index=False)
-        self.benefits.to_parquet(d / "benefits.parquet", index=False)
-        (d / "rounds.json").write_text(json.dumps([asdict(r) for r in self.rounds], indent=2))
-        (d / "asked.json").write_text(json.dumps({"asked": self.asked}))
+        for name, frame in (("rows", self.rows), ("arms", self.arms), ("benefits", self.benefits)):
+            with atomic_path(d / f"{name}.parquet") as tmp:
+                frame.to_parquet(tmp, index=False)
+        asked = {"asked": self.asked, "generator": self.generator}
+        write_text_atomic(d / "asked.json", json.dumps(asked))
+        write_text_atomic(d / "rounds.json", json.dumps([asdict(r) for r in self.rounds], indent=2))
+        return d
 
-    @staticmethod
-    def load(directory: str | Path, generator: str = "llm") -> GenerationResult:
+    @classmethod
+    def load(cls, directory: str | Path, generator: str = "llm") -> GenerationResult:
+        """What `save` wrote; `generator` names the generator of a run saved before `asked.json`
+        recorded it."""
         d = Path(directory)
         rounds = [RoundStats(**r) for r in json.loads((d / "rounds.json").read_text())]
-        bpath = d / "benefits.parquet"
-        return GenerationResult(
+        bpath, apath = d / "benefits.parquet", d / "asked.json"
+        meta = json.loads(apath.read_text()) if apath.exists() else {}
+        return cls(
             pd.read_parquet(d / "rows.parquet"),
             pd.read_parquet(d / "arms.parquet"),
             rounds,
-            generator,
+            str(meta.get("generator", generator)),
             benefits=pd.read_parquet(bpath) if bpath.exists() else pd.DataFrame(),
-            asked=json.loads(asked.read_text())["asked"] if (asked := d / "asked.json").exists()
-            else "",
-        )  # fmt: skip
+            asked=str(meta.get("asked", "")),
+        )
 
     def arms_frame(self, spark: SparkSession) -> DataFrame:
         return spark.createDataFrame(self.arms)

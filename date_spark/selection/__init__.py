@@ -10,7 +10,9 @@
 - `confirmation.py`: the one test of the searched set on rows the search never saw, and each
   partition's power;
 - `diversity.py`: how alike two arms' rules are;
-- `result.py`: arms, the evaluator protocol, the trace and the `Selection`.
+- `evaluators.py`: the search's screen and confirmation evaluators, built from the real rows;
+- `result.py`: arms, the evaluator protocol, the trace and the `Selection`, which explains itself
+  with `explain.py` (what was kept and why, the stage's numbers).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from date_spark.selection.confirmation import Confirmation, PartitionPower, Part
 from date_spark.selection.copies import CopyCount, find_copies
 from date_spark.selection.crossfit import CrossFitEvaluator, Partition, paired_z
 from date_spark.selection.diversity import diversity, infer_domains, rule_overlap
+from date_spark.selection.evaluators import search_evaluators
+from date_spark.selection.explain import nothing_kept_reason
 from date_spark.selection.gain import GainDecision, GainEstimate, GainEvaluator, PartitionChoice
 from date_spark.selection.keep import drop_copies, gain_evaluator, select_by_gain
 from date_spark.selection.result import Arm, Evaluator, LossEvaluator, Selection, TraceStep
@@ -52,9 +56,11 @@ __all__ = [
     "find_copies",
     "gain_evaluator",
     "infer_domains",
+    "nothing_kept_reason",
     "paired_z",
     "rule_overlap",
     "screen_threshold",
+    "search_evaluators",
     "select",
     "select_by_gain",
 ]

@@ -1,5 +1,6 @@
 """What selection takes and returns: arms, the evaluator protocol, the trace and the `Selection`
-(saved and loaded beside the run's other stages)."""
+(which explains itself through `explain.py`, and is saved and loaded like the run's other
+stages)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,9 @@ import pandas as pd
 from date_spark.rules import Rule
 from date_spark.selection.confirmation import Confirmation
 from date_spark.selection.copies import CopyCount
+from date_spark.selection.explain import kept_text, power_by_partition, stage_summary
 from date_spark.selection.gain import GainDecision
-from date_spark.tracking.runs import write_json_atomic
+from date_spark.tracking.atomic import atomic_path, write_json_atomic
 
 __all__ = ["Arm", "Evaluator", "LossEvaluator", "Selection", "TraceStep"]
 
@@ -119,12 +121,28 @@ class Selection:
         cols = [f.name for f in TraceStep.__dataclass_fields__.values()]
         return pd.DataFrame([asdict(s) for s in self.trace], columns=cols)
 
-    def save(self, directory: Path) -> None:
-        """Rows and trace as parquet, the rest as `selection.json` (written last, atomically:
-        a directory without it holds no selection)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        self.rows.to_parquet(directory / "rows.parquet", index=False)
-        self.trace_frame().to_parquet(directory / "trace.parquet", index=False)
+    def explain(self, *, power: bool = True, rules_found: bool = True) -> str:
+        """What was kept and why, or why nothing was, in one line (`selection.explain`); `power`
+        adds what the confirmation rows could have shown, `rules_found=False` says discovery
+        found no rule to select for."""
+        return kept_text(self, power=power, rules_found=rules_found)
+
+    def summary(self, *, rules_found: bool = True) -> dict[str, Any]:
+        """What the run's manifest records for the stage and MLflow logs."""
+        return stage_summary(self, rules_found=rules_found)
+
+    def power_metrics(self) -> dict[str, float]:
+        """Per partition: the estimate or confirmation rows and the minimum detectable effect."""
+        return power_by_partition(self)
+
+    def save(self, directory: str | Path) -> Path:
+        """Rows and trace as parquet, then the rest as `selection.json` (last: a directory
+        without it holds no selection), each atomically. Returns `directory`, which `load`
+        takes."""
+        directory = Path(directory)
+        for name, frame in (("rows", self.rows), ("trace", self.trace_frame())):
+            with atomic_path(directory / f"{name}.parquet") as tmp:
+                frame.to_parquet(tmp, index=False)
         write_json_atomic(
             directory / "selection.json",
             {
@@ -140,13 +158,15 @@ class Selection:
                 "copies": asdict(self.copies) if self.copies else None,
             },
         )
+        return directory
 
-    @staticmethod
-    def load(directory: Path) -> Selection:
+    @classmethod
+    def load(cls, directory: str | Path) -> Selection:
         """What `save` wrote (the trace stays in `trace.parquet`: resuming needs the result)."""
+        directory = Path(directory)
         meta = json.loads((directory / "selection.json").read_text(encoding="utf-8"))
         conf = meta.get("confirmation")
-        return Selection(
+        return cls(
             selected=meta["selected"],
             rows=pd.read_parquet(directory / "rows.parquet"),
             trace=[],

@@ -1,5 +1,6 @@
 """Run directories: each stage's result is saved under the run, so a run can be inspected and
-resumed. Files are written atomically (temp file + rename): a crash never leaves half a manifest.
+resumed. Files are written atomically (`tracking.atomic`: temp file + rename): a crash never leaves
+half a manifest.
 
 A run remembers what it was made from: the resolved config and a fingerprint of the input (the
 source, its schema, its row count, and its files' sizes and modification times, or a table's
@@ -19,7 +20,6 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from date_spark.config import NEUTRAL, flatten, keys_by_stage
 from date_spark.errors import ConfigError, InputError
+from date_spark.tracking.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -63,19 +64,6 @@ STAGES = ("prepare", "discovery", "generation", "selection", "output", "evaluati
 
 def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -119,7 +107,7 @@ def stage(
     name: str,
     compute: Callable[[], T],
     load: Callable[[Path], T],
-    save: Callable[[T, Path], None],
+    save: Callable[[T, Path], object],
     summary: Callable[[T], Mapping[str, Any]],
 ) -> T:
     """One stage of a run: loaded from its directory when the manifest says it finished, else
