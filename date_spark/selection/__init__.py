@@ -22,10 +22,16 @@ from date_spark.selection.copies import CopyCount, find_copies
 from date_spark.selection.crossfit import CrossFitEvaluator, Partition, paired_z
 from date_spark.selection.diversity import diversity, infer_domains, rule_overlap
 from date_spark.selection.evaluators import search_evaluators
-from date_spark.selection.explain import nothing_kept_reason
 from date_spark.selection.gain import GainDecision, GainEstimate, GainEvaluator, PartitionChoice
 from date_spark.selection.keep import drop_copies, gain_evaluator, select_by_gain
-from date_spark.selection.result import Arm, Evaluator, LossEvaluator, Selection, TraceStep
+from date_spark.selection.result import (
+    Arm,
+    Evaluator,
+    LossEvaluator,
+    Selection,
+    TraceStep,
+    nothing_kept_reason,
+)
 from date_spark.selection.search import (
     STRATEGIES,
     confirm_selection,
