@@ -1,5 +1,7 @@
 """The facade: `DateSynthesizer(config).fit(df)` runs the three algorithms, `.sample()` returns the
-kept synthetic rows, `.run()` is the whole job (write, track, evaluate). scikit-learn manners:
+kept synthetic rows, `.run()` is the whole job (write, track, evaluate), `.save(path)` and
+`DateSynthesizer.load(path)` keep a fitted one (each stage saved as a run saves it). scikit-learn
+manners:
 `__init__` only stores config, `fit` returns self, learned state ends in `_` (`rules_`, `arms_`,
 `selection_`).
 
@@ -11,6 +13,7 @@ run stopped after generation resumes with zero LLM calls).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -22,10 +25,11 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from date_spark import discovery as discovery_stage
 from date_spark.columns import ARM, GENERATOR, PARENTS, ROUND, RULE, named_col
-from date_spark.config import Config, OutputConfig
+from date_spark.config import Config, OutputConfig, load_config
 from date_spark.discovery import Discovery
 from date_spark.errors import (
     ConfigError,
@@ -67,6 +71,7 @@ from date_spark.selection import (
     select,
     select_by_gain,
 )
+from date_spark.tracking.atomic import write_json_atomic, write_text_atomic
 from date_spark.tracking.mlflow_log import Tracker, warm_store
 from date_spark.tracking.runs import (
     STAGES,
@@ -77,7 +82,6 @@ from date_spark.tracking.runs import (
     open_run,
     stage,
     start_run,
-    write_json_atomic,
 )
 
 __all__ = ["DateSynthesizer", "RunResult"]
@@ -153,6 +157,7 @@ class DateSynthesizer:
                 selected, column_specs(selected.schema), cfg.input
             )
         self.raw_: DataFrame = raw
+        self.input_schema_: T.StructType = raw.schema
         self.data_: DataFrame = data.transform(
             assign_split(
                 schema.names, cfg.split.test_fraction, cfg.split.validation_fraction, cfg.seed
@@ -311,11 +316,17 @@ class DateSynthesizer:
         if attribute not in vars(self):
             raise NotFittedError(f"{what} needs a fitted synthesizer: call fit() first")
 
+    def _prepared(self) -> None:
+        """A loaded synthesizer reads its input again (the saved config's) before it needs rows."""
+        if "data_" not in vars(self):
+            self.prepare()
+
     def select(self, **overrides: Any) -> Selection:
         """Stage 3 again on the fitted arms with `selection.*` options overridden (for example
         ``strategy="forward"``, ``min_z=0``): compares strategies without new LLM calls. The
         fitted `selection_` is left as it was."""
         self._check_fitted("select()", "generation_")
+        self._prepared()
         cfg = self.config.with_overrides({f"selection.{k}": v for k, v in overrides.items()})
         return self._select(cfg)
 
@@ -432,6 +443,7 @@ class DateSynthesizer:
         from date_spark.evaluation.utility import utility
 
         self._check_fitted("utility()", "rules_")
+        self._prepared()
         cfg = self.config
         sel = selection if selection is not None else self.selection_
         train, test = self._collected()
@@ -458,6 +470,8 @@ class DateSynthesizer:
         """The test-split utility plus fidelity, privacy and validity of the kept rows; the
         report goes under the run, beside a path output, and into MLflow. With no kept row the
         report still exists and says why."""
+        from date_spark.evaluation.run_report import write_run_report
+
         log.info(
             "evaluation: test-split loss without partitions, with a model per rule, and with the "
             "%d kept rows (bootstrap intervals)",
@@ -475,7 +489,18 @@ class DateSynthesizer:
             result.utility = metrics
             self.evaluation_metrics_.update(result.metrics())
         log.info("evaluation: writing the report")
-        html = self._write_report(run, result, metrics, out_dir)
+        html = write_run_report(
+            out_dir,
+            run_id=run.run_id,
+            cfg=self.config,
+            rules=self.rules_,
+            arms=self.arms_,
+            selection=self.selection_,
+            utility=self.utility_,
+            metrics=metrics,
+            result=result,
+            task=self.schema_.task,
+        )
         summary["html"] = str(html.resolve())
         if result is not None:
             summary["fidelity"] = result.metrics().get("fidelity.overall")
@@ -498,52 +523,6 @@ class DateSynthesizer:
         return evaluate(
             train, synthetic, self.schema_, holdout=holdout, train=train, rule_column=RULE
         )
-
-    def _write_report(
-        self, run: Run, result: Any, metrics: dict[str, float], out_dir: Path
-    ) -> Path:
-        """The report under the run, and a copy beside a path output; returns the HTML page."""
-        from date_spark.evaluation.report import render_report
-        from date_spark.evaluation.report_sections import keep_section
-
-        cfg = self.config
-        arms, sel, u = self.arms_, self.selection_, self.utility_
-        errors = {
-            "no partition": u.losses["no_partition"],
-            "partition only": u.losses["partition_only"],
-            "DATE": u.losses["date"],
-            "global + synthetic": u.losses["global_synthetic"],
-        }
-        trace = [{str(k): v for k, v in r.items()} for r in sel.trace_frame().to_dict("records")]
-        paths = render_report(
-            result,
-            out_dir,
-            title=f"date-spark run {run.run_id}",
-            coverage={d.rule.to_text(): d.support for d in self.rules_.dgrs},
-            arm_gains=dict(zip(arms["arm_id"], arms["gain"].astype(float), strict=True))
-            if len(arms)
-            else None,
-            selection_trace=trace if sel.trace else None,
-            errors=errors,
-            error_label=f"{u.loss_name} ({u.model})",
-            gains=[g.to_dict() for g in u.gains()],
-            headline=u.headline(),
-            utility=metrics,
-            nothing_kept=None
-            if sel.n_rows
-            else self.kept_text(power=False).removeprefix("kept 0 rows: "),
-            task=self.schema_.task,
-            power=None
-            if sel.confirmation is None
-            else {**sel.confirmation.to_dict(), "power": cfg.selection.power},
-            extra_sections=[keep_section(sel.gain.to_dict())] if sel.gain is not None else (),
-        )
-        if cfg.output.path and "://" not in cfg.output.path:
-            beside = Path(f"{cfg.output.path.rstrip('/')}_report") / cfg.output.run_date.isoformat()
-            beside.mkdir(parents=True, exist_ok=True)
-            for p in (paths.html, paths.markdown, paths.json):
-                (beside / p.name).write_bytes(p.read_bytes())
-        return paths.html
 
     def kept_text(self, power: bool = True, selection: Selection | None = None) -> str:
         """One line: what was kept and why, or why nothing was (`Selection.explain`; `power`: with
@@ -569,10 +548,46 @@ class DateSynthesizer:
         return output.synthetic_frame(
             self._session(),
             sel,
-            self.raw_.schema,
+            self.input_schema_,
             run_id=run_id,
             run_date=self.config.output.run_date,
         )
+
+    # -- save / load ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Keep a fitted synthesizer: each stage's result saved the way a run saves it (atomically,
+        `discovery/`, `generation/`, `selection/`), the input's schema and the config (no secrets;
+        written last, so a directory with `config.json` is complete). `load` gives back one that
+        samples, explains and reselects from saved rows without an LLM call."""
+        self._check_fitted("save()", "selection_")
+        root = Path(directory)
+        self.rules_.save(root / "discovery")
+        self.generation_.save(root / "generation")
+        self.selection_.save(root / "selection")
+        write_text_atomic(root / "input_schema.json", self.input_schema_.json())
+        write_json_atomic(root / "config.json", self.config.redacted())
+        return root
+
+    @classmethod
+    def load(cls, directory: str | Path, spark: SparkSession | None = None) -> DateSynthesizer:
+        """A synthesizer `save` kept; `select()` and `utility()` read the input again (from the
+        saved config) when called."""
+        root = Path(directory)
+        saved = root / "config.json"
+        if not saved.is_file():
+            raise ConfigError(
+                f"{str(root)!r} holds no saved synthesizer (no config.json); save one with "
+                f"DateSynthesizer.save(path) after fit()"
+            )
+        synth = cls(load_config(base=json.loads(saved.read_text(encoding="utf-8"))), spark)
+        synth.rules_ = Discovery.load(root / "discovery")
+        gen = synth.config.generation.generator
+        synth.generation_ = GenerationResult.load(root / "generation", generator=gen)
+        synth.arms_ = synth.generation_.arms
+        synth.selection_ = Selection.load(root / "selection")
+        schema = json.loads((root / "input_schema.json").read_text(encoding="utf-8"))
+        synth.input_schema_ = T.StructType.fromJson(schema)
+        return synth
 
     # -- run ------------------------------------------------------------------------------------
     def run(self, df: DataFrame | None = None, resume: str | None = None) -> RunResult:

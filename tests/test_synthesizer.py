@@ -256,6 +256,44 @@ def test_select_reruns_stage_3_with_other_options_and_no_new_generation(spark: A
         synth.select(strategy="best")
 
 
+def test_a_saved_synthesizer_loads_and_samples_the_same_rows(spark: Any, tmp_path: Path) -> None:
+    """`save` keeps each stage the way a run does; `load` samples and explains the same without
+    an LLM call and without reading the input."""
+    from chispa import assert_df_equality
+
+    from date_spark.errors import ConfigError
+    from date_spark.synthesizer import DateSynthesizer
+
+    cfg = Config().with_overrides(
+        {
+            "input.target": "y",
+            "generation.generator": "interpolation",
+            "generation.iterations": 1,
+            "selection.rule": "holm",
+            "tracking.enabled": False,
+        }
+    )
+    df = spark.createDataFrame(planted_regimes(1500, n_features=8, seed=5).drop(columns="regime"))
+    synth = DateSynthesizer(cfg, spark).fit(df)
+    # a selection that keeps rows, so the comparison below compares some
+    synth.selection_ = synth.select(rule="holm", strategy="topk", top_k=2, confirm=False)
+    assert synth.selection_.n_rows > 0
+    saved = synth.save(tmp_path / "synth")
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "config.json", "discovery", "generation", "input_schema.json", "selection"
+    ]  # fmt: skip
+
+    loaded = DateSynthesizer.load(saved, spark)
+    assert not hasattr(loaded, "data_")  # the input was not read
+    assert_df_equality(loaded.sample(), synth.sample(), ignore_row_order=True)
+    assert loaded.kept_text() == synth.kept_text()
+    assert [d.rule.to_text() for d in loaded.rules_.dgrs] == [
+        d.rule.to_text() for d in synth.rules_.dgrs
+    ]
+    with pytest.raises(ConfigError, match="no saved synthesizer"):
+        DateSynthesizer.load(tmp_path / "nothing-here", spark)
+
+
 def test_an_error_raised_while_handling_ctrl_c_counts_as_the_interruption() -> None:
     """pyspark's cleanup after Ctrl-C (closing a half-read Arrow stream) raises a Java broken
     pipe in place of the KeyboardInterrupt; a plain error is still a crash."""
