@@ -36,6 +36,7 @@ from date_spark.errors import (
     DateSparkError,
     Interrupted,
     NotFittedError,
+    OutputError,
     interrupted_by,
 )
 from date_spark.evaluation.utility import Utility
@@ -561,6 +562,11 @@ class DateSynthesizer:
         samples, explains and reselects from saved rows without an LLM call."""
         self._check_fitted("save()", "selection_")
         root = Path(directory)
+        if root.exists() and any(root.iterdir()):
+            # stage files of another fit would mix with this one's if the save stopped midway
+            raise OutputError(
+                f"{str(root)!r} is not empty; save a synthesizer into a new or empty directory"
+            )
         self.rules_.save(root / "discovery")
         self.generation_.save(root / "generation")
         self.selection_.save(root / "selection")

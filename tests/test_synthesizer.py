@@ -261,7 +261,7 @@ def test_a_saved_synthesizer_loads_and_samples_the_same_rows(spark: Any, tmp_pat
     an LLM call and without reading the input."""
     from chispa import assert_df_equality
 
-    from date_spark.errors import ConfigError
+    from date_spark.errors import ConfigError, OutputError
     from date_spark.synthesizer import DateSynthesizer
 
     cfg = Config().with_overrides(
@@ -292,6 +292,10 @@ def test_a_saved_synthesizer_loads_and_samples_the_same_rows(spark: Any, tmp_pat
     ]
     with pytest.raises(ConfigError, match="no saved synthesizer"):
         DateSynthesizer.load(tmp_path / "nothing-here", spark)
+    before = sorted(str(p) for p in saved.rglob("*"))
+    with pytest.raises(OutputError, match="not empty"):
+        synth.save(saved)  # another fit's files would mix with these
+    assert sorted(str(p) for p in saved.rglob("*")) == before
 
 
 def test_an_error_raised_while_handling_ctrl_c_counts_as_the_interruption() -> None:

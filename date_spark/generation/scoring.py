@@ -285,7 +285,7 @@ def rank_partitions(
             ]
         )
         frame = pd.concat([frame, thin], ignore_index=True)
-    frame = frame[frame[DGR_COL].isin(list(support))]
+    frame = frame[frame[DGR_COL].isin(list(support))].copy()
     frame["support"] = frame[DGR_COL].map(lambda k: int(support[k]))
     frame = frame.sort_values(
         ["benefit", "support", DGR_COL], ascending=[False, False, True], kind="mergesort"

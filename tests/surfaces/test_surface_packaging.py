@@ -1,5 +1,5 @@
 """Packaging (slow tier): `python -m build` makes an sdist and a wheel from the repository; the
-wheel carries the package, the demo table and the version from `date_spark.__version__` (its only
+wheel carries the package, the demo table and the version from `date_spark/version.py` (its only
 home), and `date-spark[local-llm]` is an extra pip can resolve."""
 
 from __future__ import annotations
@@ -81,10 +81,14 @@ def test_local_llm_extra_resolves(built_dist: dict[str, Path], tmp_path: Path) -
 
 
 def test_version_lives_in_one_place() -> None:
-    """pyproject reads the version from `date_spark.__version__`; the CLI reports the same."""
+    """pyproject reads the version from `date_spark/version.py`; the package root and the CLI
+    report the same."""
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
-    assert 'version = { attr = "date_spark.__version__" }' in pyproject
+    assert 'version = { attr = "date_spark.version.__version__" }' in pyproject
+    import date_spark
+
+    assert date_spark.__version__ == __version__
     assert not re.search(r'^version\s*=\s*"', pyproject, re.M)
     proc = subprocess.run(
         [sys.executable, "-m", "date_spark.cli", "--version"],
