@@ -831,6 +831,7 @@ SECTIONS: Sequence[tuple[str, Cell, Callable[[dict[str, Any] | None], list[str]]
     ("calibration-job-nolabel", _calibration_job_intro, calibration_table),
     ("calibration-job-all", _calibration_job_intro, calibration_table),
     ("calibration-order-check", lambda r: _same_rows(r, "calibration-job-all"), _nothing),
+    ("calibration-restructure-check", lambda r: _same_rows(r, "calibration-job-all"), _nothing),
     ("calibration-job-full", _calibration_job_intro, calibration_table),
     ("calibration-job-embedded", _calibration_job_intro, calibration_table),
     ("crossfit_bias", _bias_intro, bias_table),
