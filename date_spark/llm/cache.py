@@ -3,8 +3,8 @@
 The key is the sha256 of the canonical JSON of everything that determines a reply: the endpoint
 identity, the model, the messages and the request parameters (temperature, seed, max_tokens,
 response_format / extra_body). Never the API key. Entries are files under `llm.cache_path`, one per
-key, written to a temporary file in the same directory and then `os.replace`d, so a reader sees the
-whole entry or none; a torn or corrupt file is a miss, never an error.
+key, written atomically (`tracking.atomic`: a temporary file in the same directory, then renamed),
+so a reader sees the whole entry or none; a torn or corrupt file is a miss, never an error.
 
 The path must be reachable from every executor: local disk on one machine, a shared volume on a
 cluster (`/dbfs/...`, `/Volumes/...`, an NFS or FUSE mount of object storage). Every reply with
@@ -17,15 +17,15 @@ for the same prompt vary `seed` per request.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from date_spark.tracking.atomic import write_text_atomic
 
 __all__ = ["CachedResponse", "ResponseCache", "cache_key"]
 
@@ -110,16 +110,6 @@ class ResponseCache:
     def put(self, key: str, value: CachedResponse) -> None:
         if self.path is None:
             return
-        target = self._file(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(value.to_json())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(self._file(key), value.to_json())
         with self._lock:
             self.writes += 1
