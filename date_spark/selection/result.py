@@ -27,10 +27,7 @@ __all__ = [
     "LossEvaluator",
     "Selection",
     "TraceStep",
-    "kept_text",
     "nothing_kept_reason",
-    "power_by_partition",
-    "stage_summary",
 ]
 
 
@@ -133,18 +130,120 @@ class Selection:
         return pd.DataFrame([asdict(s) for s in self.trace], columns=cols)
 
     def explain(self, *, power: bool = True, rules_found: bool = True) -> str:
-        """What was kept and why, or why nothing was, in one line; `power`
-        adds what the confirmation rows could have shown, `rules_found=False` says discovery
-        found no rule to select for."""
-        return kept_text(self, power=power, rules_found=rules_found)
+        """One line: what was kept and why, or why nothing was, with what the confirmation rows
+        could have shown (`power`; the report shows that as a table instead). `rules_found`: whether
+        discovery found any rule (without one there was nothing to select from)."""
+        if self.gain is not None:
+            return self._gain_text(rules_found)
+        c = self.confirmation
+        power_text = (
+            f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
+        )
+        if self.n_rows:
+            test = (
+                f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
+                f"{c.min_z:g} on {c.rows} confirmation rows"
+                if c is not None and c.tested and c.baseline_loss > 0
+                else "not confirmed (selection.confirm is off)"
+            )
+            if c is not None and c.tested and any(not t.passed for t in c.tests):
+                test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
+            return f"kept {self.n_rows} rows from {len(self.selected)} arms, {test}"
+        if not rules_found:
+            return NO_RULE
+        if c is not None and c.tested and not c.passed and c.tests:
+            why = (
+                f"the searched set ({len(self.screened)} arms) failed confirmation in every "
+                "partition it adds rows to ("
+                + ", ".join(f"{t.key}: z={t.z:.2f} <= {t.threshold:.2f}" for t in c.tests)
+                + ")"
+            )
+        elif c is not None and c.tested and not c.passed:
+            why = (
+                f"the searched set ({len(self.screened)} arms) failed confirmation: z={c.z:.2f} <= "
+                f"{c.min_z:g} on {c.rows} rows"
+            )
+        elif not self.screened:
+            why = self.stop_reason or "no arm passed the screen"
+        else:
+            why = self.stop_reason
+        return f"kept 0 rows: {why}{power_text}"
+
+    def _gain_text(self, rules_found: bool) -> str:
+        """`explain` for the gain rule: the kept rows and what they are expected to be worth for
+        the user's model, or per partition what the generated rows were worth."""
+        d = self.gain
+        assert d is not None
+        copies = (
+            f"; {self.copies.text()}" if self.copies is not None and self.copies.dropped else ""
+        )
+        if self.n_rows:
+            parts = ", ".join(f"{k}: {n}" for k, n in d.kept.items())
+            return f"kept {self.n_rows} rows ({parts}): {d.text()}{copies}"
+        if not rules_found:
+            return NO_RULE
+        return f"kept 0 rows: {d.text()}{copies}"
 
     def summary(self, *, rules_found: bool = True) -> dict[str, Any]:
-        """What the run's manifest records for the stage and MLflow logs."""
-        return stage_summary(self, rules_found=rules_found)
+        """What the run's manifest records for the stage and MLflow logs (its numbers)."""
+        out: dict[str, Any] = {
+            "strategy": self.strategy,
+            "screened_arms": len(self.screened),
+            "selected_arms": len(self.selected),
+            "rows": self.n_rows,
+            "baseline": self.baseline,
+            "best_score": self.best_score,
+            "stop_reason": self.stop_reason,
+            "kept": self.explain(rules_found=rules_found),
+        }
+        if self.copies is not None:
+            out["copies"] = asdict(self.copies)
+        if self.gain is not None:
+            out["gain"] = self.gain.to_dict()
+            j = self.gain.joint
+            if j is not None:
+                lo, hi = j.interval()
+                out.update(
+                    expected_gain_relative=j.relative, expected_gain_low=lo,
+                    expected_gain_high=hi, expected_gain_z=j.shrunk_z,
+                )  # fmt: skip
+        c = self.confirmation
+        if c is not None:
+            out.update(
+                confirmation_z=c.z,
+                confirmation_passed=c.passed,
+                confirmation_rows=c.rows,
+                confirmation_gain=c.gain,
+                mde=c.mde,
+                mde_relative=c.mde_relative,
+                partitions=[asdict(p) for p in c.partitions],
+                confirmation_tests=[asdict(t) for t in c.tests],
+            )
+        return out
 
     def power_metrics(self) -> dict[str, float]:
-        """Per partition: the estimate or confirmation rows and the minimum detectable effect."""
-        return power_by_partition(self)
+        """Per partition: the gain rule's estimate and minimum detectable effect, or the
+        confirmation's rows and minimum detectable effect, for MLflow."""
+        out: dict[str, float] = {}
+        d = self.gain
+        if d is not None:
+            for choice in d.partitions:
+                best = choice.best
+                if best is not None:
+                    out[f"{choice.key}.gain_relative"] = best.relative
+                    out[f"{choice.key}.gain_z"] = best.shrunk_z
+                    out[f"{choice.key}.mde_relative"] = best.mde(d.bar, d.power)
+                    out[f"{choice.key}.kept_rows"] = float(choice.rows)
+        c = self.confirmation
+        if c is None:
+            return out
+        for p in c.partitions:
+            out[f"{p.key}.confirmation_rows"] = float(p.rows)
+            out[f"{p.key}.mde"] = p.mde
+            out[f"{p.key}.mde_relative"] = p.mde_relative
+            if p.ceiling_rows:
+                out[f"{p.key}.ceiling_relative"] = p.ceiling_relative
+        return out
 
     def save(self, directory: str | Path) -> Path:
         """Rows and trace as parquet, then the rest as `selection.json` (last: a directory
@@ -193,66 +292,7 @@ class Selection:
         )
 
 
-# ----------------------------------------------------------------------------------------------
-# A selection in words and numbers
-# ----------------------------------------------------------------------------------------------
-
 NO_RULE = "kept 0 rows: discovery found no rule"
-
-
-def kept_text(s: Selection, *, power: bool = True, rules_found: bool = True) -> str:
-    """One line: what was kept and why, or why nothing was, with what the confirmation rows could
-    have shown (`power`; the report shows that as a table instead). `rules_found`: whether
-    discovery found any rule (without one there was nothing to select from)."""
-    if s.gain is not None:
-        return _gain_text(s, rules_found)
-    c = s.confirmation
-    power_text = (
-        f"; the confirmation could not see gains below: {c.power_text()}" if c and power else ""
-    )
-    if s.n_rows:
-        test = (
-            f"confirmed: loss {-100 * c.gain / c.baseline_loss:+.1f}%, z={c.z:.2f} > "
-            f"{c.min_z:g} on {c.rows} confirmation rows"
-            if c is not None and c.tested and c.baseline_loss > 0
-            else "not confirmed (selection.confirm is off)"
-        )
-        if c is not None and c.tested and any(not t.passed for t in c.tests):
-            test += "; dropped " + ", ".join(t.key for t in c.tests if not t.passed)
-        return f"kept {s.n_rows} rows from {len(s.selected)} arms, {test}"
-    if not rules_found:
-        return NO_RULE
-    if c is not None and c.tested and not c.passed and c.tests:
-        why = (
-            f"the searched set ({len(s.screened)} arms) failed confirmation in every "
-            "partition it adds rows to ("
-            + ", ".join(f"{t.key}: z={t.z:.2f} <= {t.threshold:.2f}" for t in c.tests)
-            + ")"
-        )
-    elif c is not None and c.tested and not c.passed:
-        why = (
-            f"the searched set ({len(s.screened)} arms) failed confirmation: z={c.z:.2f} <= "
-            f"{c.min_z:g} on {c.rows} rows"
-        )
-    elif not s.screened:
-        why = s.stop_reason or "no arm passed the screen"
-    else:
-        why = s.stop_reason
-    return f"kept 0 rows: {why}{power_text}"
-
-
-def _gain_text(s: Selection, rules_found: bool) -> str:
-    """`kept_text` for the gain rule: the kept rows and what they are expected to be worth for the
-    user's model, or per partition what the generated rows were worth."""
-    d = s.gain
-    assert d is not None
-    copies = f"; {s.copies.text()}" if s.copies is not None and s.copies.dropped else ""
-    if s.n_rows:
-        parts = ", ".join(f"{k}: {n}" for k, n in d.kept.items())
-        return f"kept {s.n_rows} rows ({parts}): {d.text()}{copies}"
-    if not rules_found:
-        return NO_RULE
-    return f"kept 0 rows: {d.text()}{copies}"
 
 
 def nothing_kept_reason(
@@ -267,67 +307,4 @@ def nothing_kept_reason(
         why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
         return "generation returned no valid row" + (f" (rejected: {why})" if why else "")
     # the selection's own account: screen, confirmation and what it could have detected
-    return kept_text(s, rules_found=rules_found).removeprefix("kept 0 rows: ")
-
-
-def stage_summary(s: Selection, *, rules_found: bool = True) -> dict[str, Any]:
-    """What the run's manifest records for the stage and MLflow logs (its numbers)."""
-    out: dict[str, Any] = {
-        "strategy": s.strategy,
-        "screened_arms": len(s.screened),
-        "selected_arms": len(s.selected),
-        "rows": s.n_rows,
-        "baseline": s.baseline,
-        "best_score": s.best_score,
-        "stop_reason": s.stop_reason,
-        "kept": kept_text(s, rules_found=rules_found),
-    }
-    if s.copies is not None:
-        out["copies"] = asdict(s.copies)
-    if s.gain is not None:
-        out["gain"] = s.gain.to_dict()
-        j = s.gain.joint
-        if j is not None:
-            lo, hi = j.interval()
-            out.update(
-                expected_gain_relative=j.relative, expected_gain_low=lo,
-                expected_gain_high=hi, expected_gain_z=j.shrunk_z,
-            )  # fmt: skip
-    c = s.confirmation
-    if c is not None:
-        out.update(
-            confirmation_z=c.z,
-            confirmation_passed=c.passed,
-            confirmation_rows=c.rows,
-            confirmation_gain=c.gain,
-            mde=c.mde,
-            mde_relative=c.mde_relative,
-            partitions=[asdict(p) for p in c.partitions],
-            confirmation_tests=[asdict(t) for t in c.tests],
-        )
-    return out
-
-
-def power_by_partition(s: Selection) -> dict[str, float]:
-    """Per partition: the gain rule's estimate and minimum detectable effect, or the
-    confirmation's rows and minimum detectable effect, for MLflow."""
-    out: dict[str, float] = {}
-    d = s.gain
-    if d is not None:
-        for choice in d.partitions:
-            best = choice.best
-            if best is not None:
-                out[f"{choice.key}.gain_relative"] = best.relative
-                out[f"{choice.key}.gain_z"] = best.shrunk_z
-                out[f"{choice.key}.mde_relative"] = best.mde(d.bar, d.power)
-                out[f"{choice.key}.kept_rows"] = float(choice.rows)
-    c = s.confirmation
-    if c is None:
-        return out
-    for p in c.partitions:
-        out[f"{p.key}.confirmation_rows"] = float(p.rows)
-        out[f"{p.key}.mde"] = p.mde
-        out[f"{p.key}.mde_relative"] = p.mde_relative
-        if p.ceiling_rows:
-            out[f"{p.key}.ceiling_relative"] = p.ceiling_relative
-    return out
+    return s.explain(rules_found=rules_found).removeprefix("kept 0 rows: ")

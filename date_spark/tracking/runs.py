@@ -52,7 +52,6 @@ __all__ = [
     "stage",
     "stage_of",
     "start_run",
-    "write_json_atomic",
 ]
 
 
